@@ -1,0 +1,236 @@
+"""Settings: one YAML file (`clv.yaml` in the workspace) plus `CLV_*` environment variables.
+
+Precedence, lowest first: documented defaults, `clv.yaml`, environment variables.
+`${NAME}` in YAML values expands from the environment (secrets stay out of the file).
+Nested keys in the environment use a double underscore: `CLV_MODEL__HORIZON_DAYS=180`,
+`CLV_MLFLOW__TRACKING_URI=postgresql://...`. Nothing is read at import time.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from clv.errors import ConfigError
+
+CONFIG_FILE = "clv.yaml"
+ENV_PREFIX = "CLV_"
+STATE_DIR = ".clv"
+CODE_ROOT = Path(__file__).resolve().parent.parent
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ModelSettings(_Frozen):
+    """What the models predict."""
+
+    horizon_days: int = Field(365, gt=0, description="CLV prediction horizon in days")
+    churn_window_days: int = Field(90, gt=0, description="churn = no purchase in this window")
+    annual_discount_rate: float = Field(0.10, ge=0.0, lt=1.0, description="annual discount rate")
+    margin_rate: float = Field(
+        0.30, gt=0.0, le=1.0, description="gross margin rate when the data has no margin column"
+    )
+
+
+class FeatureSettings(_Frozen):
+    """How feature snapshots are built."""
+
+    snapshot_every: str = Field("1M", description="snapshot spacing: Nd, Nw or NM")
+    service: str = Field("clv_v1", description="the FeatureService that training and serving use")
+
+
+class TuningSettings(_Frozen):
+    """The Optuna study's budget."""
+
+    n_trials: int = Field(20, gt=0)
+    timeout_seconds: float | None = Field(None, gt=0)
+    seed: int = 42
+    sample_customers: int | None = Field(
+        None, gt=0, description="tune on a sample of customers; final models use all"
+    )
+    storage: str | None = Field(None, description="Optuna storage URI; default SQLite in .clv/")
+    nthread: int = Field(1, gt=0, description="XGBoost threads per model")
+
+
+class MLflowSettings(_Frozen):
+    """Where runs and registered models live."""
+
+    tracking_uri: str | None = Field(None, description="default: SQLite file .clv/mlflow.db")
+    artifact_root: str | None = Field(None, description="default: .clv/mlartifacts")
+    experiment: str = "clv"
+    model_name: str = "clv"
+
+
+class FeastSettings(_Frozen):
+    """The Feast feature store."""
+
+    repo_path: Path = Field(CODE_ROOT / "feature_repo", description="Feast declarations")
+    project: str = "clv"
+    registry: str | None = Field(None, description="default: .clv/feast/registry.db")
+    online_store: Literal["sqlite", "redis"] = "sqlite"
+    online_path: str | None = Field(None, description="SQLite file; default .clv/feast/online.db")
+    redis_connection: str = "localhost:6379"
+
+
+class ServingSettings(_Frozen):
+    """The scoring server."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, gt=0, lt=65536)
+    max_batch: int = Field(1000, gt=0)
+
+
+class MonitoringSettings(_Frozen):
+    """Drift thresholds."""
+
+    drift_share_warn: float = Field(0.3, ge=0.0, le=1.0)
+    drift_share_retrain: float = Field(0.5, ge=0.0, le=1.0)
+
+
+class Settings(_Frozen):
+    """Everything clv reads from configuration, bound to one workspace."""
+
+    workspace: Path
+    model: ModelSettings = ModelSettings()
+    features: FeatureSettings = FeatureSettings()
+    tuning: TuningSettings = TuningSettings()
+    mlflow: MLflowSettings = MLflowSettings()
+    feast: FeastSettings = FeastSettings()
+    serving: ServingSettings = ServingSettings()
+    monitoring: MonitoringSettings = MonitoringSettings()
+
+    # Paths inside the workspace: the only place clv writes.
+    @property
+    def state_dir(self) -> Path:
+        return self.workspace / STATE_DIR
+
+    @property
+    def raw_dir(self) -> Path:
+        return self.workspace / "data" / "raw"
+
+    @property
+    def offline_dir(self) -> Path:
+        return self.state_dir / "offline"
+
+    @property
+    def quarantine_dir(self) -> Path:
+        return self.state_dir / "quarantine"
+
+    @property
+    def features_dir(self) -> Path:
+        return self.offline_dir / "features"
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.workspace / "reports"
+
+    @property
+    def feast_dir(self) -> Path:
+        return self.state_dir / "feast"
+
+    @property
+    def tracking_uri(self) -> str:
+        return self.mlflow.tracking_uri or f"sqlite:///{self.state_dir / 'mlflow.db'}"
+
+    @property
+    def artifact_root(self) -> str:
+        return self.mlflow.artifact_root or (self.state_dir / "mlartifacts").as_uri()
+
+    @property
+    def optuna_storage(self) -> str:
+        return self.tuning.storage or f"sqlite:///{self.state_dir / 'optuna.db'}"
+
+    def ensure_dirs(self) -> None:
+        """Create the workspace's state folders (idempotent)."""
+        for d in (self.state_dir, self.offline_dir, self.quarantine_dir, self.feast_dir):
+            d.mkdir(parents=True, exist_ok=True)
+
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def _expand(value: object, source: str) -> object:
+    if isinstance(value, str):
+
+        def repl(m: re.Match[str]) -> str:
+            name = m.group(1)
+            if name not in os.environ:
+                raise ConfigError(f"{source}: ${{{name}}} is not set in the environment")
+            return os.environ[name]
+
+        return _ENV_REF.sub(repl, value)
+    if isinstance(value, dict):
+        return {k: _expand(v, source) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand(v, source) for v in value]
+    return value
+
+
+def _env_overrides(environ: Mapping[str, str]) -> dict[str, object]:
+    """`CLV_SECTION__KEY=value` -> {"section": {"key": value}}; CLV_WORKSPACE is not a setting."""
+    out: dict[str, object] = {}
+    for key, value in environ.items():
+        if not key.startswith(ENV_PREFIX) or key == "CLV_WORKSPACE" or key == "CLV_DEBUG":
+            continue
+        parts = key[len(ENV_PREFIX) :].lower().split("__")
+        if len(parts) != 2:
+            continue
+        section = out.setdefault(parts[0], {})
+        assert isinstance(section, dict)
+        section[parts[1]] = value
+    return out
+
+
+def _merge(base: dict[str, object], extra: Mapping[str, object]) -> dict[str, object]:
+    merged = dict(base)
+    for k, v in extra.items():
+        cur = merged.get(k)
+        if isinstance(cur, dict) and isinstance(v, Mapping):
+            merged[k] = _merge(cur, v)
+        else:
+            merged[k] = v
+    return merged
+
+
+def resolve_workspace(workspace: Path | str | None = None) -> Path:
+    """The workspace: the argument, else $CLV_WORKSPACE, else the current directory."""
+    chosen = workspace or os.environ.get("CLV_WORKSPACE") or Path.cwd()
+    return Path(chosen).expanduser().resolve()
+
+
+def load_settings(
+    workspace: Path | str | None = None, *, environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Load settings for a workspace from its `clv.yaml` (if any) and the environment."""
+    env = os.environ if environ is None else environ
+    ws = resolve_workspace(workspace)
+    data: dict[str, object] = {}
+    cfg = ws / CONFIG_FILE
+    if cfg.exists():
+        try:
+            loaded = yaml.safe_load(cfg.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{cfg}: not valid YAML ({exc.__class__.__name__})") from exc
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{cfg}: expected a mapping at the top level")
+        expanded = _expand(loaded, str(cfg))
+        assert isinstance(expanded, dict)
+        data = expanded
+    data = _merge(data, _env_overrides(env))
+    data["workspace"] = ws
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(
+            f"{cfg if cfg.exists() else 'environment'}: {where}: {first['msg']}"
+        ) from exc

@@ -1,0 +1,1 @@
+"""clv features component."""

@@ -1,0 +1,1 @@
+"""clv monitoring component."""

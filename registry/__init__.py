@@ -1,0 +1,1 @@
+"""clv registry component."""

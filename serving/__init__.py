@@ -1,0 +1,1 @@
+"""clv serving component."""

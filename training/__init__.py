@@ -1,0 +1,1 @@
+"""clv training component."""
