@@ -41,7 +41,14 @@ def root(
     ctx.obj = CliState(workspace=workspace)
 
 
+_registered = False
+
+
 def _register() -> None:
+    global _registered
+    if _registered:
+        return
+    _registered = True
     from clv import data_cli
     from features import cli as features_cli
     from monitoring import cli as monitoring_cli

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from clv.errors import ConfigError
 
@@ -86,6 +86,27 @@ class ServingSettings(_Frozen):
     host: str = "127.0.0.1"
     port: int = Field(8000, gt=0, lt=65536)
     max_batch: int = Field(1000, gt=0)
+    value_thresholds: tuple[float, float] | None = Field(
+        default=None,
+        description="CLV cut points low|mid and mid|high; default: terciles of the champion's "
+        "predictions on its training reference sample",
+    )
+    churn_threshold: float = Field(
+        default=0.5,
+        ge=0.0,
+        le=1.0,
+        description="churn probability at or above which a customer is at risk",
+    )
+    reload_seconds: float = Field(
+        default=0.0, ge=0.0, description="poll the champion alias every N seconds and swap; 0 = off"
+    )
+
+    @model_validator(mode="after")
+    def _ordered_thresholds(self) -> ServingSettings:
+        t = self.value_thresholds
+        if t is not None and t[0] > t[1]:
+            raise ValueError("value_thresholds must be ascending: [low|mid, mid|high]")
+        return self
 
 
 class MonitoringSettings(_Frozen):
@@ -93,6 +114,21 @@ class MonitoringSettings(_Frozen):
 
     drift_share_warn: float = Field(0.3, ge=0.0, le=1.0)
     drift_share_retrain: float = Field(0.5, ge=0.0, le=1.0)
+    sample_rows: int = Field(
+        default=50_000,
+        gt=0,
+        description="drift reports compare at most this many rows per side (seeded)",
+    )
+    reference_window: Literal["latest", "all"] = Field(
+        default="latest",
+        description="compare with the reference's latest training snapshot, or all of it",
+    )
+
+    @model_validator(mode="after")
+    def _ordered_shares(self) -> MonitoringSettings:
+        if self.drift_share_warn > self.drift_share_retrain:
+            raise ValueError("drift_share_warn must not exceed drift_share_retrain")
+        return self
 
 
 class Settings(_Frozen):
@@ -157,20 +193,20 @@ class Settings(_Frozen):
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
-def _expand(value: object, source: str) -> object:
+def _expand(value: object, source: str, env: Mapping[str, str]) -> object:
     if isinstance(value, str):
 
         def repl(m: re.Match[str]) -> str:
             name = m.group(1)
-            if name not in os.environ:
+            if name not in env:
                 raise ConfigError(f"{source}: ${{{name}}} is not set in the environment")
-            return os.environ[name]
+            return env[name]
 
         return _ENV_REF.sub(repl, value)
     if isinstance(value, dict):
-        return {k: _expand(v, source) for k, v in value.items()}
+        return {k: _expand(v, source, env) for k, v in value.items()}
     if isinstance(value, list):
-        return [_expand(v, source) for v in value]
+        return [_expand(v, source, env) for v in value]
     return value
 
 
@@ -221,7 +257,7 @@ def load_settings(
             raise ConfigError(f"{cfg}: not valid YAML ({exc.__class__.__name__})") from exc
         if not isinstance(loaded, dict):
             raise ConfigError(f"{cfg}: expected a mapping at the top level")
-        expanded = _expand(loaded, str(cfg))
+        expanded = _expand(loaded, str(cfg), env)
         assert isinstance(expanded, dict)
         data = expanded
     data = _merge(data, _env_overrides(env))

@@ -1,0 +1,5 @@
+"""`python -m clv` is the `clv` command."""
+
+from clv.cli import run
+
+run()

@@ -1,0 +1,149 @@
+"""`clv data`: generate a seeded demo world, ingest raw files, show what is stored."""
+
+from __future__ import annotations
+
+import time
+from enum import StrEnum
+from pathlib import Path
+
+import typer
+
+from clv.console import JsonOption, emit, progress, settings_of
+
+app = typer.Typer(
+    help="Raw data: generate seeded customers, ingest CSV/Parquet into the offline store, status.",
+    no_args_is_help=True,
+)
+
+
+class ScenarioChoice(StrEnum):
+    baseline = "baseline"
+    price_increase = "price_increase"
+    channel_shift = "channel_shift"
+    engagement_drop = "engagement_drop"
+
+
+class FormatChoice(StrEnum):
+    csv = "csv"
+    parquet = "parquet"
+
+
+class TableChoice(StrEnum):
+    transactions = "transactions"
+    customers = "customers"
+    events = "events"
+
+
+@app.command()
+def generate(
+    ctx: typer.Context,
+    customers: int = typer.Option(20_000, "--customers", min=1, help="Customers to generate."),
+    months: int = typer.Option(36, "--months", min=1, help="Length of the period in months."),
+    seed: int = typer.Option(42, "--seed", help="Random seed (same seed, same data)."),
+    scenario: ScenarioChoice = typer.Option(
+        ScenarioChoice.baseline, "--scenario", help="What changes after the change date."
+    ),
+    start: str = typer.Option("2023-01-01", "--start", help="First day of the period (UTC)."),
+    change_date: str | None = typer.Option(
+        None, "--change-date", help="When the scenario starts (default: 2/3 through the period)."
+    ),
+    out: Path | None = typer.Option(None, "--out", help="Output folder (default: data/raw)."),
+    fmt: FormatChoice = typer.Option(FormatChoice.csv, "--format", help="File format."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Write transactions, customers and events files from a seeded generator."""
+    from clv.generator import generate as run_generate
+    from clv.generator import write_raw
+
+    settings = settings_of(ctx)
+    out_dir = out or settings.raw_dir
+    progress(f"generating {customers:,} customers over {months} months (seed {seed})")
+    t = time.perf_counter()
+    data = run_generate(
+        customers=customers,
+        months=months,
+        seed=seed,
+        scenario=scenario.value,
+        start=start,
+        change_date=change_date,
+    )
+    paths = write_raw(data, out_dir, fmt=fmt.value)
+    seconds = round(time.perf_counter() - t, 2)
+    rows = {table: len(frame) for table, frame in data.tables().items()}
+    payload: dict[str, object] = {
+        "out_dir": str(out_dir),
+        "format": fmt.value,
+        "customers": customers,
+        "months": months,
+        "seed": seed,
+        "scenario": scenario.value,
+        "start": data.start.isoformat(),
+        "end": data.end.isoformat(),
+        "change_date": data.change_date.isoformat(),
+        "rows": rows,
+        "files": {table: str(p) for table, p in paths.items()},
+        "seconds": seconds,
+    }
+    summary = (
+        f"wrote {rows['transactions']:,} transactions, {rows['customers']:,} customers and "
+        f"{rows['events']:,} events to {out_dir} ({fmt.value}, {seconds} s)\n"
+        f"period {data.start.date()} .. {data.end.date()}, scenario {scenario.value}"
+        f" from {data.change_date.date()}\n"
+        f"next: clv data ingest {out_dir}"
+    )
+    emit(summary, payload, as_json=as_json)
+
+
+@app.command()
+def ingest(
+    ctx: typer.Context,
+    path: Path = typer.Argument(..., help="A CSV/Parquet file, or a folder holding them."),
+    table: TableChoice | None = typer.Option(
+        None, "--table", help="The table the file holds (default: from the file name)."
+    ),
+    as_json: bool = JsonOption,
+) -> None:
+    """Validate raw files into the offline store; bad rows go to .clv/quarantine/."""
+    from clv.errors import DataError
+    from clv.ingest import ingest_all
+
+    settings = settings_of(ctx)
+    if not path.exists():
+        raise DataError(f"{path}: no such file or folder")
+    progress(f"ingesting {path}")
+    results = ingest_all(settings, path, table=table.value if table else None)
+    lines = []
+    for r in results:
+        bad = sum(r.quarantined.values())
+        line = (
+            f"{r.table}: read {r.read:,}, accepted {r.accepted:,}, "
+            f"already present {r.already_present:,}, quarantined {bad:,}"
+        )
+        if r.superseded:
+            line += f", superseded {r.superseded:,}"
+        if bad:
+            reasons = ", ".join(f"{k} {v:,}" for k, v in r.quarantined.items())
+            line += f" ({reasons}) -> {r.quarantine_path}"
+        lines.append(line + f"; stored {r.stored_rows:,} rows")
+    emit("\n".join(lines), {"results": [r.as_dict() for r in results]}, as_json=as_json)
+
+
+@app.command()
+def status(ctx: typer.Context, as_json: bool = JsonOption) -> None:
+    """Rows and time range of each stored table."""
+    from clv.ingest import status as store_status
+
+    settings = settings_of(ctx)
+    tables = store_status(settings)
+    lines = []
+    for s in tables:
+        if not s.stored:
+            lines.append(f"{s.table}: not ingested (run `clv data ingest PATH`)")
+        else:
+            span = f"{s.start} .. {s.end}" if s.start is not None else "no timestamps"
+            lines.append(f"{s.table}: {s.rows:,} rows, {span}")
+    payload = {
+        "offline_dir": str(settings.offline_dir),
+        "tables": {s.table: s.as_dict() for s in tables},
+    }
+    emit("\n".join(lines), payload, as_json=as_json)

@@ -1,0 +1,208 @@
+"""`clv demo`: the whole lifecycle, in order, on generated customers in one workspace.
+
+generate -> ingest -> features (apply, build, materialize) -> train (Optuna + MLflow, register,
+champion) -> monitor (Evidently) -> serve (a real HTTP server in a child process) -> score a few
+customers over HTTP -> stop the server -> say what was made and where to look.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import typer
+
+from clv.console import JsonOption, emit, progress, settings_of
+from clv.errors import ClvError
+from clv.settings import Settings
+
+
+@dataclass
+class DemoReport:
+    """What the demo made, step by step, for the summary and `--json`."""
+
+    steps: dict[str, dict[str, object]] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def _free_port(host: str) -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_ready(url: str, proc: subprocess.Popen[bytes], *, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise ClvError(f"the scoring server exited with code {proc.returncode} before ready")
+        try:
+            if httpx.get(f"{url}/readyz", timeout=1.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.25)
+    raise ClvError(f"the scoring server was not ready at {url} within {timeout:.0f} s")
+
+
+def score_over_http(settings: Settings, customer_ids: list[str]) -> dict[str, object]:
+    """Start `clv serve` in a child process, POST /score, stop it; return the JSON answer."""
+    host = settings.serving.host
+    port = _free_port(host)
+    url = f"http://{host}:{port}"
+    cmd = [sys.executable, "-m", "clv", "--workspace", str(settings.workspace)]
+    cmd += ["serve", "--host", host, "--port", str(port)]
+    log_path = settings.state_dir / "demo-server.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            _wait_ready(url, proc, timeout=120)
+            resp = httpx.post(f"{url}/score", json={"customer_ids": customer_ids}, timeout=30)
+            if resp.status_code != 200:
+                raise ClvError(f"POST /score answered {resp.status_code}: {resp.text[:200]}")
+            answer: dict[str, object] = resp.json()
+            return answer
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def run_demo(
+    settings: Settings,
+    *,
+    customers: int,
+    months: int,
+    seed: int,
+    trials: int | None,
+) -> DemoReport:
+    """Run every stage of the lifecycle; each stage is the same function its command calls."""
+    from clv.generator import generate, write_raw
+    from clv.ingest import ingest
+    from features import feast_io
+    from features.build import build_features
+    from monitoring.drift import run_monitor
+    from registry.aliases import ensure_champion
+    from training.train import run as train_run
+
+    report = DemoReport()
+    settings.ensure_dirs()
+    last = [time.perf_counter()]
+
+    def timed(step: str) -> None:
+        now = time.perf_counter()
+        report.seconds[step] = round(now - last[0], 1)
+        last[0] = now
+
+    progress(f"[1/7] generating {customers:,} customers over {months} months (seed {seed})")
+    data = generate(customers=customers, months=months, seed=seed)
+    paths = write_raw(data, settings.raw_dir, fmt="parquet")
+    timed("generate")
+
+    progress("[2/7] ingesting into the offline store")
+    ingested: dict[str, object] = {}
+    for table, path in paths.items():
+        res = ingest(settings, path, table=table)
+        ingested[table] = {"accepted": res.accepted, "quarantined": sum(res.quarantined.values())}
+    report.steps["data"] = ingested
+    timed("ingest")
+
+    progress("[3/7] features: apply, build snapshots, materialize")
+    feast_io.apply(settings)
+    built = build_features(settings)
+    feast_io.apply(settings)
+    feast_io.materialize(settings)
+    report.steps["features"] = {
+        "rows": built.rows,
+        "snapshots": len(built.snapshots),
+        "service": settings.features.service,
+    }
+    timed("features")
+
+    progress("[4/7] training: Optuna-tuned XGBoost, logged to MLflow")
+    trained = train_run(settings, n_trials=trials)
+    promoted = ensure_champion(settings, trained.version)
+    report.steps["train"] = {
+        "run_id": trained.run_id,
+        "version": trained.version,
+        "alias": "champion" if promoted else None,
+        "best_trial": trained.best_trial,
+        "test_metrics": trained.metrics,
+    }
+    timed("train")
+
+    progress("[5/7] monitoring: Evidently drift report against the training reference")
+    monitored = run_monitor(settings)
+    report.steps["monitor"] = {
+        "verdict": str(monitored.verdict),
+        "report": str(monitored.report_dir),
+    }
+    timed("monitor")
+
+    progress("[6/7] serving: start `clv serve`, score customers over HTTP")
+    ids = data.customers["customer_id"].head(3).tolist() + ["C_NEW_CUSTOMER"]
+    report.steps["score"] = score_over_http(settings, ids)
+    timed("serve")
+    return report
+
+
+def _summary(settings: Settings, report: DemoReport) -> str:
+    data = report.steps["data"]
+    train = report.steps["train"]
+    monitor = report.steps["monitor"]
+    lines = ["", "clv demo: the whole lifecycle ran.", ""]
+    lines.append("data (accepted / quarantined):")
+    for table, counts in data.items():
+        assert isinstance(counts, dict)
+        lines.append(f"  {table:<13} {counts['accepted']:>10,} / {counts['quarantined']:,}")
+    feats = report.steps["features"]
+    lines.append(
+        f"features: {feats['rows']:,} rows over {feats['snapshots']} snapshots "
+        f"(FeatureService {feats['service']})"
+    )
+    lines.append(f"best trial: {train['best_trial']}")
+    lines.append("test-split metrics:")
+    metrics = train["test_metrics"]
+    assert isinstance(metrics, dict)
+    for who, table in metrics.items():
+        assert isinstance(table, dict)
+        shown = ", ".join(f"{k}={v:.4g}" for k, v in table.items() if isinstance(v, float))
+        lines.append(f"  {who:<9} {shown}")
+    lines.append(f"registered: model '{settings.mlflow.model_name}' version {train['version']}"
+                 f" -> alias {train['alias']}")
+    lines.append(f"monitor verdict: {monitor['verdict']}")
+    lines.append("score from the running server (POST /score):")
+    lines.append(json.dumps(report.steps["score"], indent=2))
+    lines.append("")
+    lines.append("where to look:")
+    lines.append(f"  drift report: {monitor['report']}")
+    lines.append(
+        f"  MLflow UI:    .venv/bin/mlflow ui --backend-store-uri {settings.tracking_uri}"
+    )
+    lines.append(f"  workspace:    {settings.workspace}")
+    secs = ", ".join(f"{k} {v:.0f}s" for k, v in report.seconds.items())
+    lines.append(f"time: {sum(report.seconds.values()):.0f} s ({secs})")
+    return "\n".join(lines)
+
+
+def demo(
+    ctx: typer.Context,
+    customers: int = typer.Option(20_000, "--customers", min=100, help="Customers to generate."),
+    months: int = typer.Option(36, "--months", min=18, help="Months of history."),
+    seed: int = typer.Option(7, "--seed", help="Generator seed."),
+    trials: int | None = typer.Option(None, "--trials", min=1, help="Optuna trials."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Run the whole lifecycle on generated customers, then score a few over HTTP."""
+    settings = settings_of(ctx)
+    report = run_demo(settings, customers=customers, months=months, seed=seed, trials=trials)
+    payload = {"steps": report.steps, "seconds": report.seconds, "workspace": settings.workspace}
+    emit(_summary(settings, report), payload, as_json=as_json)

@@ -1,0 +1,213 @@
+"""The feature definitions: one DuckDB query that turns the raw log into snapshot rows.
+
+The query reads four relations registered by the caller:
+`tx(customer_id, ts, amount, margin)`, `cust(customer_id, signup_ts, acquisition_channel,
+country, plan)`, `ev(customer_id, ts, event_type)` and `snaps(t)` (snapshot instants, UTC
+midnights). It returns one row per (customer known before t, t). Every snapshot instant is a
+UTC midnight, so "a day before t" and "a row with ts < t" are the same thing: the query works
+on per-day aggregates and only ever joins days strictly before t (no leakage).
+
+The rules are documented in `features.build`; the declarations that serve these columns are in
+`feature_repo/features.py` (a unit test checks that both agree).
+"""
+
+from __future__ import annotations
+
+WINDOWS: tuple[int, ...] = (30, 90, 180, 365)
+"""Trailing windows (days) of the spend features."""
+
+BEHAVIOUR_WINDOWS: tuple[int, int] = (30, 90)
+"""Trailing windows (days) of the behaviour features; the trend compares the two."""
+
+EVENT_TYPES: tuple[str, ...] = ("login", "support_ticket", "feature_use")
+"""Event types counted by the behaviour features (others are ignored)."""
+
+_EVENT_COLUMNS = {
+    "login": "logins",
+    "support_ticket": "support_tickets",
+    "feature_use": "feature_use",
+}
+
+
+def _window_aggregates() -> str:
+    parts = []
+    for w in WINDOWS:
+        since = f"g.t - INTERVAL {w} DAY"
+        parts += [
+            f"sum(d.spend) FILTER (WHERE d.day >= {since}) AS spend_{w}d",
+            f"sum(d.margin) FILTER (WHERE d.day >= {since}) AS margin_{w}d",
+            f"sum(d.orders) FILTER (WHERE d.day >= {since}) AS orders_{w}d",
+            f"count(*) FILTER (WHERE d.day >= {since} AND d.orders > 0) AS active_days_{w}d",
+            f"sum(d.refunds) FILTER (WHERE d.day >= {since}) AS refunds_{w}d",
+        ]
+    return ",\n        ".join(parts)
+
+
+def _window_columns() -> str:
+    parts = []
+    for w in WINDOWS:
+        parts += [
+            f"coalesce(w.spend_{w}d, 0.0)::DOUBLE AS spend_{w}d",
+            f"coalesce(w.margin_{w}d, 0.0)::DOUBLE AS margin_{w}d",
+            f"coalesce(w.orders_{w}d, 0)::BIGINT AS orders_{w}d",
+            f"coalesce(w.active_days_{w}d, 0)::BIGINT AS active_days_{w}d",
+            f"coalesce(w.refunds_{w}d, 0.0)::DOUBLE AS refunds_{w}d",
+        ]
+    return ",\n    ".join(parts)
+
+
+def _event_aggregates() -> str:
+    short, long = BEHAVIOUR_WINDOWS
+    parts = []
+    for kind in EVENT_TYPES:
+        col = _EVENT_COLUMNS[kind]
+        parts += [
+            f"sum(e.{col}) FILTER (WHERE e.day >= g.t - INTERVAL {short} DAY) AS {col}_{short}d",
+            f"sum(e.{col}) AS {col}_{long}d",
+        ]
+    return ",\n        ".join(parts)
+
+
+def _event_columns() -> str:
+    short, long = BEHAVIOUR_WINDOWS
+    parts = []
+    for kind in EVENT_TYPES:
+        col = _EVENT_COLUMNS[kind]
+        parts += [
+            f"coalesce(b.{col}_{short}d, 0)::BIGINT AS {col}_{short}d",
+            f"coalesce(b.{col}_{long}d, 0)::BIGINT AS {col}_{long}d",
+            # rate over the short window / rate over the long window; null without events
+            f"CASE WHEN coalesce(b.{col}_{long}d, 0) > 0 THEN "
+            f"(b.{col}_{short}d / {short}.0) / (b.{col}_{long}d / {long}.0) END::DOUBLE "
+            f"AS {col}_trend",
+        ]
+    return ",\n    ".join(parts)
+
+
+def _event_daily() -> str:
+    counts = ", ".join(
+        f"count(*) FILTER (WHERE event_type = '{kind}') AS {_EVENT_COLUMNS[kind]}"
+        for kind in EVENT_TYPES
+    )
+    return f"SELECT customer_id, date_trunc('day', ts) AS day, {counts} FROM ev GROUP BY ALL"
+
+
+def known_customers_sql() -> str:
+    """Customers known strictly before each snapshot: signed up, or with a transaction."""
+    return """
+first_seen AS (
+    SELECT customer_id, min(ts) AS first_ts
+    FROM (
+        SELECT customer_id, ts FROM tx
+        UNION ALL
+        SELECT customer_id, signup_ts AS ts FROM cust WHERE signup_ts IS NOT NULL
+    )
+    GROUP BY customer_id
+),
+grid AS (
+    SELECT f.customer_id, f.first_ts, s.t
+    FROM first_seen f JOIN snaps s ON f.first_ts < s.t
+)"""
+
+
+def feature_sql() -> str:
+    """The whole feature query (parameter `$margin_rate`, `$created`)."""
+    short, long = BEHAVIOUR_WINDOWS
+    return f"""
+WITH daily AS (
+    SELECT
+        customer_id,
+        date_trunc('day', ts) AS day,
+        sum(amount) AS spend,
+        sum(coalesce(margin, amount * $margin_rate)) AS margin,
+        count(*) FILTER (WHERE amount > 0) AS orders,
+        coalesce(sum(amount) FILTER (WHERE amount > 0), 0.0) AS purchase_value,
+        coalesce(-sum(amount) FILTER (WHERE amount < 0), 0.0) AS refunds,
+        max(ts) FILTER (WHERE amount > 0) AS last_purchase_ts
+    FROM tx
+    GROUP BY ALL
+),
+purchase_days AS (
+    SELECT
+        customer_id, day, purchase_value, last_purchase_ts,
+        (epoch(day) - epoch(lag(day) OVER w)) / 86400.0 AS gap,
+        row_number() OVER w = 1 AS is_first
+    FROM daily
+    WHERE orders > 0
+    WINDOW w AS (PARTITION BY customer_id ORDER BY day)
+),
+{known_customers_sql()},
+windows AS (
+    SELECT
+        g.customer_id, g.t,
+        {_window_aggregates()}
+    FROM grid g JOIN daily d ON d.customer_id = g.customer_id AND d.day < g.t
+    GROUP BY ALL
+),
+rfm AS (
+    SELECT
+        g.customer_id, g.t,
+        count(*) AS purchase_days,
+        min(p.day) AS first_day,
+        max(p.day) AS last_day,
+        max(p.last_purchase_ts) AS last_ts,
+        sum(p.purchase_value) FILTER (WHERE p.is_first) AS first_value,
+        sum(p.purchase_value) AS total_value,
+        avg(p.gap) AS gap_mean,
+        stddev_samp(p.gap) AS gap_std
+    FROM grid g JOIN purchase_days p ON p.customer_id = g.customer_id AND p.day < g.t
+    GROUP BY ALL
+),
+ev_daily AS ({_event_daily()}),
+behaviour AS (
+    SELECT
+        g.customer_id, g.t,
+        {_event_aggregates()}
+    FROM grid g JOIN ev_daily e
+        ON e.customer_id = g.customer_id AND e.day < g.t AND e.day >= g.t - INTERVAL {long} DAY
+    GROUP BY ALL
+)
+SELECT
+    g.customer_id::VARCHAR AS customer_id,
+    g.t AS event_timestamp,
+    $created::TIMESTAMPTZ AS created_timestamp,
+    -- rfm (lifetimes conventions, days)
+    greatest(coalesce(r.purchase_days, 0) - 1, 0)::BIGINT AS frequency,
+    ((epoch(r.last_day) - epoch(r.first_day)) / 86400.0)::DOUBLE AS recency,
+    ((epoch(g.t) - epoch(r.first_day)) / 86400.0)::DOUBLE AS T,
+    CASE WHEN r.purchase_days > 1
+        THEN (r.total_value - r.first_value) / (r.purchase_days - 1) ELSE 0.0 END::DOUBLE
+        AS monetary_value,
+    r.first_value::DOUBLE AS first_purchase_value,
+    -- spend windows
+    {_window_columns()},
+    ((epoch(g.t) - epoch(r.last_ts)) / 86400.0)::DOUBLE AS days_since_last_purchase,
+    r.gap_mean::DOUBLE AS gap_mean_days,
+    r.gap_std::DOUBLE AS gap_std_days,
+    CASE WHEN w.spend_365d > 0 THEN (coalesce(w.spend_90d, 0) / 90.0) / (w.spend_365d / 365.0)
+        END::DOUBLE AS spend_trend_90_365,
+    -- customer profile
+    ((epoch(g.t) - epoch(date_trunc('day', g.first_ts))) / 86400)::BIGINT AS tenure_days,
+    strftime(g.first_ts, '%Y-%m') AS signup_cohort,
+    c.acquisition_channel::VARCHAR AS acquisition_channel,
+    c.country::VARCHAR AS country,
+    c.plan::VARCHAR AS plan,
+    -- behaviour ({short} vs {long} days)
+    {_event_columns()}
+FROM grid g
+LEFT JOIN rfm r ON r.customer_id = g.customer_id AND r.t = g.t
+LEFT JOIN windows w ON w.customer_id = g.customer_id AND w.t = g.t
+LEFT JOIN behaviour b ON b.customer_id = g.customer_id AND b.t = g.t
+LEFT JOIN cust c ON c.customer_id = g.customer_id
+ORDER BY g.t, g.customer_id
+"""
+
+
+def snapshot_entities_sql() -> str:
+    """Every customer known strictly before each snapshot, as Feast entity rows."""
+    return f"""
+WITH {known_customers_sql().strip()}
+SELECT customer_id::VARCHAR AS customer_id, t AS event_timestamp
+FROM grid
+ORDER BY t, customer_id
+"""

@@ -1,0 +1,80 @@
+"""`clv serve` and `clv score`: thin commands over serving.app and serving.batch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from clv.console import JsonOption, emit, progress, settings_of
+from clv.errors import ClvError
+
+
+def serve(
+    ctx: typer.Context,
+    host: str | None = typer.Option(None, "--host", help="Bind address (default serving.host)."),
+    port: int | None = typer.Option(None, "--port", help="Port (default serving.port)."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Serve POST /score (champion model + online features), /healthz and /readyz."""
+    import uvicorn
+
+    from serving.app import create_app
+
+    settings = settings_of(ctx)
+    bind_host = host or settings.serving.host
+    bind_port = port or settings.serving.port
+    app = create_app(settings)
+    url = f"http://{bind_host}:{bind_port}"
+    emit(
+        f"serving {settings.mlflow.model_name}@champion on {url} (POST /score, GET /readyz)",
+        {"url": url, "host": bind_host, "port": bind_port, "alias": "champion"},
+        as_json=as_json,
+    )
+    uvicorn.run(app, host=bind_host, port=bind_port, workers=1, log_level="warning")
+
+
+def score(
+    ctx: typer.Context,
+    all_: bool = typer.Option(False, "--all", help="Score every customer in the offline store."),
+    as_of: str | None = typer.Option(
+        None, "--as-of", help="Snapshot date YYYY-MM-DD (default: the latest snapshot)."
+    ),
+    out: Path = typer.Option(
+        Path("scores.parquet"), "--out", help="Output Parquet; relative paths are in the workspace."
+    ),
+    as_json: bool = JsonOption,
+) -> None:
+    """Batch-score customers point-in-time; writes scores.parquet and at_risk.csv beside it."""
+    from serving.batch import parse_as_of, score_all
+
+    if not all_:
+        raise ClvError("pass --all to score every customer (single ids: `clv serve`, POST /score)")
+    settings = settings_of(ctx)
+    when = parse_as_of(as_of) if as_of else None
+    target = out if out.is_absolute() else settings.workspace / out
+    label = str(when.date()) if when is not None else "the latest snapshot"
+    progress(f"scoring all customers as of {label}")
+    result = score_all(settings, as_of=when, out=target)
+    summary = (
+        f"scored {result.rows} customers as of {result.as_of.date()} with version "
+        f"{result.model_version} ({result.cold_start} cold start) -> {result.path}\n"
+        f"{result.at_risk} high value / at risk -> {result.at_risk_path}"
+    )
+    emit(
+        summary,
+        {
+            "path": result.path,
+            "at_risk_path": result.at_risk_path,
+            "rows": result.rows,
+            "at_risk": result.at_risk,
+            "cold_start": result.cold_start,
+            "model_version": result.model_version,
+            "alias": result.alias,
+            "as_of": result.as_of.isoformat(),
+            "segments": result.segments,
+            "value_thresholds": list(result.thresholds),
+            "thresholds_source": result.thresholds_source,
+        },
+        as_json=as_json,
+    )

@@ -1,0 +1,261 @@
+"""Ingest: validation reasons, quarantine files, idempotent merge, upserts, formats, errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from clv.contracts import TS_DTYPE, RejectReason
+from clv.errors import DataError
+from clv.ingest import infer_table, ingest, ingest_all, status, validate
+from clv.settings import Settings, load_settings
+from clv.store import read_table
+
+NOW = pd.Timestamp("2024-06-01", tz="UTC")
+TX_COLUMNS = ["customer_id", "ts", "amount", "margin", "order_id", "channel"]
+
+
+def tx(*rows: tuple[str, str, str, str, str, str]) -> pd.DataFrame:
+    return pd.DataFrame(list(rows), columns=TX_COLUMNS)
+
+
+GOOD = ("C1", "2024-01-01T10:00:00Z", "10.5", "3.0", "O1", "web")
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return load_settings(tmp_path, environ={})
+
+
+def test_each_reject_reason_first_that_applies() -> None:
+    frame = tx(
+        GOOD,
+        (" ", "2024-01-01", "1", "", "O2", "web"),  # 2 missing id
+        ("C2", "not a date", "1", "", "O3", "web"),  # 3 unparseable
+        ("C2", "2024-07-01", "1", "", "O4", "web"),  # 4 future
+        ("C2", "2024-01-02", "abc", "", "O5", "web"),  # 5 non-numeric amount
+        ("C2", "2024-01-02", "5", "x", "O6", "web"),  # 6 non-numeric margin
+        ("C2", "2024-01-02", "", "", "O7", "web"),  # 7 missing amount
+        ("C2", "", "5", "", "O8", "web"),  # 8 missing ts
+        GOOD,  # 9 duplicate of 1
+        ("", "garbage", "abc", "", "O9", "web"),  # 10 missing id wins over the rest
+        ("C3", "2030-01-01", "abc", "", "O10", "web"),  # 11 future wins over amount
+    )
+    v = validate(frame, "transactions", now=NOW)
+    reasons = dict(zip(v.rejected["row_number"], v.rejected["reason"], strict=True))
+    assert reasons == {
+        2: RejectReason.MISSING_ID.value,
+        3: RejectReason.BAD_TIMESTAMP.value,
+        4: RejectReason.FUTURE_TIMESTAMP.value,
+        5: RejectReason.BAD_AMOUNT.value,
+        6: RejectReason.BAD_VALUE.value,
+        7: RejectReason.MISSING_VALUE.value,
+        8: RejectReason.MISSING_VALUE.value,
+        9: RejectReason.DUPLICATE.value,
+        10: RejectReason.MISSING_ID.value,
+        11: RejectReason.FUTURE_TIMESTAMP.value,
+    }
+    assert v.counts == {
+        "missing_customer_id": 2,
+        "unparseable_timestamp": 1,
+        "future_timestamp": 2,
+        "non_numeric_amount": 1,
+        "non_numeric_value": 1,
+        "missing_required_value": 2,
+        "exact_duplicate": 1,
+    }
+    assert len(v.accepted) == 1
+    assert v.read == 11
+    # originals are kept as text
+    row5 = v.rejected.set_index("row_number").loc[5]
+    assert row5["amount"] == "abc"
+    assert row5["ts"] == "2024-01-02"
+
+
+def test_accepted_rows_are_canonical() -> None:
+    frame = tx(
+        (" C1 ", "2024-01-01 10:00:00", "10", "", "", ""),  # naive -> UTC; blanks -> missing
+        ("C2", "2024-01-01T12:00:00+02:00", "-3.25", "-1", "O2", "app"),  # offset -> UTC
+        ("C3", "01/31/2024 10:00", "1e2", "30", "O3", "store"),  # a common non-ISO form
+    )
+    v = validate(frame, "transactions", now=NOW)
+    acc = v.accepted
+    assert len(v.rejected) == 0
+    assert str(acc["ts"].dtype) == TS_DTYPE
+    assert acc["customer_id"].tolist() == ["C1", "C2", "C3"]
+    assert acc["ts"].tolist() == [
+        pd.Timestamp("2024-01-01 10:00", tz="UTC"),
+        pd.Timestamp("2024-01-01 10:00", tz="UTC"),
+        pd.Timestamp("2024-01-31 10:00", tz="UTC"),
+    ]
+    assert acc["amount"].tolist() == [10.0, -3.25, 100.0]
+    assert pd.isna(acc.loc[0, "margin"])
+    assert acc.loc[0, "order_id"] is None
+    assert acc["amount"].dtype == "float64"
+
+
+def test_duplicates_judged_after_parsing() -> None:
+    frame = tx(
+        ("C1", "2024-01-01", "10", "", "O1", "web"),
+        ("C1", "2024-01-01T00:00:00Z", "10.0", "", "O1", "web"),
+        ("C1", "2024-01-01", "10", "", "O2", "web"),  # another order: not a duplicate
+    )
+    v = validate(frame, "transactions", now=NOW)
+    assert v.rejected["row_number"].tolist() == [2]
+    assert v.rejected["reason"].tolist() == ["exact_duplicate"]
+
+
+def test_events_and_customers_rules() -> None:
+    ev = pd.DataFrame(
+        {
+            "customer_id": ["C1", "C1"],
+            "ts": ["2024-01-01", "2024-01-02"],
+            "event_type": ["login", ""],
+        }
+    )
+    v = validate(ev, "events", now=NOW)
+    assert v.counts == {"missing_required_value": 1}
+    cu = pd.DataFrame(
+        {
+            "customer_id": ["C1", "C2", "C3"],
+            "signup_ts": ["", "yesterday-ish", "2023-05-05"],  # optional, but must parse if given
+            "plan": ["free", "basic", "premium"],
+        }
+    )
+    v = validate(cu, "customers", now=NOW)
+    assert v.accepted["customer_id"].tolist() == ["C1", "C3"]
+    assert v.counts == {"unparseable_timestamp": 1}
+    assert v.accepted["country"].isna().all()  # optional column absent -> null
+
+
+def test_missing_required_column_names_file_and_column(settings: Settings, tmp_path: Path) -> None:
+    path = tmp_path / "transactions.csv"
+    tx(GOOD).drop(columns=["amount"]).to_csv(path, index=False)
+    with pytest.raises(DataError, match=r"transactions\.csv: missing required column 'amount'"):
+        ingest(settings, path)
+
+
+def test_bad_inputs_raise_data_error(settings: Settings, tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="no such file"):
+        ingest(settings, tmp_path / "transactions.csv")
+    (tmp_path / "transactions.json").write_text("{}")
+    with pytest.raises(DataError, match="unknown format"):
+        ingest(settings, tmp_path / "transactions.json")
+    (tmp_path / "orders.csv").write_text("customer_id,ts,amount\nC1,2024-01-01,1\n")
+    with pytest.raises(DataError, match="cannot tell the table"):
+        ingest(settings, tmp_path / "orders.csv")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="no transactions / customers / events"):
+        ingest_all(settings, tmp_path / "empty")
+
+
+def test_table_inferred_from_the_name() -> None:
+    assert infer_table(Path("transactions.csv")) == "transactions"
+    assert infer_table(Path("events-2024-01.parquet")) == "events"
+    assert infer_table(Path("customers_eu.csv.gz")) == "customers"
+    assert infer_table(Path("transactionsX.csv")) is None
+
+
+def test_ingest_quarantines_stores_and_is_idempotent(settings: Settings, tmp_path: Path) -> None:
+    path = tmp_path / "transactions.csv"
+    tx(GOOD, ("C2", "2024-01-02", "7", "", "O2", "app"), ("C3", "nope", "1", "", "O3", "")).to_csv(
+        path, index=False
+    )
+    first = ingest(settings, path, now=NOW)
+    assert (first.read, first.accepted, first.already_present) == (3, 2, 0)
+    assert first.quarantined == {"unparseable_timestamp": 1}
+    assert first.stored_rows == 2
+    assert first.quarantine_path is not None
+    assert first.quarantine_path.parent == settings.quarantine_dir
+    assert first.quarantine_path.name.startswith("transactions-")
+    q = pd.read_csv(first.quarantine_path, dtype=str, keep_default_na=False)
+    assert q.to_dict("records") == [
+        {
+            "row_number": "3",
+            "reason": "unparseable_timestamp",
+            "customer_id": "C3",
+            "ts": "nope",
+            "amount": "1",
+            "margin": "",
+            "order_id": "O3",
+            "channel": "",
+        }
+    ]
+    stored = read_table(settings, "transactions")
+    assert str(stored["ts"].dtype) == TS_DTYPE
+    assert stored["customer_id"].tolist() == ["C1", "C2"]
+
+    second = ingest(settings, path, now=NOW)
+    assert (second.accepted, second.already_present, second.stored_rows) == (0, 2, 2)
+    assert second.quarantined == {"unparseable_timestamp": 1}  # still reported, not stored
+    assert len(read_table(settings, "transactions")) == 2
+
+    more = tmp_path / "transactions-2.csv"
+    tx(GOOD, ("C4", "2024-02-02", "9", "", "O9", "store")).to_csv(more, index=False)
+    third = ingest(settings, more, now=NOW)
+    assert (third.accepted, third.already_present, third.stored_rows) == (1, 1, 3)
+    assert third.quarantine_path is None
+
+
+def test_customers_upsert_on_id(settings: Settings, tmp_path: Path) -> None:
+    p1 = tmp_path / "customers.csv"
+    pd.DataFrame({"customer_id": ["C1", "C2"], "plan": ["free", "basic"]}).to_csv(p1, index=False)
+    ingest(settings, p1, now=NOW)
+    p2 = tmp_path / "customers-update.csv"
+    pd.DataFrame(
+        {"customer_id": ["C1", "C2", "C3", "C3"], "plan": ["premium", "basic", "free", "basic"]}
+    ).to_csv(p2, index=False)
+    res = ingest(settings, p2, now=NOW)
+    assert (res.accepted, res.already_present, res.superseded, res.stored_rows) == (2, 1, 1, 3)
+    stored = read_table(settings, "customers").set_index("customer_id")["plan"].to_dict()
+    assert stored == {"C1": "premium", "C2": "basic", "C3": "basic"}
+    again = ingest(settings, p2, now=NOW)
+    assert (again.accepted, again.already_present, again.stored_rows) == (0, 3, 3)
+
+
+def test_parquet_and_csv_give_the_same_store(tmp_path: Path) -> None:
+    typed = pd.DataFrame(
+        {
+            "customer_id": ["C1", "C2"],
+            "ts": pd.to_datetime(["2024-01-01 10:00", "2024-01-02 11:30"]),  # naive -> UTC
+            "amount": [10.5, -2.0],
+            "margin": [3.0, None],
+            "order_id": ["O1", "O2"],
+            "channel": ["web", None],
+        }
+    )
+    a = load_settings(tmp_path / "a", environ={})
+    b = load_settings(tmp_path / "b", environ={})
+    typed.to_parquet(tmp_path / "transactions.parquet")
+    typed.to_csv(tmp_path / "transactions.csv", index=False)
+    ra = ingest(a, tmp_path / "transactions.parquet", now=NOW)
+    rb = ingest(b, tmp_path / "transactions.csv", now=NOW)
+    assert ra.accepted == rb.accepted == 2
+    pd.testing.assert_frame_equal(read_table(a, "transactions"), read_table(b, "transactions"))
+    # a Parquet file with a timezone-aware column converts to UTC
+    aware = typed.assign(ts=typed["ts"].dt.tz_localize("Europe/Berlin"))
+    aware.to_parquet(tmp_path / "transactions-aware.parquet")
+    v = ingest(a, tmp_path / "transactions-aware.parquet", now=NOW)
+    assert v.accepted == 2  # one hour earlier than the naive rows: new rows
+    assert read_table(a, "transactions")["ts"].min() == pd.Timestamp("2024-01-01 09:00", tz="UTC")
+
+
+def test_folder_ingest_and_status(settings: Settings, tmp_path: Path) -> None:
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    tx(GOOD).to_csv(raw / "transactions.csv", index=False)
+    pd.DataFrame({"customer_id": ["C1"], "signup_ts": ["2023-12-01"]}).to_csv(
+        raw / "customers.csv", index=False
+    )
+    (raw / "notes.txt").write_text("not a table")
+    before = {s.table: s for s in status(settings)}
+    assert not before["transactions"].stored
+    results = ingest_all(settings, raw, now=NOW)
+    assert [r.table for r in results] == ["customers", "transactions"]
+    after = {s.table: s for s in status(settings)}
+    assert after["transactions"].rows == 1
+    assert after["transactions"].start == pd.Timestamp("2024-01-01 10:00", tz="UTC")
+    assert after["customers"].end == pd.Timestamp("2023-12-01", tz="UTC")
+    assert not after["events"].stored

@@ -1,0 +1,247 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from clv.errors import DataError
+from clv.settings import Settings, load_settings
+from monitoring.drift import comparable_columns, reference_window, run_monitor, subsample
+from monitoring.evidently_io import DriftConfig, parse_drift, run_drift
+from monitoring.policy import Verdict
+
+
+def _frame(n: int, seed: int) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame(
+        {
+            "customer_id": [f"c{i}" for i in range(n)],
+            "event_timestamp": pd.Timestamp("2024-06-01", tz="UTC"),
+            "frequency": rng.poisson(3.0, n).astype(float),
+            "monetary_value": rng.gamma(2.0, 40.0, n),
+            "recency": rng.uniform(0, 300, n),
+            "acquisition_channel": rng.choice(["organic", "paid", "referral"], n),
+            "clv": rng.gamma(2.0, 100.0, n),
+        }
+    )
+
+
+def _later(reference: pd.DataFrame, **shifts: float) -> pd.DataFrame:
+    """The same customers' values reshuffled (no drift by construction), some columns shifted."""
+    current = reference.sample(frac=1.0, random_state=3).reset_index(drop=True)
+    current["customer_id"] = reference["customer_id"].to_numpy()
+    for column, shift in shifts.items():
+        current[column] = current[column] + shift
+    return current
+
+
+_SHIFTS = {"monetary_value": 200.0, "clv": 500.0, "recency": 150.0}
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return load_settings(tmp_path, environ={})
+
+
+def test_strongly_shifted_column_is_flagged_and_others_are_not(tmp_path: Path) -> None:
+    reference = _frame(600, 1)
+    current = _later(reference, monetary_value=200.0)
+    config = DriftConfig(
+        numerical=("frequency", "monetary_value", "recency", "clv"),
+        categorical=("acquisition_channel",),
+    )
+    result = run_drift(
+        reference,
+        current,
+        config=config,
+        html_path=tmp_path / "r" / "d.html",
+        json_path=tmp_path / "r" / "d.json",
+    )
+    by_name = {c.column: c for c in result.columns}
+    assert set(by_name) == set(config.columns)
+    assert by_name["monetary_value"].drifted
+    assert not by_name["recency"].drifted
+    assert not by_name["acquisition_channel"].drifted
+    assert by_name["acquisition_channel"].kind == "categorical"
+    assert result.drifted == ("monetary_value",)
+    assert result.drifted_count == 1
+    assert result.drift_share == pytest.approx(1 / 5)
+    assert "<html" in result.html_path.read_text()[:2000].lower()
+    document = json.loads(result.json_path.read_text())
+    assert parse_drift(document, config=config) == (result.columns, 1, pytest.approx(0.2))
+
+
+def test_parse_drift_falls_back_to_method_direction_without_tests() -> None:
+    config = DriftConfig(numerical=("a", "b"))
+    document = {
+        "metrics": [
+            {
+                "id": "m1",
+                "config": {
+                    "type": "evidently:metric_v2:ValueDrift",
+                    "column": "a",
+                    "method": "K-S p_value",
+                    "threshold": 0.05,
+                },
+                "value": 0.01,
+            },
+            {
+                "id": "m2",
+                "config": {
+                    "type": "evidently:metric_v2:ValueDrift",
+                    "column": "b",
+                    "method": "Wasserstein distance (normed)",
+                    "threshold": 0.1,
+                },
+                "value": 0.05,
+            },
+        ]
+    }
+    columns, count, share = parse_drift(document, config=config)
+    assert [(c.column, c.drifted) for c in columns] == [("a", True), ("b", False)]
+    assert (count, share) == (1, 0.5)
+
+
+def test_comparable_columns_skip_ids_and_all_missing() -> None:
+    reference = _frame(10, 1)
+    current = _frame(10, 2).assign(recency=np.nan, extra=1.0)
+    got = comparable_columns(reference, current)
+    assert got.numerical == ("frequency", "monetary_value", "clv")
+    assert got.categorical == ("acquisition_channel",)
+    assert dict(got.skipped) == {
+        "recency": "entirely missing on one side",
+        "extra": "not in both reference and current",
+    }
+
+
+def test_subsample_is_seeded_and_bounded() -> None:
+    frame = _frame(100, 1)
+    a, b = subsample(frame, max_rows=30, seed=5), subsample(frame, max_rows=30, seed=5)
+    assert len(a) == 30 and a.index.equals(b.index)
+    assert a.index.is_monotonic_increasing
+    assert subsample(frame, max_rows=100) is frame
+
+
+def test_run_monitor_writes_reports_and_retrains_on_broad_drift(settings: Settings) -> None:
+    reference = _frame(500, 1)
+    current = _later(reference, monetary_value=200.0, clv=500.0, recency=150.0)
+    result = run_monitor(
+        settings, as_of=pd.Timestamp("2024-06-01", tz="UTC"), reference=reference, current=current
+    )
+    out = settings.reports_dir / "2024-06-01"
+    assert result.report_dir == out
+    for name in ("data_drift.html", "data_drift.json", "summary.json"):
+        assert (out / name).stat().st_size > 0
+    assert set(result.drifted) == {"monetary_value", "clv", "recency"}
+    assert result.drift_share == pytest.approx(3 / 5)
+    assert result.verdict is Verdict.RETRAIN
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["verdict"] == "RETRAIN"
+    assert summary["metrics"]["drift_share"] == pytest.approx(0.6)
+    assert summary["thresholds"] == {"drift_share_warn": 0.3, "drift_share_retrain": 0.5}
+    assert summary["sampling"]["current"] == {"rows_total": 500, "rows_used": 500, "sampled": False}
+
+
+def test_run_monitor_ok_without_drift_and_says_when_it_sampled(settings: Settings) -> None:
+    small = settings.model_copy(
+        update={"monitoring": settings.monitoring.model_copy(update={"sample_rows": 300})}
+    )
+    reference = _frame(400, 1)
+    result = run_monitor(small, reference=reference, current=_later(reference))
+    assert result.verdict is Verdict.OK
+    assert result.drifted == ()
+    assert result.as_of == pd.Timestamp("2024-06-01", tz="UTC")  # from the frame
+    summary = json.loads(result.summary_path.read_text())
+    assert summary["sampling"]["reference"] == {
+        "rows_total": 400,
+        "rows_used": 300,
+        "sampled": True,
+    }
+    assert summary["sampling"]["max_rows"] == 300
+
+
+def test_run_monitor_warn_band(settings: Settings) -> None:
+    reference = _frame(500, 1)
+    current = _later(reference, monetary_value=200.0, recency=150.0)
+    result = run_monitor(settings, reference=reference, current=current)
+    assert result.drift_share == pytest.approx(2 / 5)
+    assert result.verdict is Verdict.WARN
+
+
+def test_run_monitor_without_shared_columns_is_a_data_error(settings: Settings) -> None:
+    reference = pd.DataFrame({"customer_id": ["a"], "x": [1.0]})
+    current = pd.DataFrame({"customer_id": ["a"], "y": [1.0]})
+    with pytest.raises(DataError, match="no comparable columns"):
+        run_monitor(settings, reference=reference, current=current)
+
+
+@pytest.mark.parametrize(("shifts", "code", "verdict"), [({}, 0, "OK"), (_SHIFTS, 3, "RETRAIN")])
+def test_cli_exit_code_follows_the_verdict(
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    shifts: dict[str, float],
+    code: int,
+    verdict: str,
+) -> None:
+    import typer
+    from typer.testing import CliRunner
+
+    import monitoring.drift
+    from clv.console import CliState
+    from monitoring.cli import app
+
+    reference = _frame(300, 1)
+    current = _later(reference, **shifts)
+    real = monitoring.drift.run_monitor
+
+    def with_frames(s: Settings, *, as_of: pd.Timestamp | None = None) -> object:
+        return real(s, as_of=as_of, reference=reference, current=current)
+
+    monkeypatch.setattr(monitoring.drift, "run_monitor", with_frames)
+    root = typer.Typer()
+    root.add_typer(app, name="monitor")
+    result = CliRunner().invoke(
+        root,
+        ["monitor", "run", "--as-of", "2024-07-01", "--json"],
+        obj=CliState(workspace=settings.workspace),
+    )
+    assert result.exit_code == code, result.output
+    payload = json.loads(result.stdout)
+    assert payload["verdict"] == verdict
+    assert payload["as_of"].startswith("2024-07-01")
+    assert (settings.workspace / "reports" / "2024-07-01" / "summary.json").exists()
+
+
+def test_reference_window_keeps_the_latest_training_snapshot() -> None:
+    reference = pd.DataFrame(
+        {
+            "customer_id": ["a", "b", "a", "c"],
+            "event_timestamp": pd.to_datetime(
+                ["2023-01-01", "2023-01-01", "2023-02-01", "2023-02-01"], utc=True
+            ),
+            "x": [1.0, 2.0, 3.0, 4.0],
+        }
+    )
+    assert reference_window(reference, window="latest")["x"].tolist() == [3.0, 4.0]
+    assert reference_window(reference, window="all") is reference
+    no_time = reference.drop(columns="event_timestamp")
+    assert reference_window(no_time, window="latest") is no_time
+
+
+def test_run_monitor_compares_one_snapshot_with_one_snapshot(settings: Settings) -> None:
+    old = _frame(300, 5).assign(
+        event_timestamp=pd.Timestamp("2023-01-01", tz="UTC"), monetary_value=1e6
+    )
+    latest = _frame(300, 1)
+    reference = pd.concat([old, latest], ignore_index=True)
+    result = run_monitor(settings, reference=reference, current=_later(latest))
+    assert result.reference.rows_total == 300
+    assert result.drifted == ()
+    pooled = settings.model_copy(
+        update={"monitoring": settings.monitoring.model_copy(update={"reference_window": "all"})}
+    )
+    again = run_monitor(pooled, reference=reference, current=_later(latest))
+    assert "monetary_value" in again.drifted
