@@ -19,8 +19,9 @@ $(STAMP): pyproject.toml requirements.lock
 	$(BIN)/pip install --quiet --no-deps -e .
 	@touch $(STAMP)
 
-## The whole lifecycle on generated data in ./$(DEMO_WORKSPACE) (SQLite, DuckDB, local files).
+## The whole lifecycle on generated data in a fresh ./$(DEMO_WORKSPACE) (SQLite, DuckDB, local files).
 demo: $(STAMP)
+	rm -rf $(DEMO_WORKSPACE)
 	$(BIN)/clv --workspace $(DEMO_WORKSPACE) demo
 
 ## Unit, model and end-to-end tests (integration tests that need servers run from .ci/run).

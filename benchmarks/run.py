@@ -2,8 +2,8 @@
 
     python -m benchmarks.run [NAME ...] [--quick]
 
-Each benchmark is a function in `benchmarks/cases.py` registered in CASES; it returns a flat
-mapping of measured figures. Results go to `benchmarks/results/<name>.json` with the date,
+Each benchmark runs in its own process (so peak memory is its own) and is a function in
+`benchmarks/cases.py` registered in CASES; it returns a flat mapping of measured figures. Results go to `benchmarks/results/<name>.json` with the date,
 the machine and the package versions, so the README's table can cite them.
 """
 
@@ -13,6 +13,7 @@ import argparse
 import json
 import os
 import platform
+import subprocess
 import sys
 import time
 from datetime import UTC, datetime
@@ -36,9 +37,14 @@ def machine() -> dict[str, object]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("names", nargs="*", help=f"benchmarks to run (default all: {list(CASES)})")
+    parser.add_argument("names", nargs="*", help=f"benchmarks (default all: {list(CASES)})")
     parser.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.child:  # one case in this process; its figures are the last line of stdout
+        figures = CASES[args.names[0]](quick=args.quick)
+        print(json.dumps(figures), flush=True)
+        return 0
     unknown = [n for n in args.names if n not in CASES]
     if unknown:
         print(f"error: unknown benchmark(s) {unknown}; known: {list(CASES)}", file=sys.stderr)
@@ -47,7 +53,14 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.names or list(CASES):
         print(f"== {name}", flush=True)
         started = time.perf_counter()
-        figures = CASES[name](quick=args.quick)
+        cmd = [sys.executable, "-m", "benchmarks.run", "--child", name]
+        proc = subprocess.run(
+            [*cmd, "--quick"] if args.quick else cmd, stdout=subprocess.PIPE, text=True
+        )
+        if proc.returncode != 0:
+            print(f"error: benchmark {name} failed (exit {proc.returncode})", file=sys.stderr)
+            return 1
+        figures = json.loads(proc.stdout.strip().splitlines()[-1])
         record = {
             "benchmark": name,
             "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),

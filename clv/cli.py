@@ -6,9 +6,11 @@ imports inside its commands so that `clv --help` stays fast.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import traceback
+import warnings
 from pathlib import Path
 
 import click
@@ -49,14 +51,12 @@ def _register() -> None:
     if _registered:
         return
     _registered = True
-    from clv import data_cli
+    from clv import data_cli, demo
     from features import cli as features_cli
     from monitoring import cli as monitoring_cli
     from registry import cli as registry_cli
     from serving import cli as serving_cli
     from training import cli as training_cli
-
-    from clv import demo
 
     app.add_typer(data_cli.app, name="data")
     app.add_typer(features_cli.app, name="features")
@@ -69,8 +69,18 @@ def _register() -> None:
     app.command("demo")(demo.demo)
 
 
+def _quiet_libraries() -> None:
+    """Library deprecation chatter is not for users; CLV_DEBUG=1 shows it."""
+    if os.environ.get("CLV_DEBUG"):
+        return
+    warnings.simplefilter("ignore")
+    for name in ("mlflow", "feast", "alembic", "optuna", "evidently", "litestar"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; failures print one line (`error: ...`) and exit non-zero."""
+    _quiet_libraries()
     _register()
     command = typer.main.get_command(app)
     try:

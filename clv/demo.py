@@ -13,7 +13,6 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import httpx
 import typer
@@ -91,6 +90,7 @@ def run_demo(
     from features.build import build_features
     from monitoring.drift import run_monitor
     from registry.aliases import ensure_champion
+    from registry.mlflow_io import aliases
     from training.train import run as train_run
 
     report = DemoReport()
@@ -111,7 +111,13 @@ def run_demo(
     ingested: dict[str, object] = {}
     for table, path in paths.items():
         res = ingest(settings, path, table=table)
-        ingested[table] = {"accepted": res.accepted, "quarantined": sum(res.quarantined.values())}
+        ingested[table] = {
+            "read": res.read,
+            "accepted": res.accepted,
+            "already_present": res.already_present,
+            "quarantined": sum(res.quarantined.values()),
+            "stored": res.stored_rows,
+        }
     report.steps["data"] = ingested
     timed("ingest")
 
@@ -129,11 +135,11 @@ def run_demo(
 
     progress("[4/7] training: Optuna-tuned XGBoost, logged to MLflow")
     trained = train_run(settings, n_trials=trials)
-    promoted = ensure_champion(settings, trained.version)
+    ensure_champion(settings, trained.version)
     report.steps["train"] = {
         "run_id": trained.run_id,
         "version": trained.version,
-        "alias": "champion" if promoted else None,
+        "aliases": [a for a, v in aliases(settings).items() if v == trained.version],
         "best_trial": trained.best_trial,
         "test_metrics": trained.metrics,
     }
@@ -148,7 +154,7 @@ def run_demo(
     timed("monitor")
 
     progress("[6/7] serving: start `clv serve`, score customers over HTTP")
-    ids = data.customers["customer_id"].head(3).tolist() + ["C_NEW_CUSTOMER"]
+    ids = [*data.customers["customer_id"].head(3).tolist(), "C_NEW_CUSTOMER"]
     report.steps["score"] = score_over_http(settings, ids)
     timed("serve")
     return report
@@ -159,10 +165,13 @@ def _summary(settings: Settings, report: DemoReport) -> str:
     train = report.steps["train"]
     monitor = report.steps["monitor"]
     lines = ["", "clv demo: the whole lifecycle ran.", ""]
-    lines.append("data (accepted / quarantined):")
-    for table, counts in data.items():
-        assert isinstance(counts, dict)
-        lines.append(f"  {table:<13} {counts['accepted']:>10,} / {counts['quarantined']:,}")
+    lines.append(f"data: {'read':>10} {'new':>10} {'quarantined':>12} {'stored':>10}")
+    for table, c in data.items():
+        assert isinstance(c, dict)
+        lines.append(
+            f"  {table:<13}{c['read']:>9,} {c['accepted']:>10,} {c['quarantined']:>12,}"
+            f" {c['stored']:>10,}"
+        )
     feats = report.steps["features"]
     lines.append(
         f"features: {feats['rows']:,} rows over {feats['snapshots']} snapshots "
@@ -176,17 +185,20 @@ def _summary(settings: Settings, report: DemoReport) -> str:
         assert isinstance(table, dict)
         shown = ", ".join(f"{k}={v:.4g}" for k, v in table.items() if isinstance(v, float))
         lines.append(f"  {who:<9} {shown}")
-    lines.append(f"registered: model '{settings.mlflow.model_name}' version {train['version']}"
-                 f" -> alias {train['alias']}")
+    held_aliases = train["aliases"]
+    assert isinstance(held_aliases, list)
+    held = ", ".join(held_aliases) or "none (champion unchanged)"
+    lines.append(
+        f"registered: model '{settings.mlflow.model_name}' version {train['version']}, "
+        f"aliases: {held}"
+    )
     lines.append(f"monitor verdict: {monitor['verdict']}")
     lines.append("score from the running server (POST /score):")
     lines.append(json.dumps(report.steps["score"], indent=2))
     lines.append("")
     lines.append("where to look:")
     lines.append(f"  drift report: {monitor['report']}")
-    lines.append(
-        f"  MLflow UI:    .venv/bin/mlflow ui --backend-store-uri {settings.tracking_uri}"
-    )
+    lines.append(f"  MLflow UI:    .venv/bin/mlflow ui --backend-store-uri {settings.tracking_uri}")
     lines.append(f"  workspace:    {settings.workspace}")
     secs = ", ".join(f"{k} {v:.0f}s" for k, v in report.seconds.items())
     lines.append(f"time: {sum(report.seconds.values()):.0f} s ({secs})")

@@ -69,9 +69,13 @@ class ClvModel:
         for name in self.card.feature_names:
             col = frame[name]
             if name in self._codes:
-                cols.append(col.map(self._codes[name]).to_numpy(dtype=np.float32, na_value=np.nan))
+                # Levels are stored as text: compare as text whatever the frame's dtype.
+                codes = col.astype("string").map(self._codes[name])
+                cols.append(codes.to_numpy(dtype=np.float32, na_value=np.nan))
             else:
-                cols.append(pd.to_numeric(col, errors="coerce").to_numpy(np.float32, na_value=np.nan))
+                cols.append(
+                    pd.to_numeric(col, errors="coerce").to_numpy(np.float32, na_value=np.nan)
+                )
         if not cols:
             return np.empty((len(frame), 0), dtype=np.float32)
         return np.column_stack(cols).astype(np.float32, copy=False)
@@ -114,9 +118,7 @@ class ClvModel:
         """Per-feature SHAP contributions to the value prediction (XGBoost's own TreeSHAP)."""
         dm = xgb.DMatrix(self.matrix(frame), feature_names=self.card.feature_names)
         contrib = self.value.predict(dm, pred_contribs=True)
-        return pd.DataFrame(
-            contrib, index=frame.index, columns=[*self.card.feature_names, "bias"]
-        )
+        return pd.DataFrame(contrib, index=frame.index, columns=[*self.card.feature_names, "bias"])
 
     def _boosters(self) -> dict[str, xgb.Booster]:
         boosters = {"value": self.value, **self.quantiles}

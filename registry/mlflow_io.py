@@ -1,0 +1,239 @@
+"""The registry's MLflow adapter: model versions, aliases, and loading a bundle by alias.
+
+Loading takes the fast path: the version's run artifact `bundle/` is downloaded once into
+`<ws>/.clv/models/<version>/` and read with `ClvModel.load` (no pyfunc, no environment checks).
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+from mlflow import MlflowClient
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.exceptions import MlflowException
+
+from clv.errors import ClvError, NotReadyError
+from clv.settings import Settings
+from training.mlflow_io import BUNDLE_PATH, REFERENCE_FILE, REFERENCE_PATH, connect
+from training.model import CARD_FILE, ClvModel
+
+CHAMPION = "champion"
+NO_CHAMPION = "no champion yet: run `clv train`"
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    model: ClvModel
+    version: str
+    alias: str
+    run_id: str
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    """One registered version, with the headline metrics of the run that produced it."""
+
+    version: str
+    run_id: str
+    aliases: tuple[str, ...]
+    created: pd.Timestamp
+    status: str
+    metrics: dict[str, float] = field(default_factory=dict)
+    params: dict[str, str] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+
+    def as_dict(self, *, detail: bool = False) -> dict[str, object]:
+        out: dict[str, object] = {
+            "version": self.version,
+            "run_id": self.run_id,
+            "aliases": list(self.aliases),
+            "created": self.created.isoformat(),
+            "status": self.status,
+            "metrics": self.metrics,
+        }
+        if detail:
+            out["params"] = self.params
+            out["tags"] = self.tags
+        return out
+
+
+HEADLINE_METRICS = (
+    "test_gini",
+    "test_rmse",
+    "test_spearman",
+    "test_top_decile_share",
+    "test_default_gini",
+    "test_churn_roc_auc",
+)
+
+
+def models_dir(settings: Settings) -> Path:
+    return settings.state_dir / "models"
+
+
+def alias_version(settings: Settings, alias: str = CHAMPION) -> str | None:
+    """The version an alias points at, or None when the model or alias does not exist."""
+    client = connect(settings)
+    try:
+        mv = client.get_model_version_by_alias(settings.mlflow.model_name, alias)
+    except MlflowException:
+        return None
+    return str(mv.version)
+
+
+def aliases(settings: Settings) -> dict[str, str]:
+    """Alias -> version for the registered model ({} when it is not registered yet)."""
+    client = connect(settings)
+    try:
+        rm = client.get_registered_model(settings.mlflow.model_name)
+    except MlflowException:
+        return {}
+    return {str(k): str(v) for k, v in sorted(rm.aliases.items())}
+
+
+def set_alias(settings: Settings, alias: str, version: str) -> None:
+    """Point `alias` at `version`; raises ClvError when the version does not exist."""
+    client = connect(settings)
+    _version(client, settings, version)
+    client.set_registered_model_alias(settings.mlflow.model_name, alias, version)
+
+
+def list_versions(settings: Settings) -> list[VersionInfo]:
+    """Every registered version, newest first ([] when nothing is registered)."""
+    client = connect(settings)
+    name = settings.mlflow.model_name
+    try:
+        found = client.search_model_versions(f"name = '{name}'")
+    except MlflowException:
+        return []
+    held: dict[str, list[str]] = {}
+    for alias, version in aliases(settings).items():
+        held.setdefault(version, []).append(alias)
+    infos = [_info(client, mv, detail=False, aliases=held.get(str(mv.version), [])) for mv in found]
+    return sorted(infos, key=lambda v: int(v.version), reverse=True)
+
+
+def version_info(settings: Settings, version: str) -> VersionInfo:
+    """One version with its run's params, metrics and tags."""
+    client = connect(settings)
+    mv = _version(client, settings, version)
+    held = [a for a, v in aliases(settings).items() if v == str(mv.version)]
+    return _info(client, mv, detail=True, aliases=held)
+
+
+def load_alias(settings: Settings, alias: str = CHAMPION) -> LoadedModel:
+    """The ClvModel an alias points at (downloaded once per version into the workspace)."""
+    client = connect(settings)
+    try:
+        mv = client.get_model_version_by_alias(settings.mlflow.model_name, alias)
+    except MlflowException as exc:
+        if alias == CHAMPION:
+            raise NotReadyError(NO_CHAMPION) from exc
+        raise NotReadyError(
+            f"model {settings.mlflow.model_name!r} has no alias {alias!r}: "
+            "see `clv registry status`"
+        ) from exc
+    return load_version(settings, str(mv.version), alias=alias)
+
+
+def load_version(settings: Settings, version: str, *, alias: str = "") -> LoadedModel:
+    client = connect(settings)
+    mv = _version(client, settings, version)
+    run_id = str(mv.run_id)
+    bundle = _cached_bundle(settings, version, run_id)
+    return LoadedModel(model=ClvModel.load(bundle), version=version, alias=alias, run_id=run_id)
+
+
+def reference_frame(settings: Settings, run_id: str) -> pd.DataFrame:
+    """The reference sample (training features + predictions) logged with a run."""
+    import mlflow
+
+    connect(settings)
+    try:
+        with tempfile.TemporaryDirectory(prefix="clv-ref-") as tmp:
+            local = mlflow.artifacts.download_artifacts(
+                run_id=run_id,
+                artifact_path=f"{REFERENCE_PATH}/{REFERENCE_FILE}",
+                dst_path=tmp,
+                tracking_uri=settings.tracking_uri,
+            )
+            return pd.read_parquet(local)
+    except MlflowException as exc:
+        raise NotReadyError(
+            f"run {run_id} has no reference sample: retrain with `clv train`"
+        ) from exc
+
+
+def _cached_bundle(settings: Settings, version: str, run_id: str) -> Path:
+    """`<ws>/.clv/models/<version>/`: downloaded on first use, atomically (temp dir + rename)."""
+    import mlflow
+
+    target = models_dir(settings) / version
+    if (target / CARD_FILE).exists():
+        return target
+    models_dir(settings).mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{version}-", dir=models_dir(settings)))
+    try:
+        mlflow.artifacts.download_artifacts(
+            run_id=run_id,
+            artifact_path=BUNDLE_PATH,
+            dst_path=str(tmp),
+            tracking_uri=settings.tracking_uri,
+        )
+        if target.exists():
+            shutil.rmtree(target)
+        (tmp / BUNDLE_PATH).rename(target)
+    except MlflowException as exc:
+        raise NotReadyError(f"version {version} (run {run_id}) has no bundle artifact") from exc
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def _version(client: MlflowClient, settings: Settings, version: str) -> ModelVersion:
+    name = settings.mlflow.model_name
+    try:
+        return client.get_model_version(name, str(version))
+    except MlflowException as exc:
+        raise ClvError(f"model {name!r} has no version {version}: see `clv registry list`") from exc
+
+
+def _info(
+    client: MlflowClient, mv: ModelVersion, *, detail: bool, aliases: list[str]
+) -> VersionInfo:
+    metrics: dict[str, float] = {}
+    params: dict[str, str] = {}
+    tags: dict[str, str] = {}
+    if mv.run_id:
+        try:
+            run = client.get_run(mv.run_id)
+        except MlflowException:
+            run = None
+        if run is not None:
+            all_metrics = {str(k): float(v) for k, v in run.data.metrics.items()}
+            metrics = (
+                all_metrics
+                if detail
+                else {k: all_metrics[k] for k in HEADLINE_METRICS if k in all_metrics}
+            )
+            if detail:
+                params = {str(k): str(v) for k, v in run.data.params.items()}
+                tags = {
+                    str(k): str(v)
+                    for k, v in run.data.tags.items()
+                    if not str(k).startswith("mlflow.")
+                }
+    return VersionInfo(
+        version=str(mv.version),
+        run_id=str(mv.run_id),
+        aliases=tuple(sorted(set(aliases) | set(mv.aliases or ()))),
+        created=pd.Timestamp(int(mv.creation_timestamp), unit="ms", tz="UTC"),
+        status=str(mv.status),
+        metrics=metrics,
+        params=params,
+        tags=tags,
+    )

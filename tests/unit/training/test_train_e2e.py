@@ -1,0 +1,155 @@
+"""End to end on a synthetic frame: Optuna study, MLflow run, registered version, champion."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pytest
+import typer
+from mlflow import MlflowClient
+from scipy.stats import spearmanr
+from typer.testing import CliRunner
+
+from clv.console import CliState
+from clv.settings import Settings
+from registry.aliases import ensure_champion
+from registry.mlflow_io import list_versions, load_alias, reference_frame
+from training import train as train_module
+from training.train import TrainingData, TrainResult, fit_and_log
+
+SyntheticData = Callable[..., TrainingData]
+
+pytestmark = pytest.mark.slow
+
+
+def test_run_logs_parent_and_nested_trial_runs(trained: tuple[Settings, TrainResult]) -> None:
+    settings, result = trained
+    client = MlflowClient(tracking_uri=settings.tracking_uri)
+    run = client.get_run(result.run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["clv.feature_service"] == "clv_v1"
+    assert len(run.data.tags["clv.data_fingerprint"]) == 16
+    assert run.data.params["feature_names"] == "spend_90d,frequency,acquisition_channel"
+    assert run.data.params["split.embargo_days"] == "60"
+    assert run.data.params["refit_on"] == "all"
+    assert "test_gini" in run.data.metrics and "test_default_gini" in run.data.metrics
+    children = client.search_runs(
+        [run.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{result.run_id}'"
+    )
+    assert len(children) == 4
+    artifacts = {a.path for a in client.list_artifacts(result.run_id, "bundle")}
+    assert {"bundle/model.json", "bundle/value.ubj", "bundle/churn.ubj"} <= artifacts
+    assert (settings.state_dir / "mlflow.db").exists()
+
+
+def test_study_persisted_in_workspace_storage(trained: tuple[Settings, TrainResult]) -> None:
+    settings, result = trained
+    study = optuna.load_study(study_name=result.study_name, storage=settings.optuna_storage)
+    assert len(study.trials) == 4
+    assert study.best_trial.number == result.best_trial
+
+
+def test_version_registered_and_first_becomes_champion(
+    trained: tuple[Settings, TrainResult],
+) -> None:
+    settings, result = trained
+    assert result.version == "1"
+    assert ensure_champion(settings, result.version) is True
+    assert ensure_champion(settings, result.version) is False  # already champion
+    versions = list_versions(settings)
+    assert [v.version for v in versions] == ["1"]
+    assert versions[0].aliases == ("champion",)
+
+
+def test_champion_predicts_finite_values_that_track_the_label(
+    trained: tuple[Settings, TrainResult], synthetic: SyntheticData
+) -> None:
+    settings, result = trained
+    ensure_champion(settings, result.version)
+    loaded = load_alias(settings)
+    assert (loaded.version, loaded.alias, loaded.run_id) == ("1", "champion", result.run_id)
+    assert (settings.state_dir / "models" / "1" / "model.json").exists()
+    fresh = synthetic(seed=99).frame  # unseen customers' draws
+    preds = loaded.model.predict(fresh)
+    assert np.isfinite(preds["clv"]).all() and (preds["clv"] >= 0).all()
+    assert spearmanr(preds["clv"], fresh["clv_label"]).statistic > 0.3
+    assert loaded.model.card.categories == {"acquisition_channel": ["app", "store", "web"]}
+
+
+def test_tuned_model_metrics_on_test_are_sane(trained: tuple[Settings, TrainResult]) -> None:
+    _, result = trained
+    assert result.model_metrics.n == 300
+    assert result.model_metrics.gini > 0.3
+    assert np.isfinite(result.default_metrics.rmse)
+    assert set(result.best_params) >= {"max_depth", "tweedie_variance_power", "num_boost_round"}
+    assert result.metrics["model"]["gini"] == result.model_metrics.gini
+    assert set(result.metrics) == {"model", "default", "churn"}
+
+
+def test_reference_sample_has_features_and_predictions(
+    trained: tuple[Settings, TrainResult],
+) -> None:
+    settings, result = trained
+    ref = reference_frame(settings, result.run_id)
+    assert len(ref) == 6 * 300  # refit on every complete row (test included), under the 20k cap
+    assert {"spend_90d", "acquisition_channel", "clv", "churn_probability"} <= set(ref.columns)
+    assert ref["clv"].notna().all()
+
+
+def test_pyfunc_model_serves_the_same_predictions(
+    trained: tuple[Settings, TrainResult], synthetic: SyntheticData
+) -> None:
+    import mlflow
+
+    settings, result = trained
+    ensure_champion(settings, result.version)
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    pyfunc = mlflow.pyfunc.load_model(f"models:/{settings.mlflow.model_name}/1")
+    frame = synthetic(seed=5).frame.head(20).copy()
+    frame.loc[0, "spend_90d"] = np.nan  # missing values must pass the signature
+    frame.loc[1, "acquisition_channel"] = None
+    names = ["spend_90d", "frequency", "acquisition_channel"]
+    got = pyfunc.predict(frame[names])
+    want = load_alias(settings).model.predict(frame)
+    np.testing.assert_allclose(got["clv"].to_numpy(), want["clv"].to_numpy(), rtol=1e-6)
+
+
+def test_cli_json_reports_version_alias_and_both_metric_sets(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, synthetic: SyntheticData
+) -> None:
+    from training.cli import train
+
+    def fake_run(settings: Settings, *, n_trials: int | None = None, **_: object) -> TrainResult:
+        frame = synthetic(customers=120, snapshots=5)
+        return fit_and_log(settings, frame, n_trials=n_trials)
+
+    monkeypatch.setattr(train_module, "run", fake_run)
+    app = typer.Typer()
+    app.command()(train)
+    app.callback()(lambda: None)
+    (tmp_path / "clv.yaml").write_text("model:\n  horizon_days: 30\n")
+    runner = CliRunner()
+    res = runner.invoke(app, ["train", "--trials", "2", "--json"], obj=CliState(workspace=tmp_path))
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)
+    assert doc["version"] == "1" and doc["alias"] == "champion"
+    assert set(doc["metrics"]) >= {"model", "default"}
+    assert {"gini", "rmse", "spearman"} <= set(doc["metrics"]["model"])
+    assert isinstance(doc["run_id"], str) and len(doc["run_id"]) == 32
+
+
+def test_frame_missing_a_feature_is_a_data_error(tmp_path: Path, synthetic: SyntheticData) -> None:
+    from clv.errors import DataError
+    from clv.settings import load_settings
+
+    data = synthetic(customers=20, snapshots=4)
+    broken = train_module.TrainingData(
+        frame=data.frame.drop(columns=["frequency"]), feature_names=data.feature_names
+    )
+    with pytest.raises(DataError, match="lacks columns"):
+        fit_and_log(load_settings(tmp_path), broken, n_trials=1)
+    assert not (tmp_path / ".clv" / "mlflow.db").exists()  # failed before any run was opened

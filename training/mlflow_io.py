@@ -1,0 +1,209 @@
+"""The one MLflow adapter for training: experiment, parent run, nested trial runs, model version.
+
+Everything stays local: the tracking store is the workspace's SQLite file (or the configured
+URI), artifacts go under the workspace, telemetry is off and pip requirements are given
+explicitly so that logging a model never inspects the network or the environment.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import tempfile
+import time
+import warnings
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import mlflow
+import pandas as pd
+from mlflow import MlflowClient
+from mlflow.pyfunc.model import PythonModel, PythonModelContext
+
+from clv.settings import CODE_ROOT, Settings
+from training.model import ClvModel
+
+if TYPE_CHECKING:
+    import optuna
+
+BUNDLE_PATH = "bundle"
+REFERENCE_PATH = "reference"
+REFERENCE_FILE = "reference.parquet"
+MODEL_NAME = "model"
+_PINNED = ("xgboost", "pandas", "numpy", "pyarrow", "mlflow")
+_QUIET_ENV = {
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "DO_NOT_TRACK": "true",
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+    "GIT_PYTHON_REFRESH": "quiet",
+}
+
+
+def connect(settings: Settings) -> MlflowClient:
+    """Point MLflow at the workspace's tracking store and return a client for it."""
+    for key, value in _QUIET_ENV.items():
+        os.environ.setdefault(key, value)
+    # MLflow's INFO lines (database migrations, signature checks) and SQLAlchemy deprecation
+    # warnings are noise on a command's stderr; real warnings and errors still show.
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", module=r"mlflow\.")
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    mlflow.set_registry_uri(settings.tracking_uri)
+    return MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
+
+
+def ensure_experiment(settings: Settings, client: MlflowClient) -> str:
+    """The experiment's id, creating it with the workspace's artifact root when missing."""
+    name = settings.mlflow.experiment
+    found = client.get_experiment_by_name(name)
+    if found is not None:
+        return str(found.experiment_id)
+    return str(client.create_experiment(name, artifact_location=settings.artifact_root))
+
+
+class ClvPyfunc(PythonModel):
+    """The pyfunc face of a ClvModel bundle, for `mlflow models serve` and `pyfunc.load_model`."""
+
+    _skip_type_hint_validation = True
+
+    def load_context(self, context: PythonModelContext) -> None:
+        self._model = ClvModel.load(Path(context.artifacts[BUNDLE_PATH]))
+
+    def predict(
+        self,
+        context: PythonModelContext,
+        model_input: pd.DataFrame,
+        params: Mapping[str, object] | None = None,
+    ) -> pd.DataFrame:
+        return self._model.predict(pd.DataFrame(model_input))
+
+
+@dataclass(frozen=True)
+class LoggedVersion:
+    run_id: str
+    version: str
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """What the parent run records besides the model (all plain values)."""
+
+    params: Mapping[str, str | int | float]
+    metrics: Mapping[str, float]
+    tags: Mapping[str, str]
+    documents: Mapping[str, object]
+    """JSON documents logged as artifacts, keyed by file name (e.g. "features.json")."""
+
+
+class TrainingRun:
+    """An open parent run; trials log as nested runs under it."""
+
+    def __init__(
+        self, settings: Settings, client: MlflowClient, *, run_id: str, experiment_id: str
+    ) -> None:
+        self.settings = settings
+        self.client = client
+        self.run_id = run_id
+        self.experiment_id = experiment_id
+
+    def log_trial(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        """Optuna callback: one nested run per finished trial (complete, pruned or failed)."""
+        with mlflow.start_run(
+            experiment_id=self.experiment_id, run_name=f"trial-{trial.number:03d}", nested=True
+        ):
+            mlflow.log_params({k: v for k, v in trial.params.items()})
+            mlflow.set_tags({"optuna.study": study.study_name, "optuna.state": trial.state.name})
+            metrics = {"trial_number": float(trial.number)}
+            if trial.value is not None:
+                metrics["validation_score"] = float(trial.value)
+            if trial.duration is not None:
+                metrics["seconds"] = trial.duration.total_seconds()
+            best_iteration = trial.user_attrs.get("best_iteration")
+            if isinstance(best_iteration, int):
+                metrics["best_iteration"] = float(best_iteration)
+            mlflow.log_metrics(metrics)
+
+    def log_record(self, record: RunRecord) -> None:
+        mlflow.log_params(dict(record.params))
+        mlflow.log_metrics(dict(record.metrics))
+        mlflow.set_tags(dict(record.tags))
+        for name, doc in record.documents.items():
+            mlflow.log_dict(doc, name)  # type: ignore[arg-type]
+
+    def log_model(
+        self, model: ClvModel, *, reference: pd.DataFrame, input_example: pd.DataFrame
+    ) -> LoggedVersion:
+        """Bundle under `bundle/`, reference sample, and a registered pyfunc model version."""
+        from mlflow.models import infer_signature
+
+        with tempfile.TemporaryDirectory(prefix="clv-bundle-") as tmp:
+            bundle = model.save(Path(tmp) / BUNDLE_PATH)
+            mlflow.log_artifacts(str(bundle), artifact_path=BUNDLE_PATH)
+            ref_path = Path(tmp) / REFERENCE_FILE
+            reference.to_parquet(ref_path, index=False)
+            mlflow.log_artifact(str(ref_path), artifact_path=REFERENCE_PATH)
+
+            signature = infer_signature(input_example, model.predict(input_example))
+            info = mlflow.pyfunc.log_model(
+                name=MODEL_NAME,
+                python_model=str(Path(__file__).with_name("pyfunc_model.py")),
+                artifacts={BUNDLE_PATH: str(bundle)},
+                code_paths=[str(CODE_ROOT / "training"), str(CODE_ROOT / "clv")],
+                registered_model_name=self.settings.mlflow.model_name,
+                signature=signature,
+                input_example=input_example,
+                pip_requirements=pip_requirements(),
+                await_registration_for=0,
+            )
+        version = info.registered_model_version
+        if version is None:  # pragma: no cover - registration is requested above
+            raise RuntimeError("MLflow did not register a model version")
+        return LoggedVersion(run_id=self.run_id, version=str(version))
+
+
+@contextmanager
+def training_run(settings: Settings, *, run_name: str) -> Iterator[TrainingRun]:
+    """Start the parent run in the workspace's experiment; ends FAILED if the body raises."""
+    client = connect(settings)
+    experiment_id = ensure_experiment(settings, client)
+    with mlflow.start_run(experiment_id=experiment_id, run_name=run_name) as run:
+        yield TrainingRun(settings, client, run_id=run.info.run_id, experiment_id=experiment_id)
+
+
+def pip_requirements() -> list[str]:
+    """Pins of the libraries a served bundle needs, read from the installed distributions."""
+    pins = []
+    for dist in _PINNED:
+        try:
+            pins.append(f"{dist}=={metadata.version(dist)}")
+        except metadata.PackageNotFoundError:  # pragma: no cover
+            pins.append(dist)
+    return pins
+
+
+def git_commit() -> str | None:
+    """The code's commit, or None outside a git checkout (never fails)."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=CODE_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    sha = out.stdout.strip()
+    return sha if out.returncode == 0 and sha else None
+
+
+def run_name(prefix: str = "train") -> str:
+    return f"{prefix}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
