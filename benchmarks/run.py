@@ -3,8 +3,9 @@
     python -m benchmarks.run [NAME ...] [--quick]
 
 Each benchmark runs in its own process (so peak memory is its own) and is a function in
-`benchmarks/cases.py` registered in CASES; it returns a flat mapping of measured figures. Results go to `benchmarks/results/<name>.json` with the date,
-the machine and the package versions, so the README's table can cite them.
+`benchmarks/cases.py` registered in CASES; it returns a flat mapping of measured figures.
+Results go to `benchmarks/results/<name>.json` with the date, the machine and the package
+versions, so the README's table can cite them.
 """
 
 from __future__ import annotations
