@@ -74,6 +74,8 @@ def _quiet_libraries() -> None:
     if os.environ.get("CLV_DEBUG"):
         return
     warnings.simplefilter("ignore")
+    # Feast re-adds "once" filters when imported; silence the printing itself instead.
+    warnings.showwarning = lambda *args, **kwargs: None
     for name in ("mlflow", "feast", "alembic", "optuna", "evidently", "litestar"):
         logging.getLogger(name).setLevel(logging.ERROR)
 

@@ -165,7 +165,7 @@ def _summary(settings: Settings, report: DemoReport) -> str:
     train = report.steps["train"]
     monitor = report.steps["monitor"]
     lines = ["", "clv demo: the whole lifecycle ran.", ""]
-    lines.append(f"data: {'read':>10} {'new':>10} {'quarantined':>12} {'stored':>10}")
+    lines.append(f"data{'read':>20} {'new':>10} {'quarantined':>12} {'stored':>10}")
     for table, c in data.items():
         assert isinstance(c, dict)
         lines.append(

@@ -98,7 +98,36 @@ class ServingSettings(_Frozen):
         description="churn probability at or above which a customer is at risk",
     )
     reload_seconds: float = Field(
-        default=0.0, ge=0.0, description="poll the champion alias every N seconds and swap; 0 = off"
+        default=5.0,
+        ge=0.0,
+        description="poll the registry aliases every N seconds and swap models; 0 = off",
+    )
+    auth_token_env: str = Field(
+        default="CLV_SERVING_TOKEN",
+        description="environment variable holding the bearer token /score requires (unset: open)",
+    )
+    webhook_url: str | None = Field(
+        default=None, description="`clv score --all` posts the at-risk customers here (JSON)"
+    )
+    at_risk_min_clv: float | None = Field(
+        default=None, description="at-risk trigger: CLV at or above; default the high-tier cut"
+    )
+    at_risk_min_churn: float | None = Field(
+        default=None,
+        ge=0.0,
+        le=1.0,
+        description="at-risk trigger: churn probability at or above; default churn_threshold",
+    )
+    cold_start_tenure_days: float = Field(
+        default=30.0,
+        gt=0.0,
+        description="cold-start prior: reference customers with tenure_days below this",
+    )
+    stats_seconds: float = Field(
+        default=2.0, gt=0.0, description="write live canary stats (.clv/serving/) every N seconds"
+    )
+    auto_rollback: bool = Field(
+        default=True, description="the server rolls back a canary that breaches a guardrail"
     )
 
     @model_validator(mode="after")
@@ -106,6 +135,43 @@ class ServingSettings(_Frozen):
         t = self.value_thresholds
         if t is not None and t[0] > t[1]:
             raise ValueError("value_thresholds must be ascending: [low|mid, mid|high]")
+        return self
+
+
+class RegistrySettings(_Frozen):
+    """Promotion gates and canary guardrails (see registry.gates, registry.canary)."""
+
+    min_gini_gain: float = Field(
+        0.0, description="candidate normalized Gini minus champion's must be at least this"
+    )
+    rmse_tolerance_pct: float = Field(
+        5.0, ge=0.0, description="candidate RMSE may exceed the champion's by at most this %"
+    )
+    ece_tolerance: float = Field(
+        0.02, ge=0.0, description="candidate churn ECE may exceed the champion's by at most this"
+    )
+    coverage_band: tuple[float, float] = Field(
+        (0.70, 0.90), description="P10-P90 interval coverage must lie in this band (nominal 0.8)"
+    )
+    canary_share: float = Field(0.1, gt=0.0, le=1.0, description="default canary traffic share")
+    canary_max_error_rate: float = Field(0.01, ge=0.0, le=1.0)
+    canary_max_latency_ratio: float = Field(
+        1.5, gt=0.0, description="canary p95 latency / champion p95 latency at most this"
+    )
+    canary_max_psi: float = Field(
+        0.2, ge=0.0, description="PSI of canary vs champion CLV predictions at most this"
+    )
+    canary_min_requests: int = Field(
+        200, ge=1, description="requests the canary must have served before it is judged"
+    )
+    route_salt: str = Field("clv", description="salt of the customer-id hash that routes")
+    lock_timeout_seconds: float = Field(30.0, gt=0.0, description="wait this long for the lock")
+
+    @model_validator(mode="after")
+    def _ordered_band(self) -> RegistrySettings:
+        lo, hi = self.coverage_band
+        if not 0.0 <= lo <= hi <= 1.0:
+            raise ValueError("coverage_band must be [low, high] within [0, 1]")
         return self
 
 
@@ -141,6 +207,7 @@ class Settings(_Frozen):
     mlflow: MLflowSettings = MLflowSettings()
     feast: FeastSettings = FeastSettings()
     serving: ServingSettings = ServingSettings()
+    registry: RegistrySettings = RegistrySettings()
     monitoring: MonitoringSettings = MonitoringSettings()
 
     # Paths inside the workspace: the only place clv writes.
@@ -270,3 +337,20 @@ def load_settings(
         raise ConfigError(
             f"{cfg if cfg.exists() else 'environment'}: {where}: {first['msg']}"
         ) from exc
+
+
+def reference_table() -> str:
+    """The configuration reference as a Markdown table (the README's copy is checked by a test)."""
+    rows = ["| key | default | meaning |", "|---|---|---|"]
+    for section, info in Settings.model_fields.items():
+        model = info.annotation
+        if section == "workspace" or not isinstance(model, type):
+            continue
+        for key, field in model.model_fields.items():
+            default = field.default
+            if isinstance(default, Path):
+                default = "<repo>/" + default.name if default.is_absolute() else str(default)
+            shown = "null" if default is None else default
+            doc = (field.description or "").replace("|", "\\|")
+            rows.append(f"| `{section}.{key}` | `{shown}` | {doc} |")
+    return "\n".join(rows)
