@@ -307,13 +307,14 @@ def _batched_store(store: FeatureStore) -> BatchedSqliteOnlineStore | None:
 
 
 def _direct(views: Sequence[FeatureView]) -> bool:
-    """True when every view is a plain view of the features file keyed by customer_id."""
+    """True when the views are plain views of one features file, keyed by customer_id."""
     from feast.infra.offline_stores.file_source import FileSource
 
-    return all(
+    sources = {v.batch_source.name for v in views if v.batch_source is not None}
+    return len(sources) == 1 and all(
         isinstance(v.batch_source, FileSource)
-        and [c.name for c in v.entity_columns] == ["customer_id"]
         and not v.batch_source.field_mapping
+        and [c.name for c in v.entity_columns] == ["customer_id"]
         for v in views
     )
 
@@ -332,19 +333,19 @@ def _materialize_direct(
     """
     online = _batched_store(store)
     assert online is not None
+    source = views[0].batch_source
+    key = views[0].entity_columns[0]
+    assert source is not None
+    online.write_arrow(
+        store.config,
+        views,
+        rows,
+        join_key=key.name,
+        join_key_type=key.dtype.to_value_type(),
+        timestamp_field=source.timestamp_field,
+        created_timestamp_column=source.created_timestamp_column or None,
+    )
     for view in views:
-        source = view.batch_source
-        assert source is not None
-        key = view.entity_columns[0]
-        online.write_arrow(
-            store.config,
-            view,
-            rows,
-            join_key=key.name,
-            join_key_type=key.dtype.to_value_type(),
-            timestamp_field=source.timestamp_field,
-            created_timestamp_column=source.created_timestamp_column or None,
-        )
         store.registry.apply_materialization(
             view, store.project, start.to_pydatetime(), end.to_pydatetime(), commit=True
         )

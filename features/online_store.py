@@ -25,7 +25,7 @@ Use it with `online_store: {type: features.online_store.BatchedSqliteOnlineStore
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Literal
 
@@ -64,8 +64,9 @@ ProtoRow = tuple[EntityKeyProto, dict[str, ValueProto], datetime, datetime | Non
 class BatchedSqliteOnlineStoreConfig(SqliteOnlineStoreConfig):
     """Same options as Feast's SQLite store (`path`); only the type differs."""
 
-    type: Literal["features.online_store.BatchedSqliteOnlineStore"] = (  # type: ignore[assignment]
-        "features.online_store.BatchedSqliteOnlineStore"
+    # Feast picks the store class by this `type`; narrowing the parent's Literal is intended.
+    type: Literal["features.online_store.BatchedSqliteOnlineStore"] = (
+        "features.online_store.BatchedSqliteOnlineStore"  # type: ignore[assignment]
     )
 
 
@@ -84,7 +85,7 @@ def epoch_seconds(ts: datetime | None) -> int | None:
     return None if ts is None else int(adapt_datetime_epoch(to_naive_utc(ts)))
 
 
-def _chunks(rows: Iterator[Row], size: int) -> Iterator[list[Row]]:
+def _chunks(rows: Iterable[Row], size: int) -> Iterator[list[Row]]:
     chunk: list[Row] = []
     for row in rows:
         chunk.append(row)
@@ -145,7 +146,7 @@ class BatchedSqliteOnlineStore(SqliteOnlineStore):
             or getattr(store, "enable_openai_compatible_store", False)
         )
 
-    def _write(self, config: RepoConfig, table: FeatureView, rows: Iterator[Row]) -> int:
+    def _write(self, config: RepoConfig, table: FeatureView, rows: Iterable[Row]) -> int:
         conn: sqlite3.Connection = self._get_conn(config)
         name = _table_id(
             config.project, table, config.registry.enable_online_feature_view_versioning
@@ -188,7 +189,7 @@ class BatchedSqliteOnlineStore(SqliteOnlineStore):
     def write_arrow(
         self,
         config: RepoConfig,
-        table: FeatureView,
+        tables: Sequence[FeatureView],
         data: pa.Table,
         *,
         join_key: str,
@@ -196,7 +197,11 @@ class BatchedSqliteOnlineStore(SqliteOnlineStore):
         timestamp_field: str,
         created_timestamp_column: str | None,
     ) -> int:
-        """Upsert one row per entity of `data` (already the latest per entity); rows written."""
+        """Upsert the rows of `data` (already the latest per entity) into each view's table.
+
+        Keys and timestamps are serialized once for all views; rows go in key order, which
+        keeps SQLite's B-tree inserts local. Returns the number of table rows written.
+        """
         if not self._plain(config):
             raise ValueError("write_arrow does not write vector or value_num columns")
         version = config.entity_key_serialization_version
@@ -209,26 +214,46 @@ class BatchedSqliteOnlineStore(SqliteOnlineStore):
                 data.column(join_key).to_pylist(), join_key_type
             )
         ]
-        events = [epoch_seconds(t) for t in data.column(timestamp_field).to_pylist()]
-        created: Sequence[int | None] = (
-            [epoch_seconds(t) for t in data.column(created_timestamp_column).to_pylist()]
+        order = sorted(range(len(keys)), key=keys.__getitem__)
+        data = data.take(pa.array(order, type=pa.int64()))
+        keys = [keys[i] for i in order]
+        events = _epochs(data.column(timestamp_field))
+        created = (
+            _epochs(data.column(created_timestamp_column))
             if created_timestamp_column
             else [None] * data.num_rows
         )
-        columns: list[tuple[str, list[bytes], list[str | None]]] = []
-        for field in table.features:
-            column = data.column(field.name)
-            if field.dtype == Float64:
-                blobs, texts = _double_values(column)
-            else:
-                blobs, texts = _distinct_values(column, field.dtype.to_value_type())
-            columns.append((field.name, blobs, texts))
+        written = 0
+        for table in tables:
+            names = sorted(f.name for f in table.features)
+            dtypes = {f.name: f.dtype for f in table.features}
+            blobs: list[list[bytes]] = []
+            texts: list[list[str | None]] = []
+            for name in names:
+                column = data.column(name)
+                if dtypes[name] == Float64:
+                    b, t = _double_values(column)
+                else:
+                    b, t = _distinct_values(column, dtypes[name].to_value_type())
+                blobs.append(b)
+                texts.append(t)
+            width = len(names)
+            rows = zip(
+                [k for k in keys for _ in range(width)],
+                names * len(keys),
+                [v for row in zip(*blobs, strict=True) for v in row],
+                [v for row in zip(*texts, strict=True) for v in row],
+                [e for e in events for _ in range(width)],
+                [c for c in created for _ in range(width)],
+                strict=True,
+            )
+            written += self._write(config, table, rows)
+        return written
 
-        def rows() -> Iterator[Row]:
-            for i, key in enumerate(keys):
-                event = events[i]
-                assert event is not None
-                for name, blobs, texts in columns:
-                    yield key, name, blobs[i], texts[i], event, created[i]
 
-        return self._write(config, table, rows())
+def _epochs(column: pa.ChunkedArray) -> list[int | None]:
+    """Epoch seconds per row, via Feast's adapter once per distinct timestamp."""
+    encoded = pc.dictionary_encode(column).combine_chunks()
+    distinct = [epoch_seconds(t) for t in encoded.dictionary.to_pylist()] + [None]
+    codes = encoded.indices.fill_null(len(distinct) - 1).to_numpy(zero_copy_only=False)
+    return [distinct[c] for c in codes.tolist()]

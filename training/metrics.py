@@ -10,8 +10,11 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import numpy.typing as npt
+import pandas as pd
 from scipy.stats import spearmanr
-from sklearn.metrics import brier_score_loss, roc_auc_score
+from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
+
+from training.calibration import expected_calibration_error
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -43,6 +46,10 @@ class ChurnMetrics:
     brier: float
     churn_rate: float
     n: int
+    pr_auc: float = float("nan")
+    """Average precision (the area under the precision-recall curve)."""
+    ece: float = float("nan")
+    """Expected calibration error over 10 equal-width bins (training.calibration)."""
 
     def as_dict(self) -> dict[str, float]:
         return {k: float(v) for k, v in asdict(self).items()}
@@ -122,7 +129,23 @@ def churn_metrics(y: npt.ArrayLike, prob: npt.ArrayLike) -> ChurnMetrics:
         brier=float(brier_score_loss(a, p)) if a.size else float("nan"),
         churn_rate=float(a.mean()) if a.size else float("nan"),
         n=int(a.size),
+        pr_auc=float(average_precision_score(a, p)) if both else float("nan"),
+        ece=expected_calibration_error(a, p) if a.size else float("nan"),
     )
+
+
+def decile_table(y: npt.ArrayLike, pred: npt.ArrayLike, *, groups: int = 10) -> pd.DataFrame:
+    """Rows ranked by prediction into `groups` equal-count groups (1 = highest predicted):
+    count, mean predicted and mean actual per group (ties broken by input order)."""
+    a, b = _pair(y, pred)
+    order = np.argsort(-b, kind="stable")
+    group = np.empty(a.size, dtype=np.int64)
+    group[order] = np.arange(a.size) * groups // max(a.size, 1) + 1
+    frame = pd.DataFrame({"decile": group, "predicted": b, "actual": a})
+    table = frame.groupby("decile").agg(
+        n=("actual", "size"), mean_predicted=("predicted", "mean"), mean_actual=("actual", "mean")
+    )
+    return table.reset_index()
 
 
 def _pair(y: npt.ArrayLike, pred: npt.ArrayLike) -> tuple[FloatArray, FloatArray]:

@@ -137,6 +137,16 @@ class TrainingRun:
         for name, doc in record.documents.items():
             mlflow.log_dict(doc, name)  # type: ignore[arg-type]
 
+    def log_files(self, directory: Path, *, artifact_path: str) -> None:
+        """Every file of `directory` (tables, PNG plots) under `artifact_path`."""
+        mlflow.log_artifacts(str(directory), artifact_path=artifact_path)
+
+    def tag_version(self, version: str, tags: Mapping[str, str]) -> None:
+        """Tags on the registered model version (the evaluation that promotion gates read)."""
+        name = self.settings.mlflow.model_name
+        for key, value in tags.items():
+            self.client.set_model_version_tag(name, version, key, value)
+
     def log_model(
         self, model: ClvModel, *, reference: pd.DataFrame, input_example: pd.DataFrame
     ) -> LoggedVersion:

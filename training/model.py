@@ -32,6 +32,11 @@ class ModelCard:
     value_objective: str = "reg:tweedie"
     churn_calibration: dict[str, float] | None = None
     """Platt scaling of the churn margin, {"a": ..., "b": ...}, when it lowered the ECE."""
+    excluded_features: list[str] = field(default_factory=list)
+    """Features of the service the boosters do not use (their column is NaN in `matrix`):
+    calendar-time features such as `signup_cohort`, whose newest levels no past snapshot has."""
+    interval_adjustment: float = 0.0
+    """Conformal widening Q of [P10, P90] (training.intervals): [max(P10 - Q, 0), P90 + Q]."""
 
 
 class ClvModel:
@@ -66,9 +71,12 @@ class ClvModel:
         if missing:
             raise KeyError(f"features missing from the frame: {missing}")
         cols = []
+        excluded = set(self.card.excluded_features)
         for name in self.card.feature_names:
             col = frame[name]
-            if name in self._codes:
+            if name in excluded:
+                cols.append(np.full(len(frame), np.nan, dtype=np.float32))
+            elif name in self._codes:
                 # Levels are stored as text: compare as text whatever the frame's dtype.
                 codes = col.astype("string").map(self._codes[name])
                 cols.append(codes.to_numpy(dtype=np.float32, na_value=np.nan))
@@ -81,11 +89,11 @@ class ClvModel:
         return np.column_stack(cols).astype(np.float32, copy=False)
 
     def predict_matrix(self, x: np.ndarray) -> dict[str, np.ndarray]:
-        """Predictions for a prepared matrix, keyed by PREDICTION_COLUMNS."""
+        """Predictions for a prepared matrix, keyed by PREDICTION_COLUMNS (plus `clv_p50`)."""
         n = x.shape[0]
         clv = np.asarray(self.value.inplace_predict(x), dtype=np.float64)
         out = {"clv": clv}
-        for key in ("clv_p10", "clv_p90"):
+        for key in ("clv_p10", "clv_p50", "clv_p90"):
             booster = self.quantiles.get(key)
             out[key] = (
                 np.asarray(booster.inplace_predict(x), dtype=np.float64)
@@ -104,6 +112,9 @@ class ClvModel:
             out["churn_probability"] = np.full(n, np.nan)
         # Quantiles are fitted separately; keep the interval ordered and around the point.
         lo, hi = out["clv_p10"], out["clv_p90"]
+        q = self.card.interval_adjustment
+        if q:
+            lo, hi = np.maximum(lo - q, 0.0), hi + q
         if not np.isnan(lo).all():
             out["clv_p10"] = np.minimum(lo, np.minimum(hi, clv))
             out["clv_p90"] = np.maximum(hi, np.maximum(lo, clv))
@@ -149,5 +160,7 @@ class ClvModel:
         value = booster("value")
         if value is None:
             raise FileNotFoundError(f"no value.ubj in {directory}")
-        quantiles = {k: b for k in ("clv_p10", "clv_p90") if (b := booster(k)) is not None}
+        quantiles = {
+            k: b for k in ("clv_p10", "clv_p50", "clv_p90") if (b := booster(k)) is not None
+        }
         return cls(card, value=value, churn=booster("churn"), quantiles=quantiles)

@@ -87,7 +87,8 @@ def test_tuned_model_metrics_on_test_are_sane(trained: tuple[Settings, TrainResu
     assert np.isfinite(result.default_metrics.rmse)
     assert set(result.best_params) >= {"max_depth", "tweedie_variance_power", "num_boost_round"}
     assert result.metrics["model"]["gini"] == result.model_metrics.gini
-    assert set(result.metrics) == {"model", "default", "churn"}
+    assert set(result.metrics) == {"model", "baseline", "default", "churn", "interval"}
+    assert np.isnan(result.metrics["baseline"]["rmse"])  # the synthetic frame has no RFM columns
 
 
 def test_reference_sample_has_features_and_predictions(

@@ -1,0 +1,137 @@
+"""The batched SQLite online store holds exactly what stock Feast's SQLite store holds."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+from feast import FeatureStore, RepoConfig
+from feast.infra.online_stores.sqlite import SqliteOnlineStore
+from feast.utils import _convert_arrow_to_proto
+
+from clv.settings import Settings, load_settings
+from clv.store import write_table
+from features import feast_io
+from features.build import build_features, features_path
+from features.online_store import BatchedSqliteOnlineStore
+
+ROW_SQL = (
+    "SELECT entity_key, feature_name, value, value_text, event_ts, created_ts FROM {} "
+    "ORDER BY entity_key, feature_name"
+)
+
+
+def _ts(values: list[str]) -> pd.Series:
+    return pd.Series(pd.to_datetime(values, utc=True)).astype("datetime64[us, UTC]")
+
+
+def _stock_config(settings: Settings, db: Path) -> RepoConfig:
+    return RepoConfig(
+        project=settings.feast.project,
+        provider="local",
+        registry=feast_io._registry_config(settings),
+        online_store={"type": "sqlite", "path": str(db)},
+        offline_store={"type": "duckdb"},
+        repo_path=settings.state_dir,
+        entity_key_serialization_version=3,
+    )
+
+
+def _rows(db: Path) -> dict[str, list[tuple[object, ...]]]:
+    with sqlite3.connect(db) as con:
+        tables = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        return {t: con.execute(ROW_SQL.format(f'"{t}"')).fetchall() for t in sorted(tables)}
+
+
+@pytest.fixture(scope="module")
+def stores(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Settings, FeatureStore]]:
+    """A workspace materialized by clv (batched) and the same data by stock Feast (sqlite)."""
+    ws = tmp_path_factory.mktemp("ws")
+    settings = load_settings(ws, environ={})
+    write_table(
+        settings,
+        "transactions",
+        pd.DataFrame(
+            {
+                "customer_id": ["a", "a", "b", "a", "b"],
+                "ts": _ts(["2024-01-05", "2024-01-20", "2024-01-10", "2024-02-10", "2024-02-11"]),
+                "amount": [15.25, 30.0, 7.0, 20.0, -3.5],
+            }
+        ),
+    )
+    write_table(
+        settings,
+        "customers",
+        pd.DataFrame(
+            {
+                "customer_id": ["a", "b", "c"],
+                "signup_ts": _ts(["2023-12-20", "2024-01-09", "2024-02-20"]),
+                "acquisition_channel": ["ads", None, "ads"],
+                "country": ["DE", "FR", "NL"],
+                "plan": ["pro", "free", "free"],
+            }
+        ),
+    )
+    build_features(settings)  # snapshots Feb 1 and Mar 1; c has no purchase (null features)
+    feast_io.apply(settings)
+    result = feast_io.materialize(settings)
+    stock = FeatureStore(
+        config=_stock_config(settings, settings.feast_dir / "stock.db"),
+        repo_path=str(settings.state_dir),
+    )
+    stock.apply(feast_io._declarations(settings))  # type: ignore[arg-type,unused-ignore]
+    stock.materialize(start_date=result.start.to_pydatetime(), end_date=result.end.to_pydatetime())
+    yield settings, stock
+
+
+def test_clv_configures_the_batched_store(stores: tuple[Settings, FeatureStore]) -> None:
+    settings, _ = stores
+    online = feast_io._feature_store(settings)._get_provider().online_store
+    assert isinstance(online, BatchedSqliteOnlineStore)
+
+
+def test_materialized_rows_are_byte_identical_to_stock_feast(
+    stores: tuple[Settings, FeatureStore],
+) -> None:
+    settings, _ = stores
+    ours = _rows(settings.feast_dir / "online.db")
+    stock = _rows(settings.feast_dir / "stock.db")
+    assert sorted(ours) == sorted(stock) and len(ours) == 4
+    assert sum(len(rows) for rows in ours.values()) == 3 * 43  # 3 customers x 43 features
+    for table in ours:
+        assert ours[table] == stock[table], table
+
+
+def test_online_reads_agree_with_stock_feast(stores: tuple[Settings, FeatureStore]) -> None:
+    settings, stock = stores
+    service = stock.get_feature_service(settings.features.service)
+    rows = [{"customer_id": c} for c in ("a", "b", "c", "unknown")]
+    ours = feast_io._feature_store(settings).get_online_features(features=service, entity_rows=rows)
+    theirs = stock.get_online_features(features=service, entity_rows=rows)
+    mine = ours.to_dict(include_event_timestamps=True)
+    assert mine == theirs.to_dict(include_event_timestamps=True)
+    # a: three purchase days; b: one (the refund is not a purchase day); unknown: nulls
+    assert mine["frequency"][:2] == [2, 0] and mine["recency"][3] is None
+
+
+def test_online_write_batch_matches_stock_for_feast_proto_rows(
+    stores: tuple[Settings, FeatureStore], tmp_path: Path
+) -> None:
+    settings, stock = stores
+    view = stock.get_feature_view("spend_windows")
+    table = pq.read_table(features_path(settings))
+    protos = _convert_arrow_to_proto(
+        table, view, {"customer_id": view.entity_columns[0].dtype.to_value_type()}
+    )
+    written = {}
+    for name, store in (("stock", SqliteOnlineStore()), ("ours", BatchedSqliteOnlineStore())):
+        config = _stock_config(settings, tmp_path / f"{name}.db")
+        store.update(config, [], [view], [], [], partial=False)
+        store.online_write_batch(config, view, protos, None)
+        written[name] = _rows(tmp_path / f"{name}.db")
+    assert written["ours"] == written["stock"]
+    assert sum(len(r) for r in written["ours"].values()) == 3 * len(view.features)
