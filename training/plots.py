@@ -70,7 +70,7 @@ def optuna_history(study: optuna.Study, path: Path) -> Path:
         ax.step(numbers, best, where="post", color="C1", label="best so far")
         ax.legend()
     ax.set_xlabel("trial")
-    ax.set_ylabel("validation tweedie-nloglik@1.5")
+    ax.set_ylabel("validation RMSE")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -33,15 +33,16 @@ import pandas as pd
 
 from clv.errors import DataError, NotReadyError
 from clv.settings import Settings
-from training.baseline import RFM_COLUMNS, Baseline, baseline_clv, fit_baseline
+from training.baseline import SnapshotBaselines, baseline_clv, fit_snapshot_baselines
 from training.calibration import CalibrationChoice, choose_calibration, reliability_table
 from training.evaluation import metric_table as evaluation_metric_table
 from training.evaluation import slice_metrics
 from training.intervals import (
     QUANTILES,
     IntervalMetrics,
-    conformal_adjustment,
     interval_metrics,
+    interval_scale,
+    scaled_interval,
 )
 from training.labels import KEYS, as_utc, make_labels
 from training.metrics import (
@@ -55,7 +56,10 @@ from training.model import ClvModel, ModelCard
 from training.split import TemporalSplit, max_feasible_embargo, temporal_split
 
 if TYPE_CHECKING:
+    import optuna
     import xgboost as xgb
+
+    from training.objective import ObjectiveChoice
 
 REFERENCE_ROWS = 20_000
 EXPLAIN_ROWS = 1_000
@@ -109,6 +113,8 @@ class TrainResult:
     baseline_metrics: ValueMetrics | None = None
     interval_metrics: IntervalMetrics | None = None
     churn_raw_metrics: ChurnMetrics | None = None
+    objective: ObjectiveChoice | None = None
+    """The value model kind and the validation evidence it was chosen on."""
 
     @property
     def metrics(self) -> dict[str, dict[str, float]]:
@@ -221,6 +227,7 @@ def fit_and_log(
     timeout_seconds: float | None = None,
     refit_on: RefitOn = "all",
     progress: Progress | None = None,
+    pruner: optuna.pruners.BasePruner | None = None,
 ) -> TrainResult:
     """Tune, evaluate on the test snapshot, refit, log one MLflow parent run, register it.
 
@@ -240,7 +247,11 @@ def fit_and_log(
         DEFAULT_VALUE_PARAMS,
         TuningData,
         ValueObjective,
+        ValueRows,
+        compare_value_models,
+        default_pruner,
         fit_value,
+        fit_value_model,
         params_from_trial,
     )
 
@@ -255,20 +266,49 @@ def fit_and_log(
     fit_frame = pd.concat([split.train, split.validation], ignore_index=True)
     eval_card = card_for(settings, data, split.train)
     enc = _encoder(eval_card)
+    m_settings = settings.model
 
-    def value_matrix(frame: pd.DataFrame, encoder: ClvModel = enc) -> xgb.QuantileDMatrix:
-        return xgb.QuantileDMatrix(
-            encoder.matrix(frame), label=_value_target(frame), feature_names=names, nthread=nthread
+    say("offset: BG/NBD + Gamma-Gamma fitted on each snapshot's purchase histories")
+    offsets = fit_offsets(
+        data, split, margin_rate=m_settings.margin_rate, seed=seed, refit_on=refit_on
+    )
+
+    def offset_of(frame: pd.DataFrame) -> np.ndarray | None:
+        if offsets is None:
+            return None
+        return offsets.log_offset(
+            frame,
+            horizon_days=m_settings.horizon_days,
+            annual_discount_rate=m_settings.annual_discount_rate,
         )
 
+    x_tr, y_tr, off_tr = enc.matrix(split.train), _value_target(split.train), offset_of(split.train)
+    x_va, y_va = enc.matrix(split.validation), _value_target(split.validation)
+    off_va = offset_of(split.validation)
     tune_rows = _tuning_rows(split.train, tuning.sample_customers, seed=seed)
+
+    say("objective: Tweedie vs hurdle on validation (one modest configuration each)")
+    comparison = compare_value_models(
+        ValueRows(x_tr[tune_rows], y_tr[tune_rows], _take(off_tr, tune_rows)),
+        ValueRows(x_va, y_va, off_va),
+        names,
+        nthread=nthread,
+        seed=seed,
+    )
+    choice = comparison.choice
+    kind = choice.kind
+    say(f"objective: {choice.reason}")
+    tune_fit = tune_rows if kind == "tweedie" else tune_rows[y_tr[tune_rows] > 0]
+    valid_fit = np.arange(len(y_va)) if kind == "tweedie" else np.flatnonzero(y_va > 0)
     tuning_data = TuningData.from_arrays(
-        enc.matrix(split.train)[tune_rows],
-        _value_target(split.train)[tune_rows],
-        enc.matrix(split.validation),
-        _value_target(split.validation),
+        x_tr[tune_fit],
+        y_tr[tune_fit],
+        x_va[valid_fit],
+        y_va[valid_fit],
         feature_names=names,
         nthread=nthread,
+        offset_train=_take(off_tr, tune_fit),
+        offset_valid=_take(off_va, valid_fit),
     )
     settings.ensure_dirs()
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
@@ -279,11 +319,12 @@ def fit_and_log(
         study_name=study_name,
         direction="minimize",
         sampler=optuna.samplers.TPESampler(seed=seed),
-        pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=20),
+        pruner=pruner if pruner is not None else default_pruner(),
     )
     say(
-        f"tuning: {trials} trial(s) on {len(tune_rows):,} train / {len(split.validation):,} "
-        f"validation rows, embargo {split.embargo_days} days (study {study_name})"
+        f"tuning: {trials} trial(s) of the {kind} value booster on {len(tune_fit):,} train / "
+        f"{len(valid_fit):,} validation rows, embargo {split.embargo_days} days "
+        f"(study {study_name})"
     )
 
     with mlflow_io.training_run(settings, run_name=mlflow_io.run_name()) as mrun:
@@ -306,31 +347,77 @@ def fit_and_log(
         final_params = replace(best_params, num_boost_round=max(1, rounds))
 
         say(f"evaluate: best trial {best.number} ({rounds} rounds) refitted on train + validation")
-        d_fit = value_matrix(fit_frame)
-        value = fit_value(final_params, d_fit, nthread=nthread, seed=seed).booster
-        default = fit_value(DEFAULT_VALUE_PARAMS, d_fit, nthread=nthread, seed=seed).booster
+        x_fit, y_fit, off_fit = (
+            enc.matrix(fit_frame),
+            _value_target(fit_frame),
+            offset_of(fit_frame),
+        )
+        value, purchase = fit_value_model(
+            kind,
+            final_params,
+            ValueRows(x_fit, y_fit, off_fit),
+            names,
+            purchase_rounds=comparison.purchase_rounds,
+            nthread=nthread,
+            seed=seed,
+        )
+        d_default = xgb.QuantileDMatrix(x_fit, label=y_fit, feature_names=names, nthread=nthread)
+        default = fit_value(DEFAULT_VALUE_PARAMS, d_default, nthread=nthread, seed=seed).booster
         churn = _fit_churn_eval(split, enc, names, nthread=nthread, seed=seed)
         calibration = _churn_calibration(split, enc, churn, seed=seed)
         quantiles = _fit_quantiles(split, enc, names, nthread=nthread, seed=seed)
-        q_valid = {
-            k: np.asarray(b.inplace_predict(enc.matrix(split.validation)), dtype=np.float64)
-            for k, b in quantiles.items()
+        test_time, valid_time = split.test_times[-1], split.validation_times[-1]
+        base_card = replace(eval_card, value_model=kind)
+        # Intervals: the scale that makes [P10, P90] cover 80% of validation (one snapshot,
+        # scored with its own snapshot's offset parameters).
+        on_valid = ClvModel(
+            replace(base_card, value_offset=_offset_card(offsets, valid_time, settings)),
+            value=value,
+            quantiles=quantiles,
+            purchase=purchase,
+        )
+        v_pred = on_valid.predict_matrix(x_va)
+        raw_q = {
+            k: np.asarray(b.inplace_predict(x_va), dtype=np.float64) for k, b in quantiles.items()
         }
-        adjustment = conformal_adjustment(
-            _value_target(split.validation), q_valid["clv_p10"], q_valid["clv_p90"]
+        scale = interval_scale(
+            y_va, raw_q["clv_p10"], raw_q["clv_p50"], raw_q["clv_p90"], v_pred["clv"]
+        )
+        valid_interval = interval_metrics(
+            y_va,
+            *scaled_interval(
+                raw_q["clv_p10"], raw_q["clv_p50"], raw_q["clv_p90"], v_pred["clv"], scale
+            ),
+        )
+        say(
+            f"intervals: scales {scale[0]:.3f} / {scale[1]:.3f} around P50 cover "
+            f"{valid_interval.coverage_p10_p90:.3f} of validation"
         )
         eval_card = replace(
-            eval_card,
+            base_card,
             churn_calibration=calibration.platt.as_dict() if calibration.platt else None,
-            interval_adjustment=adjustment,
+            interval_scale=list(scale),
+            value_offset=_offset_card(offsets, test_time, settings),
         )
-        evaluated = ClvModel(eval_card, value=value, churn=churn, quantiles=quantiles)
+        evaluated = ClvModel(
+            eval_card, value=value, churn=churn, quantiles=quantiles, purchase=purchase
+        )
         x_te, y_te = enc.matrix(split.test), _value_target(split.test)
         pred_te = evaluated.predict_matrix(x_te)
         default_te = np.asarray(default.inplace_predict(x_te), dtype=np.float64)
         say("baseline: BG/NBD + Gamma-Gamma on the test snapshot's purchase histories")
-        base_fit, base_te = _baseline(settings, split.test)
+        base_fit = offsets.fits.get(test_time) if offsets is not None else None
         base_params = base_fit.as_dict() if base_fit is not None else {}
+        base_te = (
+            baseline_clv(
+                base_fit,
+                split.test,
+                horizon_days=m_settings.horizon_days,
+                annual_discount_rate=m_settings.annual_discount_rate,
+            )
+            if base_fit is not None
+            else np.full(len(split.test), np.nan)
+        )
         model_m = value_metrics(y_te, pred_te["clv"])
         default_m = value_metrics(y_te, default_te)
         baseline_m = value_metrics(y_te, base_te)
@@ -357,14 +444,26 @@ def fit_and_log(
             value_rows = data.frame.loc[data.frame["clv_label"].notna()].reset_index(drop=True)
             churn_rows = data.frame.loc[data.frame["churn_label"].notna()].reset_index(drop=True)
             say(f"refit: {len(value_rows):,} value rows and {len(churn_rows):,} churn rows")
+            latest = pd.Timestamp(data.frame["event_timestamp"].max())
             card = replace(
                 card_for(settings, data, value_rows),
+                value_model=kind,
                 churn_calibration=eval_card.churn_calibration,
-                interval_adjustment=adjustment,
+                interval_scale=list(scale),
+                value_offset=_offset_card(offsets, latest, settings),
             )
             full = _encoder(card)
-            d_all = value_matrix(value_rows, full)
-            value_all = fit_value(final_params, d_all, nthread=nthread, seed=seed).booster
+            x_all, y_all = full.matrix(value_rows), _value_target(value_rows)
+            value_all, purchase_all = fit_value_model(
+                kind,
+                final_params,
+                ValueRows(x_all, y_all, offset_of(value_rows)),
+                names,
+                purchase_rounds=comparison.purchase_rounds,
+                nthread=nthread,
+                seed=seed,
+            )
+            d_all = xgb.QuantileDMatrix(x_all, label=y_all, feature_names=names, nthread=nthread)
             quantiles_all = {
                 k: _fit_quantile(
                     d_all, QUANTILES[k], nthread=nthread, seed=seed, rounds=b.num_boosted_rounds()
@@ -382,7 +481,13 @@ def fit_and_log(
                 churn_all = fit_churn(
                     d_churn, nthread=nthread, seed=seed, rounds=churn.num_boosted_rounds()
                 )
-            model = ClvModel(card, value=value_all, churn=churn_all, quantiles=quantiles_all)
+            model = ClvModel(
+                card,
+                value=value_all,
+                churn=churn_all,
+                quantiles=quantiles_all,
+                purchase=purchase_all,
+            )
             reference_rows = value_rows
         else:
             model, reference_rows = evaluated, fit_frame
@@ -405,8 +510,15 @@ def fit_and_log(
                 "tuning.rows": len(tune_rows),
                 "tuning.customers": int(split.train["customer_id"].iloc[tune_rows].nunique()),
                 "churn.calibration": "platt" if calibration.platt else "none",
-                "interval.method": "xgboost quantile + CQR on validation",
-                "interval.adjustment": adjustment,
+                "interval.method": "xgboost quantile, conformal log1p scale around P50",
+                "interval.scale_lower": scale[0],
+                "interval.scale_upper": scale[1],
+                "value_model": kind,
+                "value_model.reason": choice.reason,
+                "value_offset": "log BG/NBD+GG CLV, per-snapshot fits"
+                if offsets is not None
+                else "none",
+                "offset.failed_snapshots": len(offsets.failed) if offsets is not None else 0,
                 "excluded_features": ",".join(eval_card.excluded_features),
             },
             metrics={
@@ -417,6 +529,10 @@ def fit_and_log(
                 **{f"test_churn_raw_{k}": v for k, v in churn_raw_m.as_dict().items()},
                 **{f"test_interval_{k}": v for k, v in interval_m.as_dict().items()},
                 **{f"test_interval_raw_{k}": v for k, v in raw_interval_m.as_dict().items()},
+                "validation_rmse_tweedie": choice.tweedie_rmse,
+                "validation_rmse_hurdle": choice.hurdle_rmse,
+                "validation_interval_coverage": valid_interval.coverage_p10_p90,
+                "validation_interval_mean_width": valid_interval.mean_width,
                 "validation_churn_ece_raw": calibration.ece_raw,
                 "validation_churn_ece_platt": calibration.ece_platt,
                 "best_validation_score": float(best.value if best.value is not None else np.nan),
@@ -450,6 +566,15 @@ def fit_and_log(
                     "interval": interval_m.as_dict(),
                     "interval_raw": raw_interval_m.as_dict(),
                     "churn_calibration": calibration.reason,
+                    "value_model": {
+                        "kind": choice.kind,
+                        "validation_rmse": {
+                            "tweedie": choice.tweedie_rmse,
+                            "hurdle": choice.hurdle_rmse,
+                        },
+                        "reason": choice.reason,
+                    },
+                    "interval_validation": valid_interval.as_dict(),
                 },
                 "baseline.json": base_params,
                 "importance_gain.json": gain_importance(value),
@@ -506,6 +631,7 @@ def fit_and_log(
         baseline_metrics=baseline_m,
         interval_metrics=interval_m,
         churn_raw_metrics=churn_raw_m,
+        objective=choice,
     )
 
 
@@ -518,7 +644,7 @@ def _encoder(card: ModelCard) -> ClvModel:
     """A ClvModel used only for `matrix` (feature order and category codes)."""
     import xgboost as xgb
 
-    return ClvModel(card, value=xgb.Booster())
+    return ClvModel(replace(card, value_model="tweedie", value_offset=None), value=xgb.Booster())
 
 
 def _tuning_rows(train: pd.DataFrame, sample_customers: int | None, *, seed: int) -> np.ndarray:
@@ -557,19 +683,45 @@ def _fit_churn_eval(
     return fit_churn(dtrain, dvalid, nthread=nthread, seed=seed)
 
 
-def _baseline(settings: Settings, test: pd.DataFrame) -> tuple[Baseline | None, np.ndarray]:
-    """BG/NBD + Gamma-Gamma fitted on the test snapshot's purchase histories (all strictly
-    before the snapshot: the classical calibration period) and its CLV for the same rows.
-    NaN predictions when the feature service lacks the RFM columns."""
-    if any(c not in test.columns for c in (*RFM_COLUMNS, "tenure_days")):
-        return None, np.full(len(test), np.nan)
-    fitted = fit_baseline(test, margin_rate=settings.model.margin_rate)
-    return fitted, baseline_clv(
-        fitted,
-        test,
-        horizon_days=settings.model.horizon_days,
-        annual_discount_rate=settings.model.annual_discount_rate,
-    )
+def fit_offsets(
+    data: TrainingData,
+    split: TemporalSplit,
+    *,
+    margin_rate: float,
+    seed: int,
+    refit_on: RefitOn = "all",
+) -> SnapshotBaselines | None:
+    """The offset's baseline per snapshot the value model sees (features only, no labels),
+    and at the latest snapshot (the registered card's parameters); None when the feature
+    service lacks the RFM columns."""
+    from training.baseline import OFFSET_COLUMNS
+
+    if any(c not in data.feature_names for c in OFFSET_COLUMNS):
+        return None
+    frame = data.frame
+    times = frame["event_timestamp"]
+    if refit_on == "all":
+        needed = frame["clv_label"].notna() | (times == times.max())
+    else:
+        chosen = (*split.train_times, *split.validation_times, *split.test_times)
+        needed = times.isin(chosen)
+    return fit_snapshot_baselines(frame.loc[needed], margin_rate=margin_rate, seed=seed)
+
+
+def _offset_card(
+    offsets: SnapshotBaselines | None, t: pd.Timestamp, settings: Settings
+) -> dict[str, float] | None:
+    """The card's `value_offset`: snapshot t's baseline parameters and the discount rate."""
+    if offsets is None:
+        return None
+    return {
+        **offsets.for_time(t).as_dict(),
+        "annual_discount_rate": settings.model.annual_discount_rate,
+    }
+
+
+def _take(values: np.ndarray | None, rows: np.ndarray) -> np.ndarray | None:
+    return None if values is None else values[rows]
 
 
 def _churn_calibration(
@@ -763,7 +915,7 @@ def _run_params(
             "churn_window_days": m.churn_window_days,
             "annual_discount_rate": m.annual_discount_rate,
             "margin_rate": m.margin_rate,
-            "value_objective": "reg:tweedie",
+            "value_objective": "reg:tweedie (log link) with a log-baseline base_margin",
             "label_clip_min": 0.0,
             "refit_on": refit_on,
             "tuning.seed": t.seed,
