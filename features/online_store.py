@@ -12,11 +12,16 @@ there:
   `write_to_online_store`) serializes each key and timestamp once per entity row and upserts
   with one `executemany` per chunk, in one transaction.
 - `write_arrow` writes an Arrow table (join key, timestamps, feature columns) without building
-  a `ValueProto` per value: a double is encoded as its protobuf wire form (tag 0x29, field 5
-  `double_val`, then 8 little-endian bytes), every other type is converted by Feast's own
-  `python_values_to_proto_values` once per distinct value. `features.feast_io.materialize`
-  uses it; `tests/unit/features/test_online_store.py` checks that it stores byte-identical rows
-  to stock Feast.
+  a `ValueProto` per value and without a Python-level row per value: the serialized entity
+  keys (`entity_keys`) and every feature's (`value`, `value_text`) are built column-wise
+  (a double is its protobuf wire form, tag 0x29 = field 5 `double_val` + 8 little-endian
+  bytes; every other type goes through Feast's `python_values_to_proto_values` once per
+  distinct value), packed into one BLOB per chunk of customers (`pack_rows`), and SQLite
+  unpivots that BLOB into Feast's rows in C (`_unpivot_sql`: a recursive CTE over the packed
+  rows crossed with the view's feature names, `substr` per field, Feast's upsert), sorted by
+  (entity key, feature name) so every B-tree insert is an append.
+  `features.feast_io.materialize` uses it; `tests/unit/features/test_online_store.py` checks
+  that it stores byte-identical rows to stock Feast.
 
 Use it with `online_store: {type: features.online_store.BatchedSqliteOnlineStore, path: ...}`
 (Feast imports `<module>.<Name>` and its config class `<Name>Config`).
@@ -53,6 +58,9 @@ from feast.value_type import ValueType
 
 CHUNK_ROWS = 200_000
 """Values (table rows) per `executemany` call: bounds the memory of one write."""
+
+CHUNK_CUSTOMERS = 50_000
+"""Customers packed into one BLOB by `write_arrow`: bounds the memory of one statement."""
 
 _DOUBLE_TAG = 0x29  # protobuf key of Value.double_val: field 5, wire type 1 (64-bit)
 _COLUMNS = ("entity_key", "feature_name", "value", "value_text", "event_ts", "created_ts")
@@ -96,8 +104,12 @@ def _chunks(rows: Iterable[Row], size: int) -> Iterator[list[Row]]:
         yield chunk
 
 
-def _double_values(column: pa.ChunkedArray | pa.Array) -> tuple[list[bytes], list[str | None]]:
-    """(serialized ValueProto, value_text) of a double column; null and NaN -> empty Value."""
+def _double_values(column: pa.ChunkedArray | pa.Array) -> tuple[pa.Array, pa.Array]:
+    """(serialized ValueProto, value_text) of a double column; null and NaN -> empty Value.
+
+    The blob is built in numpy; the text (Python's `str`, as Feast stores it) is formatted
+    once per distinct bit pattern, so -0.0 and 0.0 stay apart.
+    """
     values: npt.NDArray[np.float64] = np.asarray(
         column.to_numpy(zero_copy_only=False), dtype=np.float64
     )
@@ -109,19 +121,20 @@ def _double_values(column: pa.ChunkedArray | pa.Array) -> tuple[list[bytes], lis
     data = np.empty((len(present), 9), dtype=np.uint8)
     data[:, 0] = _DOUBLE_TAG
     data[:, 1:] = present.astype("<f8").view(np.uint8).reshape(-1, 8)
-    encoded = pa.Array.from_buffers(
+    blobs = pa.Array.from_buffers(
         pa.large_binary(),
         len(values),
         [None, pa.py_buffer(offsets), pa.py_buffer(data.tobytes())],
     )
-    blobs: list[bytes] = encoded.to_pylist()
-    texts = [None if n else str(v) for v, n in zip(values.tolist(), null.tolist(), strict=True)]
+    bits, inverse = np.unique(values.view(np.int64), return_inverse=True)
+    distinct = [None if v != v else str(v) for v in bits.view(np.float64).tolist()]
+    texts = pa.array(distinct, pa.large_string()).take(pa.array(inverse.ravel()))
     return blobs, texts
 
 
 def _distinct_values(
     column: pa.ChunkedArray | pa.Array, value_type: ValueType
-) -> tuple[list[bytes], list[str | None]]:
+) -> tuple[pa.Array, pa.Array]:
     """(serialized ValueProto, value_text) via Feast's converter, once per distinct value."""
     encoded = pc.dictionary_encode(column)
     if isinstance(encoded, pa.ChunkedArray):
@@ -130,9 +143,119 @@ def _distinct_values(
     protos = python_values_to_proto_values(distinct, value_type) if distinct else []
     blobs = [p.SerializeToString() for p in protos] + [b""]
     texts = [extract_text_and_num(p, False)[0] for p in protos] + [None]
-    null_code = len(distinct)
-    codes = encoded.indices.fill_null(null_code).to_numpy(zero_copy_only=False).tolist()
-    return [blobs[c] for c in codes], [texts[c] for c in codes]
+    codes = encoded.indices.fill_null(len(distinct))
+    return (
+        pa.array(blobs, pa.large_binary()).take(codes),
+        pa.array(texts, pa.large_string()).take(codes),
+    )
+
+
+def entity_keys(
+    column: pa.ChunkedArray | pa.Array,
+    *,
+    join_key: str,
+    join_key_type: ValueType,
+    version: int,
+) -> pa.Array:
+    """Feast's `serialize_entity_key` of each value of a single join key, as a binary array.
+
+    A string key (version 3) is its constant head (key count, key name, value type) plus a
+    little-endian length plus the UTF-8 bytes: built column-wise, which is what
+    `serialize_entity_key` writes value by value. Other key types go through Feast.
+    """
+    values = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    if join_key_type != ValueType.STRING or version < 3 or values.null_count:
+        return pa.array(
+            [
+                serialize_entity_key(
+                    EntityKeyProto(join_keys=[join_key], entity_values=[value]),
+                    entity_key_serialization_version=version,
+                )
+                for value in python_values_to_proto_values(values.to_pylist(), join_key_type)
+            ],
+            pa.large_binary(),
+        )
+    empty = EntityKeyProto(join_keys=[join_key], entity_values=[ValueProto(string_val="")])
+    head = serialize_entity_key(empty, entity_key_serialization_version=version)[:-4]
+    utf8 = values.cast(pa.large_string()).cast(pa.large_binary())
+    lengths = np.asarray(pc.binary_length(utf8).to_numpy(zero_copy_only=False), dtype="<u4")
+    sizes = pa.FixedSizeBinaryArray.from_buffers(
+        pa.binary(4), len(lengths), [None, pa.py_buffer(lengths.tobytes())]
+    ).cast(pa.large_binary())
+    empty_sep = pa.scalar(b"", pa.large_binary())
+    return pc.binary_join_element_wise(pa.scalar(head, pa.large_binary()), sizes, utf8, empty_sep)
+
+
+def pack_rows(
+    columns: Sequence[pa.Array], *, digits: int, widths: Sequence[int]
+) -> npt.NDArray[np.uint8]:
+    """Lay binary/string columns out as fixed-width rows, one matrix row per table row.
+
+    Column j takes `digits + widths[j]` bytes: its length + 1 in ASCII decimal digits (0 for
+    null), then its bytes, zero padded. SQLite reads a field back with `substr` and `CAST`
+    (see `_field_sql`), so one bound BLOB carries a whole chunk of rows into C.
+    """
+    rows = len(columns[0]) if columns else 0
+    starts = np.cumsum([0, *(digits + w for w in widths)])
+    packed = np.zeros((rows, int(starts[-1])), dtype=np.uint8)
+    for column, start, width in zip(columns, starts[:-1].tolist(), widths, strict=True):
+        array = column.cast(pa.large_binary())
+        valid = np.asarray(array.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
+        buffers = array.buffers()
+        offsets = np.frombuffer(buffers[1], dtype=np.int64)[array.offset : array.offset + rows + 1]
+        lengths = np.where(valid, np.diff(offsets), 0)
+        if int(lengths.max(initial=0)) > width:
+            raise ValueError(f"a value is longer than its field ({width} bytes)")
+        code = np.where(valid, lengths + 1, 0)
+        for place in range(digits):
+            packed[:, start + digits - 1 - place] = 48 + (code // 10**place) % 10
+        total = int(lengths.sum())
+        if total:
+            data = np.frombuffer(buffers[2], dtype=np.uint8)
+            row = np.repeat(np.arange(rows), lengths)
+            within = np.arange(total) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+            source = np.repeat(offsets[:-1], lengths) + within
+            packed[row, start + digits + within] = data[source]
+    return packed
+
+
+def _field_sql(at: str, digits: int) -> str:
+    """SQL reading the `pack_rows` field at 1-based position `at` of the bound `:rows`."""
+    code = f"CAST(CAST(substr(:rows, {at}, {digits}) AS TEXT) AS INTEGER)"
+    return f"substr(:rows, {at} + {digits}, nullif({code}, 0) - 1)"  # code 0: NULL
+
+
+def _unpivot_sql(table_name: str, *, features: int, width: int, digits: int) -> str:
+    """Feast's upsert, fed by an unpivot of packed rows (`:rows`) that runs inside SQLite.
+
+    `n` walks the `:count` packed rows (`width` bytes each) and reads the per-customer fields
+    once: key at offset `:key`, timestamps at `:event` and `:created`. Crossed with `f`
+    (`:name{i}`, feature i's value at `:value{i}`, its text at `:text{i}`), rows come out in
+    (entity key, feature name) order when the packed rows are sorted by key and the names
+    are sorted: every B-tree insert is then an append.
+    """
+
+    def number(at: str) -> str:
+        return f"CAST(CAST({_field_sql(at, digits)} AS TEXT) AS INTEGER)"
+
+    def customer(at: str) -> str:  # at: SQL of the packed row's 1-based start
+        key = _field_sql(f"{at} + :key", digits)
+        return f"{at}, {key}, {number(f'{at} + :event')}, {number(f'{at} + :created')}"
+
+    names = ", ".join(f"(:name{i}, :value{i}, :text{i})" for i in range(features))
+    updates = ", ".join(f"{c} = excluded.{c}" for c in _COLUMNS[2:])
+    value = _field_sql("n.base + f.value", digits)
+    text = _field_sql("n.base + f.text", digits)
+    return (
+        "WITH RECURSIVE n(base, key, event, created) AS ("
+        f"SELECT {customer('1')} "
+        f"UNION ALL SELECT {customer(f'base + {width}')} FROM n LIMIT :count), "
+        f"f(name, value, text) AS (VALUES {names}) "
+        f"INSERT INTO {_quote_id(table_name)} ({', '.join(_COLUMNS)}) "
+        f"SELECT n.key, f.name, {value}, CAST({text} AS TEXT), n.event, n.created "
+        "FROM n CROSS JOIN f WHERE true "  # WHERE: SQLite's rule for an upsert from a SELECT
+        f"ON CONFLICT(entity_key, feature_name) DO UPDATE SET {updates};"
+    )
 
 
 class BatchedSqliteOnlineStore(SqliteOnlineStore):
@@ -196,64 +319,79 @@ class BatchedSqliteOnlineStore(SqliteOnlineStore):
         join_key_type: ValueType,
         timestamp_field: str,
         created_timestamp_column: str | None,
+        chunk: int = CHUNK_CUSTOMERS,
     ) -> int:
         """Upsert the rows of `data` (already the latest per entity) into each view's table.
 
-        Keys and timestamps are serialized once for all views; rows go in key order, which
-        keeps SQLite's B-tree inserts local. Returns the number of table rows written.
+        The serialized entity keys, timestamps and every feature's (ValueProto, value_text)
+        are built column-wise, packed `chunk` customers at a time into one BLOB
+        (`pack_rows`), and SQLite unpivots them into Feast's rows itself (`_unpivot_sql`): no
+        Python-level work per table row. One transaction. Returns the table rows written.
         """
         if not self._plain(config):
             raise ValueError("write_arrow does not write vector or value_num columns")
-        version = config.entity_key_serialization_version
-        keys = [
-            serialize_entity_key(
-                EntityKeyProto(join_keys=[join_key], entity_values=[value]),
-                entity_key_serialization_version=version,
-            )
-            for value in python_values_to_proto_values(
-                data.column(join_key).to_pylist(), join_key_type
-            )
-        ]
-        order = sorted(range(len(keys)), key=keys.__getitem__)
-        data = data.take(pa.array(order, type=pa.int64()))
-        keys = [keys[i] for i in order]
-        events = _epochs(data.column(timestamp_field))
-        created = (
+        keys = entity_keys(
+            data.column(join_key),
+            join_key=join_key,
+            join_key_type=join_key_type,
+            version=config.entity_key_serialization_version,
+        )
+        order = pc.sort_indices(keys)
+        data = data.take(order)
+        columns: list[pa.Array] = [
+            keys.take(order),
+            _epochs(data.column(timestamp_field)),
             _epochs(data.column(created_timestamp_column))
             if created_timestamp_column
-            else [None] * data.num_rows
-        )
-        written = 0
+            else pa.nulls(data.num_rows, pa.large_string()),
+        ]
+        position: dict[str, int] = {}
+        for name, dtype in sorted({(f.name, f.dtype) for t in tables for f in t.features}):
+            column = data.column(name)
+            blobs, texts = (
+                _double_values(column)
+                if dtype == Float64
+                else _distinct_values(column, dtype.to_value_type())
+            )
+            position[name] = len(columns)
+            columns += [blobs, texts]
+        widths = [int(pc.max(pc.binary_length(c)).as_py() or 0) for c in columns]
+        digits = len(str(max(widths) + 1))
+        starts = np.cumsum([0, *(digits + w for w in widths)]).tolist()
+        conn: sqlite3.Connection = self._get_conn(config)
+        versioned = config.registry.enable_online_feature_view_versioning
+        statements = []
         for table in tables:
             names = sorted(f.name for f in table.features)
-            dtypes = {f.name: f.dtype for f in table.features}
-            blobs: list[list[bytes]] = []
-            texts: list[list[str | None]] = []
-            for name in names:
-                column = data.column(name)
-                if dtypes[name] == Float64:
-                    b, t = _double_values(column)
-                else:
-                    b, t = _distinct_values(column, dtypes[name].to_value_type())
-                blobs.append(b)
-                texts.append(t)
-            width = len(names)
-            rows = zip(
-                [k for k in keys for _ in range(width)],
-                names * len(keys),
-                [v for row in zip(*blobs, strict=True) for v in row],
-                [v for row in zip(*texts, strict=True) for v in row],
-                [e for e in events for _ in range(width)],
-                [c for c in created for _ in range(width)],
-                strict=True,
+            sql = _unpivot_sql(
+                _table_id(config.project, table, versioned),
+                features=len(names),
+                width=starts[-1],
+                digits=digits,
             )
-            written += self._write(config, table, rows)
+            params: dict[str, object] = {"key": starts[0], "event": starts[1]}
+            params["created"] = starts[2]
+            for i, name in enumerate(names):
+                params[f"name{i}"] = name
+                params[f"value{i}"] = starts[position[name]]
+                params[f"text{i}"] = starts[position[name] + 1]
+            statements.append((sql, params, len(names)))
+        written = 0
+        with conn:
+            for first in range(0, data.num_rows, chunk):
+                part = [c.slice(first, chunk) for c in columns]
+                rows = pack_rows(part, digits=digits, widths=widths)
+                blob = rows.tobytes()
+                del rows
+                for sql, params, width in statements:
+                    conn.execute(sql, {**params, "rows": blob, "count": len(part[0])})
+                    written += width * len(part[0])
         return written
 
 
-def _epochs(column: pa.ChunkedArray) -> list[int | None]:
-    """Epoch seconds per row, via Feast's adapter once per distinct timestamp."""
+def _epochs(column: pa.ChunkedArray) -> pa.Array:
+    """Epoch seconds per row as decimal text, via Feast's adapter once per distinct timestamp."""
     encoded = pc.dictionary_encode(column).combine_chunks()
-    distinct = [epoch_seconds(t) for t in encoded.dictionary.to_pylist()] + [None]
-    codes = encoded.indices.fill_null(len(distinct) - 1).to_numpy(zero_copy_only=False)
-    return [distinct[c] for c in codes.tolist()]
+    distinct = [epoch_seconds(t) for t in encoded.dictionary.to_pylist()]
+    seconds = pa.array(distinct, pa.int64()).take(encoded.indices)
+    return seconds.cast(pa.large_string())

@@ -7,17 +7,29 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from feast import FeatureStore, RepoConfig
+from feast.infra.key_encoding_utils import serialize_entity_key
+from feast.infra.online_stores.helpers import extract_text_and_num
 from feast.infra.online_stores.sqlite import SqliteOnlineStore
+from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
+from feast.type_map import python_values_to_proto_values
 from feast.utils import _convert_arrow_to_proto
+from feast.value_type import ValueType
 
 from clv.settings import Settings, load_settings
 from clv.store import write_table
 from features import feast_io
 from features.build import build_features, features_path
-from features.online_store import BatchedSqliteOnlineStore
+from features.online_store import (
+    BatchedSqliteOnlineStore,
+    _double_values,
+    _field_sql,
+    entity_keys,
+    pack_rows,
+)
 
 ROW_SQL = (
     "SELECT entity_key, feature_name, value, value_text, event_ts, created_ts FROM {} "
@@ -135,3 +147,78 @@ def test_online_write_batch_matches_stock_for_feast_proto_rows(
         written[name] = _rows(tmp_path / f"{name}.db")
     assert written["ours"] == written["stock"]
     assert sum(len(r) for r in written["ours"].values()) == 3 * len(view.features)
+
+
+def test_write_arrow_in_small_chunks_and_twice_matches_stock(
+    stores: tuple[Settings, FeatureStore], tmp_path: Path
+) -> None:
+    """Chunk boundaries and the upsert of rows already there change nothing."""
+    settings, stock = stores
+    views = [v for v in stock.list_feature_views() if v.online]
+    rows = feast_io._latest_rows(settings, pd.Timestamp("2100-01-01", tz="UTC"))
+    config = _stock_config(settings, tmp_path / "ours.db")
+    store = BatchedSqliteOnlineStore()
+    store.update(config, [], views, [], [], partial=False)
+    key = views[0].entity_columns[0]
+    for _ in range(2):
+        written = store.write_arrow(
+            config,
+            views,
+            rows,
+            join_key=key.name,
+            join_key_type=key.dtype.to_value_type(),
+            timestamp_field="event_timestamp",
+            created_timestamp_column="created_timestamp",
+            chunk=2,
+        )
+        assert written == 3 * 43
+    assert _rows(tmp_path / "ours.db") == _rows(settings.feast_dir / "stock.db")
+
+
+def test_double_encoding_matches_feast_converter() -> None:
+    values = [1.5, -0.0, 0.0, float("nan"), None, 1e20, 0.1, -3.25e-7]
+    blobs, texts = _double_values(pa.array(values, pa.float64()))
+    protos = python_values_to_proto_values(values, ValueType.DOUBLE)
+    assert blobs.to_pylist() == [p.SerializeToString() for p in protos]
+    assert texts.to_pylist() == [extract_text_and_num(p, False)[0] for p in protos]
+    assert texts.to_pylist()[1:4] == ["-0.0", "0.0", None]
+
+
+@pytest.mark.parametrize(
+    ("values", "value_type"),
+    [(["C0000001", "aé", "", "z" * 300], ValueType.STRING), ([3, -1, 2**40], ValueType.INT64)],
+)
+def test_entity_keys_match_feast_serialization(values: list[object], value_type: ValueType) -> None:
+    keys = entity_keys(
+        pa.array(values), join_key="customer_id", join_key_type=value_type, version=3
+    )
+    expected = [
+        serialize_entity_key(
+            EntityKeyProto(join_keys=["customer_id"], entity_values=[proto]),
+            entity_key_serialization_version=3,
+        )
+        for proto in python_values_to_proto_values(values, value_type)
+    ]
+    assert keys.to_pylist() == expected
+
+
+def test_packed_rows_read_back_in_sqlite_including_nulls_and_empties() -> None:
+    columns = [
+        pa.array([b"ab", b"", None], pa.large_binary()),
+        pa.array(["x" * 12, None, "é"], pa.large_string()),
+    ]
+    packed = pack_rows(columns, digits=2, widths=[2, 12])
+    width = packed.shape[1]
+    assert width == 2 + 2 + 2 + 12
+    with sqlite3.connect(":memory:") as con:
+        got = [
+            con.execute(
+                f"SELECT {_field_sql(f'{1 + row * width} + {offset}', 2)}",
+                {"rows": packed.tobytes()},
+            ).fetchone()[0]
+            for row in range(3)
+            for offset in (0, 4)
+        ]
+    assert got == [b"ab", b"x" * 12, b"", None, None, "é".encode()]
+    with pytest.raises(ValueError, match="longer than its field"):
+        pack_rows(columns, digits=2, widths=[1, 12])
