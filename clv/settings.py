@@ -176,18 +176,75 @@ class RegistrySettings(_Frozen):
 
 
 class MonitoringSettings(_Frozen):
-    """Drift thresholds."""
+    """Monitoring evidence and the retrain policy's thresholds (see monitoring.policy)."""
 
-    drift_share_warn: float = Field(0.3, ge=0.0, le=1.0)
-    drift_share_retrain: float = Field(0.5, ge=0.0, le=1.0)
+    drift_share_warn: float = Field(
+        0.15,
+        ge=0.0,
+        le=1.0,
+        description="WARN when drifted key features carry this share of a model's importance",
+    )
+    drift_share_retrain: float = Field(
+        0.3,
+        ge=0.0,
+        le=1.0,
+        description="RETRAIN when drifted key features carry this share of a model's importance",
+    )
     sample_rows: int = Field(
         default=50_000,
         gt=0,
-        description="drift reports compare at most this many rows per side (seeded)",
+        description="the Evidently report compares at most this many rows per side (seeded)",
     )
-    reference_window: Literal["latest", "all"] = Field(
-        default="latest",
-        description="compare with the reference's latest training snapshot, or all of it",
+    reference_window: Literal["training_end", "latest", "all"] = Field(
+        default="training_end",
+        description="reference: the snapshot at the champion's training data end (rebuilt "
+        "point-in-time), or the logged reference sample's latest snapshot, or all of it",
+    )
+    psi_threshold: float = Field(
+        default=0.1, gt=0.0, description="a feature drifted at PSI at or above this"
+    )
+    key_features: int = Field(
+        default=10, gt=0, description="key features: the top N by the models' importance"
+    )
+    prediction_psi_warn: float = Field(
+        default=0.1, ge=0.0, description="WARN when a prediction's PSI is at or above this"
+    )
+    prediction_psi_retrain: float = Field(
+        default=0.25, ge=0.0, description="RETRAIN when a prediction's PSI is at or above this"
+    )
+    ece_warn: float = Field(
+        default=0.03, ge=0.0, description="WARN: matured-cohort churn ECE above test ECE by this"
+    )
+    ece_retrain: float = Field(
+        default=0.06, ge=0.0, description="RETRAIN: matured-cohort churn ECE above test ECE by this"
+    )
+    gini_drop_warn: float = Field(
+        default=0.05, ge=0.0, description="WARN: backtest normalized Gini below test Gini by this"
+    )
+    gini_drop_retrain: float = Field(
+        default=0.10, ge=0.0, description="RETRAIN: backtest normalized Gini below test by this"
+    )
+    coverage_band: tuple[float, float] = Field(
+        default=(0.70, 0.90), description="WARN when backtest P10-P90 coverage leaves this band"
+    )
+    missing_share_warn: float = Field(
+        default=0.10,
+        ge=0.0,
+        le=1.0,
+        description="WARN when a feature's missing share rises by this",
+    )
+    out_of_range_warn: float = Field(
+        default=0.05,
+        ge=0.0,
+        le=1.0,
+        description="WARN when this share of a feature's values lies outside the reference range",
+    )
+    min_backtest_rows: int = Field(
+        default=200, gt=0, description="a matured cohort smaller than this is not judged"
+    )
+    retrain_approval: Literal["auto", "manual"] = Field(
+        default="auto",
+        description="`clv retrain`: start the canary itself (auto) or stop for a human (manual)",
     )
 
     @model_validator(mode="after")

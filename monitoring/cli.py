@@ -1,6 +1,8 @@
-"""`clv monitor run` and `clv retrain`: thin commands over monitoring.drift.
+"""`clv monitor run` and `clv retrain`: thin commands over monitoring.drift and .retrain.
 
-Exit codes: 0 for OK or WARN, 3 for RETRAIN (a gate a scheduler can act on).
+Exit codes: `monitor run` 0 for OK or WARN, 3 for RETRAIN (a gate a scheduler can act on);
+`retrain` 0 when it finished (nothing to do, canary started, awaiting approval), 1 when the
+challenger failed its gates, 4 when another retrain holds the lock.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ if TYPE_CHECKING:
 
 RETRAIN_EXIT = 3
 
-app = typer.Typer(help="Drift monitoring against the champion's training reference.")
+app = typer.Typer(help="Drift, calibration and backtest reports on the champion, and a verdict.")
 
 
 @app.command("run")
@@ -27,13 +29,13 @@ def run(
     ),
     as_json: bool = JsonOption,
 ) -> None:
-    """Write an Evidently data-drift report (HTML, JSON) and a verdict for one snapshot."""
+    """Judge the champion on one snapshot; write reports/<as-of>/ and a verdict."""
     from monitoring.drift import run_monitor
     from monitoring.policy import Verdict
     from serving.batch import parse_as_of
 
     settings = settings_of(ctx)
-    progress("comparing the latest features and predictions with the training reference")
+    progress("monitoring the champion: drift, data quality, calibration, matured cohorts")
     result = run_monitor(settings, as_of=parse_as_of(as_of) if as_of else None)
     emit(_summary(result), _payload(result), as_json=as_json)
     if result.verdict is Verdict.RETRAIN:
@@ -43,76 +45,52 @@ def run(
 def retrain(
     ctx: typer.Context,
     force: bool = typer.Option(False, "--force", help="Retrain whatever the verdict."),
+    trials: int | None = typer.Option(None, "--trials", min=1, help="Optuna trials."),
     as_json: bool = JsonOption,
 ) -> None:
-    """Monitor; on RETRAIN (or --force) rebuild features and train a challenger version."""
-    from monitoring.drift import run_monitor
-    from monitoring.policy import Verdict
+    """The scheduled job: monitor; on RETRAIN (or --force) train a challenger, gate, canary."""
+    from monitoring.retrain import run_retrain
 
     settings = settings_of(ctx)
-    progress("monitoring the champion")
-    result = run_monitor(settings)
-    payload: dict[str, object] = {"monitor": _payload(result), "retrained": False}
-    if result.verdict is not Verdict.RETRAIN and not force:
-        emit(
-            f"{_summary(result)}\nno retraining needed (use --force to retrain anyway)",
-            payload,
-            as_json=as_json,
-        )
-        return
-
-    from features.build import build_features
-    from features.feast_io import apply, materialize
-    from training.train import run as train
-
-    progress("rebuilding features")
-    built = build_features(settings)
-    progress("applying and materializing the feature store")
-    apply(settings)
-    materialize(settings)
-    progress("training a new version")
-    trained = train(settings)
-    version = str(trained.version)
-    payload.update(
-        {
-            "retrained": True,
-            "forced": force and result.verdict is not Verdict.RETRAIN,
-            "feature_rows": built.rows,
-            "version": version,
-            "run_id": trained.run_id,
-            "next": f"clv registry promote {version}",
-        }
-    )
+    result = run_retrain(settings, force=force, n_trials=trials, progress=progress)
+    payload: dict[str, object] = {
+        "outcome": result.outcome,
+        "verdict": result.verdict,
+        "version": result.version,
+        "message": result.message,
+        "record": result.record_path,
+        "gates": result.gates,
+    }
     emit(
-        f"{_summary(result)}\ntrained version {version} (not promoted): "
-        f"promote with `clv registry promote {version}`",
+        f"{result.outcome}: {result.message}\nrun record: {result.record_path}",
         payload,
         as_json=as_json,
     )
+    if result.exit_code:
+        raise typer.Exit(result.exit_code)
 
 
 def _summary(result: MonitorResult) -> str:
-    drifted = ", ".join(result.drifted) or "none"
-    share = f"{result.drift_share:.0%}" if result.drift_share == result.drift_share else "n/a"
-    sampled = " (sampled)" if result.reference.sampled or result.current.sampled else ""
-    return (
-        f"{result.verdict.value}: {result.drifted_count}/{len(result.columns)} columns drifted "
-        f"({share}) as of {result.as_of.date()}{sampled}; drifted: {drifted}\n"
-        f"{result.reasons[0]}\nreport: {result.html_path}"
-    )
+    lines = [f"{result.verdict.value} as of {result.as_of.date()} (model {result.model_version})"]
+    lines += [f"  - {r}" for r in result.reasons[:4]]
+    lines.append(f"report: {result.index_path}")
+    return "\n".join(lines)
 
 
 def _payload(result: MonitorResult) -> dict[str, object]:
+    share = result.drift_share
     return {
         "verdict": result.verdict.value,
         "reasons": list(result.reasons),
         "as_of": result.as_of.isoformat(),
         "model_version": result.model_version,
-        "drift_share": result.drift_share if result.drift_share == result.drift_share else None,
-        "drifted_count": result.drifted_count,
-        "columns_compared": len(result.columns),
-        "drifted_columns": list(result.drifted),
-        "html": result.html_path,
-        "json": result.json_path,
+        "drift_share": share if share == share else None,
+        "drifted_key_features": list(result.drifted),
+        "prediction_psi": dict(result.evidence.prediction_psi),
+        "churn_ece": result.evidence.churn_ece,
+        "value_gini": result.evidence.value_gini,
+        "report": result.index_path,
+        "evidently_html": result.html_path,
         "summary": result.summary_path,
+        "seconds": round(result.seconds, 2),
     }

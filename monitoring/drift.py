@@ -1,18 +1,29 @@
-"""`clv monitor run`: data drift of the latest snapshot against the champion's training reference.
+"""`clv monitor run`: drift, data quality, calibration and matured-cohort backtest -> verdict.
 
-Reference: the champion run's `reference/reference.parquet` (training features + predictions).
-Current: every customer's features point-in-time at `as_of` (default: the latest snapshot) plus
-the champion's predictions on them. Both sides are compared column by column with Evidently
-and the share of drifted columns is turned into a verdict by `monitoring.policy.decide`.
-Writes `reports/<as-of date>/data_drift.html`, `data_drift.json` and `summary.json`.
+Reference (`monitoring.reference_window`):
+- "training_end" (default): every customer's features at the snapshot of the champion's
+  training data end, rebuilt point-in-time from the feature store, with the champion's
+  predictions: the newest population the champion was trained up to. The logged reference
+  sample (`reference/reference.parquet`) holds only rows with a complete CLV label, at least
+  one horizon older than the data end; against today it conflates a year of the customer base
+  ageing (tenure, T, 365-day windows) with drift. The logged sample is the fallback when the
+  feature store cannot rebuild that snapshot.
+- "latest": the logged reference sample's latest snapshot; "all": all of it.
+Current: every customer's features at `as_of` (default: the latest snapshot) + predictions.
+
+Evidence: PSI per column on all rows (monitoring.psi), importance-weighted over the models'
+key features; data quality (monitoring.quality); the matured cohorts (monitoring.backtest);
+Evidently's report on a seeded sample of at most `monitoring.sample_rows` rows per side.
+The verdict is `monitoring.policy.decide`. Writes `reports/<as-of>/`: index.html,
+data_drift.html (Evidently), data_drift.json, summary.json and plots; updates reports/index.html.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -20,10 +31,15 @@ import pandas as pd
 
 from clv.errors import DataError
 from clv.settings import Settings
-from monitoring.evidently_io import ColumnDrift, DriftConfig, run_drift
-from monitoring.policy import Verdict, decide
+from monitoring.backtest import ChurnBacktest, ValueBacktest
+from monitoring.evidently_io import DriftConfig, run_drift
+from monitoring.policy import Decision, Evidence, Verdict, decide
+from monitoring.psi import ColumnPsi, column_psi
+from monitoring.quality import QualityReport, check_quality
 
 SEED = 20240601
+PREDICTIONS = ("clv", "churn_probability")
+INTERVALS = ("clv_p10", "clv_p90")
 NOT_COMPARED = frozenset(
     {
         "customer_id",
@@ -35,11 +51,15 @@ NOT_COMPARED = frozenset(
         "alias",
         "segment",
         "cold_start",
+        "clv_label",
+        "churn_label",
+        "clv_p50",
     }
 )
 HTML_FILE = "data_drift.html"
 JSON_FILE = "data_drift.json"
 SUMMARY_FILE = "summary.json"
+Z99 = 2.576
 
 
 @dataclass(frozen=True)
@@ -63,25 +83,56 @@ class Sample:
 
 
 @dataclass(frozen=True)
+class MonitorInputs:
+    """What one monitoring run judges, gathered from the workspace (or given by a test)."""
+
+    as_of: pd.Timestamp
+    reference: pd.DataFrame
+    current: pd.DataFrame
+    reference_label: str = "the given reference frame"
+    current_label: str = "the given current frame"
+    importance: Mapping[str, Mapping[str, float]] | None = None
+    """Per model ("value", "churn"): feature -> importance share; None = all features equal."""
+    model_version: str | None = None
+    model_tags: Mapping[str, str] = field(default_factory=dict)
+    """The judged version's tags (eval.model.gini, eval.churn.ece, ...)."""
+    churn: ChurnBacktest | None = None
+    value: ValueBacktest | None = None
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class MonitorResult:
     as_of: pd.Timestamp
     report_dir: Path
+    index_path: Path
     html_path: Path
     json_path: Path
     summary_path: Path
     verdict: Verdict
-    reasons: tuple[str, ...]
-    drift_share: float
-    drifted_count: int
-    columns: tuple[ColumnDrift, ...]
+    decision: Decision
+    evidence: Evidence
+    psi: tuple[ColumnPsi, ...]
+    key_features: tuple[str, ...]
+    quality: QualityReport
     skipped: tuple[tuple[str, str], ...]
     reference: Sample
     current: Sample
     model_version: str | None
+    seconds: float = 0.0
+
+    @property
+    def reasons(self) -> tuple[str, ...]:
+        return self.decision.reasons
+
+    @property
+    def drift_share(self) -> float:
+        shares = [v for v in self.evidence.drift_share.values() if math.isfinite(v)]
+        return max(shares) if shares else float("nan")
 
     @property
     def drifted(self) -> tuple[str, ...]:
-        return tuple(c.column for c in self.columns if c.drifted)
+        return self.evidence.drifted_key_features
 
 
 def comparable_columns(
@@ -89,10 +140,10 @@ def comparable_columns(
 ) -> Comparison:
     """Columns present on both sides (or `only` of them), split into numerical and categorical.
 
-    Identifiers, timestamps and serving metadata are never compared; a column that is entirely
-    missing on either side is skipped with a reason instead of failing the report.
+    Identifiers, timestamps, labels and serving metadata are never compared; a column that is
+    entirely missing on either side is skipped with a reason instead of failing the report.
     """
-    wanted = list(only) if only is not None else [c for c in current.columns]
+    wanted = list(only) if only is not None else list(current.columns)
     numerical: list[str] = []
     categorical: list[str] = []
     skipped: list[tuple[str, str]] = []
@@ -117,12 +168,7 @@ def comparable_columns(
 
 
 def reference_window(reference: pd.DataFrame, *, window: str) -> pd.DataFrame:
-    """The reference rows to compare with: its latest snapshot ("latest") or all ("all").
-
-    The training reference pools many monthly snapshots whose customers are younger than today's;
-    against one current snapshot that pooling alone reads as drift in tenure-like features, so
-    the default compares like with like: one snapshot against one snapshot.
-    """
+    """The logged reference rows to compare with: its latest snapshot, or all ("all")."""
     if window == "all" or "event_timestamp" not in reference.columns:
         return reference
     ts = pd.to_datetime(reference["event_timestamp"], utc=True)
@@ -138,118 +184,324 @@ def subsample(frame: pd.DataFrame, *, max_rows: int, seed: int = SEED) -> pd.Dat
     return frame.iloc[keep]
 
 
+def key_features(
+    importance: Mapping[str, Mapping[str, float]], *, top: int
+) -> dict[str, dict[str, float]]:
+    """Per model, its `top` features by importance (zero-importance features never key)."""
+    out: dict[str, dict[str, float]] = {}
+    for model, imp in importance.items():
+        ranked = sorted(((f, v) for f, v in imp.items() if v > 0), key=lambda kv: -kv[1])
+        out[model] = dict(ranked[:top])
+    return out
+
+
+def drift_shares(keys: Mapping[str, Mapping[str, float]], drifted: set[str]) -> dict[str, float]:
+    """Per model: the share of its key features' importance carried by drifted ones."""
+    out: dict[str, float] = {}
+    for model, imp in keys.items():
+        total = sum(imp.values())
+        out[model] = sum(v for f, v in imp.items() if f in drifted) / total if total else math.nan
+    return out
+
+
+def proportion_bound(n: int) -> float:
+    """99% half-width of a share estimated from n sampled rows (worst case p = 0.5)."""
+    return Z99 * 0.5 / math.sqrt(n) if n else float("inf")
+
+
+def evaluate(settings: Settings, inputs: MonitorInputs) -> MonitorResult:
+    """Judge one window and write its report folder (no registry or feature store access)."""
+    import time
+
+    started = time.perf_counter()
+    m = settings.monitoring
+    reference, current = inputs.reference, inputs.current
+    comparison = comparable_columns(reference, current)
+    if not comparison.numerical and not comparison.categorical:
+        raise DataError("reference and current share no comparable columns")
+    features_num = tuple(c for c in comparison.numerical if c not in (*PREDICTIONS, *INTERVALS))
+    features_cat = comparison.categorical
+    preds = tuple(c for c in comparison.numerical if c in (*PREDICTIONS, *INTERVALS))
+
+    psi = column_psi(reference, current, numerical=comparison.numerical, categorical=features_cat)
+    by_column = {p.column: p for p in psi}
+    drifted = {p.column for p in psi if p.drifted(m.psi_threshold)}
+    features = (*features_num, *features_cat)
+    importance = inputs.importance or {"features": dict.fromkeys(features, 1.0 / len(features))}
+    top = m.key_features if inputs.importance else len(features)
+    keys = key_features(
+        {k: {f: v for f, v in imp.items() if f in by_column} for k, imp in importance.items()},
+        top=top,
+    )
+    key_union = tuple(dict.fromkeys(f for imp in keys.values() for f in imp))
+    quality = check_quality(
+        reference,
+        current,
+        numerical=features_num,
+        categorical=features_cat,
+        missing_share_warn=m.missing_share_warn,
+        out_of_range_warn=m.out_of_range_warn,
+    )
+    quality_issues = tuple(
+        i for i in quality.issues if any(i.startswith(f"{k} ") for k in key_union)
+    )
+    churn, value = inputs.churn, inputs.value
+    churn_judged = churn is not None and not churn.cohort.in_training
+    value_judged = value is not None and not value.cohort.in_training
+    evidence = Evidence(
+        drift_share=drift_shares(keys, drifted),
+        drifted_key_features=tuple(f for f in key_union if f in drifted),
+        prediction_psi={c: by_column[c].psi for c in PREDICTIONS if c in by_column},
+        churn_ece=_usable(churn.ece, churn.n, m.min_backtest_rows)
+        if churn is not None and churn_judged
+        else None,
+        churn_ece_test=_tag(inputs.model_tags, "eval.churn.ece"),
+        value_gini=_usable(value.gini, value.n, m.min_backtest_rows)
+        if value is not None and value_judged
+        else None,
+        value_gini_test=_tag(inputs.model_tags, "eval.model.gini"),
+        coverage=_usable(value.coverage, value.n, m.min_backtest_rows)
+        if value is not None and value_judged
+        else None,
+        quality_issues=quality_issues,
+        in_sample=tuple(
+            b.cohort.kind for b in (churn, value) if b is not None and b.cohort.in_training
+        ),
+    )
+    decision = decide(evidence, thresholds=m)
+
+    out_dir = settings.reports_dir / str(inputs.as_of.date())
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ref_used = subsample(reference, max_rows=m.sample_rows)
+    cur_used = subsample(current, max_rows=m.sample_rows, seed=SEED + 1)
+    drift = run_drift(
+        ref_used,
+        cur_used,
+        config=DriftConfig(
+            numerical=(*features_num, *preds),
+            categorical=features_cat,
+            drift_share=m.drift_share_retrain,
+            psi_columns=(*key_union, *[c for c in PREDICTIONS if c in by_column]),
+            psi_threshold=m.psi_threshold,
+            summary=True,
+        ),
+        html_path=out_dir / HTML_FILE,
+        json_path=out_dir / JSON_FILE,
+    )
+    from monitoring import report
+
+    report.distribution_chart(
+        {c: _floats(reference[c]) for c in PREDICTIONS if c in by_column},
+        {c: _floats(current[c]) for c in PREDICTIONS if c in by_column},
+        out_dir / "predictions.png",
+    )
+    result = MonitorResult(
+        as_of=inputs.as_of,
+        report_dir=out_dir,
+        index_path=out_dir / report.INDEX_FILE,
+        html_path=drift.html_path,
+        json_path=drift.json_path,
+        summary_path=out_dir / SUMMARY_FILE,
+        verdict=decision.verdict,
+        decision=decision,
+        evidence=evidence,
+        psi=psi,
+        key_features=key_union,
+        quality=quality,
+        skipped=comparison.skipped,
+        reference=Sample(len(reference), len(ref_used)),
+        current=Sample(len(current), len(cur_used)),
+        model_version=inputs.model_version,
+        seconds=time.perf_counter() - started,
+    )
+    doc = summary(result, settings, inputs=inputs, keys=keys, evidently_drift=drift.drift_share)
+    result.summary_path.write_text(json.dumps(doc, indent=2, default=_json_default) + "\n")
+    report.write_run_page(doc, out_dir)
+    report.write_runs_index(settings.reports_dir)
+    return result
+
+
 def run_monitor(
     settings: Settings,
     *,
     as_of: pd.Timestamp | None = None,
     reference: pd.DataFrame | None = None,
     current: pd.DataFrame | None = None,
+    log_to_mlflow: bool = True,
 ) -> MonitorResult:
-    """Compare current features (+ predictions) with the training reference; write reports."""
-    only: list[str] | None = None
-    version: str | None = None
-    when = as_of
-    if reference is None or current is None:
-        from registry.mlflow_io import load_alias, reference_frame
-        from serving.batch import latest_snapshot
+    """Gather the champion's reference and the current window, judge them, write the reports.
 
-        loaded = load_alias(settings, alias="champion")
-        model = loaded.model
-        version = str(loaded.version)
-        only = [*model.feature_names, "clv", "clv_p10", "clv_p90", "churn_probability"]
-        if reference is None:
-            reference = reference_frame(settings, loaded.run_id)
-        if current is None:
-            from features.feast_io import historical_features, snapshot_entities
+    With both frames given (tests), nothing is read from the registry or the feature store
+    and nothing is logged to MLflow.
+    """
+    if reference is not None and current is not None:
+        when = as_of if as_of is not None else _date_of(current)
+        window = settings.monitoring.reference_window
+        ref = reference_window(reference, window="all" if window == "all" else "latest")
+        return evaluate(settings, MonitorInputs(as_of=when, reference=ref, current=current))
+    from monitoring.gather import gather
 
-            when = when if when is not None else latest_snapshot(settings)
-            features = historical_features(settings, snapshot_entities(settings, when))
-            if features.empty:
-                raise DataError(f"no customers known before {when.date()}; check --as-of")
-            preds = model.predict(features)
-            current = pd.concat([features, preds], axis=1)
-    if when is None:
-        when = _date_of(current)
-    reference = reference_window(reference, window=settings.monitoring.reference_window)
-    comparison = comparable_columns(reference, current, only=only)
-    if not comparison.numerical and not comparison.categorical:
-        raise DataError("reference and current share no comparable columns")
+    inputs = gather(settings, as_of=as_of)
+    result = evaluate(settings, inputs)
+    if log_to_mlflow:
+        from monitoring.mlflow_io import log_monitor_run
 
-    max_rows = settings.monitoring.sample_rows
-    ref_used = subsample(reference, max_rows=max_rows)
-    cur_used = subsample(current, max_rows=max_rows, seed=SEED + 1)
-    out_dir = settings.reports_dir / str(when.date())
-    drift = run_drift(
-        ref_used,
-        cur_used,
-        config=DriftConfig(
-            numerical=comparison.numerical,
-            categorical=comparison.categorical,
-            drift_share=settings.monitoring.drift_share_retrain,
-        ),
-        html_path=out_dir / HTML_FILE,
-        json_path=out_dir / JSON_FILE,
-    )
-    decision = decide(
-        drift.drift_share,
-        warn=settings.monitoring.drift_share_warn,
-        retrain=settings.monitoring.drift_share_retrain,
-    )
-    result = MonitorResult(
-        as_of=when,
-        report_dir=out_dir,
-        html_path=drift.html_path,
-        json_path=drift.json_path,
-        summary_path=out_dir / SUMMARY_FILE,
-        verdict=decision.verdict,
-        reasons=decision.reasons,
-        drift_share=drift.drift_share,
-        drifted_count=drift.drifted_count,
-        columns=drift.columns,
-        skipped=comparison.skipped,
-        reference=Sample(len(reference), len(ref_used)),
-        current=Sample(len(current), len(cur_used)),
-        model_version=version,
-    )
-    result.summary_path.write_text(json.dumps(summary(result, settings), indent=2) + "\n")
+        log_monitor_run(settings, result)
     return result
 
 
-def summary(result: MonitorResult, settings: Settings) -> dict[str, object]:
-    """The summary.json document: metrics, thresholds, sampling and the verdict."""
+def summary(
+    result: MonitorResult,
+    settings: Settings,
+    *,
+    inputs: MonitorInputs,
+    keys: Mapping[str, Mapping[str, float]],
+    evidently_drift: float,
+) -> dict[str, object]:
+    """The summary.json document: metrics, thresholds, sampling, the decision and its reasons."""
+    m = settings.monitoring
+    importance = {f: max(imp.get(f, 0.0) for imp in keys.values()) for f in result.key_features}
+    psi_rows = [
+        {
+            "column": p.column,
+            "kind": p.kind,
+            "psi": _finite(p.psi),
+            "noise_bound": _finite(p.noise_bound),
+            "bins": p.bins,
+            "drifted": p.drifted(m.psi_threshold),
+            "key": p.column in importance,
+            "importance": importance.get(p.column),
+            "prediction": p.column in (*PREDICTIONS, *INTERVALS),
+        }
+        for p in result.psi
+    ]
+    ev = result.evidence
+    n_ref, n_cur = result.reference.rows_used, result.current.rows_used
+    statement = (
+        f"PSI, data quality and the backtests use every row ({result.reference.rows_total:,} "
+        f"reference, {result.current.rows_total:,} current); a PSI below its noise bound "
+        "(the 99th percentile of PSI between two samples of one distribution) is not counted "
+        "as drift. "
+        + (
+            f"The Evidently report compares a seeded random sample of {n_ref:,} reference and "
+            f"{n_cur:,} current rows (at most {m.sample_rows:,} per side): a share it reports is "
+            f"within +/-{proportion_bound(min(n_ref, n_cur)):.2%} of the full data's at 99%."
+            if result.reference.sampled or result.current.sampled
+            else "The Evidently report uses every row (no sampling)."
+        )
+    )
 
-    def sample(s: Sample) -> dict[str, object]:
-        return {"rows_total": s.rows_total, "rows_used": s.rows_used, "sampled": s.sampled}
+    def trained(note_in: bool) -> str:
+        return (
+            "in the model's training data: in-sample, optimistic"
+            if note_in
+            else "after the model's training data: out-of-sample"
+        )
 
+    churn_doc: dict[str, object] | None = None
+    if inputs.churn is not None:
+        c = inputs.churn
+        churn_doc = {
+            "snapshot": c.cohort.snapshot.isoformat(),
+            "window_days": c.cohort.window_days,
+            "in_training": c.cohort.in_training,
+            "training_note": trained(c.cohort.in_training),
+            "n": c.n,
+            "churn_rate": _finite(c.churn_rate),
+            "mean_predicted": _finite(c.mean_predicted),
+            "ece": _finite(c.ece),
+            "ece_test": ev.churn_ece_test,
+            "brier": _finite(c.brier),
+            "brier_test": _tag(inputs.model_tags, "eval.churn.brier"),
+            "early_gini": _finite(c.early_gini),
+            "reliability": c.reliability.to_dict(orient="records"),
+        }
+    value_doc: dict[str, object] | None = None
+    if inputs.value is not None:
+        v = inputs.value
+        value_doc = {
+            "snapshot": v.cohort.snapshot.isoformat(),
+            "window_days": v.cohort.window_days,
+            "in_training": v.cohort.in_training,
+            "training_note": trained(v.cohort.in_training),
+            "n": v.n,
+            "gini": _finite(v.gini),
+            "gini_test": ev.value_gini_test,
+            "rmse": _finite(v.rmse),
+            "rmse_test": _tag(inputs.model_tags, "eval.model.rmse"),
+            "bias_pct": _finite(v.bias_pct),
+            "bias_test": _tag(inputs.model_tags, "eval.model.bias_pct"),
+            "coverage": _finite(v.coverage),
+            "coverage_test": _tag(inputs.model_tags, "eval.interval.coverage_p10_p90"),
+            "deciles": v.deciles.to_dict(orient="records"),
+        }
+    pred_psi = [v for v in ev.prediction_psi.values() if math.isfinite(v)]
     return {
         "as_of": result.as_of.isoformat(),
         "model_version": result.model_version,
         "verdict": result.verdict.value,
         "reasons": list(result.reasons),
+        "findings": [asdict(f) for f in result.decision.findings],
+        "reference": inputs.reference_label,
+        "current": inputs.current_label,
+        "notes": list(inputs.notes),
         "metrics": {
+            "drift_share": {k: _finite(v) for k, v in ev.drift_share.items()},
+            "drifted_key_features": list(ev.drifted_key_features),
+            "key_features": list(result.key_features),
+            "prediction_psi": {k: _finite(v) for k, v in ev.prediction_psi.items()},
+            "evidently_drift_share": _finite(evidently_drift),
+            "psi": psi_rows,
+            "quality": {
+                "issues": list(result.quality.issues),
+                "columns": [asdict(q) for q in result.quality.columns],
+            },
+            "churn_backtest": churn_doc,
+            "value_backtest": value_doc,
+        },
+        "trend": {
             "drift_share": _finite(result.drift_share),
-            "drifted_count": result.drifted_count,
-            "columns_compared": len(result.columns),
-            "drifted_columns": list(result.drifted),
-            "columns": [
-                {**asdict(c), "score": _finite(c.score), "threshold": _finite(c.threshold)}
-                for c in result.columns
-            ],
+            "max_prediction_psi": max(pred_psi) if pred_psi else None,
+            "churn_ece": _finite(inputs.churn.ece) if inputs.churn else None,
+            "value_gini": _finite(inputs.value.gini) if inputs.value else None,
         },
-        "thresholds": {
-            "drift_share_warn": settings.monitoring.drift_share_warn,
-            "drift_share_retrain": settings.monitoring.drift_share_retrain,
-        },
-        "reference_window": settings.monitoring.reference_window,
+        "thresholds": m.model_dump(mode="json"),
         "sampling": {
-            "max_rows": settings.monitoring.sample_rows,
+            "statement": statement,
+            "max_rows": m.sample_rows,
             "seed": SEED,
-            "reference": sample(result.reference),
-            "current": sample(result.current),
+            "reference": _sample(result.reference),
+            "current": _sample(result.current),
+            "share_bound_99": _finite(proportion_bound(min(n_ref, n_cur))),
         },
         "skipped_columns": [{"column": c, "reason": r} for c, r in result.skipped],
-        "files": {"html": result.html_path.name, "json": result.json_path.name},
+        "seconds": round(result.seconds, 2),
+        "files": {
+            "evidently_html": result.html_path.name,
+            "evidently_json": result.json_path.name,
+            "summary": SUMMARY_FILE,
+        },
     }
+
+
+def _sample(s: Sample) -> dict[str, object]:
+    return {"rows_total": s.rows_total, "rows_used": s.rows_used, "sampled": s.sampled}
+
+
+def _usable(value: float, n: int, minimum: int) -> float | None:
+    return value if n >= minimum and math.isfinite(value) else None
+
+
+def _tag(tags: Mapping[str, str], key: str) -> float | None:
+    try:
+        value = float(tags[key])
+    except (KeyError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _floats(series: pd.Series) -> np.ndarray:
+    return pd.to_numeric(series, errors="coerce").to_numpy(np.float64, na_value=np.nan)
 
 
 def _date_of(frame: pd.DataFrame) -> pd.Timestamp:
@@ -259,4 +511,12 @@ def _date_of(frame: pd.DataFrame) -> pd.Timestamp:
 
 
 def _finite(v: float) -> float | None:
-    return v if math.isfinite(v) else None
+    return float(v) if math.isfinite(v) else None
+
+
+def _json_default(o: object) -> object:
+    if isinstance(o, pd.Timestamp):
+        return o.isoformat()
+    if hasattr(o, "item"):
+        return o.item()
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")

@@ -1,7 +1,9 @@
 """The one Evidently adapter (Evidently 0.7 API: `Report`, `Dataset`, `DataDefinition`).
 
-The report is data first (`DriftConfig`), then an Evidently `Report` with `DataDriftPreset`, run
-on reference vs current, saved as HTML and JSON. Per-column drift is read back from the saved
+The report is data first (`DriftConfig`), then an Evidently `Report` with `DataDriftPreset`
+(features and predictions; PSI for the key features via `per_column_method`) and, when asked,
+`DataSummaryPreset` (the data-quality statistics of both sides), run on reference vs current,
+saved as HTML and JSON. Per-column drift is read back from the saved
 JSON document: each `ValueDrift` metric carries the column's score, method and threshold, and
 its test (status FAIL) says whether Evidently judged the column drifted. Evidently picks the
 method per column from its size and type (K-S / chi-square or Z-test p-values up to 1000 rows,
@@ -32,6 +34,11 @@ class DriftConfig:
     method: str | None = None
     """One Evidently stat test for every column (e.g. "psi", "wasserstein"); None = per column."""
     threshold: float | None = None
+    psi_columns: tuple[str, ...] = ()
+    """Columns judged by PSI whatever their type (the key features)."""
+    psi_threshold: float = 0.1
+    summary: bool = False
+    """Add Evidently's DataSummaryPreset (missing values, ranges, categories per column)."""
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -71,7 +78,7 @@ def run_drift(
 ) -> DriftResult:
     """Run the data-drift report on reference vs current; save HTML and JSON; read it back."""
     from evidently import DataDefinition, Dataset, Report
-    from evidently.presets import DataDriftPreset
+    from evidently.presets import DataDriftPreset, DataSummaryPreset
 
     cols = list(config.columns)
     missing = [c for c in cols if c not in reference.columns or c not in current.columns]
@@ -80,17 +87,20 @@ def run_drift(
     definition = DataDefinition(
         numerical_columns=list(config.numerical), categorical_columns=list(config.categorical)
     )
-    report = Report(
-        [
-            DataDriftPreset(
-                columns=cols,
-                drift_share=config.drift_share,
-                method=config.method,
-                threshold=config.threshold,
-            )
-        ],
-        include_tests=True,
-    )
+    psi = [c for c in config.psi_columns if c in cols]
+    presets: list[DataDriftPreset | DataSummaryPreset] = [
+        DataDriftPreset(
+            columns=cols,
+            drift_share=config.drift_share,
+            method=config.method,
+            threshold=config.threshold,
+            per_column_method=dict.fromkeys(psi, "psi") or None,
+            per_column_threshold=dict.fromkeys(psi, config.psi_threshold) or None,
+        )
+    ]
+    if config.summary:
+        presets.append(DataSummaryPreset(columns=cols))
+    report = Report(presets, include_tests=True)
     snapshot = report.run(
         current_data=Dataset.from_pandas(_typed(current, config), data_definition=definition),
         reference_data=Dataset.from_pandas(_typed(reference, config), data_definition=definition),

@@ -1,10 +1,27 @@
-"""The monitoring verdict: a pure decision over the share of drifted columns."""
+"""The monitoring verdict: a pure decision over the evidence a reviewer would accept.
+
+Evidence, each judged against `MonitoringSettings` thresholds:
+- key-feature drift: the share of a model's importance carried by key features whose PSI is
+  at or above `psi_threshold` (and beyond sampling noise); the larger of the value and churn
+  models' shares. Importance-weighted, so that a drifted feature the model barely uses (an
+  age-driven one such as `T`, or an excluded calendar feature) does not decide alone.
+- prediction drift: PSI of the CLV and churn-probability predictions.
+- calibration: the matured churn cohort's ECE minus the model's own test ECE.
+- backtest: the model's test normalized Gini minus the matured value cohort's.
+  A matured cohort the model was fitted on is in-sample and optimistic: shown, not judged.
+- data quality (WARN only): missing values, new categories, out-of-range values.
+
+The verdict is the worst of the findings; each finding is one plain sentence.
+"""
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from enum import StrEnum
+
+from clv.settings import MonitoringSettings
 
 
 class Verdict(StrEnum):
@@ -15,21 +32,146 @@ class Verdict(StrEnum):
     RETRAIN = "RETRAIN"
 
 
+_RANK = {Verdict.OK: 0, Verdict.WARN: 1, Verdict.RETRAIN: 2}
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One piece of evidence judged: its verdict and the sentence a reviewer reads."""
+
+    check: str
+    verdict: Verdict
+    reason: str
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """Everything the policy looks at; None = not measured (said so, never read as fine)."""
+
+    drift_share: Mapping[str, float] = field(default_factory=dict)
+    """Per model ("value", "churn"): importance share of its drifted key features."""
+    drifted_key_features: tuple[str, ...] = ()
+    prediction_psi: Mapping[str, float] = field(default_factory=dict)
+    """Per prediction column ("clv", "churn_probability")."""
+    churn_ece: float | None = None
+    churn_ece_test: float | None = None
+    value_gini: float | None = None
+    value_gini_test: float | None = None
+    coverage: float | None = None
+    quality_issues: tuple[str, ...] = ()
+    in_sample: tuple[str, ...] = ()
+    """Matured cohorts ("churn", "value") the model was fitted on: shown, not judged."""
+
+
 @dataclass(frozen=True)
 class Decision:
     verdict: Verdict
-    reasons: tuple[str, ...]
+    findings: tuple[Finding, ...]
+
+    @property
+    def reasons(self) -> tuple[str, ...]:
+        """The findings that set the verdict first, then the rest."""
+        ordered = sorted(self.findings, key=lambda f: -_RANK[f.verdict])
+        return tuple(f.reason for f in ordered)
 
 
-def decide(drift_share: float, *, warn: float, retrain: float) -> Decision:
-    """RETRAIN when drift_share >= retrain, WARN when >= warn, else OK (bounds inclusive)."""
-    if warn > retrain:
-        raise ValueError(f"warn threshold {warn} exceeds retrain threshold {retrain}")
-    if math.isnan(drift_share):
-        return Decision(Verdict.WARN, ("no comparable columns: drift could not be measured",))
-    share = f"drifted column share {drift_share:.3f}"
-    if drift_share >= retrain:
-        return Decision(Verdict.RETRAIN, (f"{share} >= retrain threshold {retrain:.3f}",))
-    if drift_share >= warn:
-        return Decision(Verdict.WARN, (f"{share} >= warn threshold {warn:.3f}",))
-    return Decision(Verdict.OK, (f"{share} < warn threshold {warn:.3f}",))
+def _band(value: float, *, warn: float, retrain: float) -> Verdict:
+    if value >= retrain:
+        return Verdict.RETRAIN
+    if value >= warn:
+        return Verdict.WARN
+    return Verdict.OK
+
+
+def decide(evidence: Evidence, *, thresholds: MonitoringSettings) -> Decision:
+    """The worst verdict over every finding (bounds inclusive); see the module docstring."""
+    t = thresholds
+    findings: list[Finding] = []
+
+    finite = {k: v for k, v in evidence.drift_share.items() if math.isfinite(v)}
+    if finite:
+        model, share = max(finite.items(), key=lambda kv: kv[1])
+        drifted = ", ".join(evidence.drifted_key_features) or "none"
+        verdict = _band(share, warn=t.drift_share_warn, retrain=t.drift_share_retrain)
+        findings.append(
+            Finding(
+                "feature_drift",
+                verdict,
+                f"drifted key features carry {share:.0%} of the {model} model's importance "
+                f"(WARN at {t.drift_share_warn:.0%}, RETRAIN at {t.drift_share_retrain:.0%}; "
+                f"PSI >= {t.psi_threshold:g}: {drifted})",
+            )
+        )
+    else:
+        findings.append(
+            Finding("feature_drift", Verdict.WARN, "feature drift could not be measured")
+        )
+
+    for column, value in evidence.prediction_psi.items():
+        if not math.isfinite(value):
+            continue
+        verdict = _band(value, warn=t.prediction_psi_warn, retrain=t.prediction_psi_retrain)
+        findings.append(
+            Finding(
+                f"prediction_drift:{column}",
+                verdict,
+                f"{column} predictions moved by PSI {value:.3f} (WARN at "
+                f"{t.prediction_psi_warn:g}, RETRAIN at {t.prediction_psi_retrain:g})",
+            )
+        )
+
+    if evidence.churn_ece is not None and evidence.churn_ece_test is not None:
+        excess = evidence.churn_ece - evidence.churn_ece_test
+        verdict = _band(excess, warn=t.ece_warn, retrain=t.ece_retrain)
+        findings.append(
+            Finding(
+                "calibration",
+                verdict,
+                f"churn calibration error on the matured cohort is {evidence.churn_ece:.3f} vs "
+                f"{evidence.churn_ece_test:.3f} at training ({excess:+.3f}; WARN at "
+                f"+{t.ece_warn:g}, RETRAIN at +{t.ece_retrain:g})",
+            )
+        )
+
+    if evidence.value_gini is not None and evidence.value_gini_test is not None:
+        drop = evidence.value_gini_test - evidence.value_gini
+        verdict = _band(drop, warn=t.gini_drop_warn, retrain=t.gini_drop_retrain)
+        findings.append(
+            Finding(
+                "backtest",
+                verdict,
+                f"the matured cohort's normalized Gini is {evidence.value_gini:.3f} vs "
+                f"{evidence.value_gini_test:.3f} at training (drop {drop:+.3f}; WARN at "
+                f"{t.gini_drop_warn:g}, RETRAIN at {t.gini_drop_retrain:g})",
+            )
+        )
+
+    if evidence.coverage is not None:
+        lo, hi = t.coverage_band
+        inside = lo <= evidence.coverage <= hi
+        findings.append(
+            Finding(
+                "coverage",
+                Verdict.OK if inside else Verdict.WARN,
+                f"P10-P90 interval covered {evidence.coverage:.0%} of matured outcomes "
+                f"(expected {lo:.0%}-{hi:.0%})",
+            )
+        )
+
+    for kind in evidence.in_sample:
+        findings.append(
+            Finding(
+                f"in_sample:{kind}",
+                Verdict.OK,
+                f"the matured {kind} cohort was in the model's training data: its backtest is "
+                "in-sample (optimistic), shown below but not judged",
+            )
+        )
+
+    for issue in evidence.quality_issues:
+        findings.append(Finding("data_quality", Verdict.WARN, issue))
+    if not evidence.quality_issues:
+        findings.append(Finding("data_quality", Verdict.OK, "no data-quality issue found"))
+
+    worst = max((f.verdict for f in findings), key=lambda v: _RANK[v], default=Verdict.OK)
+    return Decision(worst, tuple(findings))

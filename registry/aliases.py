@@ -1,8 +1,9 @@
-"""Alias decisions (pure) and their application to the registry.
+"""The first champion, and the challenger: alias decisions (pure) and their application.
 
-The decision is a pure function of what the registry holds; `ensure_champion` reads the current
-state through the MLflow adapter, decides, applies, and reports what happened. Promotion gates,
-canaries and history extend this pattern.
+`ensure_champion` runs after every training run: the first registered version becomes champion
+(there is nothing to gate it against); a later version becomes `challenger`, waiting for
+`clv registry canary` or `clv registry promote`, which run the gates (`registry.promotion`).
+Both moves are written to the alias history.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from dataclasses import dataclass
 
 from clv.settings import Settings
 from registry import mlflow_io
-from registry.mlflow_io import CHAMPION
+from registry.mlflow_io import CHALLENGER, CHAMPION
 
 
 @dataclass(frozen=True)
@@ -39,18 +40,13 @@ def decide_initial_champion(version: str, *, current: str | None) -> AliasDecisi
 
 
 def ensure_champion(settings: Settings, version: str) -> bool:
-    """Make `version` champion when the model has none; True when the alias was set."""
-    decision = decide_initial_champion(version, current=mlflow_io.alias_version(settings, CHAMPION))
+    """Make `version` champion when the model has none (else challenger); True when champion."""
+    from registry.promotion import mark_challenger, record_initial_champion
+
+    current = mlflow_io.alias_version(settings, CHAMPION)
+    decision = decide_initial_champion(version, current=current)
     if decision.assign:
-        mlflow_io.set_alias(settings, decision.alias, decision.version)
+        record_initial_champion(settings, version)
+    elif current != version and mlflow_io.alias_version(settings, CHALLENGER) != version:
+        mark_challenger(settings, version)
     return decision.assign
-
-
-def promote(settings: Settings, version: str, *, alias: str = CHAMPION) -> AliasDecision:
-    """Point `alias` at `version` unconditionally (the manual override); reports the change."""
-    previous = mlflow_io.alias_version(settings, alias)
-    if previous == version:
-        return AliasDecision(alias, version, False, f"version {version} already holds {alias}")
-    mlflow_io.set_alias(settings, alias, version)
-    was = f"was version {previous}" if previous is not None else "was unset"
-    return AliasDecision(alias, version, True, f"{alias} -> version {version} ({was})")

@@ -22,6 +22,11 @@ from training.mlflow_io import BUNDLE_PATH, REFERENCE_FILE, REFERENCE_PATH, conn
 from training.model import CARD_FILE, ClvModel
 
 CHAMPION = "champion"
+CHALLENGER = "challenger"
+CANARY = "canary"
+ALIASES = (CHAMPION, CHALLENGER, CANARY)
+CANARY_SHARE_TAG = "clv.canary.share"
+CANARY_SHADOW_TAG = "clv.canary.shadow"
 NO_CHAMPION = "no champion yet: run `clv train`"
 
 
@@ -45,6 +50,8 @@ class VersionInfo:
     metrics: dict[str, float] = field(default_factory=dict)
     params: dict[str, str] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
+    version_tags: dict[str, str] = field(default_factory=dict)
+    """Tags on the model version: evaluation (`eval.*`) and gate results (`gate.*`)."""
 
     def as_dict(self, *, detail: bool = False) -> dict[str, object]:
         out: dict[str, object] = {
@@ -54,6 +61,7 @@ class VersionInfo:
             "created": self.created.isoformat(),
             "status": self.status,
             "metrics": self.metrics,
+            "version_tags": self.version_tags,
         }
         if detail:
             out["params"] = self.params
@@ -100,6 +108,77 @@ def set_alias(settings: Settings, alias: str, version: str) -> None:
     client = connect(settings)
     _version(client, settings, version)
     client.set_registered_model_alias(settings.mlflow.model_name, alias, version)
+
+
+def delete_alias(settings: Settings, alias: str) -> None:
+    """Remove `alias` from the model (nothing happens when it is not set)."""
+    client = connect(settings)
+    try:
+        client.get_model_version_by_alias(settings.mlflow.model_name, alias)
+    except MlflowException:
+        return
+    client.delete_registered_model_alias(settings.mlflow.model_name, alias)
+
+
+def move_alias(settings: Settings, alias: str, version: str | None) -> None:
+    """Point `alias` at `version`, or remove it when `version` is None."""
+    if version is None:
+        delete_alias(settings, alias)
+    else:
+        set_alias(settings, alias, version)
+
+
+@dataclass(frozen=True)
+class RegistryState:
+    """Aliases and model tags, read with one registry call (what the server polls)."""
+
+    aliases: dict[str, str]
+    tags: dict[str, str]
+
+    @property
+    def canary_share(self) -> float:
+        try:
+            return float(self.tags.get(CANARY_SHARE_TAG, "0"))
+        except ValueError:
+            return 0.0
+
+    @property
+    def canary_shadow(self) -> bool:
+        return self.tags.get(CANARY_SHADOW_TAG, "false").lower() == "true"
+
+
+def registry_state(settings: Settings) -> RegistryState:
+    """Alias -> version and the registered model's tags ({} when not registered yet)."""
+    client = connect(settings)
+    try:
+        rm = client.get_registered_model(settings.mlflow.model_name)
+    except MlflowException:
+        return RegistryState({}, {})
+    return RegistryState(
+        aliases={str(k): str(v) for k, v in sorted(rm.aliases.items())},
+        tags={str(k): str(v) for k, v in (rm.tags or {}).items()},
+    )
+
+
+def set_model_tags(settings: Settings, tags: dict[str, str]) -> None:
+    """Tags on the registered model (canary share and mode)."""
+    client = connect(settings)
+    for key, value in tags.items():
+        client.set_registered_model_tag(settings.mlflow.model_name, key, value)
+
+
+def version_tags(settings: Settings, version: str) -> dict[str, str]:
+    """The tags of one model version (evaluation and gate results)."""
+    client = connect(settings)
+    mv = _version(client, settings, version)
+    return {str(k): str(v) for k, v in (mv.tags or {}).items()}
+
+
+def set_version_tags(settings: Settings, version: str, tags: dict[str, str]) -> None:
+    client = connect(settings)
+    _version(client, settings, version)
+    for key, value in tags.items():
+        client.set_model_version_tag(settings.mlflow.model_name, version, key, value)
 
 
 def list_versions(settings: Settings) -> list[VersionInfo]:
@@ -236,4 +315,5 @@ def _info(
         metrics=metrics,
         params=params,
         tags=tags,
+        version_tags={str(k): str(v) for k, v in (mv.tags or {}).items()},
     )

@@ -1,9 +1,12 @@
 """`clv score --all`: score every customer point-in-time at a snapshot date.
 
 Features come from the offline store as of `as_of` (default: the latest feature snapshot), the
-model from the champion alias; the numbers come from `serving.scorer.score_features`, the same
-function `/score` uses. Writes `scores.parquet` and, beside it, `at_risk.csv` (high value / at
-risk customers, highest CLV first) for the retention team.
+models from the registry: customers are routed to champion or canary by the same stable hash as
+`/score` (shadow mode: the champion scores everyone). The numbers come from
+`serving.scorer.score_matrix`, the function `/score` uses. Writes `scores.parquet` and, beside
+it, `at_risk.csv`: customers at or above `serving.at_risk_min_clv` (default: the high-value
+cut) and `serving.at_risk_min_churn` (default: `churn_threshold`), cold starts excluded, highest
+CLV first; when `serving.webhook_url` is set they are POSTed there (the CRM trigger).
 """
 
 from __future__ import annotations
@@ -13,20 +16,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeAlias
 
+import numpy as np
 import pandas as pd
 
 from clv.errors import DataError, NotReadyError
-from clv.settings import Settings
+from clv.settings import ServingSettings, Settings
+from registry.canary import route_many
+from serving.routing import CANARY, CHAMPION, MlflowRegistry, ModelRegistry, SingleModel
 from serving.scorer import (
     Champion,
     ModelSource,
     ReferenceSource,
     load_champion,
-    registry_champion,
     registry_reference,
     score_features,
 )
-from serving.segments import HIGH_VALUE_AT_RISK
+from serving.webhook import WebhookResult, post_at_risk
 
 SnapshotSource: TypeAlias = Callable[[pd.Timestamp], pd.DataFrame]
 FEATURES_FILE = "customer_features.parquet"
@@ -48,6 +53,9 @@ class BatchResult:
     segments: dict[str, int]
     thresholds: tuple[float, float]
     thresholds_source: str
+    canary_version: str | None = None
+    canary_rows: int = 0
+    webhook: WebhookResult | None = None
 
 
 def parse_as_of(text: str) -> pd.Timestamp:
@@ -71,20 +79,80 @@ def latest_snapshot(settings: Settings) -> pd.Timestamp:
 
 
 def score_snapshot(
-    champion: Champion, features: pd.DataFrame, *, as_of: pd.Timestamp
+    champion: Champion,
+    features: pd.DataFrame,
+    *,
+    as_of: pd.Timestamp,
+    canary: Champion | None = None,
+    share: float = 0.0,
+    shadow: bool = False,
+    salt: str = "",
 ) -> pd.DataFrame:
-    """Scores for every row of a point-in-time feature frame, tagged with version and date."""
-    scores = score_features(champion, features)
-    scores["model_version"] = champion.version
-    scores["alias"] = champion.alias
+    """Scores for every row of a point-in-time feature frame, tagged with version and alias.
+
+    With a canary (not shadow), the customers `route` sends to it are scored by it.
+    """
+    features = features.reset_index(drop=True)
+    ids = features["customer_id"].astype(str).tolist()
+    to_canary = (
+        route_many(ids, share, salt)
+        if canary is not None and not shadow
+        else np.zeros(len(features), dtype=bool)
+    )
+    parts = []
+    for model, mask in ((champion, ~to_canary), (canary, to_canary)):
+        if model is None or not mask.any():
+            continue
+        chosen = features if mask.all() else features.loc[mask]
+        scores = score_features(model, chosen)
+        scores["model_version"] = model.version
+        scores["alias"] = model.alias
+        parts.append(scores)
+    scores = pd.concat(parts) if len(parts) > 1 else parts[0]
+    scores = scores.sort_index(kind="stable") if len(parts) > 1 else scores
     scores["as_of"] = as_of
     return scores.reset_index(drop=True)
 
 
-def at_risk(scores: pd.DataFrame) -> pd.DataFrame:
-    """High-value customers at risk of churning, highest CLV first."""
-    chosen = scores[scores["segment"] == HIGH_VALUE_AT_RISK]
+def at_risk(scores: pd.DataFrame, *, min_clv: float, min_churn: float) -> pd.DataFrame:
+    """Known customers with CLV >= min_clv and churn >= min_churn, highest CLV first."""
+    chosen = scores[
+        (scores["clv"] >= min_clv)
+        & (scores["churn_probability"] >= min_churn)
+        & ~scores["cold_start"].astype(bool)
+    ]
     return chosen.sort_values(["clv", "customer_id"], ascending=[False, True], kind="stable")
+
+
+def at_risk_thresholds(champion: Champion, serving: ServingSettings) -> tuple[float, float]:
+    """(min CLV, min churn probability): config, else the high-value cut and churn threshold."""
+    min_clv = (
+        serving.at_risk_min_clv
+        if serving.at_risk_min_clv is not None
+        else champion.value_thresholds[1]
+    )
+    min_churn = (
+        serving.at_risk_min_churn
+        if serving.at_risk_min_churn is not None
+        else champion.churn_threshold
+    )
+    return float(min_clv), float(min_churn)
+
+
+def webhook_payload(
+    risky: pd.DataFrame, *, as_of: pd.Timestamp, thresholds: tuple[float, float]
+) -> dict[str, object]:
+    """The JSON a CRM receives: who is at risk, how valuable, scored by which version."""
+    cols = ["customer_id", "clv", "churn_probability", "segment", "model_version", "alias"]
+    records = risky[cols].to_dict(orient="records")
+    return {
+        "event": "clv.at_risk",
+        "as_of": as_of.isoformat(),
+        "min_clv": thresholds[0],
+        "min_churn_probability": thresholds[1],
+        "count": len(records),
+        "customers": records,
+    }
 
 
 def score_all(
@@ -93,24 +161,58 @@ def score_all(
     as_of: pd.Timestamp | None = None,
     out: Path,
     model_source: ModelSource | None = None,
+    registry: ModelRegistry | None = None,
     reference_source: ReferenceSource | None = None,
     snapshot_source: SnapshotSource | None = None,
 ) -> BatchResult:
-    """Score every customer known at `as_of`; write scores.parquet and at_risk.csv."""
+    """Score every customer known at `as_of`; write scores.parquet and at_risk.csv (+ webhook)."""
     when = as_of if as_of is not None else latest_snapshot(settings)
-    load = model_source or registry_champion(settings)
-    if reference_source is None and settings.serving.value_thresholds is None:
+    if registry is None:
+        registry = (
+            SingleModel(model_source) if model_source is not None else MlflowRegistry(settings)
+        )
+    if reference_source is None:
         reference_source = registry_reference(settings)
-    champion = load_champion(load(), serving=settings.serving, reference_source=reference_source)
+    plan = registry.plan()
+    if plan.champion is None:
+        raise NotReadyError("no champion yet: run `clv train`")
+
+    def bind(version: str, alias: str) -> Champion:
+        loaded = registry.load(version, alias)
+        return load_champion(loaded, serving=settings.serving, reference_source=reference_source)
+
+    champion = bind(plan.champion, CHAMPION)
+    canary = (
+        bind(plan.canary, CANARY)
+        if plan.canary is not None and plan.canary != plan.champion
+        else None
+    )
     features = (snapshot_source or _offline_snapshot(settings))(when)
     if features.empty:
         raise DataError(f"no customers known before {when.date()}; check --as-of")
-    scores = score_snapshot(champion, features, as_of=when)
+    scores = score_snapshot(
+        champion,
+        features,
+        as_of=when,
+        canary=canary,
+        share=plan.share,
+        shadow=plan.shadow,
+        salt=settings.registry.route_salt,
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
     scores.to_parquet(out, index=False)
-    risky = at_risk(scores)
+    thresholds = at_risk_thresholds(champion, settings.serving)
+    risky = at_risk(scores, min_clv=thresholds[0], min_churn=thresholds[1])
     risk_path = out.parent / AT_RISK_FILE
     risky.to_csv(risk_path, index=False)
+    hook = (
+        post_at_risk(
+            settings.serving.webhook_url,
+            webhook_payload(risky, as_of=when, thresholds=thresholds),
+        )
+        if settings.serving.webhook_url
+        else None
+    )
     counts = scores["segment"].value_counts().sort_index()
     return BatchResult(
         path=out,
@@ -124,6 +226,9 @@ def score_all(
         segments={str(k): int(v) for k, v in counts.items()},
         thresholds=champion.value_thresholds,
         thresholds_source=champion.thresholds_source,
+        canary_version=canary.version if canary is not None else None,
+        canary_rows=int((scores["alias"] == CANARY).sum()),
+        webhook=hook,
     )
 
 

@@ -16,7 +16,7 @@ def serve(
     port: int | None = typer.Option(None, "--port", help="Port (default serving.port)."),
     as_json: bool = JsonOption,
 ) -> None:
-    """Serve POST /score (champion model + online features), /healthz and /readyz."""
+    """Serve POST /score (champion + canary, online features), /healthz, /readyz, /metrics."""
     import uvicorn
 
     from serving.app import create_app
@@ -26,12 +26,18 @@ def serve(
     bind_port = port or settings.serving.port
     app = create_app(settings)
     url = f"http://{bind_host}:{bind_port}"
+    import os
+
+    auth = bool(os.environ.get(settings.serving.auth_token_env))
     emit(
-        f"serving {settings.mlflow.model_name}@champion on {url} (POST /score, GET /readyz)",
-        {"url": url, "host": bind_host, "port": bind_port, "alias": "champion"},
+        f"serving {settings.mlflow.model_name}@champion (+ canary when set) on {url} "
+        f"(POST /score{' with bearer auth' if auth else ''}, GET /readyz, GET /metrics)",
+        {"url": url, "host": bind_host, "port": bind_port, "alias": "champion", "auth": auth},
         as_json=as_json,
     )
-    uvicorn.run(app, host=bind_host, port=bind_port, workers=1, log_level="warning")
+    uvicorn.run(
+        app, host=bind_host, port=bind_port, workers=1, log_level="warning", access_log=False
+    )
 
 
 def score(
@@ -56,11 +62,21 @@ def score(
     label = str(when.date()) if when is not None else "the latest snapshot"
     progress(f"scoring all customers as of {label}")
     result = score_all(settings, as_of=when, out=target)
+    canary = (
+        f", canary version {result.canary_version} scored {result.canary_rows}"
+        if result.canary_version
+        else ""
+    )
+    hook = result.webhook
     summary = (
         f"scored {result.rows} customers as of {result.as_of.date()} with version "
-        f"{result.model_version} ({result.cold_start} cold start) -> {result.path}\n"
+        f"{result.model_version}{canary} ({result.cold_start} cold start) -> {result.path}\n"
         f"{result.at_risk} high value / at risk -> {result.at_risk_path}"
     )
+    if hook is not None:
+        summary += f"\nwebhook {hook.url}: " + (
+            f"posted {hook.customers} (HTTP {hook.status})" if hook.ok else f"FAILED ({hook.error})"
+        )
     emit(
         summary,
         {
@@ -75,6 +91,13 @@ def score(
             "segments": result.segments,
             "value_thresholds": list(result.thresholds),
             "thresholds_source": result.thresholds_source,
+            "canary_version": result.canary_version,
+            "canary_rows": result.canary_rows,
+            "webhook": None
+            if hook is None
+            else {"url": hook.url, "status": hook.status, "error": hook.error, "ok": hook.ok},
         },
         as_json=as_json,
     )
+    if hook is not None and not hook.ok:
+        raise ClvError(f"scores written, but the webhook {hook.url} failed: {hook.error}")

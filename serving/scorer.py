@@ -17,8 +17,13 @@ import xgboost as xgb
 
 from clv.errors import NotReadyError
 from clv.settings import ServingSettings, Settings
+from features.online_read import OnlineBatch
 from serving.segments import segment, tercile_thresholds
 from training.model import PREDICTION_COLUMNS, ClvModel
+
+TENURE_COLUMNS = ("tenure_days", "T")
+"""Reference columns that measure how long a customer has been known (first found wins)."""
+MIN_PRIOR_ROWS = 20
 
 SCORE_COLUMNS = ("customer_id", *PREDICTION_COLUMNS, "segment", "cold_start")
 
@@ -52,6 +57,21 @@ class Champion:
     churn_threshold: float
     thresholds_source: str
     """"config" or "reference terciles"."""
+    cold_prior: dict[str, float] | None = None
+    """Predictions served to a customer the store does not know (None: the model's own)."""
+    prior_source: str = "model default branches"
+
+    def __post_init__(self) -> None:
+        codes = {
+            name: {level: float(i) for i, level in enumerate(levels)}
+            for name, levels in self.model.card.categories.items()
+        }
+        object.__setattr__(self, "_codes", codes)
+
+    @property
+    def codes(self) -> dict[str, dict[str, float]]:
+        codes: dict[str, dict[str, float]] = getattr(self, "_codes")  # noqa: B009
+        return codes
 
 
 @dataclass(frozen=True)
@@ -78,18 +98,32 @@ def load_champion(
     serving: ServingSettings,
     reference_source: Callable[[str], pd.DataFrame] | None,
 ) -> Champion:
-    """Bind a loaded model to its segment thresholds (config, else reference terciles)."""
+    """Bind a loaded model to its segment thresholds and cold-start prior.
+
+    Thresholds: config, else the terciles of the reference sample's CLV. Cold-start prior:
+    the median predictions, on the training reference sample, of customers known for fewer
+    than `serving.cold_start_tenure_days` (a brand-new customer is the best analogue of an
+    unknown one); with fewer than 20 such rows, the median over the whole sample; with no
+    reference, the model's own answer for an all-missing row.
+    """
+    reference: pd.DataFrame | None = None
+    if reference_source is not None:
+        try:
+            reference = reference_source(loaded.run_id)
+        except Exception:
+            if serving.value_thresholds is None:
+                raise
     if serving.value_thresholds is not None:
         thresholds = (float(serving.value_thresholds[0]), float(serving.value_thresholds[1]))
         source = "config"
     else:
-        if reference_source is None:
+        if reference is None:
             raise NotReadyError("no value thresholds: set serving.value_thresholds in clv.yaml")
-        reference = reference_source(loaded.run_id)
-        if "clv" in reference.columns:
-            clv = reference["clv"]
-        else:
-            clv = loaded.model.predict(reference)["clv"]
+        clv = (
+            reference["clv"]
+            if "clv" in reference.columns
+            else loaded.model.predict(reference)["clv"]
+        )
         try:
             thresholds = tercile_thresholds(clv.to_numpy(dtype=np.float64, na_value=np.nan))
         except ValueError as exc:
@@ -98,6 +132,11 @@ def load_champion(
                 "set serving.value_thresholds in clv.yaml"
             ) from exc
         source = "reference terciles"
+    prior, prior_source = (
+        cold_start_prior(loaded.model, reference, tenure_days=serving.cold_start_tenure_days)
+        if reference is not None
+        else (None, "model default branches")
+    )
     return Champion(
         model=loaded.model,
         version=str(loaded.version),
@@ -106,21 +145,88 @@ def load_champion(
         value_thresholds=thresholds,
         churn_threshold=serving.churn_threshold,
         thresholds_source=source,
+        cold_prior=prior,
+        prior_source=prior_source,
     )
+
+
+def cold_start_prior(
+    model: ClvModel, reference: pd.DataFrame, *, tenure_days: float
+) -> tuple[dict[str, float] | None, str]:
+    """Median predictions of the reference's newest customers (see `load_champion`)."""
+    if reference.empty or any(c not in reference.columns for c in model.feature_names):
+        return None, "model default branches"
+    rows = reference
+    source = "median over the reference sample"
+    for column in TENURE_COLUMNS:
+        if column in reference.columns:
+            tenure = pd.to_numeric(reference[column], errors="coerce")
+            young = reference.loc[tenure < tenure_days]
+            if len(young) >= MIN_PRIOR_ROWS:
+                rows = young
+                source = (
+                    f"median over {len(young)} reference customers with {column} < {tenure_days:g}"
+                )
+            break
+    try:
+        preds = model.predict(rows)
+    except Exception as exc:  # a model that cannot score its reference keeps its own answer
+        return None, f"model default branches (reference not scorable: {type(exc).__name__})"
+    prior = {c: _median(preds[c].to_numpy(dtype=np.float64)) for c in preds.columns}
+    return prior, source
+
+
+def _median(values: np.ndarray) -> float:
+    finite = values[~np.isnan(values)]
+    return float(np.median(finite)) if finite.size else float("nan")
+
+
+def batch_matrix(champion: Champion, batch: OnlineBatch) -> np.ndarray:
+    """The model's matrix for an online batch: the same numbers as `ClvModel.matrix(frame)`."""
+    names = champion.model.feature_names
+    n = len(batch.customer_ids)
+    x = np.empty((n, len(names)), dtype=np.float32)
+    codes = champion.codes
+    excluded = set(getattr(champion.model.card, "excluded_features", ()) or ())
+    nan = np.nan
+    for j, name in enumerate(names):
+        column = batch.values[name]
+        if name in excluded:
+            x[:, j] = nan
+        elif name in codes:
+            table = codes[name]
+            x[:, j] = [nan if v is None else table.get(str(v), nan) for v in column]
+        else:
+            x[:, j] = np.array([nan if v is None else _number(v) for v in column], np.float64)
+    return x
+
+
+def _number(v: float | str) -> float:
+    if isinstance(v, float):
+        return v
+    try:
+        return float(v)
+    except ValueError:
+        return np.nan
 
 
 def score_matrix(champion: Champion, x: np.ndarray) -> dict[str, np.ndarray]:
     """Predictions, segment and cold-start flag for a prepared feature matrix."""
     preds = champion.model.predict_matrix(x)
+    # A customer the feature store does not know has every feature missing.
+    cold = np.isnan(x).all(axis=1) if x.shape[1] else np.ones(x.shape[0], dtype=bool)
+    prior = champion.cold_prior
+    if prior is not None and cold.any():
+        for key, value in prior.items():
+            if key in preds:
+                preds[key] = np.where(cold, value, preds[key])
     preds["segment"] = segment(
         preds["clv"],
         preds["churn_probability"],
         value_thresholds=champion.value_thresholds,
         churn_threshold=champion.churn_threshold,
     )
-    # A customer the feature store does not know has every feature missing; XGBoost still
-    # scores that row (its default branches), which is the cold-start prior.
-    preds["cold_start"] = np.isnan(x).all(axis=1) if x.shape[1] else np.ones(x.shape[0], dtype=bool)
+    preds["cold_start"] = cold
     return preds
 
 
@@ -139,9 +245,14 @@ def explain(model: ClvModel, features: pd.DataFrame, *, top: int = 5) -> list[Ex
     values = contrib[names].to_numpy(dtype=np.float64)
     bias = contrib["bias"].to_numpy(dtype=np.float64)
     x = model.matrix(features)  # for the margin only
-    margins = np.asarray(
-        model.value.predict(xgb.DMatrix(x, feature_names=names), output_margin=True),
-        dtype=np.float64,
+    value_margin = getattr(model, "value_margin", None)  # log(clv), offset included
+    margins = (
+        np.asarray(value_margin(x), dtype=np.float64)
+        if callable(value_margin)
+        else np.asarray(
+            model.value.predict(xgb.DMatrix(x, feature_names=names), output_margin=True),
+            dtype=np.float64,
+        )
     )
     explanations = []
     for i in range(len(features)):

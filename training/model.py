@@ -15,12 +15,20 @@ is the value booster's `base_margin`, so the trees learn a multiplicative correc
 classical model (which extrapolates to older customers than the training snapshots hold).
 `contributions` folds the offset (and, for a hurdle, log P(purchase) at the purchase booster's
 bias) into "bias" per row, so that bias + sum(contributions) == `value_margin` == log(clv).
+
+Blend (`ModelCard.value_blend` = w, only with an offset): clv = (1 - w) x baseline + w x
+model, i.e. log clv = offset + log(1 - w + w exp(t)) where t = the trees' log correction
+(value trees, + log P(purchase) for a hurdle). w = 1 is the model alone, w = 0 the baseline.
+
+Level (`ModelCard.value_scale` = c): clv is finally multiplied by c, which training sets so that
+the model's total over the card's snapshot equals the baseline's total there (`level_scale`):
+the trees re-rank customers, the classical model sets the level.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -61,6 +69,11 @@ class ModelCard:
     interval_scale: list[float] | None = None
     """Conformal [lower, upper] scales of [P10, P90] around P50 in log1p space
     (training.intervals.scaled_interval)."""
+    value_blend: float = 1.0
+    """Weight w of the trees' prediction against the offset's baseline (module docstring);
+    ignored without `value_offset`. 1.0 in bundles written before it existed."""
+    value_scale: float = 1.0
+    """Multiplier c of clv (module docstring, `level_scale`); 1.0 = none."""
 
 
 class ClvModel:
@@ -149,8 +162,11 @@ class ClvModel:
             np.asarray(plain)[0] - np.asarray(self.value.predict(zero, output_margin=True))[0]
         )
 
-    def _value_margins(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        """The value booster's margin with the offset, and the purchase margin (hurdle).
+    def _value_margins(
+        self, x: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+        """The value booster's margin with the offset, the purchase margin (hurdle) and the
+        offset itself.
 
         trees + offset, computed as the plain margin minus the intercept plus the offset:
         `inplace_predict(..., base_margin=...)` leaves XGBoost's fast path (3-16 ms a row
@@ -162,16 +178,26 @@ class ClvModel:
                 self._intercept = self._booster_intercept()
             value = value - self._intercept + offset
         if self.card.value_model != "hurdle" or self.purchase is None:
-            return value, None
+            return value, None, offset
         purchase = self.purchase.inplace_predict(x, predict_type="margin")
-        return value, np.asarray(purchase, dtype=np.float64)
+        return value, np.asarray(purchase, dtype=np.float64), offset
+
+    @property
+    def _blend(self) -> float | None:
+        """The blend weight w when it changes anything (an offset and w != 1), else None."""
+        w = float(self.card.value_blend)
+        return w if self._offset is not None and w != 1.0 else None
 
     def value_margin(self, x: np.ndarray) -> np.ndarray:
-        """log(clv) per row: offset + value trees (+ log P(purchase) for a hurdle)."""
-        value, purchase = self._value_margins(x)
-        if purchase is None:
-            return value
-        return value - np.logaddexp(0.0, -purchase)
+        """log(clv) per row: offset + value trees (+ log P(purchase) for a hurdle), blended
+        with the baseline by `value_blend`."""
+        value, purchase, offset = self._value_margins(x)
+        if purchase is not None:
+            value = value - np.logaddexp(0.0, -purchase)
+        w = self._blend
+        if w is not None and offset is not None:
+            value = offset + blend_log(value - offset, w)
+        return value + np.log(self.card.value_scale) if self.card.value_scale != 1.0 else value
 
     def predict_matrix(self, x: np.ndarray) -> dict[str, np.ndarray]:
         """Predictions for a prepared matrix, keyed by PREDICTION_COLUMNS (plus `clv_p50`)."""
@@ -221,7 +247,9 @@ class ClvModel:
         """Per-feature SHAP contributions to log(clv) (XGBoost's own TreeSHAP), plus "bias".
 
         bias + sum(features) == `value_margin` == log(clv) per row. The offset is folded into
-        "bias" (XGBoost adds the base_margin to the bias term). For a hurdle, the purchase
+        "bias" (XGBoost adds the base_margin to the bias term). A blend (w < 1) maps the trees'
+        log correction t onto log(1 - w + w exp(t)) by the same rescale rule; log(value_scale)
+        joins "bias". For a hurdle, the purchase
         booster's contributions phi (to its logit m, bias b) are rescaled onto log P(purchase):
         phi x (log sigmoid(m) - log sigmoid(b)) / (m - b), the rescale rule of DeepLIFT
         (Shrikumar et al. 2017), and log sigmoid(b) joins "bias".
@@ -247,6 +275,11 @@ class ClvModel:
             )
             contrib[:, :-1] += phi[:, :-1] * ratio[:, None]
             contrib[:, -1] += log_p0
+        w = self._blend
+        if w is not None:
+            contrib = _blend_contributions(contrib, self.value_offset(x), w)
+        if self.card.value_scale != 1.0:
+            contrib[:, -1] += np.log(self.card.value_scale)
         return pd.DataFrame(contrib, index=frame.index, columns=[*names, "bias"])
 
     def _boosters(self) -> dict[str, xgb.Booster]:
@@ -290,3 +323,45 @@ class ClvModel:
             quantiles=quantiles,
             purchase=booster("purchase"),
         )
+
+
+def blend_log(t: np.ndarray, w: float) -> np.ndarray:
+    """log(1 - w + w exp(t)): the log correction to the offset of the blend (1 - w) x
+    baseline + w x baseline x exp(t)."""
+    return np.asarray(np.log1p(w * np.expm1(t)), dtype=np.float64)
+
+
+def _blend_contributions(contrib: np.ndarray, offset: np.ndarray | None, w: float) -> np.ndarray:
+    """Contributions (features..., bias incl. the offset) to offset + t, rescaled onto
+    offset + blend_log(t, w): phi x (g(t) - g(b)) / (t - b) with g = blend_log and b the trees'
+    bias, the DeepLIFT rescale rule as for the hurdle; the bias becomes offset + g(b)."""
+    if offset is None:
+        return contrib
+    out = contrib.copy()
+    b = contrib[:, -1] - offset
+    t = contrib.sum(axis=1) - offset
+    delta = t - b
+    near = np.abs(delta) <= 1e-9
+    # the derivative of g at b when t == b (the ratio's limit)
+    slope = w * np.exp(b) / (1.0 - w + w * np.exp(b))
+    ratio = np.where(near, slope, (blend_log(t, w) - blend_log(b, w)) / np.where(near, 1.0, delta))
+    out[:, :-1] *= ratio[:, None]
+    out[:, -1] = offset + blend_log(b, w)
+    return out
+
+
+def level_scale(model: ClvModel, x: np.ndarray) -> float:
+    """The `value_scale` c that makes the model's total over the rows of `x` (one snapshot's
+    customers, features only) equal the offset baseline's total: sum(baseline) / sum(model at
+    c = 1). 1.0 for a model without an offset or with nothing to scale."""
+    offset = model.value_offset(x)
+    if offset is None or x.shape[0] == 0:
+        return 1.0
+    unscaled = ClvModel(
+        replace(model.card, value_scale=1.0),
+        value=model.value,
+        purchase=model.purchase,
+    )
+    total = float(np.exp(unscaled.value_margin(x)).sum())
+    base = float(np.exp(offset).sum())
+    return base / total if total > 0 and np.isfinite(total) and np.isfinite(base) else 1.0

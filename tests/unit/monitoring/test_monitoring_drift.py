@@ -9,7 +9,14 @@ import pytest
 
 from clv.errors import DataError
 from clv.settings import Settings, load_settings
-from monitoring.drift import comparable_columns, reference_window, run_monitor, subsample
+from monitoring.drift import (
+    comparable_columns,
+    drift_shares,
+    key_features,
+    reference_window,
+    run_monitor,
+    subsample,
+)
 from monitoring.evidently_io import DriftConfig, parse_drift, run_drift
 from monitoring.policy import Verdict
 
@@ -133,16 +140,22 @@ def test_run_monitor_writes_reports_and_retrains_on_broad_drift(settings: Settin
     )
     out = settings.reports_dir / "2024-06-01"
     assert result.report_dir == out
-    for name in ("data_drift.html", "data_drift.json", "summary.json"):
-        assert (out / name).stat().st_size > 0
-    assert set(result.drifted) == {"monetary_value", "clv", "recency"}
-    assert result.drift_share == pytest.approx(3 / 5)
+    for name in ("index.html", "data_drift.html", "data_drift.json", "summary.json", "psi.png"):
+        assert (out / name).stat().st_size > 0, name
+    assert (settings.reports_dir / "index.html").exists()
+    # without a model every feature is key with equal weight: 2 of 4 features drifted
+    assert set(result.drifted) == {"monetary_value", "recency"}
+    assert result.drift_share == pytest.approx(2 / 4)
+    assert result.evidence.prediction_psi["clv"] > 1.0
     assert result.verdict is Verdict.RETRAIN
     summary = json.loads((out / "summary.json").read_text())
     assert summary["verdict"] == "RETRAIN"
-    assert summary["metrics"]["drift_share"] == pytest.approx(0.6)
-    assert summary["thresholds"] == {"drift_share_warn": 0.3, "drift_share_retrain": 0.5}
+    assert summary["metrics"]["drift_share"] == {"features": pytest.approx(0.5)}
+    assert summary["thresholds"]["drift_share_retrain"] == 0.3
     assert summary["sampling"]["current"] == {"rows_total": 500, "rows_used": 500, "sampled": False}
+    page = (out / "index.html").read_text()
+    assert page.index("RETRAIN") < page.index("<h2>Drift</h2>")
+    assert "http://" not in page and "https://" not in page  # renders offline
 
 
 def test_run_monitor_ok_without_drift_and_says_when_it_sampled(settings: Settings) -> None:
@@ -161,13 +174,15 @@ def test_run_monitor_ok_without_drift_and_says_when_it_sampled(settings: Setting
         "sampled": True,
     }
     assert summary["sampling"]["max_rows"] == 300
+    assert "300 reference and 300 current rows" in summary["sampling"]["statement"]
+    assert summary["sampling"]["share_bound_99"] == pytest.approx(2.576 * 0.5 / 300**0.5)
 
 
 def test_run_monitor_warn_band(settings: Settings) -> None:
     reference = _frame(500, 1)
-    current = _later(reference, monetary_value=200.0, recency=150.0)
+    current = _later(reference, monetary_value=200.0)
     result = run_monitor(settings, reference=reference, current=current)
-    assert result.drift_share == pytest.approx(2 / 5)
+    assert result.drift_share == pytest.approx(1 / 4)
     assert result.verdict is Verdict.WARN
 
 
@@ -245,3 +260,12 @@ def test_run_monitor_compares_one_snapshot_with_one_snapshot(settings: Settings)
     )
     again = run_monitor(pooled, reference=reference, current=_later(latest))
     assert "monetary_value" in again.drifted
+
+
+def test_key_features_and_importance_weighted_shares() -> None:
+    importance = {"value": {"a": 0.6, "b": 0.3, "c": 0.1, "d": 0.0}, "churn": {"c": 1.0}}
+    keys = key_features(importance, top=2)
+    assert keys == {"value": {"a": 0.6, "b": 0.3}, "churn": {"c": 1.0}}  # d: never key
+    shares = drift_shares(keys, {"b", "c"})
+    assert shares["value"] == pytest.approx(0.3 / 0.9)
+    assert shares["churn"] == pytest.approx(1.0)

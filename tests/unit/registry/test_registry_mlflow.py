@@ -14,7 +14,7 @@ from clv.console import CliState
 from clv.errors import ClvError, NotReadyError
 from clv.settings import Settings
 from registry import cli as registry_cli
-from registry.aliases import ensure_champion, promote
+from registry.aliases import ensure_champion
 from registry.mlflow_io import (
     aliases,
     list_versions,
@@ -22,6 +22,7 @@ from registry.mlflow_io import (
     reference_frame,
     version_info,
 )
+from registry.promotion import promote
 
 pytestmark = pytest.mark.slow
 Register = Callable[..., tuple[str, str]]
@@ -44,10 +45,11 @@ def test_champion_is_set_once_then_promotion_moves_it(
         load_alias(settings)  # registered but no alias yet
     assert ensure_champion(settings, v1) is True
     assert ensure_champion(settings, v2) is False
-    assert aliases(settings) == {"champion": "1"}
+    assert aliases(settings) == {"champion": "1", "challenger": "2"}
 
-    decision = promote(settings, v2)
-    assert decision.assign and "was version 1" in decision.reason
+    decision = promote(settings, v2, force=True)  # no evaluation tags: gates fail, forced
+    assert "was version 1" in decision.message
+    assert aliases(settings) == {"champion": "2"}
     loaded = load_alias(settings)
     assert (loaded.version, loaded.run_id) == ("2", run2)
     # the cache holds the bundle by version; version 2 predicts ~3x spend
@@ -100,11 +102,11 @@ def test_cli_status_promote_list_show_json(settings: Settings, register_version:
         return doc
 
     assert call("status")["aliases"] == {}
-    assert call("promote", "2")["changed"] is True
+    assert call("promote", "2", "--force")["changes"][0]["to_version"] == "2"
     assert call("status")["aliases"] == {"champion": "2"}
     listed = call("list")["versions"]
     assert isinstance(listed, list) and [v["version"] for v in listed] == ["2", "1"]
     shown = call("show", "2")
     assert shown["aliases"] == ["champion"] and "params" in shown
-    res = runner.invoke(app, ["promote", "7"], obj=obj)
+    res = runner.invoke(app, ["promote", "7", "--force"], obj=obj)
     assert res.exit_code != 0 and isinstance(res.exception, ClvError)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 import xgboost as xgb
 
+from serving.routing import RoutingPlan
 from training.model import ClvModel, ModelCard
 
 NUMERIC = [
@@ -63,13 +64,13 @@ def _encode(frame: pd.DataFrame) -> np.ndarray:
     return np.column_stack(cols)
 
 
-def train_model(frame: pd.DataFrame, *, quantiles: bool = True) -> ClvModel:
+def train_model(frame: pd.DataFrame, *, quantiles: bool = True, scale: float = 1.0) -> ClvModel:
     rng = np.random.default_rng(11)
     x = _encode(frame)
     n = len(frame)
     alive = 1.0 / (1.0 + np.exp((frame["T"] - frame["recency"] - 200.0).to_numpy() / 40.0))
     value = frame["frequency"].to_numpy() * frame["monetary_value"].to_numpy() * alive
-    value = np.where(rng.uniform(size=n) < 0.2, 0.0, value * rng.gamma(5.0, 0.2, n))
+    value = np.where(rng.uniform(size=n) < 0.2, 0.0, value * rng.gamma(5.0, 0.2, n)) * scale
     churned = (rng.uniform(size=n) > alive).astype(float)
     params = {"max_depth": 3, "eta": 0.3, "nthread": 1, "seed": 0}
 
@@ -104,3 +105,24 @@ def online_rows(features: pd.DataFrame, ids: Sequence[str]) -> pd.DataFrame:
     rows = known.reindex(list(ids))[FEATURES].reset_index()
     rows["feature_timestamp"] = known["event_timestamp"].reindex(list(ids)).to_numpy()
     return rows
+
+
+@dataclass
+class FakeRegistry:
+    """A registry in memory: versions -> models, a routing plan, recorded rollbacks."""
+
+    models: dict[str, ClvModel]
+    plan_now: RoutingPlan
+    rollbacks: list[tuple[str, str]] = field(default_factory=list)
+    loads: list[str] = field(default_factory=list)
+
+    def plan(self) -> RoutingPlan:
+        return self.plan_now
+
+    def load(self, version: str, alias: str) -> Loaded:
+        self.loads.append(version)
+        return Loaded(self.models[version], version, alias, f"run-{version}")
+
+    def rollback_canary(self, version: str, reason: str) -> None:
+        self.rollbacks.append((version, reason))
+        self.plan_now = RoutingPlan(champion=self.plan_now.champion)

@@ -1,0 +1,317 @@
+"""Fast online reads: Feast's SQLite online tables read directly, for a batch of customer ids.
+
+`FeatureStore.get_online_features` costs milliseconds per call in Python (request validation,
+protos, response building) before SQLite is touched. On the request path clv reads the same
+tables Feast writes (`<project>_<view>`: entity_key = Feast's `serialize_entity_key`, one row
+per feature, `value` a serialized ValueProto, `event_ts` epoch seconds) with one prepared
+`SELECT ... WHERE entity_key IN (...)` per feature view on a per-thread connection, and decodes
+the values itself (a double's 9-byte wire form directly, anything else with the protobuf parser,
+memoized). `OnlineBatch.frame()` equals `features.feast_io.online_features` (a tested property).
+
+`online_source(settings)` chooses the path from configuration once: `feast.online_store ==
+"sqlite"` -> `SqliteOnlineReader`; anything else (Redis) -> Feast's own read through
+`feast_io.online_features`. Callers see one interface, `FeatureReader`.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import sqlite3
+import struct
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import pandas as pd
+
+from clv.contracts import TS_DTYPE
+from clv.settings import Settings
+
+_DOUBLE_TAG = 0x29  # ValueProto.double_val: field 5, wire type 1
+_UNPACK_DOUBLE = struct.Struct("<d").unpack_from
+_CHUNK = 900  # ids per statement, below SQLite's bound-parameter limit
+Value = float | str | None
+
+
+@dataclass(frozen=True)
+class OnlineBatch:
+    """Features of a batch of customers, column-wise; `timestamps` in epoch seconds."""
+
+    customer_ids: list[str]
+    feature_names: tuple[str, ...]
+    strings: frozenset[str]
+    """The string-valued features (kept as text; every other feature is numeric)."""
+    values: dict[str, list[Value]]
+    timestamps: list[float | None]
+
+    def frame(self) -> pd.DataFrame:
+        """The frame `features.feast_io.online_features` returns for the same ids."""
+        out = pd.DataFrame({"customer_id": pd.Series(self.customer_ids, dtype=object)})
+        for name in self.feature_names:
+            col = self.values[name]
+            if name in self.strings:
+                out[name] = pd.Series(col, dtype=object)
+            else:
+                out[name] = np.array([np.nan if v is None else v for v in col], dtype=np.float64)
+        seconds = np.array([np.nan if t is None else t for t in self.timestamps], dtype=np.float64)
+        stamps = pd.to_datetime(seconds, unit="s", utc=True)
+        out["feature_timestamp"] = pd.Series(stamps).astype(TS_DTYPE)
+        return out
+
+    @classmethod
+    def from_frame(
+        cls, frame: pd.DataFrame, *, feature_names: Sequence[str], strings: frozenset[str]
+    ) -> OnlineBatch:
+        """The batch form of an `online_features` frame (the Redis path)."""
+        values: dict[str, list[Value]] = {}
+        for name in feature_names:
+            col = frame[name].tolist()
+            values[name] = [None if _missing(v) else v for v in col]
+        ts = pd.to_datetime(frame["feature_timestamp"], utc=True)
+        seconds = [None if pd.isna(t) else t.timestamp() for t in ts]
+        return cls(
+            customer_ids=[str(c) for c in frame["customer_id"]],
+            feature_names=tuple(feature_names),
+            strings=strings,
+            values=values,
+            timestamps=seconds,
+        )
+
+
+class FeatureReader(Protocol):
+    """What serving needs from an online store."""
+
+    def read(self, customer_ids: Sequence[str]) -> OnlineBatch: ...
+
+    def ping(self) -> str | None:
+        """None when the store answers, else why not."""
+        ...
+
+
+@dataclass(frozen=True)
+class ViewTable:
+    table: str
+    features: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class OnlineLayout:
+    """Where and how Feast stored the FeatureService's features in SQLite."""
+
+    path: str
+    key_version: int
+    join_key: str
+    views: tuple[ViewTable, ...]
+    feature_names: tuple[str, ...]
+    strings: frozenset[str]
+
+
+def _missing(v: object) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NA or v is pd.NaT
+
+
+@functools.lru_cache(maxsize=65_536)
+def _decode_proto(blob: bytes) -> Value:
+    from feast.protos.feast.types.Value_pb2 import Value as ValueProto
+
+    proto = ValueProto()
+    proto.ParseFromString(blob)
+    kind = proto.WhichOneof("val")
+    if kind is None or kind == "null_val":
+        return None
+    raw = getattr(proto, kind)
+    if isinstance(raw, str):
+        return raw
+    if isinstance(raw, bool | int | float):
+        return float(raw)
+    return str(raw)
+
+
+def decode_value(blob: bytes | None) -> Value:
+    """A ValueProto's scalar as Python: float for numbers, str for text, None when empty."""
+    if not blob:
+        return None
+    if blob[0] == _DOUBLE_TAG and len(blob) == 9:
+        return float(_UNPACK_DOUBLE(blob, 1)[0])
+    return _decode_proto(bytes(blob))
+
+
+class SqliteOnlineReader:
+    """Reads a FeatureService's rows from Feast's SQLite online store (one connection/thread)."""
+
+    def __init__(self, layout: OnlineLayout) -> None:
+        self.layout = layout
+        self._local = threading.local()
+        self._wanted = [frozenset(v.features) for v in layout.views]
+        self._sql = [
+            f'SELECT entity_key, feature_name, value, event_ts FROM "{v.table}" '
+            "WHERE entity_key IN ({})"
+            for v in layout.views
+        ]
+
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            uri = Path(self.layout.path).resolve().as_uri() + "?mode=ro"
+            conn = sqlite3.connect(uri, uri=True, timeout=10.0)
+            self._local.conn = conn
+        return conn
+
+    def ping(self) -> str | None:
+        if not Path(self.layout.path).exists():
+            return f"online store {self.layout.path} does not exist: run `clv features materialize`"
+        try:
+            self._conn().execute("SELECT 1").fetchone()
+        except sqlite3.Error as exc:
+            return f"online store unreadable: {exc}"
+        return None
+
+    def read(self, customer_ids: Sequence[str]) -> OnlineBatch:
+        ids = [str(c) for c in customer_ids]
+        n = len(ids)
+        positions: dict[bytes, list[int]] = {}
+        join_key, version = self.layout.join_key, self.layout.key_version
+        for i, c in enumerate(ids):
+            positions.setdefault(_entity_key(join_key, c, version), []).append(i)
+        keys = list(positions)
+        values: dict[str, list[Value]] = {f: [None] * n for f in self.layout.feature_names}
+        stamps: list[float] = [0.0] * n
+        conn = self._conn()
+        for sql, wanted in zip(self._sql, self._wanted, strict=True):
+            for start in range(0, len(keys), _CHUNK):
+                chunk = keys[start : start + _CHUNK]
+                query = sql.format(",".join("?" * len(chunk)))
+                for key, feature, blob, event_ts in conn.execute(query, chunk):
+                    if feature not in wanted:
+                        continue
+                    value = decode_value(blob)
+                    column = values[feature]
+                    ts = float(event_ts) if event_ts is not None else 0.0
+                    for i in positions[key]:
+                        column[i] = value
+                        if ts > stamps[i]:
+                            stamps[i] = ts
+        present = [False] * n
+        for column in values.values():
+            for i, v in enumerate(column):
+                if v is not None and not present[i] and not (isinstance(v, float) and v != v):
+                    present[i] = True
+        timestamps: list[float | None] = [
+            stamps[i] if present[i] and stamps[i] > 0 else None for i in range(n)
+        ]
+        return OnlineBatch(
+            customer_ids=ids,
+            feature_names=self.layout.feature_names,
+            strings=self.layout.strings,
+            values=values,
+            timestamps=timestamps,
+        )
+
+
+@functools.lru_cache(maxsize=262_144)
+def _entity_key(join_key: str, customer_id: str, version: int) -> bytes:
+    from feast.infra.key_encoding_utils import serialize_entity_key
+    from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
+    from feast.protos.feast.types.Value_pb2 import Value as ValueProto
+
+    key = EntityKeyProto(join_keys=[join_key], entity_values=[ValueProto(string_val=customer_id)])
+    return bytes(serialize_entity_key(key, entity_key_serialization_version=version))
+
+
+class FeastOnlineReader:
+    """Feast's own online read (any online store, e.g. Redis) behind the same interface."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def read(self, customer_ids: Sequence[str]) -> OnlineBatch:
+        from features.feast_io import categorical_features, feature_names, online_features
+
+        frame = online_features(self.settings, list(customer_ids))
+        return OnlineBatch.from_frame(
+            frame,
+            feature_names=feature_names(self.settings),
+            strings=frozenset(categorical_features(self.settings)),
+        )
+
+    def ping(self) -> str | None:
+        try:
+            self.read(["__clv_ping__"])
+        except Exception as exc:
+            return f"online store unreachable: {type(exc).__name__}: {exc}"
+        return None
+
+
+def sqlite_layout(settings: Settings) -> OnlineLayout:
+    """The tables, key format and features of the FeatureService, from the Feast registry."""
+    from feast.infra.online_stores.helpers import compute_table_id
+
+    from features.feast_io import _feature_store, _online_config, _require_service
+
+    store = _feature_store(settings)
+    service = _require_service(settings, store)
+    versioning = bool(store.config.registry.enable_online_feature_view_versioning)
+    views: list[ViewTable] = []
+    names: list[str] = []
+    strings: set[str] = set()
+    join_keys: set[str] = set()
+    for projection in service.feature_view_projections:
+        view = store.get_feature_view(projection.name, allow_registry_cache=True)
+        join_keys.update(c.name for c in view.entity_columns)
+        features = tuple(f.name for f in projection.features)
+        views.append(ViewTable(compute_table_id(store.project, view, versioning), features))
+        names.extend(features)
+        strings.update(f.name for f in projection.features if str(f.dtype) == "String")
+    if len(join_keys) != 1:
+        raise ValueError(f"expected one join key over the service's views, got {join_keys}")
+    return OnlineLayout(
+        path=str(_online_config(settings)["path"]),
+        key_version=int(store.config.entity_key_serialization_version),
+        join_key=join_keys.pop(),
+        views=tuple(views),
+        feature_names=tuple(names),
+        strings=frozenset(strings),
+    )
+
+
+class _LazyReader:
+    """Builds the real reader on first use (reading the Feast registry is not free)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._reader: FeatureReader | None = None
+        self._lock = threading.Lock()
+
+    def _get(self) -> FeatureReader:
+        if self._reader is None:
+            with self._lock:
+                if self._reader is None:
+                    if self.settings.feast.online_store == "sqlite":
+                        self._reader = SqliteOnlineReader(sqlite_layout(self.settings))
+                    else:
+                        self._reader = FeastOnlineReader(self.settings)
+        return self._reader
+
+    def read(self, customer_ids: Sequence[str]) -> OnlineBatch:
+        return self._get().read(customer_ids)
+
+    def ping(self) -> str | None:
+        try:
+            reader = self._get()
+        except Exception as exc:
+            return f"feature store not ready: {type(exc).__name__}: {exc}"
+        return reader.ping()
+
+
+def online_source(settings: Settings) -> FeatureReader:
+    """The online read chosen by `feast.online_store`: direct SQLite, else Feast's read."""
+    return _LazyReader(settings)
+
+
+def online_frame(settings: Settings, customer_ids: Sequence[str]) -> pd.DataFrame:
+    """Like `feast_io.online_features`, through the configured fast path."""
+    return online_source(settings).read(customer_ids).frame()

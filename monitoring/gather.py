@@ -1,0 +1,206 @@
+"""Gather one monitoring run's inputs from the workspace: champion, features, transaction log.
+
+Monitoring reads what the others write: the champion from the registry (its bundle, version
+tags and run params), point-in-time features from Feast, labels from the transaction log
+through `training.labels.make_labels`. Nothing is written here.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from clv.errors import DataError, NotReadyError
+from clv.settings import Settings
+from monitoring.backtest import (
+    ChurnBacktest,
+    Cohort,
+    ValueBacktest,
+    choose_cohort,
+    churn_backtest,
+    matured_snapshot,
+    value_backtest,
+)
+from monitoring.drift import MonitorInputs, reference_window
+from training.model import ClvModel
+
+FEATURES_FILE = "customer_features.parquet"
+
+
+def snapshots(settings: Settings) -> list[pd.Timestamp]:
+    """Every snapshot date of the built feature table, oldest first."""
+    path = settings.features_dir / FEATURES_FILE
+    if not path.exists():
+        raise NotReadyError(f"no feature snapshots at {path}; run `clv features build` first")
+    ts = pd.read_parquet(path, columns=["event_timestamp"])["event_timestamp"]
+    if ts.empty:
+        raise NotReadyError(f"{path} is empty; run `clv features build` first")
+    return sorted(pd.Timestamp(t) for t in pd.to_datetime(ts.unique(), utc=True))
+
+
+def importance(model: ClvModel) -> dict[str, dict[str, float]]:
+    """Per booster ("value", "churn"): XGBoost total gain per feature, as shares summing to 1."""
+    out: dict[str, dict[str, float]] = {}
+    boosters = {"value": model.value, "churn": model.churn}
+    for name, booster in boosters.items():
+        if booster is None:
+            continue
+        scores = booster.get_score(importance_type="total_gain")
+        gain = {k: float(np.sum(v)) for k, v in scores.items()}
+        total = sum(gain.values())
+        if total > 0:
+            out[name] = {k: v / total for k, v in gain.items()}
+    return out
+
+
+def scored(settings: Settings, model: ClvModel, when: pd.Timestamp) -> pd.DataFrame:
+    """Every customer known before `when`: point-in-time features plus the model's predictions."""
+    from features.feast_io import historical_features, snapshot_entities
+
+    features = historical_features(settings, snapshot_entities(settings, when))
+    if features.empty:
+        raise DataError(f"no customers known before {when.date()}; check --as-of")
+    return pd.concat([features, model.predict(features)], axis=1)
+
+
+def gather(settings: Settings, *, as_of: pd.Timestamp | None = None) -> MonitorInputs:
+    """The judged champion, its reference and current windows, and the matured cohorts."""
+    from clv.store import read_table
+    from registry.mlflow_io import load_alias, reference_frame, version_info
+    from training.labels import as_utc
+
+    loaded = load_alias(settings, alias="champion")
+    model = loaded.model
+    info = version_info(settings, loaded.version)
+    snaps = snapshots(settings)
+    when = as_of if as_of is not None else snaps[-1]
+    current = scored(settings, model, when)
+    notes: list[str] = []
+
+    data_end = _timestamp(info.params.get("data_end"))
+    window = settings.monitoring.reference_window
+    reference: pd.DataFrame | None = None
+    ref_label = ""
+    if window == "training_end" and data_end is not None:
+        ref_snap = max((s for s in snaps if s <= min(data_end, when)), default=None)
+        if ref_snap is not None:
+            reference = scored(settings, model, ref_snap)
+            ref_label = (
+                f"all {len(reference):,} customers at {ref_snap.date()}, the last snapshot of "
+                f"the champion's training data (ends {data_end.date()}), rebuilt point-in-time"
+            )
+    if reference is None:
+        logged = reference_frame(settings, loaded.run_id)
+        reference = reference_window(logged, window="all" if window == "all" else "latest")
+        ref_label = f"the champion's logged training reference sample ({len(reference):,} rows)"
+        if window == "training_end":
+            notes.append("the training-end snapshot could not be rebuilt: used the logged sample")
+    cur_label = f"all {len(current):,} customers at {when.date()}"
+
+    tx = read_table(settings, "transactions")
+    if tx.empty:
+        raise DataError("no transactions ingested: run `clv data ingest`")
+    label_end = min(pd.Timestamp(as_utc(tx["ts"]).max()), when)
+    m = settings.model
+    churn = _churn_cohort(settings, model, snaps, label_end=label_end, data_end=data_end, tx=tx)
+    value = _value_cohort(settings, model, snaps, label_end=label_end, data_end=data_end, tx=tx)
+    if churn is None:
+        notes.append(f"no churn cohort has matured its {m.churn_window_days}-day window yet")
+    if value is None:
+        notes.append(f"no value cohort has matured its {m.horizon_days}-day horizon yet")
+    return MonitorInputs(
+        as_of=when,
+        reference=reference,
+        current=current,
+        reference_label=ref_label,
+        current_label=cur_label,
+        importance=importance(model),
+        model_version=str(loaded.version),
+        model_tags=dict(info.version_tags),
+        churn=churn,
+        value=value,
+        notes=tuple(notes),
+    )
+
+
+def _labelled(
+    settings: Settings,
+    model: ClvModel,
+    cohort: Cohort,
+    *,
+    tx: pd.DataFrame,
+    label_end: pd.Timestamp,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The cohort's predictions and its labels over `cohort.window_days` (same row order)."""
+    from training.labels import make_labels
+
+    frame = scored(settings, model, cohort.snapshot)
+    m = settings.model
+    labels = make_labels(
+        tx,
+        frame[["customer_id", "event_timestamp"]],
+        horizon_days=cohort.window_days,
+        churn_window_days=m.churn_window_days,
+        annual_discount_rate=m.annual_discount_rate,
+        margin_rate=m.margin_rate,
+        data_end=label_end,
+    )
+    return frame, labels
+
+
+def _churn_cohort(
+    settings: Settings,
+    model: ClvModel,
+    snaps: list[pd.Timestamp],
+    *,
+    label_end: pd.Timestamp,
+    data_end: pd.Timestamp | None,
+    tx: pd.DataFrame,
+) -> ChurnBacktest | None:
+    w = settings.model.churn_window_days
+    trained = matured_snapshot(snaps, as_of=data_end, window_days=w) if data_end else None
+    cohort = choose_cohort("churn", snaps, as_of=label_end, window_days=w, trained_through=trained)
+    if cohort is None or model.churn is None:
+        return None
+    frame, labels = _labelled(settings, model, cohort, tx=tx, label_end=label_end)
+    return churn_backtest(
+        cohort,
+        churn_label=labels["churn_label"].to_numpy(np.float64),
+        churn_probability=frame["churn_probability"].to_numpy(np.float64),
+        window_value=labels["clv_label"].to_numpy(np.float64),
+        clv=frame["clv"].to_numpy(np.float64),
+    )
+
+
+def _value_cohort(
+    settings: Settings,
+    model: ClvModel,
+    snaps: list[pd.Timestamp],
+    *,
+    label_end: pd.Timestamp,
+    data_end: pd.Timestamp | None,
+    tx: pd.DataFrame,
+) -> ValueBacktest | None:
+    h = settings.model.horizon_days
+    trained = matured_snapshot(snaps, as_of=data_end, window_days=h) if data_end else None
+    cohort = choose_cohort("value", snaps, as_of=label_end, window_days=h, trained_through=trained)
+    if cohort is None:
+        return None
+    frame, labels = _labelled(settings, model, cohort, tx=tx, label_end=label_end)
+    return value_backtest(
+        cohort,
+        clv_label=labels["clv_label"].to_numpy(np.float64),
+        clv=frame["clv"].to_numpy(np.float64),
+        clv_p10=frame["clv_p10"].to_numpy(np.float64),
+        clv_p90=frame["clv_p90"].to_numpy(np.float64),
+    )
+
+
+def _timestamp(value: object) -> pd.Timestamp | None:
+    if value is None or str(value) in ("", "unknown"):
+        return None
+    try:
+        ts = pd.Timestamp(str(value))
+    except ValueError:
+        return None
+    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")

@@ -1,0 +1,66 @@
+"""The monitoring run in MLflow: experiment `clv-monitoring`, tagged with the judged version.
+
+Same tracking store as training (`training.mlflow_io.connect`); artifacts are the run's report
+folder (index.html, the Evidently report, summary.json and plots).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+from clv.settings import Settings
+
+if TYPE_CHECKING:
+    from monitoring.drift import MonitorResult
+
+EXPERIMENT = "clv-monitoring"
+
+
+def log_monitor_run(settings: Settings, result: MonitorResult) -> str:
+    """Log one monitoring run (tags, metrics, the report folder); returns its run id."""
+    import mlflow
+
+    from training.mlflow_io import connect
+
+    client = connect(settings)
+    found = client.get_experiment_by_name(EXPERIMENT)
+    experiment_id = (
+        str(found.experiment_id)
+        if found is not None
+        else str(client.create_experiment(EXPERIMENT, artifact_location=_artifacts(settings)))
+    )
+    ev = result.evidence
+    metrics: dict[str, float] = {
+        f"drift_share_{k}": v for k, v in ev.drift_share.items() if math.isfinite(v)
+    }
+    metrics.update({f"prediction_psi_{k}": v for k, v in ev.prediction_psi.items()})
+    for key, value in (
+        ("churn_ece", ev.churn_ece),
+        ("value_gini", ev.value_gini),
+        ("coverage_p10_p90", ev.coverage),
+    ):
+        if value is not None:
+            metrics[key] = value
+    metrics["drifted_key_features"] = float(len(ev.drifted_key_features))
+    metrics["quality_issues"] = float(len(result.quality.issues))
+    metrics["seconds"] = result.seconds
+    with mlflow.start_run(
+        experiment_id=experiment_id, run_name=f"monitor-{result.as_of.date()}"
+    ) as run:
+        mlflow.set_tags(
+            {
+                "model_version": result.model_version or "none",
+                "model_name": settings.mlflow.model_name,
+                "verdict": result.verdict.value,
+                "as_of": result.as_of.isoformat(),
+            }
+        )
+        mlflow.log_metrics({k: float(v) for k, v in metrics.items() if math.isfinite(v)})
+        mlflow.log_artifacts(str(result.report_dir), artifact_path="report")
+        return str(run.info.run_id)
+
+
+def _artifacts(settings: Settings) -> str:
+    root = settings.artifact_root.rstrip("/")
+    return f"{root}/{EXPERIMENT}"

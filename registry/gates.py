@@ -1,0 +1,304 @@
+"""Promotion gates: may a version become canary or champion? A pure decision, typed result.
+
+Evidence comes from the version's evaluation tags (written by training: `eval.model.gini`,
+`eval.model.rmse`, `eval.churn.ece`, `eval.interval.coverage_p10_p90`, `feature_service`,
+`feature_names_hash`, `test_snapshot`), from the online store (the contract it serves) and
+from a smoke test (the version loads and scores a batch). `registry.promotion` gathers it.
+
+Gates, in order:
+- `test_snapshot`: both versions were evaluated on the same test snapshot. When they differ
+  the comparison is between different test sets, so the gate FAILS and says so (re-train or
+  re-evaluate the champion on the candidate's snapshot; `--force` overrides). Re-evaluating
+  the champion here would need the training pipeline's labels; it belongs to training.
+- `primary`: normalized Gini gain over the champion >= `registry.min_gini_gain`.
+- `rmse`, `churn_ece`: guardrails, no worse than the champion by more than the tolerance.
+- `coverage`: the P10-P90 coverage lies in `registry.coverage_band` (absolute, no champion).
+- `feature_contract`: the model's FeatureService and ordered feature names equal what the
+  online store serves (name and `feature_names_hash`).
+- `smoke`: the version loaded and scored a smoke batch to finite numbers.
+
+A metric missing on the candidate fails its gate ("no eval.churn.ece tag"); missing on the
+champion, the comparison is skipped and the check says so. No champion: comparisons pass.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from clv.settings import RegistrySettings
+
+Outcome = Literal["pass", "fail", "skip"]
+GATE_TAG_PREFIX = "gate."
+
+GINI = "eval.model.gini"
+RMSE = "eval.model.rmse"
+ECE = "eval.churn.ece"
+COVERAGE = "eval.interval.coverage_p10_p90"
+FEATURE_SERVICE = "feature_service"
+FEATURE_NAMES_HASH = "feature_names_hash"
+TEST_SNAPSHOT = "test_snapshot"
+
+
+def feature_names_hash(names: Sequence[str]) -> str:
+    """sha256 of the comma-joined ordered feature names, first 16 hex digits (training's tag)."""
+    return hashlib.sha256(",".join(names).encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class VersionEvidence:
+    """What the gates know about one version: its tags (and, for a candidate, its contract)."""
+
+    version: str
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+    def metric(self, key: str) -> float | None:
+        raw = self.tags.get(key)
+        if raw is None:
+            return None
+        try:
+            value = float(raw)
+        except ValueError:
+            return None
+        return value if math.isfinite(value) else None
+
+
+@dataclass(frozen=True)
+class ServedContract:
+    """The FeatureService the online store serves: its name and ordered feature names."""
+
+    service: str
+    feature_names: tuple[str, ...]
+
+    @property
+    def names_hash(self) -> str:
+        return feature_names_hash(self.feature_names)
+
+
+@dataclass(frozen=True)
+class ModelContract:
+    """The contract a loaded model consumes (from its bundle's card)."""
+
+    service: str
+    feature_names: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class SmokeResult:
+    """Did the version load and score a smoke batch to finite numbers?"""
+
+    ok: bool
+    reason: str
+    contract: ModelContract | None = None
+
+
+@dataclass(frozen=True)
+class GateCheck:
+    name: str
+    outcome: Outcome
+    reason: str
+
+    @property
+    def passed(self) -> bool:
+        return self.outcome != "fail"
+
+
+@dataclass(frozen=True)
+class GateResult:
+    """Every gate's outcome for `candidate` against `champion`; `forced` overrides a failure."""
+
+    candidate: str
+    champion: str | None
+    checks: tuple[GateCheck, ...]
+    forced: bool = False
+
+    @property
+    def passed(self) -> bool:
+        return all(c.passed for c in self.checks)
+
+    @property
+    def allowed(self) -> bool:
+        return self.passed or self.forced
+
+    @property
+    def failures(self) -> tuple[GateCheck, ...]:
+        return tuple(c for c in self.checks if not c.passed)
+
+    def summary(self) -> str:
+        if self.passed:
+            return "all gates passed"
+        failed = "; ".join(f"{c.name}: {c.reason}" for c in self.failures)
+        return f"{'FORCED past ' if self.forced else ''}failed gates: {failed}"
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "candidate": self.candidate,
+            "champion": self.champion,
+            "passed": self.passed,
+            "forced": self.forced,
+            "checks": [
+                {"name": c.name, "outcome": c.outcome, "reason": c.reason} for c in self.checks
+            ],
+        }
+
+    def tags(self) -> dict[str, str]:
+        """Version tags recording this result (`gate.passed`, `gate.<name>`, ...)."""
+        out = {
+            f"{GATE_TAG_PREFIX}passed": str(self.passed).lower(),
+            f"{GATE_TAG_PREFIX}forced": str(self.forced).lower(),
+            f"{GATE_TAG_PREFIX}against": self.champion or "none",
+        }
+        for c in self.checks:
+            out[f"{GATE_TAG_PREFIX}{c.name}"] = f"{c.outcome}: {c.reason}"[:4000]
+        return out
+
+
+def evaluate_gates(
+    candidate: VersionEvidence,
+    champion: VersionEvidence | None,
+    *,
+    settings: RegistrySettings,
+    served: ServedContract | None,
+    smoke: SmokeResult,
+    forced: bool = False,
+) -> GateResult:
+    """Run every gate; `served` None means the online store could not be read."""
+    checks = (
+        _snapshot(candidate, champion),
+        _primary(candidate, champion, min_gain=settings.min_gini_gain),
+        _rmse(candidate, champion, tolerance_pct=settings.rmse_tolerance_pct),
+        _ece(candidate, champion, tolerance=settings.ece_tolerance),
+        _coverage(candidate, band=settings.coverage_band),
+        _contract(candidate, served, smoke.contract),
+        GateCheck("smoke", "pass" if smoke.ok else "fail", smoke.reason),
+    )
+    return GateResult(
+        candidate=candidate.version,
+        champion=champion.version if champion is not None else None,
+        checks=checks,
+        forced=forced,
+    )
+
+
+def _no_tag(key: str) -> str:
+    return f"no {key} tag on the candidate"
+
+
+def _snapshot(candidate: VersionEvidence, champion: VersionEvidence | None) -> GateCheck:
+    name = "test_snapshot"
+    if champion is None:
+        return GateCheck(name, "pass", "no champion to compare with")
+    mine, theirs = candidate.tags.get(TEST_SNAPSHOT), champion.tags.get(TEST_SNAPSHOT)
+    if mine is None:
+        return GateCheck(name, "fail", _no_tag(TEST_SNAPSHOT))
+    if theirs is None:
+        return GateCheck(name, "skip", f"champion v{champion.version} has no {TEST_SNAPSHOT} tag")
+    if mine != theirs:
+        return GateCheck(
+            name,
+            "fail",
+            f"test snapshots differ (candidate {mine}, champion v{champion.version} {theirs}): "
+            "metrics are not comparable; re-evaluate on one snapshot or --force",
+        )
+    return GateCheck(name, "pass", f"both evaluated on {mine}")
+
+
+def _primary(
+    candidate: VersionEvidence, champion: VersionEvidence | None, *, min_gain: float
+) -> GateCheck:
+    name = "primary"
+    mine = candidate.metric(GINI)
+    if mine is None:
+        return GateCheck(name, "fail", _no_tag(GINI))
+    if champion is None:
+        return GateCheck(name, "pass", f"gini {mine:.4f}; no champion yet")
+    theirs = champion.metric(GINI)
+    if theirs is None:
+        return GateCheck(name, "skip", f"champion v{champion.version} has no {GINI} tag")
+    gain = mine - theirs
+    outcome: Outcome = "pass" if gain >= min_gain else "fail"
+    return GateCheck(
+        name,
+        outcome,
+        f"gini {mine:.4f} vs {theirs:.4f}: gain {gain:+.4f} (needs {min_gain:+.4f})",
+    )
+
+
+def _rmse(
+    candidate: VersionEvidence, champion: VersionEvidence | None, *, tolerance_pct: float
+) -> GateCheck:
+    name = "rmse"
+    mine = candidate.metric(RMSE)
+    if mine is None:
+        return GateCheck(name, "fail", _no_tag(RMSE))
+    if champion is None:
+        return GateCheck(name, "pass", f"rmse {mine:.4g}; no champion yet")
+    theirs = champion.metric(RMSE)
+    if theirs is None:
+        return GateCheck(name, "skip", f"champion v{champion.version} has no {RMSE} tag")
+    limit = theirs * (1.0 + tolerance_pct / 100.0)
+    outcome: Outcome = "pass" if mine <= limit else "fail"
+    return GateCheck(
+        name, outcome, f"rmse {mine:.4g} vs {theirs:.4g} (at most {limit:.4g}, +{tolerance_pct}%)"
+    )
+
+
+def _ece(
+    candidate: VersionEvidence, champion: VersionEvidence | None, *, tolerance: float
+) -> GateCheck:
+    name = "churn_ece"
+    mine = candidate.metric(ECE)
+    if mine is None:
+        return GateCheck(name, "fail", _no_tag(ECE))
+    if champion is None:
+        return GateCheck(name, "pass", f"ece {mine:.4f}; no champion yet")
+    theirs = champion.metric(ECE)
+    if theirs is None:
+        return GateCheck(name, "skip", f"champion v{champion.version} has no {ECE} tag")
+    limit = theirs + tolerance
+    outcome: Outcome = "pass" if mine <= limit else "fail"
+    return GateCheck(name, outcome, f"ece {mine:.4f} vs {theirs:.4f} (at most {limit:.4f})")
+
+
+def _coverage(candidate: VersionEvidence, *, band: tuple[float, float]) -> GateCheck:
+    name = "coverage"
+    mine = candidate.metric(COVERAGE)
+    if mine is None:
+        return GateCheck(name, "fail", _no_tag(COVERAGE))
+    lo, hi = band
+    outcome: Outcome = "pass" if lo <= mine <= hi else "fail"
+    return GateCheck(name, outcome, f"P10-P90 coverage {mine:.3f} (band {lo:.2f}-{hi:.2f})")
+
+
+def _contract(
+    candidate: VersionEvidence, served: ServedContract | None, model: ModelContract | None
+) -> GateCheck:
+    name = "feature_contract"
+    if served is None:
+        return GateCheck(name, "fail", "the online store's FeatureService could not be read")
+    if model is None:
+        return GateCheck(name, "fail", "the model did not load: its contract is unknown")
+    if model.service != served.service:
+        return GateCheck(
+            name,
+            "fail",
+            f"model uses FeatureService {model.service!r}, online store serves {served.service!r}",
+        )
+    mine = feature_names_hash(model.feature_names)
+    if mine != served.names_hash:
+        missing = sorted(set(model.feature_names) - set(served.feature_names))
+        detail = f"; not served: {', '.join(missing[:5])}" if missing else " (order differs)"
+        return GateCheck(
+            name,
+            "fail",
+            f"feature names hash {mine} != served {served.names_hash}{detail}",
+        )
+    tagged = candidate.tags.get(FEATURE_NAMES_HASH)
+    if tagged is not None and tagged != mine:
+        return GateCheck(name, "fail", f"{FEATURE_NAMES_HASH} tag {tagged} != bundle's {mine}")
+    return GateCheck(
+        name, "pass", f"{served.service} ({len(served.feature_names)} features, hash {mine})"
+    )

@@ -1,0 +1,125 @@
+"""The loop from monitoring to a canary, end to end on the generator's scenarios (small).
+
+Each world: 3,000 customers over 30 months (seed 7); the champion is trained on the data
+before the change date (26 months in), then the full 30 months arrive, features are rebuilt
+(the daily feature job) and the scheduled `clv retrain` runs. The baseline world must give
+OK and no retrain; engagement_drop must give RETRAIN, a challenger and a canary.
+
+The workspace loosens the value gates (`min_gini_gain`, `rmse_tolerance_pct`): with 3 Optuna
+trials on 3,000 customers the challenger's quality against the champion is a coin toss, and
+this test is about the wiring (verdict -> features -> train -> verify -> gates -> canary), not
+about which small model wins.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from clv.cli import main
+from clv.settings import load_settings
+
+CUSTOMERS, MONTHS, CHANGE_MONTHS, SEED, TRIALS = 3_000, 30, 26, 7, 3
+START = pd.Timestamp("2023-01-01", tz="UTC")
+CONFIG = """registry:
+  min_gini_gain: -1.0
+  rmse_tolerance_pct: 1000.0
+  ece_tolerance: 1.0
+  canary_share: 0.2
+"""
+
+
+def world(ws: Path, scenario: str) -> None:
+    """Champion trained before the change date; then the whole period ingested and built."""
+    from clv.generator import generate, write_raw
+    from clv.ingest import ingest_all
+    from features import feast_io
+    from features.build import build_features
+    from registry.aliases import ensure_champion
+    from training.train import run as train_run
+
+    (ws / "clv.yaml").write_text(CONFIG)
+    settings = load_settings(ws, environ={})
+    settings.ensure_dirs()
+    change = START + pd.DateOffset(months=CHANGE_MONTHS)
+    data = generate(
+        customers=CUSTOMERS, months=MONTHS, seed=SEED, scenario=scenario, change_date=change
+    )  # type: ignore[arg-type]
+    early = ws / "data" / "early"
+    early.mkdir(parents=True)
+    data.transactions[data.transactions["ts"] < change].to_parquet(early / "transactions.parquet")
+    data.customers[data.customers["signup_ts"] < change].to_parquet(early / "customers.parquet")
+    data.events[data.events["ts"] < change].to_parquet(early / "events.parquet")
+    ingest_all(settings, early)
+    feast_io.apply(settings)
+    build_features(settings)
+    feast_io.apply(settings)
+    feast_io.materialize(settings)
+    trained = train_run(settings, n_trials=TRIALS)
+    assert ensure_champion(settings, trained.version)
+    write_raw(data, settings.raw_dir, fmt="parquet")
+    ingest_all(settings, settings.raw_dir)
+    build_features(settings)
+    feast_io.apply(settings)
+    feast_io.materialize(settings)
+
+
+def retrain(ws: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, dict[str, object]]:
+    code = main(["--workspace", str(ws), "retrain", "--trials", str(TRIALS), "--json"])
+    out = capsys.readouterr().out
+    return code, json.loads(out)
+
+
+@pytest.mark.slow
+def test_baseline_world_is_ok_and_does_not_retrain(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    world(tmp_path, "baseline")
+    code, out = retrain(tmp_path, capsys)
+    assert code == 0, out
+    assert (out["verdict"], out["outcome"]) == ("OK", "no_retrain")
+    summary = json.loads((tmp_path / "reports" / "2025-07-01" / "summary.json").read_text())
+    assert summary["verdict"] == "OK"
+    assert summary["metrics"]["churn_backtest"]["in_training"] is False  # matured after training
+    from registry.mlflow_io import aliases
+
+    assert aliases(load_settings(tmp_path, environ={})) == {"champion": "1"}
+
+
+@pytest.mark.slow
+def test_engagement_drop_retrains_a_challenger_into_a_canary(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    world(tmp_path, "engagement_drop")
+    code = main(["--workspace", str(tmp_path), "monitor", "run", "--json"])
+    monitored = json.loads(capsys.readouterr().out)
+    assert code == 3 and monitored["verdict"] == "RETRAIN"
+    assert "logins_trend" in monitored["drifted_key_features"]
+
+    code, out = retrain(tmp_path, capsys)
+    assert code == 0, out
+    assert (out["verdict"], out["outcome"], out["version"]) == ("RETRAIN", "canary_started", "2")
+    gates = out["gates"]
+    assert isinstance(gates, dict)
+    snapshot = next(c for c in gates["checks"] if c["name"] == "test_snapshot")
+    assert snapshot["outcome"] == "pass"  # the champion was re-scored on the same snapshot
+    from registry.mlflow_io import registry_state
+
+    state = registry_state(load_settings(tmp_path, environ={}))
+    assert state.aliases == {"canary": "2", "challenger": "2", "champion": "1"}
+    assert state.canary_share == pytest.approx(0.2)
+    record = json.loads(Path(str(out["record"])).read_text())
+    assert [s["step"] for s in record["steps"]] == [
+        "monitor",
+        "build_features",
+        "materialize",
+        "train",
+        "verify",
+        "challenger",
+        "gates",
+        "canary",
+    ]
+    assert all(s["status"] == "done" for s in record["steps"])

@@ -1,0 +1,78 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from clv.settings import Settings, load_settings
+from monitoring.retrain import LOCKED_EXIT, RetrainLockedError, retrain_lock, run_retrain
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return load_settings(tmp_path, environ={})
+
+
+def test_a_second_run_is_refused_while_the_lock_is_held(settings: Settings) -> None:
+    with retrain_lock(settings) as path:
+        assert path == settings.state_dir / "retrain.lock"
+        with pytest.raises(RetrainLockedError, match="another `clv retrain` is running") as err:
+            run_retrain(settings)
+        assert err.value.exit_code == LOCKED_EXIT
+    with retrain_lock(settings):  # released on exit
+        pass
+
+
+def test_the_lock_is_held_across_processes(settings: Settings) -> None:
+    code = (
+        "import sys, time; from clv.settings import load_settings; "
+        "from monitoring.retrain import retrain_lock\n"
+        f"with retrain_lock(load_settings({str(settings.workspace)!r}, environ={{}})):\n"
+        "    print('held', flush=True); time.sleep(30)"
+    )
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None and child.stdout.readline().strip() == "held"
+        with pytest.raises(RetrainLockedError, match=r"pid \d+"):
+            run_retrain(settings)
+    finally:
+        child.kill()  # a killed holder frees the lock (the OS closes its descriptor)
+        child.wait()
+    with retrain_lock(settings):
+        pass
+
+
+def test_no_retrain_on_ok_writes_a_run_record(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import numpy as np
+
+    import monitoring.drift
+
+    rng = np.random.default_rng(1)
+    reference = pd.DataFrame(
+        {
+            "event_timestamp": pd.Timestamp("2024-06-01", tz="UTC"),
+            "x": rng.normal(0, 1, 300),
+            "clv": rng.gamma(2.0, 100.0, 300),
+        }
+    )
+    real = monitoring.drift.run_monitor
+
+    def with_frames(s: Settings, **_: object) -> object:
+        return real(s, reference=reference, current=reference.sample(frac=1.0, random_state=3))
+
+    monkeypatch.setattr(monitoring.drift, "run_monitor", with_frames)
+    result = run_retrain(settings)
+    assert result.outcome == "no_retrain" and result.exit_code == 0
+    record = json.loads(result.record_path.read_text())
+    assert record["outcome"] == "no_retrain"
+    assert [s["step"] for s in record["steps"]] == ["monitor"]
+    assert record["steps"][0]["status"] == "done"
+    assert record["steps"][0]["detail"]["verdict"] == "OK"
+    assert result.record_path.parent == settings.state_dir / "retrain"
+    assert pd.Timestamp(record["started_at"]).tzinfo is not None

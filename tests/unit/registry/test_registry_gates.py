@@ -1,0 +1,163 @@
+"""Promotion gates: each gate passes and fails on hand-made evidence; force is recorded."""
+
+from __future__ import annotations
+
+import pytest
+
+from clv.settings import RegistrySettings
+from registry.gates import (
+    GateResult,
+    ModelContract,
+    ServedContract,
+    SmokeResult,
+    VersionEvidence,
+    evaluate_gates,
+    feature_names_hash,
+)
+
+NAMES = ("frequency", "recency", "channel")
+SERVED = ServedContract("clv_v1", NAMES)
+SMOKE = SmokeResult(True, "loaded and scored 200 rows", ModelContract("clv_v1", NAMES))
+SETTINGS = RegistrySettings(
+    min_gini_gain=0.01, rmse_tolerance_pct=5.0, ece_tolerance=0.02, coverage_band=(0.7, 0.9)
+)
+
+
+def tags(**overrides: str | None) -> dict[str, str]:
+    base: dict[str, str | None] = {
+        "eval.model.gini": "0.60",
+        "eval.model.rmse": "100.0",
+        "eval.churn.ece": "0.03",
+        "eval.interval.coverage_p10_p90": "0.80",
+        "feature_service": "clv_v1",
+        "feature_names_hash": feature_names_hash(NAMES),
+        "test_snapshot": "2024-06-01T00:00:00+00:00",
+    }
+    base.update(overrides)
+    return {k: v for k, v in base.items() if v is not None}
+
+
+def gate(
+    cand: dict[str, str],
+    champ: dict[str, str] | None,
+    *,
+    served: ServedContract | None = SERVED,
+    smoke: SmokeResult = SMOKE,
+    forced: bool = False,
+) -> GateResult:
+    return evaluate_gates(
+        VersionEvidence("2", cand),
+        VersionEvidence("1", champ) if champ is not None else None,
+        settings=SETTINGS,
+        served=served,
+        smoke=smoke,
+        forced=forced,
+    )
+
+
+def outcome(result: GateResult, name: str) -> str:
+    return next(c.outcome for c in result.checks if c.name == name)
+
+
+def test_a_better_candidate_passes_every_gate() -> None:
+    result = gate(tags(**{"eval.model.gini": "0.62"}), tags())
+    assert result.passed and result.allowed and not result.failures
+    assert [c.name for c in result.checks] == [
+        "test_snapshot",
+        "primary",
+        "rmse",
+        "churn_ece",
+        "coverage",
+        "feature_contract",
+        "smoke",
+    ]
+
+
+def test_no_champion_means_comparisons_pass() -> None:
+    result = gate(tags(), None)
+    assert result.passed and result.champion is None
+    assert "no champion" in next(c.reason for c in result.checks if c.name == "primary")
+
+
+@pytest.mark.parametrize(
+    ("cand", "champ", "name", "expected"),
+    [
+        ({"eval.model.gini": "0.615"}, {}, "primary", "pass"),  # gain 0.015 >= 0.01
+        ({"eval.model.gini": "0.605"}, {}, "primary", "fail"),  # gain 0.005 < 0.01
+        ({"eval.model.rmse": "105.0"}, {}, "rmse", "pass"),  # exactly +5%
+        ({"eval.model.rmse": "105.2"}, {}, "rmse", "fail"),
+        ({"eval.churn.ece": "0.05"}, {}, "churn_ece", "pass"),  # 0.03 + 0.02
+        ({"eval.churn.ece": "0.051"}, {}, "churn_ece", "fail"),
+        ({"eval.interval.coverage_p10_p90": "0.70"}, {}, "coverage", "pass"),
+        ({"eval.interval.coverage_p10_p90": "0.65"}, {}, "coverage", "fail"),
+        ({"eval.interval.coverage_p10_p90": "0.95"}, {}, "coverage", "fail"),
+        ({"test_snapshot": "2024-07-01T00:00:00+00:00"}, {}, "test_snapshot", "fail"),
+        ({}, {"test_snapshot": None}, "test_snapshot", "skip"),
+        ({}, {"eval.churn.ece": None}, "churn_ece", "skip"),
+        ({}, {"eval.model.gini": None}, "primary", "skip"),
+    ],
+)
+def test_gate_table(
+    cand: dict[str, str | None], champ: dict[str, str | None], name: str, expected: str
+) -> None:
+    base = {"eval.model.gini": "0.62"}
+    result = gate(tags(**{**base, **cand}), tags(**champ))
+    assert outcome(result, name) == expected
+    assert result.passed == all(c.outcome != "fail" for c in result.checks)
+
+
+@pytest.mark.parametrize(
+    "key",
+    ["eval.model.gini", "eval.model.rmse", "eval.churn.ece", "eval.interval.coverage_p10_p90"],
+)
+def test_a_metric_missing_on_the_candidate_fails_with_its_tag_named(key: str) -> None:
+    result = gate(tags(**{"eval.model.gini": "0.62", key: None}), tags())
+    assert not result.passed
+    assert any(f"no {key} tag" in c.reason for c in result.failures)
+
+
+def test_different_test_snapshots_fail_and_say_so() -> None:
+    result = gate(tags(test_snapshot="2024-07-01"), tags(test_snapshot="2024-06-01"))
+    reason = next(c.reason for c in result.failures if c.name == "test_snapshot")
+    assert "test snapshots differ" in reason and "2024-07-01" in reason
+
+
+def test_feature_contract_gate() -> None:
+    ok = gate(tags(**{"eval.model.gini": "0.62"}), tags())
+    assert outcome(ok, "feature_contract") == "pass"
+    other_service = ServedContract("clv_v2", NAMES)
+    assert outcome(gate(tags(), None, served=other_service), "feature_contract") == "fail"
+    reordered = ServedContract("clv_v1", ("recency", "frequency", "channel"))
+    bad = gate(tags(), None, served=reordered)
+    assert "order differs" in next(c.reason for c in bad.failures)
+    missing = ServedContract("clv_v1", ("frequency", "recency"))
+    assert "not served: channel" in next(
+        c.reason for c in gate(tags(), None, served=missing).failures
+    )
+    assert outcome(gate(tags(), None, served=None), "feature_contract") == "fail"
+    wrong_tag = gate(tags(feature_names_hash="0" * 16), None)
+    assert outcome(wrong_tag, "feature_contract") == "fail"
+
+
+def test_smoke_failure_fails() -> None:
+    broken = SmokeResult(False, "does not load: FileNotFoundError", None)
+    result = gate(tags(), None, smoke=broken)
+    assert outcome(result, "smoke") == "fail" and outcome(result, "feature_contract") == "fail"
+
+
+def test_force_allows_and_is_recorded() -> None:
+    result = gate(tags(**{"eval.model.gini": "0.50"}), tags(), forced=True)
+    assert not result.passed and result.allowed and result.forced
+    recorded = result.tags()
+    assert recorded["gate.passed"] == "false" and recorded["gate.forced"] == "true"
+    assert recorded["gate.primary"].startswith("fail: gini 0.5000 vs 0.6000")
+    assert result.as_dict()["forced"] is True
+    assert result.summary().startswith("FORCED past failed gates: primary")
+    unforced = gate(tags(**{"eval.model.gini": "0.50"}), tags())
+    assert not unforced.allowed
+
+
+def test_feature_names_hash_matches_trainings_definition() -> None:
+    import hashlib
+
+    assert feature_names_hash(["a", "b"]) == hashlib.sha256(b"a,b").hexdigest()[:16]

@@ -1,0 +1,292 @@
+"""Canary routing, shadow mode, fallback, auth, /metrics and auto-rollback in the scoring app."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import re
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+from fastapi.testclient import TestClient
+from serving_fixtures import FakeRegistry, online_rows, train_model
+
+from clv.settings import Settings
+from registry.canary import route
+from registry.promotion import live_stats_path
+from serving.app import create_app
+from serving.routing import RoutingPlan
+from serving.scorer import Champion, batch_matrix, cold_start_prior, load_champion
+from training.model import ClvModel, ModelCard
+
+IDS = [f"c{i:04d}" for i in range(0, 300, 7)] + ["nobody"]
+
+
+@pytest.fixture(scope="module")
+def canary_model(features: pd.DataFrame) -> ClvModel:
+    return train_model(features, scale=5.0)
+
+
+def _settings(settings: Settings, **serving: object) -> Settings:
+    base = {"max_batch": 1000, "reload_seconds": 0.0, "stats_seconds": 0.05}
+    return settings.model_copy(
+        update={"serving": settings.serving.model_copy(update={**base, **serving})}
+    )
+
+
+def _app(
+    settings: Settings, registry: FakeRegistry, features: pd.DataFrame, **serving: object
+) -> TestClient:
+    app = create_app(
+        _settings(settings, **serving),
+        registry=registry,
+        feature_source=lambda ids: online_rows(features, ids),
+        reference_source=lambda run_id: features,
+    )
+    return TestClient(app)
+
+
+def _registry(model: ClvModel, second: ClvModel, **plan: object) -> FakeRegistry:
+    return FakeRegistry({"1": model, "2": second}, RoutingPlan(champion="1", **plan))  # type: ignore[arg-type]
+
+
+def test_canary_scores_its_share_by_the_stable_hash(
+    settings: Settings, model: ClvModel, canary_model: ClvModel, features: pd.DataFrame
+) -> None:
+    registry = _registry(model, canary_model, canary="2", share=0.5)
+    with _app(settings, registry, features) as client:
+        body = client.post("/score", json={"customer_ids": IDS}).json()
+    rows = body["scores"]
+    expected = {c: route(c, 0.5, settings.registry.route_salt) for c in IDS}
+    assert [r["alias"] for r in rows] == [expected[c] for c in IDS]
+    assert {r["alias"] for r in rows} == {"champion", "canary"}
+    preds = {
+        "champion": model.predict(online_rows(features, IDS)),
+        "canary": canary_model.predict(online_rows(features, IDS)),
+    }
+    for i, row in enumerate(rows):
+        assert row["model_version"] == ("2" if row["alias"] == "canary" else "1")
+        if not row["cold_start"]:
+            assert row["clv"] == pytest.approx(preds[row["alias"]]["clv"].iloc[i], rel=1e-12)
+
+
+def test_shadow_mode_scores_both_and_the_champion_answers(
+    settings: Settings, model: ClvModel, canary_model: ClvModel, features: pd.DataFrame
+) -> None:
+    registry = _registry(model, canary_model, canary="2", share=0.5, shadow=True)
+    with _app(settings, registry, features) as client:
+        rows = client.post("/score", json={"customer_ids": IDS}).json()["scores"]
+        metrics = client.get("/metrics").text
+        ready = client.get("/readyz").json()
+    assert {r["alias"] for r in rows} == {"champion"}
+    assert 'clv_requests_total{alias="canary",version="2"} 1' in metrics
+    assert "clv_canary_shadow 1" in metrics
+    assert ready["canary"] == {"version": "2", "share": 0.5, "shadow": True}
+
+
+def test_a_failing_canary_falls_back_to_the_champion(
+    settings: Settings, model: ClvModel, features: pd.DataFrame
+) -> None:
+    # binds (its reference has CLV) but cannot score: 7 columns for an 8-feature booster
+    card = ModelCard(feature_service="clv_v1", feature_names=model.feature_names[:-1])
+    broken = ClvModel(card, value=model.value)
+    registry = _registry(model, broken, canary="2", share=0.5)
+    reference = features.assign(clv=model.predict(features)["clv"])
+    app = create_app(
+        _settings(settings),
+        registry=registry,
+        feature_source=lambda ids: online_rows(features, ids),
+        reference_source=lambda run_id: reference,
+    )
+    with TestClient(app) as client:
+        response = client.post("/score", json={"customer_ids": IDS})
+        metrics = client.get("/metrics").text
+    assert response.status_code == 200
+    assert {r["alias"] for r in response.json()["scores"]} == {"champion"}
+    assert 'clv_request_errors_total{alias="canary",version="2"} 1' in metrics
+
+
+def test_a_canary_that_does_not_load_leaves_the_champion_serving(
+    settings: Settings, model: ClvModel, features: pd.DataFrame
+) -> None:
+    registry = FakeRegistry({"1": model}, RoutingPlan(champion="1", canary="2", share=0.5))
+    with _app(settings, registry, features) as client:
+        ready = client.get("/readyz").json()
+        rows = client.post("/score", json={"customer_ids": IDS}).json()["scores"]
+    assert ready["ready"] is True and "canary v2: KeyError" in ready["canary_error"]
+    assert {r["alias"] for r in rows} == {"champion"}
+
+
+def _parse_prometheus(text: str) -> dict[str, float]:
+    samples: dict[str, float] = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            assert line.startswith(("# HELP ", "# TYPE ")) or not line
+            continue
+        m = re.fullmatch(r"([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (\S+)", line)
+        assert m is not None, line
+        samples[m.group(1) + (m.group(2) or "")] = float(m.group(3))
+    return samples
+
+
+def test_metrics_are_valid_prometheus_text(
+    settings: Settings, model: ClvModel, canary_model: ClvModel, features: pd.DataFrame
+) -> None:
+    registry = _registry(model, canary_model, canary="2", share=0.5)
+    with _app(settings, registry, features) as client:
+        for i in range(20):
+            client.post("/score", json={"customer_ids": [f"c{i:04d}"]})
+        response = client.get("/metrics")
+    assert response.headers["content-type"].startswith("text/plain")
+    samples = _parse_prometheus(response.text)
+    champ = samples['clv_requests_total{alias="champion",version="1"}']
+    canary = samples['clv_requests_total{alias="canary",version="2"}']
+    assert champ + canary == 20
+    assert canary == sum(route(f"c{i:04d}", 0.5, "clv") == "canary" for i in range(20))
+    buckets = [
+        v
+        for k, v in samples.items()
+        if k.startswith('clv_request_duration_seconds_bucket{alias="champion"')
+    ]
+    assert buckets == sorted(buckets) and buckets[-1] == champ  # cumulative, +Inf = count
+    assert samples['clv_request_duration_seconds_count{alias="champion",version="1"}'] == champ
+    assert samples["clv_canary_share"] == 0.5
+    assert samples['clv_model_info{alias="canary",version="2"}'] == 1
+
+
+def test_bearer_token_guards_score_only(
+    settings: Settings, model: ClvModel, features: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CLV_SERVING_TOKEN", "s3cret")
+    registry = FakeRegistry({"1": model}, RoutingPlan(champion="1"))
+    with _app(settings, registry, features) as client:
+        body = {"customer_ids": ["c0001"]}
+        assert client.post("/score", json=body).status_code == 401
+        wrong = client.post("/score", json=body, headers={"Authorization": "Bearer nope"})
+        assert wrong.status_code == 401 and wrong.headers["www-authenticate"] == "Bearer"
+        ok = client.post("/score", json=body, headers={"Authorization": "Bearer s3cret"})
+        assert ok.status_code == 200 and ok.json()["scores"][0]["customer_id"] == "c0001"
+        assert client.get("/healthz").status_code == 200
+        assert client.get("/metrics").status_code == 200
+
+
+def test_server_rolls_back_a_breaching_canary_and_writes_live_stats(
+    settings: Settings, model: ClvModel, canary_model: ClvModel, features: pd.DataFrame
+) -> None:
+    s = settings.model_copy(
+        update={"registry": settings.registry.model_copy(update={"canary_min_requests": 30})}
+    )
+    registry = _registry(model, canary_model, canary="2", share=0.5)
+    ids = [f"c{i:04d}" for i in range(300)]
+    with _app(s, registry, features, reload_seconds=0.05) as client:
+        for i in range(0, 300, 3):
+            assert client.post("/score", json={"customer_ids": ids[i : i + 3]}).status_code == 200
+        deadline = time.monotonic() + 10
+        while not registry.rollbacks:
+            assert time.monotonic() < deadline, "the canary was never rolled back"
+            time.sleep(0.05)
+        while client.get("/readyz").json().get("canary") is not None:
+            assert time.monotonic() < deadline, "the server kept the rolled-back canary"
+            time.sleep(0.05)
+        rows = client.post("/score", json={"customer_ids": ids[:50]}).json()["scores"]
+    version, reason = registry.rollbacks[0]
+    assert version == "2" and reason.startswith("auto: canary v2 breached: prediction_psi")
+    assert {r["alias"] for r in rows} == {"champion"}
+    doc = json.loads(live_stats_path(s).read_text())
+    assert doc["aliases"]["champion"]["requests"] > 0 and doc["written_at"] > 0
+
+
+def test_batch_matrix_equals_the_models_matrix(model: ClvModel, features: pd.DataFrame) -> None:
+    from serving.app import _CallableReader
+
+    ids = [*features["customer_id"].head(40), "nobody"]
+    frame = online_rows(features, ids)
+    champion = load_champion(
+        _loaded(model),  # type: ignore[arg-type]
+        serving=Settings.model_fields["serving"].default,
+        reference_source=lambda run_id: features,
+    )
+    batch = _CallableReader(lambda got: frame).read(ids)
+    np.testing.assert_array_equal(batch_matrix(champion, batch), model.matrix(frame))
+    if "excluded_features" in {f.name for f in dataclasses.fields(ModelCard)}:
+        card = dataclasses.replace(model.card, excluded_features=["avg_basket"])
+        trimmed = ClvModel(card, value=model.value, churn=model.churn, quantiles=model.quantiles)
+        bound = dataclasses.replace(champion, model=trimmed)
+        got = batch_matrix(bound, batch)
+        np.testing.assert_array_equal(got, trimmed.matrix(frame))
+        assert np.isnan(got[:, model.feature_names.index("avg_basket")]).all()
+
+
+def _loaded(model: ClvModel) -> object:
+    from serving_fixtures import Loaded
+
+    return Loaded(model, "1", "champion", "r")
+
+
+def test_cold_start_prior_is_the_median_of_new_customers(
+    model: ClvModel, features: pd.DataFrame
+) -> None:
+    reference = features.assign(tenure_days=np.arange(len(features), dtype=float))
+    prior, source = cold_start_prior(model, reference, tenure_days=30.0)
+    assert prior is not None and "30 reference customers with tenure_days < 30" in source
+    young = model.predict(reference.iloc[:30])
+    assert prior["clv"] == pytest.approx(float(np.median(young["clv"])))
+    assert prior["churn_probability"] == pytest.approx(float(np.median(young["churn_probability"])))
+    few, fallback = cold_start_prior(model, reference.iloc[25:], tenure_days=30.0)
+    assert few is not None and fallback == "median over the reference sample"
+    assert math.isfinite(few["clv"])
+
+
+def test_champion_binding_carries_the_prior(model: ClvModel, features: pd.DataFrame) -> None:
+    serving = Settings.model_fields["serving"].default
+    bound: Champion = load_champion(
+        _loaded(model),
+        serving=serving,
+        reference_source=lambda run_id: features,  # type: ignore[arg-type]
+    )
+    assert bound.cold_prior is not None and bound.prior_source.startswith("median")
+
+
+def test_coalesced_requests_get_their_own_rows_with_the_same_numbers(
+    model: ClvModel, canary_model: ClvModel, features: pd.DataFrame
+) -> None:
+    import asyncio
+
+    from serving.app import Coalescer, ServingState, _CallableReader, score_batch
+
+    serving = Settings.model_fields["serving"].default
+    bind = load_champion(
+        _loaded(model),  # type: ignore[arg-type]
+        serving=serving,
+        reference_source=lambda run_id: features,
+    )
+    second = dataclasses.replace(
+        load_champion(
+            _loaded(canary_model),  # type: ignore[arg-type]
+            serving=serving,
+            reference_source=lambda run_id: features,
+        ),
+        version="2",
+        alias="canary",
+    )
+    state = ServingState(champion=bind, canary=second, share=0.5, shadow=False, salt="clv")
+    reader = _CallableReader(lambda got: online_rows(features, got))
+    requests = [["c0001", "nobody"], ["c0002"], ["c0003", "c0004", "c0005"]]
+    batches = [reader.read(ids) for ids in requests]
+
+    async def run() -> list[tuple[object, int]]:
+        coalescer = Coalescer()
+        return await asyncio.gather(*(coalescer.score(state, b) for b in batches))
+
+    results = asyncio.run(run())
+    scored = {id(s) for s, _ in results}
+    assert len(scored) == 1  # one model call for the three requests
+    for (s, offset), ids, batch in zip(results, requests, batches, strict=True):
+        assert isinstance(s, type(score_batch(state, batch)))
+        mine = s.payload(offset, offset + len(ids))["scores"]
+        alone = score_batch(state, batch).payload()["scores"]
+        assert mine == alone
+        assert [r["customer_id"] for r in mine] == ids  # type: ignore[index]
