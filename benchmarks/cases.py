@@ -254,57 +254,9 @@ def materialize_online(*, quick: bool) -> Figures:
     }
 
 
-def corrupted_transactions_csv(path: Path, *, rows: int, seed: int = 5) -> dict[str, int]:
-    """A transactions CSV of `rows` rows, 1% corrupted in five kinds; returns the count per kind.
-
-    Kinds (each 0.2% of rows, on distinct rows): missing customer id, unparseable timestamp,
-    future timestamp, non-numeric amount, and an exact copy of the previous valid row.
-    """
-    import numpy as np
-    import pandas as pd
-
-    from clv.contracts import RejectReason
-
-    rng = np.random.default_rng(seed)
-    base = np.datetime64("2023-01-01T00:00:00", "s").astype(np.int64)
-    ts = pd.to_datetime(base + rng.integers(0, 365 * 86_400, rows), unit="s", utc=True)
-    frame = pd.DataFrame(
-        {
-            "customer_id": np.char.add("C", rng.integers(0, 100_000, rows).astype(str)),
-            "ts": ts.strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "amount": np.round(rng.lognormal(3.5, 0.8, rows), 2).astype(str),
-            "order_id": np.char.add("O", np.arange(rows).astype(str)),
-        }
-    )
-    kinds = (
-        RejectReason.MISSING_ID,
-        RejectReason.BAD_TIMESTAMP,
-        RejectReason.FUTURE_TIMESTAMP,
-        RejectReason.BAD_AMOUNT,
-        RejectReason.DUPLICATE,
-    )
-    per_kind = rows // 100 // len(kinds)
-    # Corrupt rows 1.. (never row 0, so a duplicate always has a valid row before it); no
-    # two corrupted rows are adjacent, so each duplicate copies a valid row.
-    chosen = 1 + 2 * rng.choice((rows - 1) // 2, size=per_kind * len(kinds), replace=False)
-    for k, kind in enumerate(kinds):
-        at = chosen[k * per_kind : (k + 1) * per_kind]
-        if kind is RejectReason.MISSING_ID:
-            frame.loc[at, "customer_id"] = ""
-        elif kind is RejectReason.BAD_TIMESTAMP:
-            frame.loc[at, "ts"] = "not-a-date"
-        elif kind is RejectReason.FUTURE_TIMESTAMP:
-            frame.loc[at, "ts"] = "2099-01-01T00:00:00Z"
-        elif kind is RejectReason.BAD_AMOUNT:
-            frame.loc[at, "amount"] = "12,5O"
-        else:
-            frame.iloc[at] = frame.iloc[at - 1].to_numpy()
-    frame.to_csv(path, index=False)
-    return {kind.value: per_kind for kind in kinds}
-
-
 def ingest_1m(*, quick: bool) -> Figures:
     """A 1,000,000-row transactions CSV with 1% corrupted rows of five kinds, ingested."""
+    from clv.generator import corrupted_transactions_csv
     from clv.ingest import ingest
     from clv.store import read_table
 

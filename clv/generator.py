@@ -25,7 +25,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from clv.contracts import TS_DTYPE, TableName
+from clv.contracts import TS_DTYPE, RejectReason, TableName
 from clv.errors import DataError
 
 Scenario = Literal["baseline", "price_increase", "channel_shift", "engagement_drop"]
@@ -444,3 +444,50 @@ def write_raw(
         tmp.replace(path)
         paths[table] = path
     return paths
+
+
+CORRUPTION_KINDS = (
+    RejectReason.MISSING_ID,
+    RejectReason.BAD_TIMESTAMP,
+    RejectReason.FUTURE_TIMESTAMP,
+    RejectReason.BAD_AMOUNT,
+    RejectReason.DUPLICATE,
+)
+
+
+def corrupted_transactions_csv(path: Path, *, rows: int, seed: int = 5) -> dict[str, int]:
+    """A transactions CSV with 1% bad rows (0.2% per kind), to exercise ingest at scale.
+
+    Returns the count per quarantine reason. Valid rows have unique order ids. Corrupted rows
+    sit at odd positions, never next to each other, so a duplicate always copies a valid row.
+    Used by the 1M-row ingest test and the `ingest_1m` benchmark.
+    """
+    rng = np.random.default_rng(seed)
+    base = np.datetime64("2023-01-01T00:00:00", "s").astype(np.int64)
+    ts = pd.to_datetime(base + rng.integers(0, 365 * 86_400, rows), unit="s", utc=True)
+    frame = pd.DataFrame(
+        {
+            "customer_id": np.char.add("C", rng.integers(0, 100_000, rows).astype(str)),
+            "ts": ts.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "amount": np.round(rng.lognormal(3.5, 0.8, rows), 2).astype(str),
+            "order_id": np.char.add("O", np.arange(rows).astype(str)),
+        }
+    )
+    per_kind = rows // 100 // len(CORRUPTION_KINDS)
+    chosen = 1 + 2 * rng.choice(
+        (rows - 1) // 2, size=per_kind * len(CORRUPTION_KINDS), replace=False
+    )
+    for k, kind in enumerate(CORRUPTION_KINDS):
+        at = chosen[k * per_kind : (k + 1) * per_kind]
+        if kind is RejectReason.MISSING_ID:
+            frame.loc[at, "customer_id"] = ""
+        elif kind is RejectReason.BAD_TIMESTAMP:
+            frame.loc[at, "ts"] = "not-a-date"
+        elif kind is RejectReason.FUTURE_TIMESTAMP:
+            frame.loc[at, "ts"] = "2099-01-01T00:00:00Z"
+        elif kind is RejectReason.BAD_AMOUNT:
+            frame.loc[at, "amount"] = "12,5O"
+        else:
+            frame.iloc[at] = frame.iloc[at - 1].to_numpy()
+    frame.to_csv(path, index=False)
+    return {kind.value: per_kind for kind in CORRUPTION_KINDS}
