@@ -136,14 +136,21 @@ def choose_value_model(
 
 
 def suggest_value_params(trial: optuna.Trial) -> ValueParams:
-    """The search space (ranges follow common XGBoost tuning practice)."""
+    """The search space: common XGBoost ranges, held to shallow, slow, regularised trees.
+
+    The trees learn a correction to the offset on the embargoed (young) train snapshots and are
+    applied to older customers at test: on the development world (the demo truncated by 3 and
+    6 months) depth <= 6, eta <= 0.1, min_child_weight >= 5 and lambda >= 0.1 lowered test
+    RMSE from 177.4 / 165.3 to 175.9 / 165.1 against the wider space (depth 2-10, eta to 0.3,
+    min_child_weight from 0.5, lambda from 0.001), whose best trials over-fitted validation.
+    """
     return ValueParams(
-        max_depth=trial.suggest_int("max_depth", 2, 10),
-        learning_rate=trial.suggest_float("learning_rate", 0.01, 0.3, log=True),
-        min_child_weight=trial.suggest_float("min_child_weight", 0.5, 50.0, log=True),
+        max_depth=trial.suggest_int("max_depth", 2, 6),
+        learning_rate=trial.suggest_float("learning_rate", 0.01, 0.1, log=True),
+        min_child_weight=trial.suggest_float("min_child_weight", 5.0, 100.0, log=True),
         subsample=trial.suggest_float("subsample", 0.5, 1.0),
         colsample_bytree=trial.suggest_float("colsample_bytree", 0.4, 1.0),
-        reg_lambda=trial.suggest_float("reg_lambda", 1e-3, 30.0, log=True),
+        reg_lambda=trial.suggest_float("reg_lambda", 0.1, 30.0, log=True),
         reg_alpha=trial.suggest_float("reg_alpha", 1e-3, 10.0, log=True),
         tweedie_variance_power=trial.suggest_float("tweedie_variance_power", 1.05, 1.95),
         num_boost_round=trial.suggest_int("num_boost_round", 100, 1000, step=50),
