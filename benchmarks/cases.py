@@ -6,6 +6,7 @@ Workspaces go under `benchmarks/work/` (git-ignored), never into the repo tree p
 from __future__ import annotations
 
 import os
+import random
 import resource
 import shutil
 import subprocess
@@ -337,6 +338,9 @@ def _served_ids(settings: Settings, n: int) -> list[str]:
         settings.features_dir / "customer_features.parquet", columns=["customer_id"]
     )
     ids: list[str] = frame["customer_id"].astype(str).drop_duplicates().tolist()
+    # shuffled (seeded): a contiguous id range is not a random sample of customers, and the
+    # canary's PSI would judge the id order instead of the model
+    random.Random(0).shuffle(ids)
     return ids[:n]
 
 
