@@ -162,7 +162,12 @@ def run(
     progress: Progress | None = None,
 ) -> TrainResult:
     """Train on the workspace's features and transactions; log and register one version."""
+    from clv.services import check_database
+
     say = progress or (lambda _msg: None)
+    # Fail fast, in one line, before any work: the services this run will write to.
+    check_database(settings.tracking_uri, purpose="MLflow tracking database")
+    check_database(settings.optuna_storage, purpose="Optuna storage")
     if source is None:
         from features import feast_io
 

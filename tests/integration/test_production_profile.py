@@ -11,7 +11,7 @@ import pytest
 
 from clv.cli import main
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration]
 
 
 def _profile(workspace: Path, *, db: Callable[[str], str], redis_address: str) -> dict[str, str]:
@@ -41,6 +41,7 @@ def _clv(workspace: Path, *argv: str) -> dict[str, object]:
     return result
 
 
+@pytest.mark.slow
 def test_lifecycle_on_postgres_and_redis(
     tmp_path: Path, postgres_db: Callable[[str], str], redis_address: str
 ) -> None:
@@ -80,3 +81,23 @@ def test_lifecycle_on_postgres_and_redis(
     shared = sorted(set(online) & set(offline) - {"as_of", "event_timestamp"})
     assert len(shared) >= 40
     assert {k: online[k] for k in shared} == {k: offline[k] for k in shared}
+
+
+def test_unreachable_postgres_at_train_start_is_one_line_without_password(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import socket
+
+    with socket.socket() as s:  # a loopback port with nothing listening
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    uri = f"postgresql+psycopg://clv:topsecret@127.0.0.1:{port}/mlflow"
+    (tmp_path / "clv.yaml").write_text(f"mlflow:\n  tracking_uri: {uri}\n")
+    code = main(["--workspace", str(tmp_path), "train"])
+    err = capsys.readouterr().err
+    assert code == 1
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("error: cannot reach the MLflow tracking database at ")
+    assert f"clv:***@127.0.0.1:{port}/mlflow" in lines[0]
+    assert "topsecret" not in err
