@@ -8,7 +8,14 @@ load drives the one-worker server under test. Two modes:
 - `closed_loop(connections, seconds)`: each connection sends its next request when the last
   one answers; throughput = answers / seconds (the peak).
 
-Every loop stops at its deadline and after `max_requests`; only 127.0.0.1 is allowed.
+- `sustainable_rate(...)`: the highest open-loop rate, probed downwards from the closed-loop
+  peak, that the server keeps up with (answers >= 98% of the offered rate, no errors, p99
+  under a bound): the honest "peak" to run a long load at a fraction of.
+
+The loops run on uvloop when it is installed (it is in clv's environment: uvicorn's
+`standard` extra): the generator's own per-request cost then stays well below the server's,
+so the latency measured is the server's. Every loop stops at its deadline and after
+`max_requests`; only 127.0.0.1 is allowed.
 """
 
 from __future__ import annotations
@@ -16,12 +23,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
 
 HOST = "127.0.0.1"
+T = TypeVar("T")
 Body = Callable[[int], bytes]
 Watch = Callable[[int, bytes], None]
 
@@ -211,7 +220,7 @@ def closed_loop(
     seconds: float,
     max_requests: int = 2_000_000,
 ) -> LoadResult:
-    return asyncio.run(_closed(port, path, body, connections, seconds, max_requests))
+    return _run(_closed(port, path, body, connections, seconds, max_requests))
 
 
 def open_loop(
@@ -225,6 +234,47 @@ def open_loop(
     max_connections: int = 64,
     max_in_flight: int = 256,
 ) -> LoadResult:
-    return asyncio.run(
-        _open(port, path, body, rate, seconds, watch, max_connections, max_in_flight)
-    )
+    return _run(_open(port, path, body, rate, seconds, watch, max_connections, max_in_flight))
+
+
+@dataclass(frozen=True)
+class Probe:
+    rate: float
+    result: LoadResult
+    kept_up: bool
+
+
+def sustainable_rate(
+    port: int,
+    path: str,
+    body: Body,
+    *,
+    peak: float,
+    seconds: float = 6.0,
+    p99_bound_ms: float = 50.0,
+    fractions: tuple[float, ...] = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4),
+) -> tuple[float, list[Probe]]:
+    """The highest rate among `peak` x `fractions` (tried in that order) that the server keeps
+    up with under open-loop load: >= 98% of the offered rate answered, no errors, p99 within
+    `p99_bound_ms`. Returns (that rate, or the last tried when none kept up; every probe)."""
+    probes: list[Probe] = []
+    for fraction in fractions:
+        rate = peak * fraction
+        result = open_loop(port, path, body, rate=rate, seconds=seconds)
+        lat = np.asarray(result.latencies, dtype=np.float64)
+        p99 = float(np.percentile(lat, 99)) * 1000.0 if lat.size else float("inf")
+        achieved = result.ok / result.seconds if result.seconds else 0.0
+        kept_up = result.errors == 0 and achieved >= 0.98 * rate and p99 <= p99_bound_ms
+        probes.append(Probe(rate, result, kept_up))
+        if kept_up:
+            return rate, probes
+    return probes[-1].rate, probes
+
+
+def _run(coro: Coroutine[object, object, T]) -> T:
+    """Run on uvloop when installed (a lighter client), else on asyncio's loop."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)
+    return uvloop.run(coro)

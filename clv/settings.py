@@ -58,6 +58,9 @@ class TuningSettings(_Frozen):
     )
     storage: str | None = Field(None, description="Optuna storage URI; default SQLite in .clv/")
     nthread: int = Field(1, gt=0, description="XGBoost threads per model")
+    workers: int = Field(
+        1, gt=0, description="processes tuning the one study (> 1: trial order not reproducible)"
+    )
 
 
 class MLflowSettings(_Frozen):

@@ -100,7 +100,12 @@ def _registry_config(settings: Settings) -> dict[str, object]:
 
 def _online_config(settings: Settings) -> dict[str, object]:
     if settings.feast.online_store == "redis":
-        return {"type": "redis", "connection_string": settings.feast.redis_connection}
+        # redis-py retries a failed call for up to ~14 s by default; a scoring request would
+        # hang that long before answering 503. Fail fast unless the user chose a retry policy.
+        connection = settings.feast.redis_connection
+        if "retry=" not in connection:
+            connection += ",retry=null"
+        return {"type": "redis", "connection_string": connection}
     value = settings.feast.online_path
     path = Path(value).expanduser() if value else settings.feast_dir / "online.db"
     return {

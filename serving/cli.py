@@ -24,7 +24,7 @@ def serve(
     settings = settings_of(ctx)
     bind_host = host or settings.serving.host
     bind_port = port or settings.serving.port
-    app = create_app(settings)
+    app = create_app(settings, freeze_gc=True)
     url = f"http://{bind_host}:{bind_port}"
     import os
 

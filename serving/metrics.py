@@ -100,25 +100,32 @@ class LiveMetrics:
             self.unrouted_errors += 1
 
     def snapshot(self) -> dict[str, object]:
-        """The per-alias window summary (JSON-ready)."""
+        """The per-alias window summary (JSON-ready).
+
+        Only copies under the lock (the request path takes it too); the p95 and the rounding
+        run after it is released."""
         with self._lock:
-            aliases: dict[str, object] = {}
-            for alias, w in self._windows.items():
-                lat = np.fromiter(w.latencies, dtype=np.float64, count=len(w.latencies))
-                p95 = float(np.percentile(lat, 95)) * 1000.0 if lat.size else 0.0
-                aliases[alias] = {
-                    "version": w.version,
-                    "requests": w.requests,
-                    "errors": w.errors,
-                    "latency_p95_ms": round(p95, 4),
-                    "predictions": [round(p, 4) for p in w.predictions],
-                }
+            windows = [
+                (alias, w.version, w.requests, w.errors, list(w.latencies), list(w.predictions))
+                for alias, w in self._windows.items()
+            ]
             routing = {
                 **{a: v for a, v in self.versions.items()},
                 "share": self.canary_share,
                 "shadow": self.shadow,
             }
-            return {"aliases": aliases, "routing": routing}
+        aliases: dict[str, object] = {}
+        for alias, version, requests, errors, latencies, predictions in windows:
+            lat = np.asarray(latencies, dtype=np.float64)
+            p95 = float(np.percentile(lat, 95)) * 1000.0 if lat.size else 0.0
+            aliases[alias] = {
+                "version": version,
+                "requests": requests,
+                "errors": errors,
+                "latency_p95_ms": round(p95, 4),
+                "predictions": [round(p, 4) for p in predictions],
+            }
+        return {"aliases": aliases, "routing": routing}
 
     def prometheus(self) -> str:
         """The Prometheus text exposition format (version 0.0.4)."""

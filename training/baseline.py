@@ -19,6 +19,7 @@ toolchain and pins far outside this stack, for a baseline that is a few closed f
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 
@@ -344,16 +345,29 @@ def expected_clv(
     the labels (training.labels) that is exact as steps grow. All periods are evaluated in one
     broadcast call (periods x customers), so that one customer costs tens of microseconds.
     """
-    edges = np.linspace(0.0, float(horizon_days), steps + 1)
+    ends_weeks, discount = _period_grid(float(horizon_days), steps, float(annual_discount_rate))
     ends = conditional_expected_purchases(
-        baseline.bgnbd, edges[1:, None] / WEEK_DAYS, rfm.frequency, rfm.recency, rfm.T
+        baseline.bgnbd, ends_weeks, rfm.frequency, rfm.recency, rfm.T
     )
     cumulative = np.concatenate([np.zeros((1, rfm.frequency.size)), ends.reshape(steps, -1)])
-    mids = (edges[1:] + edges[:-1]) / 2.0
-    discount = (1.0 + annual_discount_rate) ** (-mids / 365.0)
-    purchases = (np.diff(cumulative, axis=0) * discount[:, None]).sum(axis=0)
+    purchases = (np.diff(cumulative, axis=0) * discount).sum(axis=0)
     value = conditional_expected_value(baseline.gamma_gamma, rfm.frequency, rfm.monetary_value)
     return np.asarray(purchases * value * baseline.margin_ratio, dtype=np.float64)
+
+
+@functools.lru_cache(maxsize=32)
+def _period_grid(
+    horizon_days: float, steps: int, annual_discount_rate: float
+) -> tuple[FloatArray, FloatArray]:
+    """`expected_clv`'s period ends in weeks and midpoint discount factors, as (steps, 1)
+    columns: the same few numbers for every call with one card, built once (read-only)."""
+    edges = np.linspace(0.0, horizon_days, steps + 1)
+    mids = (edges[1:] + edges[:-1]) / 2.0
+    discount = (1.0 + annual_discount_rate) ** (-mids / 365.0)
+    ends_weeks = edges[1:, None] / WEEK_DAYS
+    for array in (ends_weeks, discount):
+        array.flags.writeable = False
+    return ends_weeks, discount[:, None]
 
 
 OFFSET_FLOOR = 0.01

@@ -12,6 +12,13 @@ def train(
     trials: int | None = typer.Option(
         None, "--trials", min=1, help="Optuna trials (default: settings)."
     ),
+    workers: int | None = typer.Option(
+        None,
+        "--workers",
+        min=1,
+        help="Processes tuning the one Optuna study (default: tuning.workers); "
+        "more than 1 makes the trial sequence non-reproducible.",
+    ),
     as_json: bool = JsonOption,
 ) -> None:
     """Train the value and churn models on the feature snapshots and register a version."""
@@ -19,7 +26,7 @@ def train(
     from training.train import run
 
     settings = settings_of(ctx)
-    result = run(settings, n_trials=trials, progress=progress)
+    result = run(settings, n_trials=trials, workers=workers, progress=progress)
     became_champion = ensure_champion(settings, result.version)
     alias = "champion" if became_champion else None
     m, d, c = result.model_metrics, result.default_metrics, result.churn_metrics

@@ -7,6 +7,7 @@ explicitly so that logging a model never inspects the network or the environment
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import subprocess
@@ -44,15 +45,20 @@ _QUIET_ENV = {
 }
 
 
-def connect(settings: Settings) -> MlflowClient:
-    """Point MLflow at the workspace's tracking store and return a client for it."""
+def quiet() -> None:
+    """No telemetry, no progress bars, no INFO lines: MLflow's database migrations, signature
+    checks and SQLAlchemy deprecation warnings are noise on a command's stderr (real warnings
+    and errors still show)."""
     for key, value in _QUIET_ENV.items():
         os.environ.setdefault(key, value)
-    # MLflow's INFO lines (database migrations, signature checks) and SQLAlchemy deprecation
-    # warnings are noise on a command's stderr; real warnings and errors still show.
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", module=r"mlflow\.")
+
+
+def connect(settings: Settings) -> MlflowClient:
+    """Point MLflow at the workspace's tracking store and return a client for it."""
+    quiet()
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(settings.tracking_uri)
     mlflow.set_registry_uri(settings.tracking_uri)
@@ -119,16 +125,16 @@ class TrainingRun:
             experiment_id=self.experiment_id, run_name=f"trial-{trial.number:03d}", nested=True
         ):
             mlflow.log_params({k: v for k, v in trial.params.items()})
-            mlflow.set_tags({"optuna.study": study.study_name, "optuna.state": trial.state.name})
-            metrics = {"trial_number": float(trial.number)}
-            if trial.value is not None:
-                metrics["validation_score"] = float(trial.value)
-            if trial.duration is not None:
-                metrics["seconds"] = trial.duration.total_seconds()
-            best_iteration = trial.user_attrs.get("best_iteration")
-            if isinstance(best_iteration, int):
-                metrics["best_iteration"] = float(best_iteration)
-            mlflow.log_metrics(metrics)
+            mlflow.set_tags(_trial_tags(study, trial))
+            mlflow.log_metrics(_trial_metrics(trial))
+
+    def trial_logger(self) -> TrialLogger:
+        """The picklable form of `log_trial`, for tuning worker processes."""
+        return TrialLogger(
+            tracking_uri=self.settings.tracking_uri,
+            experiment_id=self.experiment_id,
+            parent_run_id=self.run_id,
+        )
 
     def log_record(self, record: RunRecord) -> None:
         mlflow.log_params(dict(record.params))
@@ -176,6 +182,58 @@ class TrainingRun:
         if version is None:  # pragma: no cover - registration is requested above
             raise RuntimeError("MLflow did not register a model version")
         return LoggedVersion(run_id=self.run_id, version=str(version))
+
+
+def _trial_tags(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> dict[str, str]:
+    tags = {"optuna.study": study.study_name, "optuna.state": trial.state.name}
+    pid = trial.user_attrs.get("worker_pid")
+    if isinstance(pid, int):
+        tags["optuna.worker_pid"] = str(pid)
+    return tags
+
+
+def _trial_metrics(trial: optuna.trial.FrozenTrial) -> dict[str, float]:
+    metrics = {"trial_number": float(trial.number)}
+    if trial.value is not None:
+        metrics["validation_score"] = float(trial.value)
+    if trial.duration is not None:
+        metrics["seconds"] = trial.duration.total_seconds()
+    best_iteration = trial.user_attrs.get("best_iteration")
+    if isinstance(best_iteration, int):
+        metrics["best_iteration"] = float(best_iteration)
+    return metrics
+
+
+@dataclass(frozen=True)
+class TrialLogger:
+    """Optuna callback logging a trial as a nested run of `parent_run_id`, through a client of
+    this process (no fluent run state, nothing inherited from another process): what tuning
+    worker processes use. The nesting is the `mlflow.parentRunId` tag, as MLflow's own."""
+
+    tracking_uri: str
+    experiment_id: str
+    parent_run_id: str
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        from mlflow.entities import Metric, Param
+
+        client = _client(self.tracking_uri)
+        tags = {"mlflow.parentRunId": self.parent_run_id, **_trial_tags(study, trial)}
+        run = client.create_run(self.experiment_id, run_name=f"trial-{trial.number:03d}", tags=tags)
+        now = int(time.time() * 1000)
+        client.log_batch(
+            run.info.run_id,
+            metrics=[Metric(k, v, now, 0) for k, v in _trial_metrics(trial).items()],
+            params=[Param(k, str(v)) for k, v in trial.params.items()],
+        )
+        client.set_terminated(run.info.run_id)
+
+
+@functools.cache
+def _client(tracking_uri: str) -> MlflowClient:
+    """One MlflowClient per tracking URI and process (created on first use in that process)."""
+    quiet()
+    return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
 
 @contextmanager

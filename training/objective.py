@@ -206,6 +206,32 @@ class TuningData:
 
 
 @dataclass(frozen=True)
+class TuningArrays:
+    """The tuning rows as plain arrays: what a tuning worker process receives (pickled), since
+    XGBoost matrices do not cross processes; each worker builds its own `TuningData` once."""
+
+    x_train: npt.NDArray[np.float32]
+    y_train: npt.NDArray[np.float64]
+    x_valid: npt.NDArray[np.float32]
+    y_valid: npt.NDArray[np.float64]
+    feature_names: tuple[str, ...]
+    offset_train: npt.NDArray[np.float64] | None = None
+    offset_valid: npt.NDArray[np.float64] | None = None
+
+    def data(self, *, nthread: int) -> TuningData:
+        return TuningData.from_arrays(
+            self.x_train,
+            self.y_train,
+            self.x_valid,
+            self.y_valid,
+            feature_names=self.feature_names,
+            nthread=nthread,
+            offset_train=self.offset_train,
+            offset_valid=self.offset_valid,
+        )
+
+
+@dataclass(frozen=True)
 class FittedValue:
     booster: xgb.Booster
     best_iteration: int

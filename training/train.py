@@ -66,6 +66,7 @@ if TYPE_CHECKING:
     import xgboost as xgb
 
     from training.objective import ObjectiveChoice
+    from training.tuning import ParallelOutcome
 
 REFERENCE_ROWS = 20_000
 EXPLAIN_ROWS = 1_000
@@ -158,10 +159,13 @@ def run(
     settings: Settings,
     *,
     n_trials: int | None = None,
+    workers: int | None = None,
     source: FeatureSource | None = None,
     progress: Progress | None = None,
 ) -> TrainResult:
-    """Train on the workspace's features and transactions; log and register one version."""
+    """Train on the workspace's features and transactions; log and register one version.
+
+    `workers` (default `tuning.workers`) processes tune one Optuna study (training.tuning)."""
     from clv.services import check_database
 
     say = progress or (lambda _msg: None)
@@ -174,7 +178,7 @@ def run(
         source = feast_io
     say("labels: reading entity rows and transactions")
     data = load_training_data(settings, source=source)
-    return fit_and_log(settings, data, n_trials=n_trials, progress=say)
+    return fit_and_log(settings, data, n_trials=n_trials, workers=workers, progress=say)
 
 
 def load_training_data(settings: Settings, *, source: FeatureSource) -> TrainingData:
@@ -257,6 +261,7 @@ def fit_and_log(
     refit_on: RefitOn = "all",
     progress: Progress | None = None,
     pruner: optuna.pruners.BasePruner | None = None,
+    workers: int | None = None,
 ) -> TrainResult:
     """Tune, evaluate on the test snapshot, refit, log one MLflow parent run, register it.
 
@@ -266,6 +271,9 @@ def fit_and_log(
     a complete label (test included), so that it has seen the most recent customers; the test
     metrics are the backtest estimate of its quality. `"train+validation"` registers the
     evaluated model itself.
+
+    With `workers` > 1 (default `tuning.workers`) that many processes tune the one study
+    (training.tuning); the trial sequence is then not reproducible.
     """
     import optuna
     import xgboost as xgb
@@ -274,7 +282,7 @@ def fit_and_log(
     from training.churn import fit_churn
     from training.objective import (
         DEFAULT_VALUE_PARAMS,
-        TuningData,
+        TuningArrays,
         ValueObjective,
         ValueRows,
         compare_value_models,
@@ -283,6 +291,7 @@ def fit_and_log(
         fit_value_model,
         params_from_trial,
     )
+    from training.tuning import WorkerJob, optimize_parallel, parallel_sampler, rdb_storage
 
     say = progress or (lambda _msg: None)
     started = time.perf_counter()
@@ -290,6 +299,9 @@ def fit_and_log(
     trials = n_trials if n_trials is not None else tuning.n_trials
     if trials < 1:
         raise ValueError("n_trials must be at least 1")
+    n_workers = workers if workers is not None else tuning.workers
+    if n_workers < 1:
+        raise ValueError("workers must be at least 1")
     split = split_for(settings, data)
     names = list(data.feature_names)
     fit_frame = pd.concat([split.train, split.validation], ignore_index=True)
@@ -329,41 +341,67 @@ def fit_and_log(
     say(f"objective: {choice.reason}")
     tune_fit = tune_rows if kind == "tweedie" else tune_rows[y_tr[tune_rows] > 0]
     valid_fit = np.arange(len(y_va)) if kind == "tweedie" else np.flatnonzero(y_va > 0)
-    tuning_data = TuningData.from_arrays(
+    tuning_arrays = TuningArrays(
         x_tr[tune_fit],
         y_tr[tune_fit],
         x_va[valid_fit],
         y_va[valid_fit],
-        feature_names=names,
-        nthread=nthread,
+        feature_names=tuple(names),
         offset_train=_take(off_tr, tune_fit),
         offset_valid=_take(off_va, valid_fit),
     )
+    tuning_data = tuning_arrays.data(nthread=nthread)
     settings.ensure_dirs()
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
     study_name = f"{settings.mlflow.experiment}-{stamp}-{uuid.uuid4().hex[:6]}"
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(
-        storage=settings.optuna_storage,
-        study_name=study_name,
-        direction="minimize",
-        sampler=optuna.samplers.TPESampler(seed=seed),
-        pruner=pruner if pruner is not None else default_pruner(),
-    )
+    study_pruner = pruner if pruner is not None else default_pruner()
+    timeout = timeout_seconds if timeout_seconds is not None else tuning.timeout_seconds
     say(
         f"tuning: {trials} trial(s) of the {kind} value booster on {len(tune_fit):,} train / "
         f"{len(valid_fit):,} validation rows, embargo {split.embargo_days} days "
-        f"(study {study_name})"
+        f"(study {study_name}" + (f", {n_workers} processes)" if n_workers > 1 else ")")
     )
+    parallel: ParallelOutcome | None = None
 
     with mlflow_io.training_run(settings, run_name=mlflow_io.run_name()) as mrun:
-        study.optimize(
-            ValueObjective(tuning_data, nthread=nthread, seed=seed),
-            n_trials=trials,
-            timeout=timeout_seconds if timeout_seconds is not None else tuning.timeout_seconds,
-            callbacks=[mrun.log_trial],
-            show_progress_bar=sys.stderr.isatty(),
-        )
+        objective = ValueObjective(tuning_data, nthread=nthread, seed=seed)
+        if n_workers == 1:
+            study = optuna.create_study(
+                storage=settings.optuna_storage,
+                study_name=study_name,
+                direction="minimize",
+                sampler=optuna.samplers.TPESampler(seed=seed),
+                pruner=study_pruner,
+            )
+            study.optimize(
+                objective,
+                n_trials=trials,
+                timeout=timeout,
+                callbacks=[mrun.log_trial],
+                show_progress_bar=sys.stderr.isatty(),
+            )
+        else:
+            logger = mrun.trial_logger()
+            study = optuna.create_study(
+                storage=rdb_storage(settings.optuna_storage, logger=logger),
+                study_name=study_name,
+                direction="minimize",
+                sampler=parallel_sampler(seed),
+                pruner=study_pruner,
+            )
+            job = WorkerJob(
+                storage=settings.optuna_storage,
+                study_name=study_name,
+                arrays=tuning_arrays,
+                n_trials=trials,
+                nthread=nthread,
+                seed=seed,
+                pruner=study_pruner,
+                logger=logger,
+                deadline=time.time() + timeout if timeout is not None else None,
+            )
+            parallel = optimize_parallel(study, objective, job, workers=n_workers, progress=say)
         counts = {
             state.name.lower(): sum(1 for t in study.trials if t.state == state)
             for state in optuna.trial.TrialState
@@ -563,6 +601,12 @@ def fit_and_log(
                 else "none",
                 "offset.failed_snapshots": len(offsets.failed) if offsets is not None else 0,
                 "excluded_features": ",".join(eval_card.excluded_features),
+                "tuning.workers": n_workers,
+                "tuning.reproducible": "yes (one process, seeded TPE)"
+                if n_workers == 1
+                else f"no: {n_workers} processes share the study; the TPE sequence depends "
+                "on timing",
+                **(_parallel_params(parallel) if parallel is not None else {}),
             },
             metrics={
                 **{f"test_{k}": v for k, v in model_m.as_dict().items()},
@@ -582,6 +626,7 @@ def fit_and_log(
                 "best_trial": float(best.number),
                 "trials_complete": float(counts.get("complete", 0)),
                 "trials_pruned": float(counts.get("pruned", 0)),
+                "trials_failed": float(counts.get("fail", 0)),
             },
             tags={
                 "clv.feature_service": data.feature_service,
@@ -676,6 +721,15 @@ def fit_and_log(
         churn_raw_metrics=churn_raw_m,
         objective=choice,
     )
+
+
+def _parallel_params(outcome: ParallelOutcome) -> dict[str, str | int | float]:
+    """What the tuning processes did: exit codes, orphaned trials, trials taken over."""
+    return {
+        "tuning.worker_exit_codes": ",".join(str(c) for c in outcome.exit_codes),
+        "tuning.orphaned_trials": outcome.orphaned,
+        "tuning.taken_over_trials": outcome.taken_over,
+    }
 
 
 def _anchored(model: ClvModel, x: np.ndarray) -> ClvModel:

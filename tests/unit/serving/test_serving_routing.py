@@ -290,3 +290,62 @@ def test_coalesced_requests_get_their_own_rows_with_the_same_numbers(
         alone = score_batch(state, batch).payload()["scores"]
         assert mine == alone
         assert [r["customer_id"] for r in mine] == ids  # type: ignore[index]
+
+
+def test_background_work_runs_off_the_event_loop_thread(
+    settings: Settings,
+    model: ClvModel,
+    canary_model: ClvModel,
+    features: pd.DataFrame,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The registry poll, the stats snapshot/write and the canary judgement block no request."""
+    import threading
+
+    import serving.app as app_module
+
+    seen: dict[str, set[str]] = {"plan": set(), "write": set(), "loop": set()}
+    write = app_module.write_live_stats
+
+    def recording_write(s: Settings, snapshot: dict[str, object]) -> None:
+        seen["write"].add(threading.current_thread().name)
+        write(s, snapshot)
+
+    monkeypatch.setattr(app_module, "write_live_stats", recording_write)
+    registry = _registry(model, canary_model)
+    plan = registry.plan
+
+    def recording_plan() -> RoutingPlan:
+        seen["plan"].add(threading.current_thread().name)
+        return plan()
+
+    monkeypatch.setattr(registry, "plan", recording_plan)
+    with _app(settings, registry, features, reload_seconds=0.05) as client:
+        seen["loop"].add(client.portal.call(lambda: threading.current_thread().name))  # type: ignore[union-attr]
+        deadline = time.monotonic() + 5.0
+        while (len(seen["write"]) == 0 or len(seen["plan"]) < 2) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert client.post("/score", json={"customer_ids": IDS[:2]}).status_code == 200
+    assert seen["write"], "live stats were never written"
+    assert seen["loop"] and seen["loop"].isdisjoint(seen["write"] | seen["plan"])
+
+
+def test_freeze_gc_serves_and_leaves_the_collector_enabled(
+    settings: Settings, model: ClvModel, canary_model: ClvModel, features: pd.DataFrame
+) -> None:
+    import gc
+
+    app = create_app(
+        _settings(settings),
+        registry=_registry(model, canary_model),
+        feature_source=lambda ids: online_rows(features, ids),
+        reference_source=lambda run_id: features,
+        freeze_gc=True,
+    )
+    try:
+        with TestClient(app) as client:
+            assert gc.get_freeze_count() > 0
+            assert gc.isenabled()
+            assert client.post("/score", json={"customer_ids": IDS[:3]}).status_code == 200
+    finally:
+        gc.unfreeze()
