@@ -325,7 +325,14 @@ def gate_challenger(settings: Settings, version: str) -> GateResult:
 
 
 def reevaluate(settings: Settings, version: str, *, snapshot: pd.Timestamp) -> dict[str, str]:
-    """`version`'s evaluation tags recomputed on `snapshot` (rows with a complete CLV label)."""
+    """`version`'s evaluation tags recomputed on `snapshot` (rows with a complete CLV label).
+
+    The version's held-out evaluation model is used when it was logged (`bundle_eval/`): the
+    served model is refit on every labelled row, and those labels overlap a later test
+    snapshot's window, which would favour the champion. Older versions fall back to the served
+    model; the returned `gate.champion_model` says which was used.
+    """
+    from clv.errors import NotReadyError
     from clv.store import read_table
     from monitoring.gather import scored
     from registry.mlflow_io import load_version
@@ -333,7 +340,12 @@ def reevaluate(settings: Settings, version: str, *, snapshot: pd.Timestamp) -> d
     from training.labels import as_utc, make_labels
     from training.metrics import churn_metrics, value_metrics
 
-    model = load_version(settings, version).model
+    try:
+        model = load_version(settings, version, evaluated=True).model
+        used = "held-out evaluation model (bundle_eval)"
+    except NotReadyError:
+        model = load_version(settings, version).model
+        used = "served model (refit on all rows: may have seen this window's labels)"
     frame = scored(settings, model, snapshot)
     tx = read_table(settings, "transactions")
     m = settings.model
@@ -363,6 +375,7 @@ def reevaluate(settings: Settings, version: str, *, snapshot: pd.Timestamp) -> d
         "eval.model.rmse": repr(value.rmse),
         "eval.churn.ece": repr(churn.ece),
         "eval.interval.coverage_p10_p90": repr(cover.coverage_p10_p90),
+        "gate.champion_model": used,
     }
 
 

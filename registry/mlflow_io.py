@@ -18,7 +18,13 @@ from mlflow.exceptions import MlflowException
 
 from clv.errors import ClvError, NotReadyError
 from clv.settings import Settings
-from training.mlflow_io import BUNDLE_PATH, REFERENCE_FILE, REFERENCE_PATH, connect
+from training.mlflow_io import (
+    BUNDLE_PATH,
+    EVAL_BUNDLE_PATH,
+    REFERENCE_FILE,
+    REFERENCE_PATH,
+    connect,
+)
 from training.model import CARD_FILE, ClvModel
 
 CHAMPION = "champion"
@@ -219,11 +225,19 @@ def load_alias(settings: Settings, alias: str = CHAMPION) -> LoadedModel:
     return load_version(settings, str(mv.version), alias=alias)
 
 
-def load_version(settings: Settings, version: str, *, alias: str = "") -> LoadedModel:
+def load_version(
+    settings: Settings, version: str, *, alias: str = "", evaluated: bool = False
+) -> LoadedModel:
+    """A version's served bundle, or with `evaluated` its held-out (embargoed) evaluation bundle.
+
+    Versions whose served model is itself the evaluated one have no separate evaluation bundle;
+    asking for it raises NotReadyError.
+    """
     client = connect(settings)
     mv = _version(client, settings, version)
     run_id = str(mv.run_id)
-    bundle = _cached_bundle(settings, version, run_id)
+    artifact = EVAL_BUNDLE_PATH if evaluated else BUNDLE_PATH
+    bundle = _cached_bundle(settings, version, run_id, artifact=artifact)
     return LoadedModel(model=ClvModel.load(bundle), version=version, alias=alias, run_id=run_id)
 
 
@@ -247,11 +261,14 @@ def reference_frame(settings: Settings, run_id: str) -> pd.DataFrame:
         ) from exc
 
 
-def _cached_bundle(settings: Settings, version: str, run_id: str) -> Path:
+def _cached_bundle(
+    settings: Settings, version: str, run_id: str, *, artifact: str = BUNDLE_PATH
+) -> Path:
     """`<ws>/.clv/models/<version>/`: downloaded on first use, atomically (temp dir + rename)."""
     import mlflow
 
-    target = models_dir(settings) / version
+    name = version if artifact == BUNDLE_PATH else f"{version}-{artifact}"
+    target = models_dir(settings) / name
     if (target / CARD_FILE).exists():
         return target
     models_dir(settings).mkdir(parents=True, exist_ok=True)
@@ -259,15 +276,15 @@ def _cached_bundle(settings: Settings, version: str, run_id: str) -> Path:
     try:
         mlflow.artifacts.download_artifacts(
             run_id=run_id,
-            artifact_path=BUNDLE_PATH,
+            artifact_path=artifact,
             dst_path=str(tmp),
             tracking_uri=settings.tracking_uri,
         )
         if target.exists():
             shutil.rmtree(target)
-        (tmp / BUNDLE_PATH).rename(target)
+        (tmp / artifact).rename(target)
     except MlflowException as exc:
-        raise NotReadyError(f"version {version} (run {run_id}) has no bundle artifact") from exc
+        raise NotReadyError(f"version {version} (run {run_id}) has no {artifact} artifact") from exc
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
 BUNDLE_PATH = "bundle"
 REFERENCE_PATH = "reference"
+EVAL_BUNDLE_PATH = "bundle_eval"
 REFERENCE_FILE = "reference.parquet"
 MODEL_NAME = "model"
 _PINNED = ("xgboost", "pandas", "numpy", "pyarrow", "mlflow")
@@ -154,14 +155,27 @@ class TrainingRun:
             self.client.set_model_version_tag(name, version, key, value)
 
     def log_model(
-        self, model: ClvModel, *, reference: pd.DataFrame, input_example: pd.DataFrame
+        self,
+        model: ClvModel,
+        *,
+        reference: pd.DataFrame,
+        input_example: pd.DataFrame,
+        evaluated: ClvModel | None = None,
     ) -> LoggedVersion:
-        """Bundle under `bundle/`, reference sample, and a registered pyfunc model version."""
+        """Bundle under `bundle/`, reference sample, and a registered pyfunc model version.
+
+        `evaluated` (the embargoed model the test metrics describe, when the served model is a
+        refit on all rows) goes to `bundle_eval/`: gates re-score it on a later test snapshot,
+        which the refit cannot be judged on fairly (its labels overlap that snapshot's window).
+        """
         from mlflow.models import infer_signature
 
         with tempfile.TemporaryDirectory(prefix="clv-bundle-") as tmp:
             bundle = model.save(Path(tmp) / BUNDLE_PATH)
             mlflow.log_artifacts(str(bundle), artifact_path=BUNDLE_PATH)
+            if evaluated is not None and evaluated is not model:
+                held_out = evaluated.save(Path(tmp) / EVAL_BUNDLE_PATH)
+                mlflow.log_artifacts(str(held_out), artifact_path=EVAL_BUNDLE_PATH)
             ref_path = Path(tmp) / REFERENCE_FILE
             reference.to_parquet(ref_path, index=False)
             mlflow.log_artifact(str(ref_path), artifact_path=REFERENCE_PATH)

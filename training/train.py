@@ -686,7 +686,9 @@ def fit_and_log(
             plots.reliability_diagram(reliability, out / "reliability_diagram.png")
             plots.optuna_history(study, out / "optuna_history.png")
             mrun.log_files(out, artifact_path="evaluation")
-        logged = mrun.log_model(model, reference=reference, input_example=example)
+        logged = mrun.log_model(
+            model, reference=reference, input_example=example, evaluated=evaluated
+        )
         mrun.tag_version(
             logged.version,
             version_tags(

@@ -8,7 +8,9 @@ OK and no retrain; engagement_drop must give RETRAIN, a challenger and a canary.
 The workspace loosens the value gates (`min_gini_gain`, `rmse_tolerance_pct`): with 3 Optuna
 trials on 3,000 customers the challenger's quality against the champion is a coin toss, and
 this test is about the wiring (verdict -> features -> train -> verify -> gates -> canary), not
-about which small model wins.
+about which small model wins. (With the default gates this world's challenger passes the Gini
+gate and fails the RMSE one against the champion's held-out model: 167 vs 154 on 3,000
+customers, well inside the noise of a 3-trial study.)
 """
 
 from __future__ import annotations
@@ -105,6 +107,8 @@ def test_engagement_drop_retrains_a_challenger_into_a_canary(
     gates = out["gates"]
     assert isinstance(gates, dict)
     snapshot = next(c for c in gates["checks"] if c["name"] == "test_snapshot")
+    # The champion was re-scored with its held-out (embargoed) model, not its all-rows refit.
+    assert (tmp_path / ".clv" / "models" / "1-bundle_eval" / "model.json").exists()
     assert snapshot["outcome"] == "pass"  # the champion was re-scored on the same snapshot
     from registry.mlflow_io import registry_state
 
