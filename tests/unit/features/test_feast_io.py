@@ -221,12 +221,17 @@ def test_production_profile_is_only_configuration(tmp_path: Path) -> None:
             "CLV_FEAST__REGISTRY": "postgresql+psycopg://feast@db/feast",
         },
     )
-    # Feast validates a Redis config by importing `redis` (feast[redis]), which the embedded
-    # lock leaves out; the mapping handed to RepoConfig is what the profile changes.
+    # The mapping handed to RepoConfig is what the profile changes; redis-py's retries are
+    # turned off unless the user chose a policy (a request fails fast with 503, not after ~14 s).
     assert feast_io._online_config(prod) == {
         "type": "redis",
-        "connection_string": "redis.internal:6379",
+        "connection_string": "redis.internal:6379,retry=null",
     }
+    chosen = load_settings(
+        tmp_path,
+        environ={"CLV_FEAST__ONLINE_STORE": "redis", "CLV_FEAST__REDIS_CONNECTION": "h:1,retry=3"},
+    )
+    assert feast_io._online_config(chosen)["connection_string"] == "h:1,retry=3"
     assert feast_io._registry_config(prod) == {
         "registry_type": "sql",
         "path": "postgresql+psycopg://feast@db/feast",
