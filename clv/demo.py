@@ -150,6 +150,7 @@ def run_demo(
     report.steps["monitor"] = {
         "verdict": str(monitored.verdict),
         "report": str(monitored.report_dir),
+        "page": str(monitored.report_dir / "index.html"),
     }
     timed("monitor")
 
@@ -197,7 +198,7 @@ def _summary(settings: Settings, report: DemoReport) -> str:
     lines.append(json.dumps(report.steps["score"], indent=2))
     lines.append("")
     lines.append("where to look:")
-    lines.append(f"  drift report: {monitor['report']}")
+    lines.append(f"  report:       {monitor['page']}")
     lines.append(f"  MLflow UI:    .venv/bin/mlflow ui --backend-store-uri {settings.tracking_uri}")
     lines.append(f"  workspace:    {settings.workspace}")
     secs = ", ".join(f"{k} {v:.0f}s" for k, v in report.seconds.items())

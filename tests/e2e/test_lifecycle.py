@@ -37,7 +37,9 @@ def test_demo_runs_every_stage_and_serves_over_http(
 
     report = Path(steps["monitor"]["report"])
     assert (report / "data_drift.html").stat().st_size > 10_000
-    assert json.loads((report / "summary.json").read_text())["verdict"] in {"OK", "WARN", "RETRAIN"}
+    verdict = json.loads((report / "summary.json").read_text())["verdict"]
+    assert verdict in {"OK", "WARN", "RETRAIN"}
+    assert verdict in Path(steps["monitor"]["page"]).read_text()  # the page leads with it
 
     scores = steps["score"]["scores"]
     assert [s["customer_id"] for s in scores][-1] == "C_NEW_CUSTOMER"
