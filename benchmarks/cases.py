@@ -986,6 +986,60 @@ def tuning_workers(*, quick: bool) -> Figures:
     }
 
 
+def online_store_latency(*, quick: bool) -> Figures:
+    """`/score` at 200 req/s, one customer, served from the SQLite online store and from Redis.
+
+    The same workspace, model and load; only `feast.online_store` differs (set by environment,
+    as a deployment would). Redis runs on 127.0.0.1 from the machine's `redis-server` (Debian's
+    package, as CI installs it), with persistence off, and is stopped afterwards.
+    """
+    import shutil as sh
+
+    from benchmarks.loadgen import closed_loop, open_loop
+    from features import feast_io
+
+    server = sh.which("redis-server")
+    if server is None:
+        return {"skipped": "redis-server is not installed (apt-get install redis-server)"}
+    settings = serving_workspace(quick=quick)
+    ids = _served_ids(settings, 5000)
+    seconds = 5.0 if quick else 20.0
+    log_dir = settings.state_dir / "bench-logs"
+    log_dir.mkdir(exist_ok=True)
+    redis_port = _free_port()
+    redis_dir = settings.state_dir / "bench-redis"
+    redis_dir.mkdir(exist_ok=True)
+    redis_cmd = [server, "--port", str(redis_port), "--bind", "127.0.0.1", "--save", ""]
+    redis_cmd += ["--appendonly", "no", "--dir", str(redis_dir)]
+    redis = subprocess.Popen(redis_cmd, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    profile = {
+        "CLV_FEAST__ONLINE_STORE": "redis",
+        "CLV_FEAST__REDIS_CONNECTION": f"127.0.0.1:{redis_port}",
+    }
+    figures: Figures = {"customers_cycled": len(ids), "requests_per_second": 200}
+    try:
+        time.sleep(0.5)
+        redis_settings = load_settings(settings.workspace, environ=profile)
+        t0 = time.perf_counter()
+        feast_io.materialize(redis_settings)
+        figures["redis_materialize_seconds"] = round(time.perf_counter() - t0, 1)
+        for store, env in (("sqlite", {}), ("redis", profile)):
+            port = _free_port()
+            proc = _clv_server(settings, port, log_dir / f"clv-serve-{store}.log", **env)
+            try:
+                body = _score_body(ids)
+                closed_loop(port, "/score", body, connections=4, seconds=2.0)  # warm up
+                figures[f"{store}_load_average_1m_before"] = round(os.getloadavg()[0], 2)
+                result = open_loop(port, "/score", body, rate=200.0, seconds=seconds)
+                figures.update(result.figures(store))
+            finally:
+                _stop(proc)
+    finally:
+        redis.terminate()
+        redis.wait(timeout=10)
+    return figures
+
+
 CASES: dict[str, Callable[..., Figures]] = {
     "generate_and_ingest": generate_and_ingest,
     "feature_build_scaling": feature_build_scaling,
@@ -997,4 +1051,5 @@ CASES: dict[str, Callable[..., Figures]] = {
     "tuning_workers": tuning_workers,
     "train_study": train_study,
     "monitor_1m": monitor_1m,
+    "online_store_latency": online_store_latency,
 }
