@@ -509,7 +509,7 @@ def _canary_version(settings: Settings, champion: str) -> str:
     client = connect(settings)
     source = client.get_model_version(settings.mlflow.model_name, champion)
     created = client.create_model_version(
-        settings.mlflow.model_name, source=source.source, run_id=source.run_id
+        settings.mlflow.model_name, source=str(source.source), run_id=source.run_id
     )
     marker.write_text(str(created.version))
     return str(created.version)
@@ -815,8 +815,8 @@ def _evidently_alone(rows: int, columns: int, queue: object) -> None:
     out = WORK / "monitor_1m" / "evidently_alone"
     t0 = time.perf_counter()
     run_drift(
-        reference,  # type: ignore[arg-type]
-        current,  # type: ignore[arg-type]
+        reference,
+        current,
         config=DriftConfig(numerical=num, categorical=cat),
         html_path=out / "evidently.html",
         json_path=out / "evidently.json",
@@ -842,8 +842,8 @@ def monitor_1m(*, quick: bool) -> Figures:
         settings,
         MonitorInputs(
             as_of=__import__("pandas").Timestamp("2025-06-01", tz="UTC"),
-            reference=reference,  # type: ignore[arg-type]
-            current=current,  # type: ignore[arg-type]
+            reference=reference,
+            current=current,
         ),
     )
     t2 = time.perf_counter()
@@ -956,11 +956,11 @@ def tuning_workers(*, quick: bool) -> Figures:
             progress=progress,
         )
         study = optuna.load_study(study_name=result.study_name, storage=settings.optuna_storage)
-        done = [t for t in study.trials if t.duration is not None]
+        done = [t.duration for t in study.trials if t.duration is not None]
         return {
             "tuning_wall_seconds": round(marks["evaluate"] - marks["tuning"], 1),
             "study_seconds": _study_seconds(settings, result.study_name),
-            "sum_trial_seconds": round(sum(t.duration.total_seconds() for t in done), 1),
+            "sum_trial_seconds": round(sum(d.total_seconds() for d in done), 1),
             "trials_by_state": result.trials,
             "processes": len({t.user_attrs.get("worker_pid", 0) for t in study.trials}),
             "rows": len(data.frame),
