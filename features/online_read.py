@@ -8,9 +8,16 @@ per feature, `value` a serialized ValueProto, `event_ts` epoch seconds) with one
 the values itself (a double's 9-byte wire form directly, anything else with the protobuf parser,
 memoized). `OnlineBatch.frame()` equals `features.feast_io.online_features` (a tested property).
 
+Redis gets the same treatment: Feast keeps one hash per entity under `serialize_entity_key(...)
++ project`, with fields `mmh3("<view>:<feature>")` (serialized ValueProto) and `_ts:<view>` (a
+serialized protobuf Timestamp). `RedisOnlineReader` sends one pipeline of one HMGET per distinct
+id for exactly the service's fields on a single redis-py client (connection string parsed as
+Feast parses it, so `retry=null` and the like still apply) and decodes the values as above.
+
 `online_source(settings)` chooses the path from configuration once: `feast.online_store ==
-"sqlite"` -> `SqliteOnlineReader`; anything else (Redis) -> Feast's own read through
-`feast_io.online_features`. Callers see one interface, `FeatureReader`.
+"sqlite"` -> `SqliteOnlineReader`, `"redis"` -> `RedisOnlineReader`. `FeastOnlineReader` (Feast's
+own read through `feast_io.online_features`) stays for comparison and other stores. Callers see
+one interface, `FeatureReader`.
 """
 
 from __future__ import annotations
@@ -23,13 +30,16 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import pandas as pd
 
 from clv.contracts import TS_DTYPE
 from clv.settings import Settings
+
+if TYPE_CHECKING:
+    import redis
 
 _DOUBLE_TAG = 0x29  # ValueProto.double_val: field 5, wire type 1
 _UNPACK_DOUBLE = struct.Struct("<d").unpack_from
@@ -222,6 +232,139 @@ def _entity_key(join_key: str, customer_id: str, version: int) -> bytes:
     return bytes(serialize_entity_key(key, entity_key_serialization_version=version))
 
 
+@dataclass(frozen=True)
+class RedisLayout:
+    """Where and how Feast stored the FeatureService's features in Redis."""
+
+    connection_string: str
+    project: str
+    key_version: int
+    join_key: str
+    views: tuple[ViewTable, ...]
+    """`table` is the (versioned) feature view name Feast hashes field names with."""
+    feature_names: tuple[str, ...]
+    strings: frozenset[str]
+
+
+def _redis_fields(views: Sequence[ViewTable]) -> tuple[list[bytes], list[tuple[str, ...]]]:
+    """The HMGET fields (per view: its features' mmh3 fields, then `_ts:<view>`) and, per
+    view, the feature names its slots hold (each group is followed by its timestamp slot)."""
+    from feast.infra.online_stores.helpers import _mmh3
+
+    fields: list[bytes] = []
+    groups: list[tuple[str, ...]] = []
+    for view in views:
+        fields.extend(bytes(_mmh3(f"{view.table}:{name}")) for name in view.features)
+        fields.append(f"_ts:{view.table}".encode())
+        groups.append(view.features)
+    return fields, groups
+
+
+def _timestamp_seconds(blob: bytes | None) -> float:
+    """A serialized protobuf Timestamp as epoch seconds; 0.0 when absent (as Feast reads it)."""
+    if not blob:
+        return 0.0
+    from google.protobuf.timestamp_pb2 import Timestamp
+
+    ts = Timestamp()
+    ts.ParseFromString(blob)
+    return float(ts.seconds + ts.nanos / 1_000_000_000.0)
+
+
+def redis_client(connection_string: str) -> redis.Redis:
+    """A redis-py client configured like Feast's from its connection string
+    (`host:port,key=value,...`, values JSON-decoded when they parse, e.g. `retry=null`)."""
+    import redis as redis_py
+    from feast.infra.online_stores.redis import RedisOnlineStore
+
+    nodes, params = RedisOnlineStore._parse_connection_string(connection_string)
+    if not nodes:
+        raise ValueError(f"no host:port in redis connection string {connection_string!r}")
+    kwargs: dict[str, object] = dict(params)
+    kwargs["host"] = nodes[0]["host"]
+    kwargs["port"] = nodes[0]["port"]
+    return redis_py.Redis(**kwargs)  # type: ignore[arg-type]
+
+
+class RedisOnlineReader:
+    """Reads a FeatureService's hashes from Feast's Redis online store (one thread-safe client)."""
+
+    def __init__(self, layout: RedisLayout) -> None:
+        self.layout = layout
+        self._fields, self._groups = _redis_fields(layout.views)
+        self._suffix = layout.project.encode("utf-8")
+        self._client: redis.Redis | None = None
+        self._lock = threading.Lock()
+
+    def _redis(self) -> redis.Redis:
+        if self._client is None:
+            with self._lock:
+                if self._client is None:
+                    self._client = redis_client(self.layout.connection_string)
+        return self._client
+
+    def ping(self) -> str | None:
+        import redis as redis_py
+
+        try:
+            self._redis().ping()
+        except redis_py.RedisError as exc:
+            return f"online store unreachable: {type(exc).__name__}: {exc}"
+        return None
+
+    def read(self, customer_ids: Sequence[str]) -> OnlineBatch:
+        ids = [str(c) for c in customer_ids]
+        n = len(ids)
+        positions: dict[bytes, list[int]] = {}
+        join_key, version = self.layout.join_key, self.layout.key_version
+        for i, c in enumerate(ids):
+            positions.setdefault(_entity_key(join_key, c, version), []).append(i)
+        values: dict[str, list[Value]] = {f: [None] * n for f in self.layout.feature_names}
+        timestamps: list[float | None] = [None] * n
+        if not positions:
+            return self._batch(ids, values, timestamps)
+        keys = list(positions)
+        with self._redis().pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.hmget(key + self._suffix, self._fields)  # type: ignore[arg-type]  # bytes ok
+            replies: list[list[bytes | None]] = pipe.execute()
+        for key, reply in zip(keys, replies, strict=True):
+            at = 0
+            stamp = 0.0
+            present = False
+            decoded: list[tuple[str, Value]] = []
+            for features in self._groups:
+                for name in features:
+                    value = decode_value(reply[at])
+                    at += 1
+                    if value is not None:
+                        decoded.append((name, value))
+                        if not (isinstance(value, float) and value != value):
+                            present = True
+                stamp = max(stamp, _timestamp_seconds(reply[at]))
+                at += 1
+            rows = positions[key]
+            for name, value in decoded:
+                column = values[name]
+                for i in rows:
+                    column[i] = value
+            if present and stamp > 0:
+                for i in rows:
+                    timestamps[i] = stamp
+        return self._batch(ids, values, timestamps)
+
+    def _batch(
+        self, ids: list[str], values: dict[str, list[Value]], timestamps: list[float | None]
+    ) -> OnlineBatch:
+        return OnlineBatch(
+            customer_ids=ids,
+            feature_names=self.layout.feature_names,
+            strings=self.layout.strings,
+            values=values,
+            timestamps=timestamps,
+        )
+
+
 class FeastOnlineReader:
     """Feast's own online read (any online store, e.g. Redis) behind the same interface."""
 
@@ -246,16 +389,29 @@ class FeastOnlineReader:
         return None
 
 
-def sqlite_layout(settings: Settings) -> OnlineLayout:
-    """The tables, key format and features of the FeatureService, from the Feast registry."""
-    from feast.infra.online_stores.helpers import compute_table_id
+@dataclass(frozen=True)
+class _ServiceViews:
+    project: str
+    key_version: int
+    join_key: str
+    tables: tuple[ViewTable, ...]
+    names: tuple[ViewTable, ...]
+    """Like `tables`, with the (versioned) view name instead of the SQLite table name."""
+    feature_names: tuple[str, ...]
+    strings: frozenset[str]
 
-    from features.feast_io import _feature_store, _online_config, _require_service
+
+def _service_views(settings: Settings) -> _ServiceViews:
+    """The FeatureService's views, features and entity key format, from the Feast registry."""
+    from feast.infra.online_stores.helpers import compute_table_id, compute_versioned_name
+
+    from features.feast_io import _feature_store, _require_service
 
     store = _feature_store(settings)
     service = _require_service(settings, store)
     versioning = bool(store.config.registry.enable_online_feature_view_versioning)
-    views: list[ViewTable] = []
+    tables: list[ViewTable] = []
+    named: list[ViewTable] = []
     names: list[str] = []
     strings: set[str] = set()
     join_keys: set[str] = set()
@@ -263,18 +419,51 @@ def sqlite_layout(settings: Settings) -> OnlineLayout:
         view = store.get_feature_view(projection.name, allow_registry_cache=True)
         join_keys.update(c.name for c in view.entity_columns)
         features = tuple(f.name for f in projection.features)
-        views.append(ViewTable(compute_table_id(store.project, view, versioning), features))
+        tables.append(ViewTable(compute_table_id(store.project, view, versioning), features))
+        named.append(ViewTable(compute_versioned_name(view, versioning), features))
         names.extend(features)
         strings.update(f.name for f in projection.features if str(f.dtype) == "String")
     if len(join_keys) != 1:
         raise ValueError(f"expected one join key over the service's views, got {join_keys}")
-    return OnlineLayout(
-        path=str(_online_config(settings)["path"]),
+    return _ServiceViews(
+        project=str(store.project),
         key_version=int(store.config.entity_key_serialization_version),
         join_key=join_keys.pop(),
-        views=tuple(views),
+        tables=tuple(tables),
+        names=tuple(named),
         feature_names=tuple(names),
         strings=frozenset(strings),
+    )
+
+
+def sqlite_layout(settings: Settings) -> OnlineLayout:
+    """The tables, key format and features of the FeatureService, from the Feast registry."""
+    from features.feast_io import _online_config
+
+    views = _service_views(settings)
+    return OnlineLayout(
+        path=str(_online_config(settings)["path"]),
+        key_version=views.key_version,
+        join_key=views.join_key,
+        views=views.tables,
+        feature_names=views.feature_names,
+        strings=views.strings,
+    )
+
+
+def redis_layout(settings: Settings) -> RedisLayout:
+    """The hash fields, key format and features of the FeatureService in Redis."""
+    from features.feast_io import _online_config
+
+    views = _service_views(settings)
+    return RedisLayout(
+        connection_string=str(_online_config(settings)["connection_string"]),
+        project=views.project,
+        key_version=views.key_version,
+        join_key=views.join_key,
+        views=views.names,
+        feature_names=views.feature_names,
+        strings=views.strings,
     )
 
 
@@ -290,8 +479,11 @@ class _LazyReader:
         if self._reader is None:
             with self._lock:
                 if self._reader is None:
-                    if self.settings.feast.online_store == "sqlite":
+                    store = self.settings.feast.online_store
+                    if store == "sqlite":
                         self._reader = SqliteOnlineReader(sqlite_layout(self.settings))
+                    elif store == "redis":
+                        self._reader = RedisOnlineReader(redis_layout(self.settings))
                     else:
                         self._reader = FeastOnlineReader(self.settings)
         return self._reader
@@ -308,7 +500,7 @@ class _LazyReader:
 
 
 def online_source(settings: Settings) -> FeatureReader:
-    """The online read chosen by `feast.online_store`: direct SQLite, else Feast's read."""
+    """The online read chosen by `feast.online_store`: direct SQLite or direct Redis."""
     return _LazyReader(settings)
 
 

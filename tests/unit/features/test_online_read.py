@@ -14,6 +14,7 @@ from features.build import build_features
 from features.online_read import (
     FeastOnlineReader,
     OnlineBatch,
+    RedisOnlineReader,
     SqliteOnlineReader,
     decode_value,
     online_frame,
@@ -109,7 +110,7 @@ def test_config_chooses_the_reader(settings: Settings) -> None:
     )
     chosen = online_source(redis)
     chosen._get()  # type: ignore[attr-defined]
-    assert isinstance(chosen._reader, FeastOnlineReader)  # type: ignore[attr-defined]
+    assert isinstance(chosen._reader, RedisOnlineReader)  # type: ignore[attr-defined]
 
 
 def test_decode_value_reads_feasts_wire_forms() -> None:
