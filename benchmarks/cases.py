@@ -14,8 +14,12 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from clv.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from training.train import TrainingData
 
 WORK = Path(__file__).resolve().parent / "work"
 
@@ -649,42 +653,19 @@ def load_canary(*, quick: bool) -> Figures:
 # --------------------------------------------------------------------------- training (issue 4)
 
 
-def _study_seconds(settings: Settings, study_name: str) -> float:
-    """Wall time of an Optuna study: first trial start to last trial end (from its storage)."""
-    import optuna
+def labelled_world(settings: Settings, *, customers: int, months: int) -> TrainingData:
+    """Generator -> ingest -> feature build -> labels, keeping the 12 latest labelled snapshots.
 
-    trials = optuna.load_study(study_name=study_name, storage=settings.optuna_storage).trials
-    starts = [t.datetime_start for t in trials if t.datetime_start is not None]
-    ends = [t.datetime_complete for t in trials if t.datetime_complete is not None]
-    return round((max(ends) - min(starts)).total_seconds(), 1)
-
-
-def train_study(*, quick: bool) -> Figures:
-    """Tuning on 100,000 customers x 12 labelled monthly snapshots (generator -> ingest ->
-    feature build -> labels, the real pipeline; features read from the build's parquet).
-
-    - 50 trials with the MedianPruner (training's default), then the same study size without
-      pruning (NopPruner; fewer trials when that would run past ~10 minutes, extrapolated
-      linearly and labelled so);
-    - 1 vs 2 XGBoost threads on a short unpruned study.
-    Tuning uses a seeded sample of customers (`tuning.sample_customers`, recorded in the run);
-    the evaluated models are fitted on every train + validation row (refit_on
-    "train+validation", so that each run fits the final models once).
+    Features are read from the build's Parquet (the same rows Feast would serve point in time),
+    so the tuning benchmarks measure training, not the offline store.
     """
     import pandas as pd
-    from optuna.pruners import NopPruner
 
     from clv.generator import generate, write_raw
     from clv.ingest import ingest_all
     from features.build import build_features
-    from training.objective import default_pruner
-    from training.train import TrainingData, fit_and_log, load_training_data
+    from training.train import TrainingData, load_training_data
 
-    customers, months = (3_000, 24) if quick else (100_000, 24)
-    trials, nop_trials, thread_trials = (6, 6, 3) if quick else (50, 10, 3)
-    sample = 1_000 if quick else 20_000
-    settings = workspace("train-study-quick" if quick else "train-study")
-    t0 = time.perf_counter()
     write_raw(generate(customers=customers, months=months, seed=7), settings.raw_dir, fmt="parquet")
     ingest_all(settings, settings.raw_dir)
     built = build_features(settings)
@@ -711,14 +692,48 @@ def train_study(*, quick: bool) -> Figures:
 
     data = load_training_data(settings, source=Source())
     labelled = sorted(data.frame.loc[data.frame["clv_label"].notna(), "event_timestamp"].unique())
-    keep = labelled[-12:]
-    frame = data.frame.loc[data.frame["event_timestamp"].isin(keep)].reset_index(drop=True)
-    data = TrainingData(
-        frame=frame,
+    frame = data.frame.loc[data.frame["event_timestamp"].isin(labelled[-12:])]
+    return TrainingData(
+        frame=frame.reset_index(drop=True),
         feature_names=data.feature_names,
         categorical=data.categorical,
         data_end=data.data_end,
     )
+
+
+def _study_seconds(settings: Settings, study_name: str) -> float:
+    """Wall time of an Optuna study: first trial start to last trial end (from its storage)."""
+    import optuna
+
+    trials = optuna.load_study(study_name=study_name, storage=settings.optuna_storage).trials
+    starts = [t.datetime_start for t in trials if t.datetime_start is not None]
+    ends = [t.datetime_complete for t in trials if t.datetime_complete is not None]
+    return round((max(ends) - min(starts)).total_seconds(), 1)
+
+
+def train_study(*, quick: bool) -> Figures:
+    """Tuning on 100,000 customers x 12 labelled monthly snapshots (generator -> ingest ->
+    feature build -> labels, the real pipeline; features read from the build's parquet).
+
+    - 50 trials with the MedianPruner (training's default), then the same study size without
+      pruning (NopPruner; fewer trials when that would run past ~10 minutes, extrapolated
+      linearly and labelled so);
+    - 1 vs 2 XGBoost threads on a short unpruned study.
+    Tuning uses a seeded sample of customers (`tuning.sample_customers`, recorded in the run);
+    the evaluated models are fitted on every train + validation row (refit_on
+    "train+validation", so that each run fits the final models once).
+    """
+    from optuna.pruners import NopPruner
+
+    from training.objective import default_pruner
+    from training.train import fit_and_log
+
+    customers, months = (3_000, 24) if quick else (100_000, 24)
+    trials, nop_trials, thread_trials = (6, 6, 3) if quick else (50, 10, 3)
+    sample = 1_000 if quick else 20_000
+    settings = workspace("train-study-quick" if quick else "train-study")
+    t0 = time.perf_counter()
+    data = labelled_world(settings, customers=customers, months=months)
     prepared = time.perf_counter() - t0
 
     def run(n: int, *, pruned: bool, nthread: int) -> dict[str, object]:
@@ -756,8 +771,8 @@ def train_study(*, quick: bool) -> Figures:
     return {
         "customers": customers,
         "months": months,
-        "snapshots": len(keep),
-        "rows": len(frame),
+        "snapshots": int(data.frame["event_timestamp"].nunique()),
+        "rows": len(data.frame),
         "tuning_sample_customers": sample,
         "prepare_seconds": round(prepared, 1),
         "threads": threads,
@@ -887,49 +902,13 @@ def tuning_workers(*, quick: bool) -> Figures:
     configurations were (TPE samples differ between the runs).
     """
     import optuna
-    import pandas as pd
     from optuna.pruners import NopPruner
 
-    from clv.generator import generate, write_raw
-    from clv.ingest import ingest_all
-    from features.build import build_features
-    from training.train import TrainingData, fit_and_log, load_training_data
+    from training.train import fit_and_log
 
     customers, months, trials = (3_000, 24, 6) if quick else (20_000, 24, 20)
     settings = workspace("tuning-workers-quick" if quick else "tuning-workers")
-    write_raw(generate(customers=customers, months=months, seed=7), settings.raw_dir, fmt="parquet")
-    ingest_all(settings, settings.raw_dir)
-    built = build_features(settings)
-    features = pd.read_parquet(built.path)
-    features["customer_id"] = features["customer_id"].astype(str)
-    names = [
-        c
-        for c in features.columns
-        if c not in ("customer_id", "event_timestamp", "created_timestamp")
-    ]
-    categorical = [
-        c for c in ("signup_cohort", "acquisition_channel", "country", "plan") if c in names
-    ]
-
-    class Source:
-        def feature_names(self, settings: Settings) -> list[str]:
-            return names
-
-        def categorical_features(self, settings: Settings) -> list[str]:
-            return categorical
-
-        def historical_features(self, settings: Settings, entities: pd.DataFrame) -> pd.DataFrame:
-            return entities.merge(features, on=["customer_id", "event_timestamp"], how="left")
-
-    data = load_training_data(settings, source=Source())
-    labelled = sorted(data.frame.loc[data.frame["clv_label"].notna(), "event_timestamp"].unique())
-    frame = data.frame.loc[data.frame["event_timestamp"].isin(labelled[-12:])]
-    data = TrainingData(
-        frame=frame.reset_index(drop=True),
-        feature_names=data.feature_names,
-        categorical=data.categorical,
-        data_end=data.data_end,
-    )
+    data = labelled_world(settings, customers=customers, months=months)
     # Create the MLflow and Optuna databases first, so that neither run pays for it.
     from training import mlflow_io
 
