@@ -122,7 +122,6 @@ def run_demo(
     timed("ingest")
 
     progress("[3/7] features: apply, build snapshots, materialize")
-    feast_io.apply(settings)
     built = build_features(settings)
     feast_io.apply(settings)
     feast_io.materialize(settings)
