@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from clv.demo import free_port, wait_for_http
 from clv.settings import Settings, load_settings
 
 if TYPE_CHECKING:
@@ -291,30 +292,6 @@ def ingest_1m(*, quick: bool) -> Figures:
     }
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _wait_http(url: str, proc: subprocess.Popen[bytes], *, timeout: float = 180.0) -> None:
-    import httpx
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{url}: server exited with {proc.returncode}")
-        try:
-            if httpx.get(url, timeout=1.0).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.25)
-    raise RuntimeError(f"{url} not ready within {timeout:.0f} s")
-
-
 def _stop(proc: subprocess.Popen[bytes]) -> None:
     proc.terminate()
     try:
@@ -331,7 +308,7 @@ def _clv_server(settings: Settings, port: int, log: Path, **env: str) -> subproc
     environ = {k: v for k, v in os.environ.items() if not k.startswith("CLV_")}
     environ.update(env)
     proc = subprocess.Popen(cmd, stdout=log.open("wb"), stderr=subprocess.STDOUT, env=environ)
-    _wait_http(f"http://127.0.0.1:{port}/readyz", proc)
+    wait_for_http(f"http://127.0.0.1:{port}/readyz", proc, timeout=180.0)
     return proc
 
 
@@ -400,7 +377,7 @@ def serve_latency(*, quick: bool) -> Figures:
     log_dir.mkdir(exist_ok=True)
     figures: Figures = {"model_version": version, "customers_cycled": len(ids)}
 
-    port = _free_port()
+    port = free_port()
     proc = _clv_server(settings, port, log_dir / "clv-serve.log")
     try:
         body = _score_body(ids)
@@ -424,7 +401,7 @@ def serve_latency(*, quick: bool) -> Figures:
     for _, row in rows[feature_cols].iterrows():
         record = {k: (None if v != v else v) for k, v in row.items()}
         payloads.append(json.dumps({"dataframe_records": [record]}).encode())
-    port = _free_port()
+    port = free_port()
     cmd = [sys.executable, "-m", "mlflow", "models", "serve", "-m", f"models:/clv/{version}"]
     cmd += ["--env-manager", "local", "-h", "127.0.0.1", "-p", str(port), "-w", "1"]
     bin_dir = str(Path(sys.executable).parent)  # mlflow execs `uvicorn` from PATH
@@ -436,7 +413,7 @@ def serve_latency(*, quick: bool) -> Figures:
     log = (log_dir / "mlflow-serve.log").open("wb")
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=environ)
     try:
-        _wait_http(f"http://127.0.0.1:{port}/ping", proc)
+        wait_for_http(f"http://127.0.0.1:{port}/ping", proc, timeout=180.0)
         mbody = lambda i: payloads[i % len(payloads)]  # noqa: E731
         closed_loop(port, "/invocations", mbody, connections=4, seconds=2.0)
         mpeak = closed_loop(port, "/invocations", mbody, connections=8, seconds=peak_seconds)
@@ -549,7 +526,7 @@ def load_canary(*, quick: bool) -> Figures:
     body = _score_body(ids)
     log_dir = settings.state_dir / "bench-logs"
     log_dir.mkdir(exist_ok=True)
-    port = _free_port()
+    port = free_port()
     env = {
         "CLV_SERVING__RELOAD_SECONDS": "1",
         "CLV_SERVING__STATS_SECONDS": "1",
@@ -985,7 +962,7 @@ def online_store_latency(*, quick: bool) -> Figures:
     seconds = 5.0 if quick else 20.0
     log_dir = settings.state_dir / "bench-logs"
     log_dir.mkdir(exist_ok=True)
-    redis_port = _free_port()
+    redis_port = free_port()
     redis_dir = settings.state_dir / "bench-redis"
     redis_dir.mkdir(exist_ok=True)
     redis_cmd = [server, "--port", str(redis_port), "--bind", "127.0.0.1", "--save", ""]
@@ -1003,7 +980,7 @@ def online_store_latency(*, quick: bool) -> Figures:
         feast_io.materialize(redis_settings)
         figures["redis_materialize_seconds"] = round(time.perf_counter() - t0, 1)
         for store, env in (("sqlite", {}), ("redis", profile)):
-            port = _free_port()
+            port = free_port()
             proc = _clv_server(settings, port, log_dir / f"clv-serve-{store}.log", **env)
             try:
                 body = _score_body(ids)

@@ -30,30 +30,32 @@ class DemoReport:
     seconds: dict[str, float] = field(default_factory=dict)
 
 
-def _free_port(host: str) -> int:
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port on `host` that nothing listens on right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])
 
 
-def _wait_ready(url: str, proc: subprocess.Popen[bytes], *, timeout: float) -> None:
+def wait_for_http(url: str, proc: subprocess.Popen[bytes], *, timeout: float) -> None:
+    """Poll `url` until it answers 200; fail at once if the server process has exited."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise ClvError(f"the scoring server exited with code {proc.returncode} before ready")
+            raise ClvError(f"the server exited with code {proc.returncode} before {url} answered")
         try:
-            if httpx.get(f"{url}/readyz", timeout=1.0).status_code == 200:
+            if httpx.get(url, timeout=1.0).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
         time.sleep(0.25)
-    raise ClvError(f"the scoring server was not ready at {url} within {timeout:.0f} s")
+    raise ClvError(f"{url} did not answer 200 within {timeout:.0f} s")
 
 
 def score_over_http(settings: Settings, customer_ids: list[str]) -> dict[str, object]:
     """Start `clv serve` in a child process, POST /score, stop it; return the JSON answer."""
     host = settings.serving.host
-    port = _free_port(host)
+    port = free_port(host)
     url = f"http://{host}:{port}"
     cmd = [sys.executable, "-m", "clv", "--workspace", str(settings.workspace)]
     cmd += ["serve", "--host", host, "--port", str(port)]
@@ -61,7 +63,7 @@ def score_over_http(settings: Settings, customer_ids: list[str]) -> dict[str, ob
     with log_path.open("wb") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
         try:
-            _wait_ready(url, proc, timeout=120)
+            wait_for_http(f"{url}/readyz", proc, timeout=120)
             resp = httpx.post(f"{url}/score", json={"customer_ids": customer_ids}, timeout=30)
             if resp.status_code != 200:
                 raise ClvError(f"POST /score answered {resp.status_code}: {resp.text[:200]}")
