@@ -63,6 +63,24 @@ class TuningSettings(_Frozen):
     )
 
 
+class ComputeSettings(_Frozen):
+    """How much one process may hold, and the Dask cluster that takes over above it."""
+
+    memory_budget_mb: int = Field(
+        4096,
+        gt=0,
+        description="memory one process may use for a training set or a feature-build chunk; "
+        "larger work is chunked (features) or goes to Dask (training)",
+    )
+    dask_scheduler: str | None = Field(
+        None, description="Dask scheduler address (tcp://host:8786); default: a local cluster"
+    )
+    dask_workers: int = Field(2, gt=0, description="workers of the local Dask cluster")
+    dask_worker_memory_mb: int | None = Field(
+        None, gt=0, description="memory limit of each local Dask worker; default memory_budget_mb"
+    )
+
+
 class MLflowSettings(_Frozen):
     """Where runs and registered models live."""
 
@@ -264,6 +282,7 @@ class Settings(_Frozen):
     model: ModelSettings = ModelSettings()
     features: FeatureSettings = FeatureSettings()
     tuning: TuningSettings = TuningSettings()
+    compute: ComputeSettings = ComputeSettings()
     mlflow: MLflowSettings = MLflowSettings()
     feast: FeastSettings = FeastSettings()
     serving: ServingSettings = ServingSettings()
