@@ -37,6 +37,7 @@ import pyarrow.parquet as pq
 
 from clv.contracts import TS_DTYPE
 from clv.errors import NotReadyError
+from clv.services import redact
 from clv.settings import Settings
 from clv.store import has_table, read_table
 from features.build import DateLike, features_path, known_entities, to_utc
@@ -63,6 +64,7 @@ class ApplyResult:
 
     project: str
     registry: str
+    """Where: a file path, or a SQL registry's URL with its password hidden (it is printed)."""
     entities: list[str]
     feature_views: list[str]
     feature_services: list[str]
@@ -212,7 +214,7 @@ def apply(settings: Settings) -> ApplyResult:
     }
     return ApplyResult(
         project=settings.feast.project,
-        registry=str(_registry_config(settings)["path"]),
+        registry=redact(str(_registry_config(settings)["path"])),
         entities=names[Entity],
         feature_views=names[FeatureView],
         feature_services=names[FeatureService],

@@ -86,14 +86,15 @@ def scaled_interval(
 ) -> tuple[FloatArray, FloatArray]:
     """[P10, P90] scaled around P50 in log1p space, then stretched to hold `point`.
 
-    lo = expm1(M - s_lo (M - L)), hi = expm1(M + s_hi (H - M)) with L, M, H = log1p of P10,
-    P50, P90: a scale below 1 narrows that side (a P10 of 0 rises above 0 when P50 > 0), above
-    1 widens it; the intervals are nested in each scale. The point prediction (the mean) is
-    kept inside.
+    lo = max(expm1(M - s_lo (M - L)), 0), hi = expm1(M + s_hi (H - M)) with L, M, H = log1p of
+    P10, P50, P90: a scale below 1 narrows that side (a P10 of 0 rises above 0 when P50 > 0),
+    above 1 widens it, down to 0 at most (the target is clipped at 0, so a negative P10 would
+    cover nothing more); the intervals are nested in each scale. The point prediction (the
+    mean) is kept inside.
     """
     lo_l, mid_l, hi_l = _log_bounds(lower, median, upper)
     c = np.asarray(point, dtype=np.float64).ravel()
-    lo = np.expm1(mid_l - scale[0] * (mid_l - lo_l))
+    lo = np.maximum(np.expm1(mid_l - scale[0] * (mid_l - lo_l)), 0.0)
     hi = np.expm1(mid_l + scale[1] * (hi_l - mid_l))
     return np.minimum(lo, c), np.maximum(hi, c)
 

@@ -59,6 +59,7 @@ from training.metrics import (
     value_metrics,
 )
 from training.model import ClvModel, ModelCard, level_scale
+from training.refit import BaselineOffset, InMemoryRefit, RefitBackend, refit_jobs
 from training.split import TemporalSplit, max_feasible_embargo, temporal_split
 
 if TYPE_CHECKING:
@@ -176,25 +177,108 @@ def run(
         from features import feast_io
 
         source = feast_io
-    say("labels: reading entity rows and transactions")
-    data = load_training_data(settings, source=source)
-    return fit_and_log(settings, data, n_trials=n_trials, workers=workers, progress=say)
+    from training import distributed
+
+    scale = distributed.plan_scale(settings)
+    if scale.in_process:
+        say("labels: reading entity rows and transactions")
+        data = load_training_data(settings, source=source)
+        return fit_and_log(settings, data, n_trials=n_trials, workers=workers, progress=say)
+    distributed.worker_memory_mb(settings)  # a cluster that cannot start fails before any work
+    buckets = scale.buckets
+    say(f"scale: {scale.describe()}: {buckets} customer buckets, final fits on Dask")
+    parts = distributed.write_parts(
+        settings,
+        source=source,
+        buckets=buckets,
+        directory=settings.state_dir / "training-set",
+        progress=say,
+    )
+    sample = distributed.sample_data(settings, parts, source=source)
+    say(f"sample: tuning and evaluation on bucket 1 of {buckets} ({len(sample.frame):,} rows)")
+    with distributed.dask_client(settings) as client:
+        return fit_and_log(
+            settings,
+            sample,
+            n_trials=n_trials,
+            workers=workers,
+            progress=say,
+            refit_backend=distributed.DaskRefit(client, parts),
+        )
 
 
-def load_training_data(settings: Settings, *, source: FeatureSource) -> TrainingData:
-    """Entity rows of the feature build, labels from the log, features through `source`."""
-    from clv.store import read_table
+def load_training_data(
+    settings: Settings,
+    *,
+    source: FeatureSource,
+    buckets: int = 1,
+    bucket: int = 0,
+    data_end: pd.Timestamp | None = None,
+) -> TrainingData:
+    """Entity rows of the feature build, labels from the log, features through `source`.
+
+    With `buckets` > 1, only the customers of one hash bucket (clv.store.bucket_predicate):
+    labels and features are per customer, so the buckets' frames together are the whole
+    training set. `data_end` (default: the log's last timestamp) must then be passed, the same
+    for every bucket. Raises DataError when no row has a complete label."""
+    frame, data_end = labelled_rows(
+        settings, source=source, buckets=buckets, bucket=bucket, data_end=data_end
+    )
+    if frame.empty:
+        m = settings.model
+        raise DataError(
+            f"no snapshot has a complete {m.horizon_days}-day label window before {data_end}: "
+            "build features with earlier snapshots or generate a longer history"
+        )
+    return TrainingData(
+        frame=frame,
+        feature_names=tuple(source.feature_names(settings)),
+        categorical=tuple(source.categorical_features(settings)),
+        feature_service=settings.features.service,
+        data_end=data_end,
+    )
+
+
+def log_end(settings: Settings) -> pd.Timestamp:
+    """The transaction log's last timestamp (labels are complete up to it)."""
+    import duckdb
+
+    from clv.store import table_path
+
+    path = table_path(settings, "transactions")
+    if not path.exists():
+        raise NotReadyError("no transactions ingested: run `clv data ingest`")
+    con = duckdb.connect()
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        row = con.execute("SELECT max(ts) FROM read_parquet(?)", [str(path)]).fetchone()
+    finally:
+        con.close()
+    if row is None or row[0] is None:
+        raise DataError("no transactions ingested: run `clv data ingest`")
+    return pd.Timestamp(row[0]).tz_convert("UTC")
+
+
+def labelled_rows(
+    settings: Settings,
+    *,
+    source: FeatureSource,
+    buckets: int,
+    bucket: int,
+    data_end: pd.Timestamp | None,
+) -> tuple[pd.DataFrame, pd.Timestamp]:
+    """One bucket's rows with at least one complete label, features joined point in time."""
+    from clv.store import read_parquet_bucket, read_table_bucket
 
     path = settings.features_dir / FEATURES_FILE
     if not path.exists():
         raise NotReadyError(f"no feature snapshots in {path}: run `clv features build`")
-    entities = pd.read_parquet(path, columns=list(KEYS)).drop_duplicates(ignore_index=True)
+    end = data_end if data_end is not None else log_end(settings)
+    entities = read_parquet_bucket(path, buckets=buckets, bucket=bucket, columns=list(KEYS))
+    entities = entities.drop_duplicates(ignore_index=True)
     entities["customer_id"] = entities["customer_id"].astype(str)
     entities["event_timestamp"] = as_utc(entities["event_timestamp"])
-    transactions = read_table(settings, "transactions")
-    if transactions.empty:
-        raise DataError("no transactions ingested: run `clv data ingest`")
-    data_end = pd.Timestamp(as_utc(transactions["ts"]).max())
+    transactions = read_table_bucket(settings, "transactions", buckets=buckets, bucket=bucket)
     m = settings.model
     labels = make_labels(
         transactions,
@@ -203,25 +287,16 @@ def load_training_data(settings: Settings, *, source: FeatureSource) -> Training
         churn_window_days=m.churn_window_days,
         annual_discount_rate=m.annual_discount_rate,
         margin_rate=m.margin_rate,
-        data_end=data_end,
+        data_end=end,
     )
     labelled = labels.loc[labels["clv_label"].notna() | labels["churn_label"].notna()]
     if labelled.empty:
-        raise DataError(
-            f"no snapshot has a complete {m.horizon_days}-day label window before {data_end}: "
-            "build features with earlier snapshots or generate a longer history"
-        )
+        return labelled.reset_index(drop=True), end
     feats = source.historical_features(settings, labelled[list(KEYS)].reset_index(drop=True))
     feats["event_timestamp"] = as_utc(feats["event_timestamp"])
     feats["customer_id"] = feats["customer_id"].astype(str)
     frame = feats.merge(labelled, on=list(KEYS), how="inner", validate="many_to_one")
-    return TrainingData(
-        frame=frame,
-        feature_names=tuple(source.feature_names(settings)),
-        categorical=tuple(source.categorical_features(settings)),
-        feature_service=settings.features.service,
-        data_end=data_end,
-    )
+    return frame, end
 
 
 RefitOn = Literal["all", "train+validation"]
@@ -262,6 +337,7 @@ def fit_and_log(
     progress: Progress | None = None,
     pruner: optuna.pruners.BasePruner | None = None,
     workers: int | None = None,
+    refit_backend: RefitBackend | None = None,
 ) -> TrainResult:
     """Tune, evaluate on the test snapshot, refit, log one MLflow parent run, register it.
 
@@ -274,12 +350,16 @@ def fit_and_log(
 
     With `workers` > 1 (default `tuning.workers`) that many processes tune the one study
     (training.tuning); the trial sequence is then not reproducible.
+
+    `refit_backend` fits the registered model's boosters (training.refit); by default in this
+    process on `data.frame`. With `training.distributed.DaskRefit`, `data` is a customer sample
+    that tuning and evaluation use, and the final boosters are fitted on Dask from every row.
     """
     import optuna
     import xgboost as xgb
 
     from training import mlflow_io, plots
-    from training.churn import fit_churn
+    from training.churn import churn_params
     from training.objective import (
         DEFAULT_VALUE_PARAMS,
         TuningArrays,
@@ -314,14 +394,18 @@ def fit_and_log(
         data, split, margin_rate=m_settings.margin_rate, seed=seed, refit_on=refit_on
     )
 
-    def offset_of(frame: pd.DataFrame) -> np.ndarray | None:
-        if offsets is None:
-            return None
-        return offsets.log_offset(
-            frame,
+    baseline_offset = (
+        BaselineOffset(
+            offsets,
             horizon_days=m_settings.horizon_days,
             annual_discount_rate=m_settings.annual_discount_rate,
         )
+        if offsets is not None
+        else None
+    )
+
+    def offset_of(frame: pd.DataFrame) -> np.ndarray | None:
+        return baseline_offset(frame) if baseline_offset is not None else None
 
     x_tr, y_tr, off_tr = enc.matrix(split.train), _value_target(split.train), offset_of(split.train)
     x_va, y_va = enc.matrix(split.validation), _value_target(split.validation)
@@ -517,7 +601,10 @@ def fit_and_log(
         if refit_on == "all":
             value_rows = data.frame.loc[data.frame["clv_label"].notna()].reset_index(drop=True)
             churn_rows = data.frame.loc[data.frame["churn_label"].notna()].reset_index(drop=True)
-            say(f"refit: {len(value_rows):,} value rows and {len(churn_rows):,} churn rows")
+            if refit_backend is None:
+                say(f"refit: {len(value_rows):,} value rows and {len(churn_rows):,} churn rows")
+            else:
+                say("refit: every row of the training set, on the Dask cluster")
             latest = pd.Timestamp(data.frame["event_timestamp"].max())
             card = replace(
                 card_for(settings, data, value_rows),
@@ -528,34 +615,38 @@ def fit_and_log(
                 value_offset=_offset_card(offsets, latest, settings),
             )
             full = _encoder(card)
-            x_all, y_all = full.matrix(value_rows), _value_target(value_rows)
-            value_all, purchase_all = fit_value_model(
-                kind,
-                final_params,
-                ValueRows(x_all, y_all, offset_of(value_rows)),
-                names,
-                purchase_rounds=comparison.purchase_rounds,
-                nthread=nthread,
-                seed=seed,
+            has_offset = offsets is not None
+            jobs = refit_jobs(
+                value=(
+                    final_params.booster_params(nthread=nthread, seed=seed, offset=has_offset),
+                    final_params.num_boost_round,
+                ),
+                purchase=(
+                    (churn_params(nthread=nthread, seed=seed), comparison.purchase_rounds)
+                    if kind == "hurdle"
+                    else None
+                ),
+                quantiles={
+                    k: (
+                        _quantile_params(QUANTILES[k], nthread=nthread, seed=seed),
+                        b.num_boosted_rounds(),
+                    )
+                    for k, b in quantiles.items()
+                },
+                churn=(
+                    (churn_params(nthread=nthread, seed=seed), churn.num_boosted_rounds())
+                    if churn is not None and churn_rows["churn_label"].nunique() == 2
+                    else None
+                ),
+                offset=has_offset,
             )
-            d_all = xgb.QuantileDMatrix(x_all, label=y_all, feature_names=names, nthread=nthread)
-            quantiles_all = {
-                k: _fit_quantile(
-                    d_all, QUANTILES[k], nthread=nthread, seed=seed, rounds=b.num_boosted_rounds()
-                )
-                for k, b in quantiles.items()
-            }
-            churn_all = None
-            if churn is not None and churn_rows["churn_label"].nunique() == 2:
-                d_churn = xgb.QuantileDMatrix(
-                    full.matrix(churn_rows),
-                    label=churn_rows["churn_label"].to_numpy(dtype=np.float64),
-                    feature_names=names,
-                    nthread=nthread,
-                )
-                churn_all = fit_churn(
-                    d_churn, nthread=nthread, seed=seed, rounds=churn.num_boosted_rounds()
-                )
+            backend = refit_backend if refit_backend is not None else InMemoryRefit(data.frame)
+            refit = backend.fit(jobs, encoder=full, offset=baseline_offset)
+            refit_report = refit.report
+            fitted = refit.boosters
+            value_all, purchase_all = fitted["value"], fitted.get("purchase")
+            quantiles_all = {k: fitted[k] for k in quantiles}
+            churn_all = fitted.get("churn")
             latest_rows = data.frame.loc[data.frame["event_timestamp"] == latest]
             model = _anchored(
                 ClvModel(
@@ -570,6 +661,7 @@ def fit_and_log(
             reference_rows = value_rows
         else:
             model, reference_rows = evaluated, fit_frame
+            refit_report = {"refit.backend": "none (the evaluated model is registered)"}
 
         reference = _reference_sample(reference_rows, model, names, seed=seed)
         example = _input_example(split.test, names, data.categorical)
@@ -607,6 +699,7 @@ def fit_and_log(
                 else f"no: {n_workers} processes share the study; the TPE sequence depends "
                 "on timing",
                 **(_parallel_params(parallel) if parallel is not None else {}),
+                **refit_report,
             },
             metrics={
                 **{f"test_{k}": v for k, v in model_m.as_dict().items()},

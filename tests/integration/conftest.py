@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -55,3 +56,30 @@ def redis_address() -> str:
     host, port = address.rsplit(":", 1)
     redis.Redis(host=host, port=int(port)).flushall()
     return address
+
+
+@pytest.fixture
+def production_profile(
+    tmp_path: Path, postgres_db: Callable[[str], str], redis_address: str
+) -> dict[str, str]:
+    """`tmp_path` as a workspace on the production profile (README "Scaling out"): its
+    `clv.yaml` puts MLflow, Optuna and the Feast registry on fresh PostgreSQL databases (one
+    each) and the online store on the flushed Redis. The URIs by service: `mlflow`, `optuna`,
+    `feast`, `redis` (host:port). Append sections to the file for more settings."""
+    uris = {
+        "mlflow": postgres_db("mlflow"),
+        "optuna": postgres_db("optuna"),
+        "feast": postgres_db("feast"),
+        "redis": redis_address,
+    }
+    (tmp_path / "clv.yaml").write_text(
+        "mlflow:\n"
+        f"  tracking_uri: {uris['mlflow']}\n"
+        "tuning:\n"
+        f"  storage: {uris['optuna']}\n"
+        "feast:\n"
+        f"  registry: {uris['feast']}\n"
+        "  online_store: redis\n"
+        f"  redis_connection: {redis_address}\n"
+    )
+    return uris

@@ -4,7 +4,6 @@ Redis (online store), chosen by configuration alone."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -12,21 +11,6 @@ import pytest
 from clv.cli import main
 
 pytestmark = [pytest.mark.integration]
-
-
-def _profile(workspace: Path, *, db: Callable[[str], str], redis_address: str) -> dict[str, str]:
-    uris = {"mlflow": db("mlflow"), "optuna": db("optuna"), "feast": db("feast")}
-    (workspace / "clv.yaml").write_text(
-        "mlflow:\n"
-        f"  tracking_uri: {uris['mlflow']}\n"
-        "tuning:\n"
-        f"  storage: {uris['optuna']}\n"
-        "feast:\n"
-        f"  registry: {uris['feast']}\n"
-        "  online_store: redis\n"
-        f"  redis_connection: {redis_address}\n"
-    )
-    return uris
 
 
 def _clv(workspace: Path, *argv: str) -> dict[str, object]:
@@ -43,13 +27,13 @@ def _clv(workspace: Path, *argv: str) -> dict[str, object]:
 
 @pytest.mark.slow
 def test_lifecycle_on_postgres_and_redis(
-    tmp_path: Path, postgres_db: Callable[[str], str], redis_address: str
+    tmp_path: Path, production_profile: dict[str, str]
 ) -> None:
     import mlflow
     import optuna
     import redis
 
-    uris = _profile(tmp_path, db=postgres_db, redis_address=redis_address)
+    uris = production_profile
     _clv(tmp_path, "data", "generate", "--customers", "500", "--months", "24", "--seed", "3")
     _clv(tmp_path, "data", "ingest", str(tmp_path / "data" / "raw"))
     _clv(tmp_path, "features", "apply")
@@ -68,7 +52,7 @@ def test_lifecycle_on_postgres_and_redis(
     assert client.get_model_version_by_alias("clv", "champion").version == version.version
     studies = optuna.get_all_study_summaries(storage=uris["optuna"])
     assert len(studies) == 1 and studies[0].n_trials == 2
-    host, port = redis_address.rsplit(":", 1)
+    host, port = uris["redis"].rsplit(":", 1)
     assert redis.Redis(host=host, port=int(port)).dbsize() >= 400  # one hash per customer
 
     # Online reads come from Redis and equal the point-in-time offline features.

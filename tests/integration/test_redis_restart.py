@@ -72,7 +72,7 @@ def restartable_redis(redis_address: str) -> Iterator[str]:
 
 @pytest.fixture
 def served(
-    tmp_path: Path, postgres_db: Callable[[str], str], restartable_redis: str
+    tmp_path: Path, production_profile: dict[str, str], restartable_redis: str
 ) -> Iterator[tuple[str, Path]]:
     """A small world on the production profile, trained, materialized into Redis and served
     in-process by uvicorn. The Redis connection turns redis-py's retries off (`retry=null`,
@@ -83,16 +83,7 @@ def served(
     from clv.settings import load_settings
     from serving.app import create_app
 
-    (tmp_path / "clv.yaml").write_text(
-        "mlflow:\n"
-        f"  tracking_uri: {postgres_db('mlflow')}\n"
-        "tuning:\n"
-        f"  storage: {postgres_db('optuna')}\n"
-        "feast:\n"
-        f"  registry: {postgres_db('feast')}\n"
-        "  online_store: redis\n"
-        f"  redis_connection: {restartable_redis}\n"
-    )
+    # `production_profile` wrote clv.yaml; its Redis is the one `restartable_redis` restarts.
     _clv(tmp_path, "data", "generate", "--customers", "400", "--months", "24", "--seed", "3")
     _clv(tmp_path, "data", "ingest", str(tmp_path / "data" / "raw"))
     _clv(tmp_path, "features", "apply")

@@ -87,6 +87,14 @@ def test_interval_scales_hit_the_target_coverage_on_validation() -> None:
     assert scale[1] < 1.0  # it narrowed the upper side
 
 
+def test_a_widened_lower_side_stops_at_zero() -> None:
+    # P10 = 0, P50 = 10: a lower scale of 2 reaches expm1(log1p(10) - 2 log1p(10)) < 0 unfloored.
+    lo, hi = scaled_interval([0.0, 4.0], [10.0, 10.0], [30.0, 30.0], [8.0, 8.0], (2.0, 1.0))
+    assert lo[0] == 0.0
+    assert lo[1] == pytest.approx(np.expm1(2 * np.log1p(4.0) - np.log1p(10.0)))  # 0.64
+    np.testing.assert_allclose(hi, [30.0, 30.0])
+
+
 @pytest.mark.parametrize(
     ("tweedie", "hurdle", "gain", "kind"),
     [

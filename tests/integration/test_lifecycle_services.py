@@ -1,0 +1,311 @@
+"""The whole lifecycle on the real services, in one workspace, through the `clv` CLI (issue 7).
+
+MLflow, Optuna and the Feast registry live on PostgreSQL and the online store on Redis (the
+`production_profile` fixture): features -> `train --workers 2` (champion) -> a second `train`
+over its memory budget, whose final fits run on Dask (challenger) -> a canary -> `clv serve` in
+a child process scoring from Redis, champion and canary both answering -> `monitor run` ->
+rollback of the canary and promotion of the challenger, which the running server picks up by
+itself -> the alias history, in order.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from clv.cli import main
+from clv.demo import free_port, wait_for_http
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+CUSTOMERS, MONTHS, SEED = 300, 24, 11
+TRIALS = 4  # with 2 workers: each process runs at least one trial (asserted below)
+SHARE = 0.5  # canary share: with 60 ids both versions answer (the split is asserted exactly)
+MODEL = "clv"
+Doc = dict[str, Any]  # a parsed `--json` document (its shape is what the assertions check)
+
+
+class Cli:
+    """`clv --workspace WS ARGV --json` in process; keeps every document it printed."""
+
+    def __init__(self, workspace: Path) -> None:
+        self.workspace = workspace
+        self.printed: list[str] = []
+
+    def run(self, *argv: str) -> tuple[int, Doc]:
+        """The exit code and the JSON document."""
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            code = main(["--workspace", str(self.workspace), *argv, "--json"])
+        self.printed.append(out.getvalue())
+        assert out.getvalue(), (argv, code)
+        result: Doc = json.loads(out.getvalue())
+        return code, result
+
+    def __call__(self, *argv: str) -> Doc:
+        """The JSON document of a command that must succeed."""
+        code, result = self.run(*argv)
+        assert code == 0, (argv, result)
+        return result
+
+
+def _wait(check: Callable[[], bool], *, seconds: float, what: str) -> None:
+    started = time.monotonic()
+    while not check():
+        assert time.monotonic() - started < seconds, f"{what} within {seconds:.0f}s"
+        time.sleep(0.1)
+
+
+@contextlib.contextmanager
+def _server(workspace: Path) -> Iterator[str]:
+    """`clv serve` in a child process (as `clv demo` starts it); its base URL."""
+    port = free_port()
+    cmd = [sys.executable, "-m", "clv", "--workspace", str(workspace), "serve"]
+    cmd += ["--host", "127.0.0.1", "--port", str(port)]
+    url = f"http://127.0.0.1:{port}"
+    with (workspace / "server.log").open("wb") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            wait_for_http(f"{url}/readyz", proc, timeout=60)
+            yield url
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def _score(client: httpx.Client, url: str, ids: list[str]) -> list[Doc]:
+    resp = client.post(f"{url}/score", json={"customer_ids": ids})
+    assert resp.status_code == 200, resp.text
+    rows: list[Doc] = resp.json()["scores"]
+    assert [r["customer_id"] for r in rows] == ids
+    return rows
+
+
+def _finite(row: Doc, key: str) -> float:
+    value = row[key]
+    assert isinstance(value, float | int) and math.isfinite(value), (key, row)
+    return float(value)
+
+
+def test_whole_lifecycle_on_postgres_and_redis(
+    tmp_path: Path,
+    production_profile: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import mlflow
+    import optuna
+    import redis
+    from sqlalchemy.engine import make_url
+
+    from clv.services import redact
+    from clv.settings import load_settings
+    from registry.canary import route_many
+
+    ws, uris = tmp_path, production_profile
+    clv = Cli(ws)
+    with (ws / "clv.yaml").open("a") as config:  # the server polls the registry often
+        config.write("serving:\n  reload_seconds: 0.5\n  stats_seconds: 0.5\n")
+    settings = load_settings(ws)
+    client = mlflow.MlflowClient(tracking_uri=uris["mlflow"])
+    host, port = uris["redis"].rsplit(":", 1)
+    online = redis.Redis(host=host, port=int(port))
+
+    # 1. Data and features: generate, ingest, register in the Postgres registry, build,
+    # materialize into Redis (one hash per customer).
+    world = ("--customers", str(CUSTOMERS), "--months", str(MONTHS), "--seed", str(SEED))
+    clv("data", "generate", *world)
+    ingested = clv("data", "ingest", str(ws / "data" / "raw"))
+    stored = {r["table"]: r["stored_rows"] for r in ingested["results"]}
+    assert stored["customers"] == CUSTOMERS
+    clv("features", "apply")
+    built = clv("features", "build")
+    assert built["customers"] == CUSTOMERS
+    applied = clv("features", "apply")
+    assert applied["feature_services"] == [settings.features.service]
+    assert applied["registry"] == redact(uris["feast"])  # the SQL registry, password hidden
+    materialized = clv("features", "materialize")
+    assert materialized["customers"] == CUSTOMERS
+    assert online.dbsize() == CUSTOMERS
+
+    # 2. Train with 2 processes on one Optuna study in Postgres: version 1, champion.
+    first = clv("train", "--trials", str(TRIALS), "--workers", "2")
+    assert (first["version"], first["alias"]) == ("1", "champion")
+    assert str(client.get_model_version_by_alias(MODEL, "champion").version) == "1"
+    assert client.get_model_version(MODEL, "1").run_id == first["run_id"]
+    run = client.get_run(str(first["run_id"]))
+    assert run.data.params["tuning.workers"] == "2"
+    study = optuna.load_study(study_name=run.data.tags["optuna.study"], storage=uris["optuna"])
+    states = [t.state.name for t in study.trials]
+    assert len(states) == TRIALS and set(states) <= {"COMPLETE", "PRUNED"}, states
+    # Both processes ran trials: this one (the CLI runs in process) and the spawned worker.
+    pids = {t.user_attrs.get("worker_pid") for t in study.trials}
+    assert len(pids) == 2 and os.getpid() in pids and None not in pids, pids
+
+    # 3. A second version: challenger; then a canary on half of the customers. Another tuning
+    # seed, so that version 2 is another model (with the same seed its first trials repeat
+    # version 1's and, on this world, it comes out the same model). A memory budget below the
+    # training set's estimate sends it through the production path for large sets: customer
+    # buckets on disk, tuning on one, final boosters fitted by xgboost.dask on a local cluster.
+    with monkeypatch.context() as env:
+        env.setenv("CLV_TUNING__SEED", "7")
+        env.setenv("CLV_COMPUTE__MEMORY_BUDGET_MB", "16")
+        env.setenv("CLV_COMPUTE__DASK_WORKER_MEMORY_MB", "1024")
+        second = clv("train", "--trials", "2")
+    assert (second["version"], second["alias"]) == ("2", None)
+    refit = client.get_run(str(second["run_id"])).data.params
+    assert refit["refit.backend"] == "dask" and refit["dask.workers"] == "2", refit
+    assert int(refit["dask.parts"]) >= 2 and float(refit["dask.worker_peak_rss_mb"]) < 1024
+    assert str(client.get_model_version_by_alias(MODEL, "challenger").version) == "2"
+    assert str(client.get_model_version_by_alias(MODEL, "champion").version) == "1"
+    # --force: on 300 customers and a few trials, whether version 2 beats version 1 on the
+    # value gates (Gini gain, RMSE tolerance, ECE) is a coin toss; this test is about the
+    # wiring. The history must record the override exactly when a gate failed.
+    canary = clv("registry", "canary", "2", "--share", str(SHARE), "--force")
+    gates = canary["gates"]
+    assert gates["forced"] is True
+    names = {c["name"]: c["outcome"] for c in gates["checks"]}
+    assert names["smoke"] == names["feature_contract"] == names["test_snapshot"] == "pass", names
+    (change,) = canary["changes"]
+    assert (change["alias"], change["from_version"], change["to_version"]) == ("canary", None, "2")
+    assert change["forced"] is (not gates["passed"])
+    status = clv("registry", "status")
+    assert status["aliases"] == {"champion": "1", "challenger": "2", "canary": "2"}
+    assert status["canary"] == {"share": SHARE, "shadow": False}
+    assert client.get_registered_model(MODEL).tags["clv.canary.share"] == repr(SHARE)
+
+    # 4. Serve: the champion and the canary answer, each for the customers the hash routes to
+    # it, with features read from Redis on every request.
+    ids = [f"C{i:06d}" for i in range(1, 61)]
+    to_canary = route_many(ids, SHARE, settings.registry.route_salt).tolist()
+    assert 0 < sum(to_canary) < len(ids)
+    with _server(ws) as url, httpx.Client(timeout=30) as http:
+        ready = http.get(f"{url}/readyz").json()
+        assert ready["model_version"] == "1"
+        assert ready["canary"] == {"version": "2", "share": SHARE, "shadow": False}
+        rows = _score(http, url, ids)
+        answered = [(r["alias"], r["model_version"]) for r in rows]
+        assert answered == [("canary", "2") if c else ("champion", "1") for c in to_canary]
+        for r in rows:
+            value, p10, p90 = _finite(r, "clv"), _finite(r, "clv_p10"), _finite(r, "clv_p90")
+            churn = _finite(r, "churn_probability")
+            assert 0 <= p10 <= value <= p90 and 0 <= churn <= 1, r
+            assert r["cold_start"] is False and r["feature_timestamp"] is not None, r
+
+        # The features come from Redis at request time: delete one customer's hash (not one
+        # of `ids`) and the next request no longer knows them.
+        gone = f"C{CUSTOMERS:06d}"
+        (known,) = _score(http, url, [gone])
+        (key,) = [k for k in online.scan_iter() if gone.encode() in k]
+        assert online.delete(key) == 1
+        (unknown,) = _score(http, url, [gone])
+        assert known["cold_start"] is False and known["feature_timestamp"] is not None
+        assert unknown["cold_start"] is True and unknown["feature_timestamp"] is None
+
+        # The server's live stats reach `registry status`: both versions served requests;
+        # too few for the canary to be judged (registry.canary_min_requests), so it waits.
+        gone_to_canary = bool(route_many([gone], SHARE, settings.registry.route_salt)[0])
+        routed = [to_canary, [gone_to_canary], [gone_to_canary]]
+        expected = {
+            "champion": ("1", sum(not all(r) for r in routed)),
+            "canary": ("2", sum(any(r) for r in routed)),
+        }
+        seen: list[Doc] = []
+
+        def live_stats() -> bool:
+            seen.append(clv("registry", "status", "--no-auto-rollback"))
+            live = seen[-1]["live"] or {}
+            got = {a: (s["version"], s["requests"]) for a in expected if (s := live.get(a))}
+            return got == expected
+
+        _wait(live_stats, seconds=15, what=f"live stats {expected} in `registry status`")
+        judged = seen[-1]["verdict"]
+        assert judged is not None and judged["action"] == "wait", judged
+
+        # 5. Monitor the champion: a verdict, a report on disk, a run in MLflow on Postgres.
+        code, monitored = clv.run("monitor", "run")
+        verdict = monitored["verdict"]
+        assert verdict in ("OK", "WARN", "RETRAIN"), monitored
+        assert code == (3 if verdict == "RETRAIN" else 0), (code, monitored)
+        assert monitored["model_version"] == "1"
+        page = Path(str(monitored["report"]))
+        assert page.parent.parent == ws / "reports"
+        html = page.read_text()
+        assert "<h2>Drift</h2>" in html and f">{verdict}</div>" in html
+        summary = json.loads(Path(str(monitored["summary"])).read_text())
+        assert summary["verdict"] == verdict
+        assert Path(str(monitored["evidently_html"])).stat().st_size > 10_000
+        experiment = client.get_experiment_by_name("clv-monitoring")
+        assert experiment is not None
+        (monitor_run,) = client.search_runs([experiment.experiment_id])
+        assert monitor_run.data.tags["verdict"] == verdict
+        assert monitor_run.data.tags["model_version"] == "1"
+
+        # 6. End the canary, then promote version 2: the running server follows both moves.
+        reason = "lifecycle test: end the canary"
+        clv("registry", "rollback", "--reason", reason)
+
+        def serves(champion: str, canary: bool) -> bool:
+            body = http.get(f"{url}/readyz").json()
+            return body.get("model_version") == champion and ("canary" in body) is canary
+
+        _wait(lambda: serves("1", False), seconds=15, what="the server dropping the canary")
+        by_v1 = _score(http, url, ids)
+        promoted = clv("registry", "promote", "2", "--force")  # --force: as for the canary
+        _wait(lambda: serves("2", False), seconds=15, what="the server serving version 2")
+        by_v2 = _score(http, url, ids)
+
+    # Each answer of the canary run was the version it names: version 1 now answers the
+    # champion's share the same, version 2 the canary's share; and the two versions differ.
+    for r, c, v1, v2 in zip(rows, to_canary, by_v1, by_v2, strict=True):
+        assert (v1["alias"], v1["model_version"]) == ("champion", "1")
+        assert (v2["alias"], v2["model_version"]) == ("champion", "2")
+        now = v2 if c else v1
+        assert {**r, "alias": "champion", "model_version": now["model_version"]} == now
+    assert any(v1["clv"] != v2["clv"] for v1, v2 in zip(by_v1, by_v2, strict=True))
+    assert str(client.get_model_version_by_alias(MODEL, "champion").version) == "2"
+    promote_gates = promoted["gates"]
+    # The state went to the services: none of the embedded default's SQLite files exists.
+    for embedded in ("mlflow.db", "optuna.db", "feast/registry.db", "feast/online.db"):
+        assert not (settings.state_dir / embedded).exists(), embedded
+
+    # The history, oldest first (the command lists newest first).
+    history = list(reversed(clv("registry", "history")["history"]))
+    moves = [(h["alias"], h["action"], h["from_version"], h["to_version"]) for h in history]
+    assert moves == [
+        ("champion", "initial", None, "1"),
+        ("challenger", "challenger", None, "2"),
+        ("canary", "canary", None, "2"),
+        ("canary", "rollback", "2", None),
+        ("champion", "promote", "1", "2"),
+        ("challenger", "promote", "2", None),
+    ]
+    assert all(h["status"] == "done" for h in history), history
+    assert [h["id"] for h in history] == sorted(h["id"] for h in history)
+    assert [h["at"] for h in history] == sorted(h["at"] for h in history)
+    assert history[3]["reason"] == reason
+    assert history[2]["forced"] is (not gates["passed"])
+    assert history[4]["forced"] is (not promote_gates["passed"])
+
+    # No output showed the database password (services.redact): the CLI's documents and
+    # progress lines, and the server's log.
+    password = make_url(uris["mlflow"]).password
+    assert password
+    shown = [*clv.printed, capsys.readouterr().err, (ws / "server.log").read_text()]
+    assert [out[:300] for out in shown if password in out] == []

@@ -1,0 +1,334 @@
+"""Training sets larger than one process's memory budget: Parquet parts on disk, xgboost.dask.
+
+`plan_scale` estimates what in-process training would hold: the training frame's bytes per
+row (measured on the first rows of the feature file) times the entity rows times
+`IN_PROCESS_FACTOR`, the ratio of a training run's peak memory to its frame (the Feast
+point-in-time join, the matrices, the split copies, XGBoost's own). Within
+`compute.memory_budget_mb` training runs in this process, as always. Above it:
+
+1. `write_parts`: the training set is assembled customer bucket by customer bucket
+   (clv.store.bucket_predicate; features through the same FeatureService, labels from the
+   log) and written as one Parquet part per bucket; each bucket's estimate is under the budget.
+2. Tuning, the value-model choice, evaluation, calibration and intervals run in this process on
+   one bucket, a uniform customer sample (`sample_data`) that fits the budget.
+3. `DaskRefit` fits the registered model's boosters (training.refit) with `xgboost.dask` on a
+   Dask cluster from every part: a local cluster of `compute.dask_workers` processes, each
+   limited to `compute.dask_worker_memory_mb` (default: the budget), or the scheduler at
+   `compute.dask_scheduler`. Workers then need clv installed and the workspace's parts path
+   (a shared filesystem).
+
+The workers' peak resident memory is reported with the run (`dask.worker_peak_rss_mb`).
+"""
+
+from __future__ import annotations
+
+import math
+import resource
+import shutil
+import sys
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pandas as pd
+import pyarrow.parquet as pq
+
+from clv.errors import ConfigError, DataError, NotReadyError
+from clv.settings import Settings
+from training.labels import as_utc
+from training.refit import (
+    OFFSET,
+    BoosterJob,
+    OffsetFn,
+    RefitOutcome,
+    label_of,
+    prepare_rows,
+    row_mask,
+)
+from training.train import (
+    FEATURES_FILE,
+    FeatureSource,
+    Progress,
+    TrainingData,
+    labelled_rows,
+    log_end,
+)
+
+if TYPE_CHECKING:
+    import xgboost as xgb
+    from distributed import Client
+
+    from training.model import ClvModel, ModelCard
+
+IN_PROCESS_FACTOR = 10.0
+"""Peak memory of in-process training over its training frame's bytes. Measured on the demo
+world (228,134 labelled rows, frame 141 MiB, 650 B a row): loading through Feast's point-in-time
+join took the process from 249 to 1,440 MiB (8.4x the frame) before any fit."""
+MIN_WORKER_MB = 512
+"""Below this a worker process (Python, pandas, XGBoost: ~250 MiB idle) is killed by its nanny
+before it has held any data."""
+WORKER_START_SECONDS = 60
+SCHEDULER_TIMEOUT = "10s"
+SAMPLE_ROWS = 20_000
+"""Rows of the feature file read to measure the bytes per training row."""
+LABEL_BYTES = 16
+"""The two label columns a training row adds to its features."""
+
+
+@dataclass(frozen=True)
+class TrainingScale:
+    """How big in-process training would be, and how the work is split when it is too big."""
+
+    rows: int
+    row_bytes: float
+    budget_bytes: int
+
+    @property
+    def estimate_bytes(self) -> int:
+        return int(self.rows * self.row_bytes * IN_PROCESS_FACTOR)
+
+    @property
+    def in_process(self) -> bool:
+        return self.estimate_bytes <= self.budget_bytes
+
+    @property
+    def buckets(self) -> int:
+        """1 in process; else the fewest customer buckets whose estimates are each within the
+        budget (at least 2; one of them is the in-process sample)."""
+        return math.ceil(self.estimate_bytes / self.budget_bytes)
+
+    def describe(self) -> str:
+        mib = 2**20
+        return (
+            f"{self.rows:,} entity rows x {self.row_bytes:.0f} B x {IN_PROCESS_FACTOR:g} = "
+            f"~{self.estimate_bytes / mib:,.0f} MiB in process against a budget of "
+            f"{self.budget_bytes / mib:,.0f} MiB"
+        )
+
+
+def plan_scale(settings: Settings) -> TrainingScale:
+    """The in-process estimate from the feature file's metadata and its first rows."""
+    path = settings.features_dir / FEATURES_FILE
+    if not path.exists():
+        raise NotReadyError(f"no feature snapshots in {path}: run `clv features build`")
+    handle = pq.ParquetFile(path)
+    rows = handle.metadata.num_rows
+    head = next(handle.iter_batches(batch_size=SAMPLE_ROWS), None)
+    if head is None or head.num_rows == 0:
+        raise DataError(f"{path} has no rows: run `clv features build`")
+    sample = head.to_pandas()
+    row_bytes = float(sample.memory_usage(deep=True).sum()) / len(sample) + LABEL_BYTES
+    budget = settings.compute.memory_budget_mb * 2**20
+    return TrainingScale(rows=rows, row_bytes=row_bytes, budget_bytes=budget)
+
+
+@dataclass(frozen=True)
+class TrainingParts:
+    """The training set on disk: one Parquet file per customer bucket that has rows."""
+
+    directory: Path
+    paths: tuple[Path, ...]
+    buckets: int
+    rows: int
+    seconds: float
+
+
+def write_parts(
+    settings: Settings,
+    *,
+    source: FeatureSource,
+    buckets: int,
+    directory: Path,
+    progress: Progress | None = None,
+) -> TrainingParts:
+    """Assemble the training set bucket by bucket; only one bucket is in memory at a time."""
+    say = progress or (lambda _msg: None)
+    began = time.perf_counter()
+    if directory.exists():
+        shutil.rmtree(directory)
+    directory.mkdir(parents=True)
+    end = log_end(settings)
+    paths: list[Path] = []
+    rows = 0
+    for bucket in range(buckets):
+        frame, _ = labelled_rows(
+            settings, source=source, buckets=buckets, bucket=bucket, data_end=end
+        )
+        if frame.empty:
+            continue
+        path = directory / f"part-{bucket:05d}.parquet"
+        frame.to_parquet(path, index=False)
+        paths.append(path)
+        rows += len(frame)
+        say(f"training set: bucket {bucket + 1}/{buckets}, {len(frame):,} rows")
+        del frame
+    if not paths:
+        raise DataError(
+            f"no snapshot has a complete {settings.model.horizon_days}-day label window before "
+            f"{end}: build features with earlier snapshots or generate a longer history"
+        )
+    return TrainingParts(directory, tuple(paths), buckets, rows, time.perf_counter() - began)
+
+
+def sample_data(settings: Settings, parts: TrainingParts, *, source: FeatureSource) -> TrainingData:
+    """The first part (one hash bucket: a uniform sample of customers) as in-memory data."""
+    frame = pd.read_parquet(parts.paths[0])
+    frame["event_timestamp"] = as_utc(frame["event_timestamp"])
+    return TrainingData(
+        frame=frame,
+        feature_names=tuple(source.feature_names(settings)),
+        categorical=tuple(source.categorical_features(settings)),
+        feature_service=settings.features.service,
+        data_end=log_end(settings),
+    )
+
+
+def worker_memory_mb(settings: Settings) -> int:
+    """The memory limit of each local Dask worker; ConfigError when no worker could start."""
+    compute = settings.compute
+    memory = compute.dask_worker_memory_mb or compute.memory_budget_mb
+    if compute.dask_scheduler is None and memory < MIN_WORKER_MB:
+        raise ConfigError(
+            f"a Dask worker needs more than {memory} MiB (compute.dask_worker_memory_mb, default "
+            f"compute.memory_budget_mb): give each at least {MIN_WORKER_MB} MiB"
+        )
+    return memory
+
+
+@contextmanager
+def dask_client(settings: Settings) -> Iterator[Client]:
+    """A client of the configured scheduler, or of a local cluster started for this block."""
+    from distributed import Client, LocalCluster
+
+    compute = settings.compute
+    if compute.dask_scheduler:
+        try:
+            client = Client(compute.dask_scheduler, timeout=SCHEDULER_TIMEOUT)  # type: ignore[no-untyped-call]
+        except (OSError, TimeoutError) as exc:
+            raise ConfigError(
+                f"cannot reach the Dask scheduler at {compute.dask_scheduler} "
+                f"(compute.dask_scheduler): {exc.__class__.__name__}"
+            ) from exc
+        with client:
+            client.wait_for_workers(1, timeout=WORKER_START_SECONDS)
+            yield client
+        return
+    memory = worker_memory_mb(settings)
+    with (
+        LocalCluster(  # type: ignore[no-untyped-call]
+            n_workers=compute.dask_workers,
+            threads_per_worker=settings.tuning.nthread,
+            processes=True,
+            memory_limit=f"{memory}MiB",
+            host="127.0.0.1",
+            dashboard_address=None,
+            # The scheduler's HTTP endpoints (health, metrics) on loopback, any free port.
+            scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
+            silence_logs=40,
+        ) as cluster,
+        Client(cluster) as client,  # type: ignore[no-untyped-call]
+    ):
+        client.wait_for_workers(compute.dask_workers, timeout=WORKER_START_SECONDS)
+        yield client
+
+
+def _peak_rss_mb() -> float:
+    """This process's peak resident memory in MiB (Linux reports KiB, macOS bytes)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024
+
+
+@dataclass(frozen=True)
+class _Prepare:
+    """`prepare_rows` for one fit, shipped to the workers; Dask names its tasks by `token`
+    (the model objects have no deterministic hash of their own)."""
+
+    card: ModelCard
+    offset: OffsetFn | None
+    token: str
+
+    def __call__(self, frame: pd.DataFrame) -> pd.DataFrame:
+        import xgboost as xgb
+
+        from training.model import ClvModel
+
+        # The encoder only maps features (its empty booster does not pickle): made per task.
+        encoder = ClvModel(self.card, value=xgb.Booster())
+        return prepare_rows(frame, encoder=encoder, offset=self.offset)
+
+    def __dask_tokenize__(self) -> str:
+        return self.token
+
+
+@dataclass(frozen=True)
+class DaskRefit:
+    """`xgboost.dask` from the training set's parts (training.refit.RefitBackend)."""
+
+    client: Client
+    parts: TrainingParts
+
+    def fit(
+        self,
+        jobs: Sequence[BoosterJob],
+        *,
+        encoder: ClvModel,
+        offset: OffsetFn | None,
+    ) -> RefitOutcome:
+        import dask.dataframe as dd
+        from xgboost import dask as dxgb
+
+        from training.objective import MAX_BIN
+
+        began = time.perf_counter()
+        names = encoder.feature_names
+        raw = dd.read_parquet([str(p) for p in self.parts.paths])
+        prepare = _Prepare(encoder.card, offset, token=uuid.uuid4().hex)
+        prepared = raw.map_partitions(prepare, meta=prepare(raw._meta))
+        prepared = self.client.persist(prepared)  # type: ignore[no-untyped-call]
+        rows = int(prepared.shape[0].compute())
+        boosters: dict[str, xgb.Booster] = {}
+        for job in jobs:
+            sel = prepared[row_mask(prepared, job.rows)]
+            matrix = dxgb.DaskQuantileDMatrix(
+                self.client,
+                sel[names],
+                label=label_of(sel, job.label),
+                base_margin=sel[OFFSET] if job.offset else None,
+                feature_names=list(names),
+                max_bin=MAX_BIN,
+            )
+            out = dxgb.train(
+                self.client,
+                dict(job.params),
+                matrix,
+                num_boost_round=job.rounds,
+                verbose_eval=False,
+            )
+            boosters[job.name] = out["booster"]
+            del matrix
+        del prepared
+        peaks = self.client.run(_peak_rss_mb)
+        budget = float(self.client_budget_mb())
+        return RefitOutcome(
+            boosters,
+            {
+                "refit.backend": "dask",
+                "refit.rows": rows,
+                "refit.seconds": round(time.perf_counter() - began, 1),
+                "dask.workers": len(peaks),
+                "dask.parts": len(self.parts.paths),
+                "dask.worker_peak_rss_mb": round(max(peaks.values()), 1),
+                "dask.worker_peaks_rss_mb": ",".join(f"{v:.1f}" for v in peaks.values()),
+                "dask.worker_memory_limit_mb": budget,
+            },
+        )
+
+    def client_budget_mb(self) -> float:
+        """The smallest worker memory limit the scheduler knows (0 when unlimited)."""
+        info = self.client.scheduler_info()
+        limits = [w.get("memory_limit", 0) or 0 for w in info.get("workers", {}).values()]
+        return round(min(limits) / 2**20, 1) if limits else 0.0
