@@ -199,6 +199,84 @@ def feature_build_scaling(*, quick: bool) -> Figures:
     return out
 
 
+_BUILD_CHUNKED = """
+import json, resource, sys
+import duckdb
+from clv.settings import load_settings
+from features.build import build_features
+workspace, budget, buckets = sys.argv[1], sys.argv[2], sys.argv[3]
+settings = load_settings(workspace, environ={"CLV_COMPUTE__MEMORY_BUDGET_MB": budget})
+result = build_features(settings, buckets=None if buckets == "auto" else int(buckets))
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+con = duckdb.connect()
+row = con.execute(
+    "SELECT count(*), sum(hash(customer_id, event_timestamp)), sum(frequency),"
+    " sum(round(spend_365d * 100)::HUGEINT), sum(round(T * 1000)::HUGEINT),"
+    " sum(round(gap_mean_days * 1000)::HUGEINT), count(recency),"
+    " count(DISTINCT created_timestamp) FROM read_parquet(?)",
+    [str(result.path)],
+).fetchone()
+print(json.dumps({"seconds": round(result.seconds, 2), "chunks": result.chunks,
+                  "estimate_mib": round(result.estimate.mb), "peak_rss_mib": round(peak, 1),
+                  "rows": result.rows, "customers": result.customers,
+                  "checksum": [str(v) for v in row]}))
+"""
+
+
+def feature_build_chunked(*, quick: bool) -> Figures:
+    """The 10M-transaction world of `feature_build_scaling`, built in customer buckets.
+
+    One fresh process per build: one bucket (the unchunked build), the default budget
+    (4096 MiB) and a small budget (1024 MiB; 16 MiB in the quick run, so it chunks too). Rows
+    equal: the row count and a checksum (sum of the key hashes, integer sums of a few feature
+    columns, non-null counts, one created timestamp) agree with the unchunked build.
+    """
+    import json
+
+    customers, transactions = (2_000, 100_000) if quick else (200_000, 10_000_000)
+    small = "16" if quick else "1024"
+    settings = workspace("build-chunked")
+    t0 = time.perf_counter()
+    synthetic_log(settings, customers=customers, transactions=transactions)
+    generated = time.perf_counter() - t0
+    load_before = os.getloadavg()
+    runs: dict[str, dict[str, object]] = {}
+    for name, budget, buckets in (
+        ("unchunked", "4096", "1"),
+        ("default_budget", "4096", "auto"),
+        ("small_budget", small, "auto"),
+    ):
+        proc = subprocess.run(
+            [sys.executable, "-c", _BUILD_CHUNKED, str(settings.workspace), budget, buckets],
+            check=True,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        figures = json.loads(proc.stdout.strip().splitlines()[-1])
+        runs[name] = {
+            "memory_budget_mb": int(budget),
+            "chunks": figures["chunks"],
+            "estimate_mib": figures["estimate_mib"],
+            "seconds": figures["seconds"],
+            "peak_rss_gib": round(figures["peak_rss_mib"] / 1024, 2),
+            "rows": figures["rows"],
+            "checksum": figures["checksum"],
+        }
+    shutil.rmtree(settings.workspace, ignore_errors=True)
+    base = runs["unchunked"]
+    out: Figures = {
+        "customers": customers,
+        "transactions": transactions,
+        "generate_seconds": round(generated, 2),
+        "load_average_before": [round(x, 2) for x in load_before],
+        "load_average_after": [round(x, 2) for x in os.getloadavg()],
+    }
+    for name, run in runs.items():
+        run["rows_equal"] = run["rows"] == base["rows"] and run["checksum"] == base["checksum"]
+        out[name] = run
+    return out
+
+
 def materialize_online(*, quick: bool) -> Figures:
     """200k customers x every clv_v1 feature into SQLite: stock Feast store vs ours, read back."""
     import numpy as np
@@ -996,9 +1074,93 @@ def online_store_latency(*, quick: bool) -> Figures:
     return figures
 
 
+# ------------------------------------------------------------------- Dask training (issue 7)
+
+_TRAIN_ONE = """
+import json, resource, sys, time
+from clv.settings import load_settings
+from features import feast_io
+from training import distributed
+from training.train import run
+import mlflow
+workspace, budget, trials = sys.argv[1], sys.argv[2], int(sys.argv[3])
+settings = load_settings(workspace, environ={"CLV_COMPUTE__MEMORY_BUDGET_MB": budget,
+                                             "CLV_COMPUTE__DASK_WORKER_MEMORY_MB": "1024"})
+scale = distributed.plan_scale(settings)
+t0 = time.perf_counter()
+result = run(settings, n_trials=trials, source=feast_io)
+seconds = time.perf_counter() - t0
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+mlflow.set_tracking_uri(settings.tracking_uri)
+params = mlflow.get_run(result.run_id).data.params
+print(json.dumps({"seconds": round(seconds, 1), "peak_rss_mib": round(peak, 1),
+                  "estimate_mib": round(scale.estimate_bytes / 2**20), "buckets": scale.buckets,
+                  "in_process": scale.in_process, "split": result.split,
+                  "test_gini": round(result.model_metrics.gini, 4),
+                  "test_rmse": round(result.model_metrics.rmse, 2),
+                  "params": {k: v for k, v in params.items()
+                             if k.startswith(("refit.", "dask."))}}))
+"""
+
+
+def train_dask(*, quick: bool) -> Figures:
+    """`clv train` on a world whose in-process estimate is several times the memory budget.
+
+    The same generated world (generator -> ingest -> feature build -> Feast apply) is trained
+    twice, each in a fresh process with the same trials: with `compute.memory_budget_mb` =
+    1024 (over budget: the training set is written in customer buckets, tuning and evaluation
+    run on one bucket, the final boosters are fitted by `xgboost.dask` on a local cluster of 2
+    workers limited to 1024 MiB each), and with a budget large enough for in-process training.
+    Reported: wall time, the driver's peak RSS, each Dask worker's peak RSS (from the run's
+    parameters) and the in-process run's peak RSS against the same budget.
+    """
+    import json
+
+    from clv.generator import generate, write_raw
+    from clv.ingest import ingest_all
+    from features import feast_io
+    from features.build import build_features
+
+    customers, months, trials = (3_000, 24, 2) if quick else (40_000, 24, 5)
+    budget = "64" if quick else "1024"
+    settings = workspace("train-dask")
+    t0 = time.perf_counter()
+    write_raw(generate(customers=customers, months=months, seed=7), settings.raw_dir, fmt="parquet")
+    ingest_all(settings, settings.raw_dir)
+    built = build_features(settings)
+    feast_io.apply(settings)
+    prepared = time.perf_counter() - t0
+    out: Figures = {
+        "customers": customers,
+        "months": months,
+        "feature_rows": built.rows,
+        "trials": trials,
+        "memory_budget_mb": int(budget),
+        "dask_workers": 2,
+        "prepare_seconds": round(prepared, 1),
+        "load_average_before": [round(x, 2) for x in os.getloadavg()],
+    }
+    for name, memory in (("dask", budget), ("in_process", "65536")):
+        proc = subprocess.run(
+            [sys.executable, "-c", _TRAIN_ONE, str(settings.workspace), memory, str(trials)],
+            check=True,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        out[name] = json.loads(proc.stdout.strip().splitlines()[-1])
+    out["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
+    dask_run = out["dask"]
+    assert isinstance(dask_run, dict)
+    peaks = [float(v) for v in str(dask_run["params"]["dask.worker_peaks_rss_mb"]).split(",")]
+    out["worker_peak_rss_mib"] = peaks
+    out["workers_under_budget"] = all(p < int(budget) for p in peaks) if not quick else None
+    return out
+
+
 CASES: dict[str, Callable[..., Figures]] = {
     "generate_and_ingest": generate_and_ingest,
     "feature_build_scaling": feature_build_scaling,
+    "feature_build_chunked": feature_build_chunked,
     "materialize_online": materialize_online,
     "ingest_1m": ingest_1m,
     "serve_latency": serve_latency,
@@ -1008,4 +1170,5 @@ CASES: dict[str, Callable[..., Figures]] = {
     "train_study": train_study,
     "monitor_1m": monitor_1m,
     "online_store_latency": online_store_latency,
+    "train_dask": train_dask,
 }

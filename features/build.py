@@ -33,26 +33,42 @@ Rules (the model and the baseline depend on them; change them only with a new se
 - Behaviour: counts of `login`, `support_ticket`, `feature_use` events in the last 30 and 90
   days (0 without an events table); *_trend = (30-day rate) / (90-day rate), null without
   events in 90 days.
+
+Memory: every feature is per customer, so the build runs in disjoint customer buckets
+(`clv.store.bucket_predicate`, the one hash the training side uses too) and appends each
+bucket's rows to one Parquet file. The bucket count is the estimated memory of a one-shot
+build (`MemoryEstimate`: Parquet row counts and a streaming distinct count of customer ids,
+no table loaded) divided by `settings.compute.memory_budget_mb`, rounded up. DuckDB reads a
+bucket's rows straight from the offline store's Parquet files (no pandas copy: with one, the
+10M-row benchmark world peaked at 3.3 GiB instead of 2.2), and its memory limit is the
+budget, so above it DuckDB spills to a temporary directory in the workspace instead of
+failing. The interpreter and its imports (~130 MiB) come on top of the budget. One code path
+for one bucket and for many; the result is the same rows (the file holds them bucket after
+bucket, each sorted by snapshot and customer).
 """
 
 from __future__ import annotations
 
+import math
 import re
+import shutil
+import tempfile
 import time
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from clv.contracts import TS_DTYPE
-from clv.errors import ConfigError, DataError
+from clv.contracts import TS_DTYPE, TableName
+from clv.errors import ConfigError, DataError, NotReadyError
 from clv.settings import Settings
-from clv.store import has_table, read_table
+from clv.store import bucket_predicate, has_table, table_path
 from features.definitions import feature_sql, snapshot_entities_sql
 
 FEATURES_FILE = "customer_features.parquet"
@@ -62,16 +78,101 @@ _EVERY = re.compile(r"^\s*(\d+)\s*([dwM])\s*$")
 
 DateLike = date | datetime | str
 
+MIB = 1024 * 1024
+
+# Peak memory of a one-shot build per stored row, fitted to the peak RSS, minus the ~130 MiB of
+# the interpreter and its imports, of `build_features(..., buckets=1)` with DuckDB free to use
+# 16 GiB (duckdb 2.0, pyarrow 25; 2 threads):
+#
+#   world (rows: tx / events / customers -> feature rows)   measured   model   model / measured
+#   synthetic_log 1M / 0 / 200k -> 1.29M                     1070 MiB   1405    1.31
+#   synthetic_log 10M / 0 / 200k -> 1.29M                    1902 MiB   2435    1.28
+#   synthetic_log 3M / 0 / 50k -> 0.32M                       742 MiB    667    0.90
+#   synthetic_log 1M / 0 / 800k -> 5.18M                     3956 MiB   5280    1.33
+#   generator 0.63M / 0 / 60k -> 0.63M                        758 MiB    693    0.91
+#   generator 0.63M / 1.59M / 60k -> 0.63M                    866 MiB    875    1.01
+#
+# The differences give 97 B per transaction (1M -> 10M), 71 B per event (with and without
+# events) and 740-780 B per feature row (1.29M -> 5.18M rows); customers and feature rows grow
+# together in these worlds, so the customer-row cost is an assumption. The estimate counts
+# feature rows as known customers x snapshots, an upper bound (1.9x the real rows of
+# `synthetic_log`, whose sign-ups spread over the year), which covers what does not shrink
+# with a bucket: with a 1024 MiB budget the 10M world builds in 4 buckets at 0.92 GiB peak RSS
+# (benchmark `feature_build_chunked`), with 512 MiB in 7 at 0.65 GiB.
+BYTES_PER_TRANSACTION = 120
+"""Peak bytes per transaction row: DuckDB's scan of it and its share of the per-day aggregates."""
+BYTES_PER_EVENT = 120
+"""Peak bytes per event row (the shape of a transaction: id, ts, one short string)."""
+BYTES_PER_CUSTOMER = 300
+"""Peak bytes per customers-table row (id, signup, three strings, the join's hash entry)."""
+BYTES_PER_FEATURE_ROW = 1000
+"""Peak bytes per output row (known customer x snapshot): the grid, the aggregates joined
+back, the Arrow result (~50 columns) and its sorted copy."""
+DUCKDB_MIN_MEMORY_MB = 128
+"""DuckDB's memory limit never goes below this: its operators need a few blocks per thread,
+and under ~16 MiB even a tiny feature query fails instead of spilling."""
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    """What a one-shot build would hold at its peak, from row counts (not the data itself).
+
+    Row counts come from the Parquet footers; `known_customers` is DuckDB's HyperLogLog count
+    of the distinct ids in the transactions and customers tables (a streaming scan).
+
+    bytes = transactions x BYTES_PER_TRANSACTION + events x BYTES_PER_EVENT
+          + customers x BYTES_PER_CUSTOMER + feature_rows x BYTES_PER_FEATURE_ROW,
+    feature_rows = known_customers x snapshots, an upper bound (a customer appears only in the
+    snapshots after they became known).
+    """
+
+    transactions: int
+    events: int
+    customers: int
+    known_customers: int
+    snapshots: int
+
+    @property
+    def feature_rows(self) -> int:
+        return self.known_customers * self.snapshots
+
+    @property
+    def bytes(self) -> int:
+        return (
+            self.transactions * BYTES_PER_TRANSACTION
+            + self.events * BYTES_PER_EVENT
+            + self.customers * BYTES_PER_CUSTOMER
+            + self.feature_rows * BYTES_PER_FEATURE_ROW
+        )
+
+    @property
+    def mb(self) -> float:
+        return self.bytes / MIB
+
+    def buckets(self, *, budget_mb: int) -> int:
+        """How many customer buckets keep each one under the budget: ceil(estimate / budget)."""
+        return plan_buckets(self.bytes, budget_mb=budget_mb)
+
+
+def plan_buckets(estimate_bytes: int, *, budget_mb: int) -> int:
+    """max(1, ceil(estimate / budget)): the fewest equal buckets that each fit the budget."""
+    if budget_mb <= 0:
+        raise ConfigError(f"compute.memory_budget_mb must be positive, got {budget_mb}")
+    return max(1, math.ceil(estimate_bytes / (budget_mb * MIB)))
+
 
 @dataclass(frozen=True)
 class BuildResult:
-    """What a build wrote."""
+    """What a build wrote, and in how many customer buckets."""
 
     path: Path
     rows: int
     customers: int
     snapshots: list[pd.Timestamp]
     seconds: float
+    chunks: int
+    estimate: MemoryEstimate
+    memory_budget_mb: int
 
 
 def features_path(settings: Settings) -> Path:
@@ -139,80 +240,145 @@ def snapshot_dates(
     return dates
 
 
-def _frame(settings: Settings, table: str) -> pd.DataFrame | None:
-    if table == "transactions":
-        return read_table(settings, "transactions")
-    if table == "customers" and has_table(settings, "customers"):
-        return read_table(settings, "customers")
-    if table == "events" and has_table(settings, "events"):
-        return read_table(settings, "events")
-    return None
+@dataclass(frozen=True)
+class _Source:
+    """Where one input relation comes from: a pandas frame or one bucket of a Parquet file.
+
+    Both go through the same SQL (`_relation`), so a build from the offline store and
+    `compute_features` over frames read their inputs the same way."""
+
+    relation: str
+    """SQL FROM item: the name a frame is registered under, or a `read_parquet(...)` call."""
+    columns: frozenset[str]
+    where: str = "true"
+    frame: pd.DataFrame | None = None
+    """Registered as `relation` on the connection (a zero-copy scan)."""
 
 
-def _utc(col: pd.Series) -> pd.Series:
-    ts = pd.to_datetime(col, utc=True)
-    return ts.astype(TS_DTYPE)
+def _frame_source(name: str, frame: pd.DataFrame | None) -> _Source | None:
+    if frame is None:
+        return None
+    if name == "cust":  # keep the last row of a duplicated id, as ingest does
+        frame = frame.assign(file_row_number=np.arange(len(frame)))
+    return _Source(f"{name}_in", frozenset(str(c) for c in frame.columns), frame=frame)
 
 
-def _inputs(
-    transactions: pd.DataFrame,
-    customers: pd.DataFrame | None,
-    events: pd.DataFrame | None,
-) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """The three relations in the exact shape the SQL reads (types fixed, optional parts filled)."""
-    tx = pd.DataFrame(
-        {
-            "customer_id": transactions["customer_id"].astype(str),
-            "ts": _utc(transactions["ts"]),
-            "amount": pd.to_numeric(transactions["amount"]).astype("float64"),
-            "margin": (
-                pd.to_numeric(transactions["margin"]).astype("float64")
-                if "margin" in transactions.columns
-                else pd.Series(float("nan"), index=transactions.index)
-            ),
-        }
-    )
-    cust_cols = ("acquisition_channel", "country", "plan")
-    if customers is None:
-        customers = pd.DataFrame({"customer_id": pd.Series(dtype=str)})
-    cust = pd.DataFrame({"customer_id": customers["customer_id"].astype(str)})
-    cust["signup_ts"] = (
-        _utc(customers["signup_ts"])
-        if "signup_ts" in customers.columns
-        else pd.Series(pd.NaT, index=customers.index, dtype=TS_DTYPE)
-    )
-    for col in cust_cols:
-        cust[col] = customers[col].astype("string") if col in customers.columns else pd.NA
-        cust[col] = cust[col].astype("string")
-    cust = cust.drop_duplicates("customer_id", keep="last")
-    if events is None:
-        events = pd.DataFrame(
-            {
-                "customer_id": pd.Series(dtype=str),
-                "ts": pd.Series(dtype=TS_DTYPE),
-                "event_type": pd.Series(dtype=str),
-            }
-        )
-    ev = pd.DataFrame(
-        {
-            "customer_id": events["customer_id"].astype(str),
-            "ts": _utc(events["ts"]),
-            "event_type": events["event_type"].astype(str),
-        }
-    )
-    return tx, cust, ev
+def _parquet_source(path: Path, *, where: str = "true") -> _Source:
+    literal = "'" + str(path).replace("'", "''") + "'"
+    names = frozenset(pq.read_schema(path).names) | {"file_row_number"}
+    return _Source(f"read_parquet({literal}, file_row_number = true)", names, where)
 
 
-def _connect(
-    tx: pd.DataFrame, cust: pd.DataFrame, ev: pd.DataFrame, snapshots: list[pd.Timestamp]
+def _column(source: _Source, name: str, sql_type: str) -> str:
+    """`name` cast to `sql_type`, or a typed NULL when the source has no such column."""
+    if name in source.columns:
+        return f'CAST("{name}" AS {sql_type}) AS "{name}"'
+    return f'CAST(NULL AS {sql_type}) AS "{name}"'
+
+
+def _relation(source: _Source | None, columns: list[tuple[str, str]], *, last_per_id: bool) -> str:
+    """The SELECT behind one of the views `tx`, `cust`, `ev` that the feature SQL reads."""
+    if source is None:  # an optional table that is not there: no rows, the same columns
+        nulls = ", ".join(f'CAST(NULL AS {t}) AS "{n}"' for n, t in columns)
+        return f"SELECT {nulls} WHERE false"
+    select = ", ".join(_column(source, n, t) for n, t in columns)
+    sql = f"SELECT {select} FROM {source.relation} WHERE {source.where}"
+    if last_per_id:  # a duplicated id keeps its last row
+        last = "row_number() OVER (PARTITION BY customer_id ORDER BY file_row_number DESC)"
+        sql += f" QUALIFY {last} = 1"
+    return sql
+
+
+_TX_COLUMNS = [
+    ("customer_id", "VARCHAR"),
+    ("ts", "TIMESTAMPTZ"),
+    ("amount", "DOUBLE"),
+    ("margin", "DOUBLE"),
+]
+_CUST_COLUMNS = [
+    ("customer_id", "VARCHAR"),
+    ("signup_ts", "TIMESTAMPTZ"),
+    ("acquisition_channel", "VARCHAR"),
+    ("country", "VARCHAR"),
+    ("plan", "VARCHAR"),
+]
+_EV_COLUMNS = [("customer_id", "VARCHAR"), ("ts", "TIMESTAMPTZ"), ("event_type", "VARCHAR")]
+
+
+def _duckdb(
+    *, memory_limit_mb: int | None = None, temp_directory: Path | None = None
 ) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB in UTC; with a limit it spills to `temp_directory` above it."""
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
     con.execute("SET enable_progress_bar = false")
-    snaps = pd.DataFrame({"t": pd.Series(snapshots, dtype="datetime64[ns, UTC]").astype(TS_DTYPE)})
-    for name, frame in (("tx", tx), ("cust", cust), ("ev", ev), ("snaps", snaps)):
-        con.register(name, frame)
+    con.execute("SET preserve_insertion_order = false")  # queries that care say ORDER BY
+    if memory_limit_mb is not None:
+        con.execute(f"SET memory_limit = '{max(memory_limit_mb, DUCKDB_MIN_MEMORY_MB)}MiB'")
+    if temp_directory is not None:  # DuckDB's default is `.tmp` in the working directory
+        con.execute("SET temp_directory = ?", [str(temp_directory)])
     return con
+
+
+def _query(
+    sql: str,
+    *,
+    tx: _Source,
+    cust: _Source | None,
+    ev: _Source | None,
+    snapshots: list[pd.Timestamp],
+    params: dict[str, object] | None = None,
+    memory_limit_mb: int | None = None,
+    temp_directory: Path | None = None,
+) -> pa.Table:
+    """Run a feature query over the views tx, cust, ev and snaps (types fixed, optional parts
+    empty); the connection is closed, and its memory freed, before this returns."""
+    con = _duckdb(memory_limit_mb=memory_limit_mb, temp_directory=temp_directory)
+    try:
+        for source in (tx, cust, ev):
+            if source is not None and source.frame is not None:
+                con.register(source.relation, source.frame)
+        snaps = pd.DataFrame(
+            {"t": pd.Series(snapshots, dtype="datetime64[ns, UTC]").astype(TS_DTYPE)}
+        )
+        con.register("snaps", snaps)
+        con.execute(f"CREATE VIEW tx AS {_relation(tx, _TX_COLUMNS, last_per_id=False)}")
+        con.execute(f"CREATE VIEW cust AS {_relation(cust, _CUST_COLUMNS, last_per_id=True)}")
+        con.execute(f"CREATE VIEW ev AS {_relation(ev, _EV_COLUMNS, last_per_id=False)}")
+        relation = con.sql(sql, params=params)
+        assert relation is not None
+        return relation.to_arrow_table()
+    finally:
+        con.close()
+
+
+def _features_table(
+    *,
+    tx: _Source,
+    cust: _Source | None,
+    ev: _Source | None,
+    snapshots: list[pd.Timestamp],
+    margin_rate: float,
+    created: datetime | None,
+    memory_limit_mb: int | None = None,
+    temp_directory: Path | None = None,
+) -> pa.Table:
+    if any(t != t.floor("D") for t in snapshots):
+        raise DataError("snapshot instants must be UTC midnights")
+    created_at = to_utc(created or datetime.now(UTC))
+    table = _query(
+        feature_sql(),
+        tx=tx,
+        cust=cust,
+        ev=ev,
+        snapshots=snapshots,
+        params={"margin_rate": margin_rate, "created": created_at.to_pydatetime()},
+        memory_limit_mb=memory_limit_mb,
+        temp_directory=temp_directory,
+    )
+    # sorted here, after DuckDB has freed its memory (see `feature_sql`)
+    keys = [("event_timestamp", "ascending"), ("customer_id", "ascending")]
+    return _microseconds(table.take(pc.sort_indices(table, sort_keys=keys)))
 
 
 def compute_features_arrow(
@@ -223,21 +389,24 @@ def compute_features_arrow(
     *,
     margin_rate: float,
     created: datetime | None = None,
+    memory_limit_mb: int | None = None,
+    temp_directory: Path | None = None,
 ) -> pa.Table:
-    """The feature rows as an Arrow table (UTC microsecond timestamps); see the module rules."""
-    if any(t != t.floor("D") for t in snapshots):
-        raise DataError("snapshot instants must be UTC midnights")
-    tx, cust, ev = _inputs(transactions, customers, events)
-    created_at = to_utc(created or datetime.now(UTC))
-    con = _connect(tx, cust, ev, snapshots)
-    try:
-        params = {"margin_rate": margin_rate, "created": created_at.to_pydatetime()}
-        relation = con.sql(feature_sql(), params=params)
-        assert relation is not None
-        table = relation.to_arrow_table()
-    finally:
-        con.close()
-    return _microseconds(table)
+    """The feature rows as an Arrow table (UTC microsecond timestamps); see the module rules.
+
+    `memory_limit_mb` caps DuckDB's memory (it spills to `temp_directory` above it)."""
+    tx = _frame_source("tx", transactions)
+    assert tx is not None
+    return _features_table(
+        tx=tx,
+        cust=_frame_source("cust", customers),
+        ev=_frame_source("ev", events),
+        snapshots=snapshots,
+        margin_rate=margin_rate,
+        created=created,
+        memory_limit_mb=memory_limit_mb,
+        temp_directory=temp_directory,
+    )
 
 
 def compute_features(
@@ -270,15 +439,105 @@ def known_entities(
     as_of: DateLike,
 ) -> pd.DataFrame:
     """customer_id + event_timestamp (= as_of) for every customer known strictly before as_of."""
-    tx, cust, ev = _inputs(transactions, customers, None)
-    con = _connect(tx, cust, ev, [to_utc(as_of)])
-    try:
-        frame = con.execute(snapshot_entities_sql()).df()
-    finally:
-        con.close()
+    tx = _frame_source("tx", transactions)
+    assert tx is not None
+    table = _query(
+        snapshot_entities_sql(),
+        tx=tx,
+        cust=_frame_source("cust", customers),
+        ev=None,
+        snapshots=[to_utc(as_of)],
+    )
+    frame = table.to_pandas()
     frame["customer_id"] = frame["customer_id"].astype(str)
     frame["event_timestamp"] = frame["event_timestamp"].astype(TS_DTYPE)
     return frame
+
+
+def _require(settings: Settings, table: TableName) -> Path:
+    path = table_path(settings, table)
+    if not path.exists():
+        raise NotReadyError(
+            f"no {table} in {settings.offline_dir}: run `clv data ingest PATH --table {table}`"
+        )
+    return path
+
+
+def _rows(settings: Settings, table: TableName) -> int:
+    """A stored table's row count from its Parquet footer (0 without the table)."""
+    if not has_table(settings, table):
+        return 0
+    return int(pq.read_metadata(table_path(settings, table)).num_rows)
+
+
+@dataclass(frozen=True)
+class _LogSpan:
+    first: pd.Timestamp
+    last: pd.Timestamp
+    known_customers: int
+
+
+def _log_span(settings: Settings, *, memory_limit_mb: int) -> _LogSpan:
+    """First and last transaction (Parquet statistics) and the approximate number of distinct
+    customers of the transactions and customers tables (a streaming HyperLogLog count)."""
+    tx_path = _require(settings, "transactions")
+    ids = "SELECT CAST(customer_id AS VARCHAR) AS customer_id FROM read_parquet($tx)"
+    params: dict[str, object] = {"tx": str(tx_path)}
+    if has_table(settings, "customers"):
+        ids += " UNION ALL SELECT CAST(customer_id AS VARCHAR) FROM read_parquet($cust)"
+        params["cust"] = str(table_path(settings, "customers"))
+    con = _duckdb(memory_limit_mb=memory_limit_mb)
+    try:
+        first, last = con.execute(
+            "SELECT min(ts), max(ts) FROM read_parquet(?)", [str(tx_path)]
+        ).fetchall()[0]
+        known = con.execute(f"SELECT approx_count_distinct(customer_id) FROM ({ids})", params)
+        (known_customers,) = known.fetchall()[0]
+    finally:
+        con.close()
+    if first is None:
+        raise DataError("the transactions table is empty: ingest some transactions first")
+    return _LogSpan(to_utc(first), to_utc(last), int(known_customers))
+
+
+def _estimate(settings: Settings, span: _LogSpan, *, snapshots: int) -> MemoryEstimate:
+    return MemoryEstimate(
+        transactions=_rows(settings, "transactions"),
+        events=_rows(settings, "events"),
+        customers=_rows(settings, "customers"),
+        known_customers=span.known_customers,
+        snapshots=snapshots,
+    )
+
+
+def _bucket_features(
+    settings: Settings,
+    snapshots: list[pd.Timestamp],
+    *,
+    buckets: int,
+    bucket: int,
+    created: datetime,
+    temp_directory: Path,
+) -> pa.Table:
+    """The feature rows of one customer bucket: DuckDB reads that bucket's rows of every table
+    straight from the offline store (the predicate of `clv.store.read_table_bucket`)."""
+    where = bucket_predicate(buckets, bucket)
+
+    def source(table: TableName) -> _Source | None:
+        path = table_path(settings, table)
+        return _parquet_source(path, where=where) if path.exists() else None
+
+    tx = _parquet_source(_require(settings, "transactions"), where=where)
+    return _features_table(
+        tx=tx,
+        cust=source("customers"),
+        ev=source("events"),
+        snapshots=snapshots,
+        margin_rate=settings.model.margin_rate,
+        created=created,
+        memory_limit_mb=settings.compute.memory_budget_mb,
+        temp_directory=temp_directory,
+    )
 
 
 def build_features(
@@ -287,37 +546,71 @@ def build_features(
     start: DateLike | None = None,
     end: DateLike | None = None,
     every: str | None = None,
+    buckets: int | None = None,
 ) -> BuildResult:
-    """Compute every snapshot from the ingested log and write the features Parquet file."""
+    """Compute every snapshot from the ingested log and write the features Parquet file.
+
+    Customer bucket by customer bucket: `buckets` disjoint buckets, one DuckDB query each,
+    appended to one Parquet file that replaces the old one only when every bucket is written.
+    `buckets` overrides the default, the memory estimate over `compute.memory_budget_mb`.
+    """
     began = time.perf_counter()
-    transactions = read_table(settings, "transactions")
-    if transactions.empty:
-        raise DataError("the transactions table is empty: ingest some transactions first")
-    customers = _frame(settings, "customers")
-    events = _frame(settings, "events")
-    ts = _utc(transactions["ts"])
+    budget = settings.compute.memory_budget_mb
+    span = _log_span(settings, memory_limit_mb=budget)
     snapshots = snapshot_dates(
-        ts.min(),
-        ts.max(),
+        span.first,
+        span.last,
         every=every or settings.features.snapshot_every,
         start=start,
         end=end,
     )
     if not snapshots:
         raise DataError(f"no snapshot dates between {start} and {end}: widen the range")
-    table = compute_features_arrow(
-        transactions, customers, events, snapshots, margin_rate=settings.model.margin_rate
-    )
+    estimate = _estimate(settings, span, snapshots=len(snapshots))
+    chunks = estimate.buckets(budget_mb=budget) if buckets is None else buckets
+    if chunks < 1:
+        raise ConfigError(f"buckets must be at least 1, got {chunks}")
+    created = datetime.now(UTC)
     path = features_path(settings)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".parquet.tmp")
-    pq.write_table(table, tmp)
+    spill = Path(tempfile.mkdtemp(prefix="duckdb-spill-", dir=settings.state_dir))
+    writer: pq.ParquetWriter | None = None
+    rows = customers = 0
+    try:
+        for bucket in range(chunks):
+            table = _bucket_features(
+                settings,
+                snapshots,
+                buckets=chunks,
+                bucket=bucket,
+                created=created,
+                temp_directory=spill,
+            )
+            if writer is None:  # every bucket has the same schema, an empty one too
+                writer = pq.ParquetWriter(tmp, table.schema)
+            if table.num_rows:
+                writer.write_table(table)
+                rows += table.num_rows
+                customers += len(pc.unique(table["customer_id"]))  # buckets are disjoint
+            del table
+    except BaseException:
+        if writer is not None:
+            writer.close()
+        tmp.unlink(missing_ok=True)  # the previous build stays in place
+        raise
+    finally:
+        shutil.rmtree(spill, ignore_errors=True)
+    assert writer is not None  # chunks >= 1
+    writer.close()
     tmp.replace(path)
-    customers_n = len(pc.unique(table["customer_id"])) if table.num_rows else 0
     return BuildResult(
         path=path,
-        rows=table.num_rows,
-        customers=customers_n,
+        rows=rows,
+        customers=customers,
         snapshots=snapshots,
         seconds=time.perf_counter() - began,
+        chunks=chunks,
+        estimate=estimate,
+        memory_budget_mb=budget,
     )

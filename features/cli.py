@@ -54,15 +54,21 @@ def build(
     progress("building feature snapshots")
     result = build_features(settings, start=start, end=end, every=every)
     first, last = result.snapshots[0], result.snapshots[-1]
+    plural = "s" if result.chunks != 1 else ""
     emit(
         f"built {result.rows:,} rows: {result.customers:,} customers x {len(result.snapshots)} "
-        f"snapshots ({first.date()} .. {last.date()}) in {result.seconds:.1f}s -> {result.path}",
+        f"snapshots ({first.date()} .. {last.date()}) in {result.chunks} chunk{plural} "
+        f"(estimate {result.estimate.mb:,.0f} MiB, budget {result.memory_budget_mb:,} MiB) "
+        f"in {result.seconds:.1f}s -> {result.path}",
         {
             "path": result.path,
             "rows": result.rows,
             "customers": result.customers,
             "snapshots": [t.isoformat() for t in result.snapshots],
             "seconds": round(result.seconds, 3),
+            "chunks": result.chunks,
+            "estimate_mb": round(result.estimate.mb, 1),
+            "memory_budget_mb": result.memory_budget_mb,
         },
         as_json=as_json,
     )

@@ -15,7 +15,7 @@ point-in-time join, the matrices, the split copies, XGBoost's own). Within
    Dask cluster from every part: a local cluster of `compute.dask_workers` processes, each
    limited to `compute.dask_worker_memory_mb` (default: the budget), or the scheduler at
    `compute.dask_scheduler`. Workers then need clv installed and the workspace's parts path
-   (a shared filesystem).
+   (a shared filesystem). The parts are removed when the run ends.
 
 The workers' peak resident memory is reported with the run (`dask.worker_peak_rss_mb`).
 """
@@ -321,6 +321,7 @@ class DaskRefit:
                 "refit.seconds": round(time.perf_counter() - began, 1),
                 "dask.workers": len(peaks),
                 "dask.parts": len(self.parts.paths),
+                "training.sample": f"customer bucket 1 of {self.parts.buckets}",
                 "dask.worker_peak_rss_mb": round(max(peaks.values()), 1),
                 "dask.worker_peaks_rss_mb": ",".join(f"{v:.1f}" for v in peaks.values()),
                 "dask.worker_memory_limit_mb": budget,

@@ -25,6 +25,7 @@ has seen the most recent customers and category levels; the test metrics estimat
 from __future__ import annotations
 
 import hashlib
+import shutil
 import sys
 import tempfile
 import time
@@ -187,24 +188,24 @@ def run(
     distributed.worker_memory_mb(settings)  # a cluster that cannot start fails before any work
     buckets = scale.buckets
     say(f"scale: {scale.describe()}: {buckets} customer buckets, final fits on Dask")
-    parts = distributed.write_parts(
-        settings,
-        source=source,
-        buckets=buckets,
-        directory=settings.state_dir / "training-set",
-        progress=say,
-    )
-    sample = distributed.sample_data(settings, parts, source=source)
-    say(f"sample: tuning and evaluation on bucket 1 of {buckets} ({len(sample.frame):,} rows)")
-    with distributed.dask_client(settings) as client:
-        return fit_and_log(
-            settings,
-            sample,
-            n_trials=n_trials,
-            workers=workers,
-            progress=say,
-            refit_backend=distributed.DaskRefit(client, parts),
+    directory = settings.state_dir / "training-sets" / uuid.uuid4().hex[:12]
+    try:
+        parts = distributed.write_parts(
+            settings, source=source, buckets=buckets, directory=directory, progress=say
         )
+        sample = distributed.sample_data(settings, parts, source=source)
+        say(f"sample: tuning and evaluation on bucket 1 of {buckets} ({len(sample.frame):,} rows)")
+        with distributed.dask_client(settings) as client:
+            return fit_and_log(
+                settings,
+                sample,
+                n_trials=n_trials,
+                workers=workers,
+                progress=say,
+                refit_backend=distributed.DaskRefit(client, parts),
+            )
+    finally:  # derived data: rebuilt from the offline store by the next run
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def load_training_data(
