@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import random
-import resource
 import shutil
 import subprocess
 import sys
@@ -16,8 +15,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from clv.demo import free_port, wait_for_http
+from clv.demo import free_port, stop_process, wait_for_http
 from clv.settings import Settings, load_settings
+from training.distributed import peak_rss_mib
 
 if TYPE_CHECKING:
     from training.train import TrainingData
@@ -35,11 +35,6 @@ def workspace(name: str) -> Settings:
     settings = load_settings(path, environ={})
     settings.ensure_dirs()
     return settings
-
-
-def peak_rss_mib() -> float:
-    """Peak resident memory of this process so far, in MiB (Linux reports KiB)."""
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
 def generate_and_ingest(*, quick: bool) -> Figures:
@@ -149,12 +144,13 @@ def synthetic_log(settings: Settings, *, customers: int, transactions: int, seed
 
 
 _BUILD_ONE = """
-import json, resource, sys, time
+import json, sys, time
 from clv.settings import load_settings
 from features.build import build_features
+from training.distributed import peak_rss_mib
 settings = load_settings(sys.argv[1], environ={})
 result = build_features(settings)
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+peak = peak_rss_mib()
 print(json.dumps({"seconds": round(result.seconds, 2), "rows": result.rows,
                   "customers": result.customers, "snapshots": len(result.snapshots),
                   "peak_rss_mib": round(peak, 1)}))
@@ -200,14 +196,15 @@ def feature_build_scaling(*, quick: bool) -> Figures:
 
 
 _BUILD_CHUNKED = """
-import json, resource, sys
+import json, sys
 import duckdb
+from training.distributed import peak_rss_mib
 from clv.settings import load_settings
 from features.build import build_features
 workspace, budget, buckets = sys.argv[1], sys.argv[2], sys.argv[3]
 settings = load_settings(workspace, environ={"CLV_COMPUTE__MEMORY_BUDGET_MB": budget})
 result = build_features(settings, buckets=None if buckets == "auto" else int(buckets))
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+peak = peak_rss_mib()
 con = duckdb.connect()
 row = con.execute(
     "SELECT count(*), sum(hash(customer_id, event_timestamp)), sum(frequency),"
@@ -370,15 +367,6 @@ def ingest_1m(*, quick: bool) -> Figures:
     }
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=10)
-
-
 def _clv_server(settings: Settings, port: int, log: Path, **env: str) -> subprocess.Popen[bytes]:
     """`clv serve` (uvicorn, one worker) on 127.0.0.1:port for a workspace."""
     cmd = [sys.executable, "-m", "clv", "--workspace", str(settings.workspace)]
@@ -471,7 +459,7 @@ def serve_latency(*, quick: bool) -> Figures:
         peak = closed_loop(port, "/score", body, connections=8, seconds=peak_seconds)
         figures.update(peak.figures("clv_peak"))
     finally:
-        _stop(proc)
+        stop_process(proc)
 
     rows = online_features(settings, ids[:500])
     feature_cols = [c for c in rows.columns if c not in ("customer_id", "feature_timestamp")]
@@ -497,7 +485,7 @@ def serve_latency(*, quick: bool) -> Figures:
         mpeak = closed_loop(port, "/invocations", mbody, connections=8, seconds=peak_seconds)
         figures.update(mpeak.figures("mlflow_peak"))
     finally:
-        _stop(proc)
+        stop_process(proc)
     figures["load_average_1m_after"] = round(os.getloadavg()[0], 2)
     ours, theirs = figures["clv_peak_throughput_rps"], figures["mlflow_peak_throughput_rps"]
     assert isinstance(ours, float) and isinstance(theirs, float)
@@ -654,7 +642,7 @@ def load_canary(*, quick: bool) -> Figures:
         except httpx.HTTPError as exc:
             metrics_text = f"# /metrics failed: {type(exc).__name__}"
     finally:
-        _stop(proc)
+        stop_process(proc)
     rows = history(settings).rows(settings.mlflow.model_name, limit=20)
     canary_rows = [r for r in rows if r.alias == "canary" and r.at >= started_iso]
     figures: Figures = {
@@ -874,8 +862,6 @@ def _monitor_frames(rows: int, columns: int, *, seed: int = 3) -> tuple[object, 
 
 def _evidently_alone(rows: int, columns: int, queue: object) -> None:
     """Evidently's DataDriftPreset on the full frames (run in a child process)."""
-    import resource as res
-
     from monitoring.evidently_io import DriftConfig, run_drift
 
     reference, current = _monitor_frames(rows, columns)
@@ -891,7 +877,7 @@ def _evidently_alone(rows: int, columns: int, queue: object) -> None:
         html_path=out / "evidently.html",
         json_path=out / "evidently.json",
     )
-    peak = res.getrusage(res.RUSAGE_SELF).ru_maxrss / 1024
+    peak = peak_rss_mib()
     queue.put({"seconds": round(time.perf_counter() - t0, 2), "peak_rss_mib": round(peak, 1)})  # type: ignore[attr-defined]
 
 
@@ -1067,7 +1053,7 @@ def online_store_latency(*, quick: bool) -> Figures:
                 result = open_loop(port, "/score", body, rate=200.0, seconds=seconds)
                 figures.update(result.figures(store))
             finally:
-                _stop(proc)
+                stop_process(proc)
     finally:
         redis.terminate()
         redis.wait(timeout=10)
@@ -1077,10 +1063,11 @@ def online_store_latency(*, quick: bool) -> Figures:
 # ------------------------------------------------------------------- Dask training (issue 7)
 
 _TRAIN_ONE = """
-import json, resource, sys, time
+import json, sys, time
 from clv.settings import load_settings
 from features import feast_io
 from training import distributed
+from training.distributed import peak_rss_mib
 from training.train import run
 import mlflow
 workspace, budget, trials = sys.argv[1], sys.argv[2], int(sys.argv[3])
@@ -1090,7 +1077,7 @@ scale = distributed.plan_scale(settings)
 t0 = time.perf_counter()
 result = run(settings, n_trials=trials, source=feast_io)
 seconds = time.perf_counter() - t0
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+peak = peak_rss_mib()
 mlflow.set_tracking_uri(settings.tracking_uri)
 params = mlflow.get_run(result.run_id).data.params
 print(json.dumps({"seconds": round(seconds, 1), "peak_rss_mib": round(peak, 1),

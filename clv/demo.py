@@ -37,6 +37,16 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
+def stop_process(proc: subprocess.Popen[bytes], *, timeout: float = 15) -> None:
+    """SIGTERM, then SIGKILL if the process has not exited within `timeout` seconds."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def wait_for_http(url: str, proc: subprocess.Popen[bytes], *, timeout: float) -> None:
     """Poll `url` until it answers 200; fail at once if the server process has exited."""
     deadline = time.monotonic() + timeout
@@ -70,11 +80,7 @@ def score_over_http(settings: Settings, customer_ids: list[str]) -> dict[str, ob
             answer: dict[str, object] = resp.json()
             return answer
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            stop_process(proc)
 
 
 def run_demo(

@@ -22,6 +22,7 @@ The workers' peak resident memory is reported with the run (`dask.worker_peak_rs
 
 from __future__ import annotations
 
+import logging
 import math
 import resource
 import shutil
@@ -37,7 +38,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 import pyarrow.parquet as pq
 
-from clv.errors import ConfigError, DataError, NotReadyError
+from clv.errors import ClvError, ConfigError, DataError, NotReadyError
 from clv.settings import Settings
 from training.labels import as_utc
 from training.refit import (
@@ -59,6 +60,7 @@ from training.train import (
 )
 
 if TYPE_CHECKING:
+    import dask.dataframe as dd
     import xgboost as xgb
     from distributed import Client
 
@@ -228,7 +230,9 @@ def dask_client(settings: Settings) -> Iterator[Client]:
             dashboard_address=None,
             # The scheduler's HTTP endpoints (health, metrics) on loopback, any free port.
             scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
-            silence_logs=40,
+            # Worker failures reach the client as exceptions (see DaskRefit); the workers'
+            # own log lines (a heartbeat lost at shutdown) would only be noise on stderr.
+            silence_logs=logging.CRITICAL,
         ) as cluster,
         Client(cluster) as client,  # type: ignore[no-untyped-call]
     ):
@@ -236,10 +240,19 @@ def dask_client(settings: Settings) -> Iterator[Client]:
         yield client
 
 
-def _peak_rss_mb() -> float:
-    """This process's peak resident memory in MiB (Linux reports KiB, macOS bytes)."""
+def peak_rss_mib() -> float:
+    """This process's own peak resident memory in MiB.
+
+    Linux: VmHWM of /proc/self/status. Not `getrusage`'s ru_maxrss, which Linux carries over
+    fork and exec, so that a process started by a big parent reports the parent's peak (a
+    worker spawned by a 1.4 GiB driver said 1.4 GiB). Elsewhere ru_maxrss (macOS: bytes)."""
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 2**20 if sys.platform == "darwin" else peak / 1024
+    return round(peak / 2**20 if sys.platform == "darwin" else peak / 1024, 1)
 
 
 @dataclass(frozen=True)
@@ -279,9 +292,7 @@ class DaskRefit:
         offset: OffsetFn | None,
     ) -> RefitOutcome:
         import dask.dataframe as dd
-        from xgboost import dask as dxgb
-
-        from training.objective import MAX_BIN
+        from distributed import KilledWorker
 
         began = time.perf_counter()
         names = encoder.feature_names
@@ -291,27 +302,17 @@ class DaskRefit:
         prepared = self.client.persist(prepared)  # type: ignore[no-untyped-call]
         rows = int(prepared.shape[0].compute())
         boosters: dict[str, xgb.Booster] = {}
-        for job in jobs:
-            sel = prepared[row_mask(prepared, job.rows)]
-            matrix = dxgb.DaskQuantileDMatrix(
-                self.client,
-                sel[names],
-                label=label_of(sel, job.label),
-                base_margin=sel[OFFSET] if job.offset else None,
-                feature_names=list(names),
-                max_bin=MAX_BIN,
-            )
-            out = dxgb.train(
-                self.client,
-                dict(job.params),
-                matrix,
-                num_boost_round=job.rounds,
-                verbose_eval=False,
-            )
-            boosters[job.name] = out["booster"]
-            del matrix
+        try:
+            for job in jobs:
+                boosters[job.name] = self._fit_one(job, prepared, names)
+        except KilledWorker as exc:
+            raise ClvError(
+                f"a Dask worker died while fitting ({exc.__class__.__name__}); with a worker "
+                f"memory limit of {self.client_budget_mb():.0f} MiB: raise "
+                "compute.dask_worker_memory_mb or add workers"
+            ) from exc
         del prepared
-        peaks = self.client.run(_peak_rss_mb)
+        peaks = self.client.run(peak_rss_mib)
         budget = float(self.client_budget_mb())
         return RefitOutcome(
             boosters,
@@ -327,6 +328,33 @@ class DaskRefit:
                 "dask.worker_memory_limit_mb": budget,
             },
         )
+
+    def _fit_one(self, job: BoosterJob, prepared: dd.DataFrame, names: list[str]) -> xgb.Booster:
+        import xgboost as xgb
+        from xgboost import dask as dxgb
+
+        from training.objective import MAX_BIN
+
+        sel = prepared[row_mask(prepared, job.rows)]
+        matrix = dxgb.DaskQuantileDMatrix(
+            self.client,
+            sel[names],
+            label=label_of(sel, job.label),
+            base_margin=sel[OFFSET] if job.offset else None,
+            feature_names=list(names),
+            max_bin=MAX_BIN,
+        )
+        # The workers take XGBoost's global configuration from here: quiet, as in process.
+        with xgb.config_context(verbosity=0):
+            out = dxgb.train(
+                self.client,
+                dict(job.params),
+                matrix,
+                num_boost_round=job.rounds,
+                verbose_eval=False,
+            )
+        booster: xgb.Booster = out["booster"]
+        return booster
 
     def client_budget_mb(self) -> float:
         """The smallest worker memory limit the scheduler knows (0 when unlimited)."""

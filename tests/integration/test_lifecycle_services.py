@@ -26,7 +26,7 @@ import httpx
 import pytest
 
 from clv.cli import main
-from clv.demo import free_port, wait_for_http
+from clv.demo import free_port, stop_process, wait_for_http
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -81,12 +81,7 @@ def _server(workspace: Path) -> Iterator[str]:
             wait_for_http(f"{url}/readyz", proc, timeout=60)
             yield url
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop_process(proc)
 
 
 def _score(client: httpx.Client, url: str, ids: list[str]) -> list[Doc]:

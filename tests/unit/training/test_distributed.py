@@ -176,6 +176,75 @@ def test_run_over_budget_registers_a_model_fitted_on_dask(world: Path) -> None:
     assert (pred["clv_p10"] <= pred["clv_p90"]).all()
 
 
+@pytest.fixture
+def scheduler(tmp_path: Path) -> Iterator[str]:
+    """A real `dask scheduler` and one `dask worker` process on loopback (not a LocalCluster)."""
+    import subprocess
+    import sys
+
+    from clv.demo import free_port, stop_process
+
+    address = f"tcp://127.0.0.1:{free_port()}"
+    dask = [str(Path(sys.executable).with_name("dask"))]
+    log = (tmp_path / "dask.log").open("wb")
+    procs = [
+        subprocess.Popen(
+            [
+                *dask,
+                "scheduler",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                address.rsplit(":", 1)[1],
+                "--no-dashboard",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    ]
+    procs.append(
+        subprocess.Popen(
+            [
+                *dask,
+                "worker",
+                address,
+                "--nthreads",
+                "1",
+                "--memory-limit",
+                "1GiB",
+                "--no-dashboard",
+                "--host",
+                "127.0.0.1",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    )
+    try:
+        yield address
+    finally:
+        for proc in reversed(procs):
+            stop_process(proc)
+        log.close()
+
+
+def test_a_configured_scheduler_runs_the_final_fits(world: Path, scheduler: str) -> None:
+    import shutil
+
+    ws = world.parent / "dask-scheduler-run"
+    shutil.copytree(world, ws)
+    budget_mb = max(1, distributed.plan_scale(_settings(ws, 4096)).estimate_bytes // 2**20 // 2)
+    settings = _settings(
+        ws, budget_mb, CLV_TUNING__N_TRIALS="1", CLV_COMPUTE__DASK_SCHEDULER=scheduler
+    )
+    result = run(settings, source=feast_io)
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    params = mlflow.get_run(result.run_id).data.params
+    assert params["refit.backend"] == "dask"
+    assert params["dask.workers"] == "1"  # the external worker, not a local cluster of 2
+    assert float(params["dask.worker_memory_limit_mb"]) == 1024.0
+
+
 def test_unreachable_scheduler_is_a_config_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
