@@ -69,8 +69,9 @@ class ComputeSettings(_Frozen):
     memory_budget_mb: int = Field(
         4096,
         gt=0,
-        description="memory one process may use for a training set or a feature-build chunk; "
-        "larger work is chunked (features) or goes to Dask (training)",
+        description="memory one process may use for the data of a training run or a "
+        "feature-build chunk (the interpreter and libraries come on top: ~0.5 GiB for "
+        "training); larger work is chunked (features) or goes to Dask (training)",
     )
     dask_scheduler: str | None = Field(
         None, description="Dask scheduler address (tcp://host:8786); default: a local cluster"

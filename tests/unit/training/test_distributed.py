@@ -266,3 +266,19 @@ def test_a_worker_limit_too_small_to_start_is_a_config_error(tmp_path: Path) -> 
     settings = load_settings(tmp_path, environ={"CLV_COMPUTE__MEMORY_BUDGET_MB": "40"})
     with pytest.raises(ConfigError, match="at least 512 MiB"), distributed.dask_client(settings):
         pass
+
+
+def test_peak_memory_is_the_process_own_not_its_parents() -> None:
+    import subprocess
+    import sys
+
+    ballast = np.ones(50_000_000)  # 400 MB held by this (parent) process while the child runs
+    code = "from training.distributed import peak_rss_mib; print(peak_rss_mib())"
+    child = float(
+        subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        ).stdout
+    )
+    assert ballast.sum() == 50_000_000
+    assert distributed.peak_rss_mib() > 400
+    assert 10 < child < 350  # the child imports pandas and pyarrow, far less than the ballast
