@@ -15,9 +15,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from clv.compute import peak_rss_mib
 from clv.demo import free_port, stop_process, wait_for_http
 from clv.settings import Settings, load_settings
-from training.distributed import peak_rss_mib
 
 if TYPE_CHECKING:
     from training.train import TrainingData
@@ -147,7 +147,7 @@ _BUILD_ONE = """
 import json, sys, time
 from clv.settings import load_settings
 from features.build import build_features
-from training.distributed import peak_rss_mib
+from clv.compute import peak_rss_mib
 settings = load_settings(sys.argv[1], environ={})
 result = build_features(settings)
 peak = peak_rss_mib()
@@ -198,7 +198,7 @@ def feature_build_scaling(*, quick: bool) -> Figures:
 _BUILD_CHUNKED = """
 import json, sys
 import duckdb
-from training.distributed import peak_rss_mib
+from clv.compute import peak_rss_mib
 from clv.settings import load_settings
 from features.build import build_features
 workspace, budget, buckets = sys.argv[1], sys.argv[2], sys.argv[3]
@@ -1067,7 +1067,7 @@ import json, sys, time
 from clv.settings import load_settings
 from features import feast_io
 from training import distributed
-from training.distributed import peak_rss_mib
+from clv.compute import peak_rss_mib
 from training.train import run
 import mlflow
 workspace, budget, trials = sys.argv[1], sys.argv[2], int(sys.argv[3])

@@ -54,6 +54,7 @@ import re
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -540,6 +541,69 @@ def _bucket_features(
     )
 
 
+def _bucket_tables(
+    settings: Settings,
+    snapshots: list[pd.Timestamp],
+    buckets: int,
+    *,
+    created: datetime,
+    spill: Path,
+) -> Iterator[pa.Table]:
+    """Each bucket's feature rows, in bucket order, one bucket in memory at a time.
+
+    In this process; or, with `compute.dask_scheduler` set and several buckets, computed on
+    that cluster's workers, each writing its bucket to a Parquet part under `spill` (shared
+    storage, like the offline store the workers read), and read back here one by one."""
+    if settings.compute.dask_scheduler is None or buckets == 1:
+        for bucket in range(buckets):
+            yield _bucket_features(
+                settings,
+                snapshots,
+                buckets=buckets,
+                bucket=bucket,
+                created=created,
+                temp_directory=spill,
+            )
+        return
+    from clv.compute import dask_client
+
+    with dask_client(settings) as client:
+        futures = client.map(
+            _bucket_part,
+            range(buckets),
+            settings=settings,
+            snapshots=snapshots,
+            buckets=buckets,
+            created=created,
+            spill=spill,
+            pure=False,
+        )
+        for future in futures:  # in bucket order: the file is the same as in process
+            path = Path(future.result())
+            yield pq.read_table(path)
+            path.unlink()
+
+
+def _bucket_part(
+    bucket: int,
+    *,
+    settings: Settings,
+    snapshots: list[pd.Timestamp],
+    buckets: int,
+    created: datetime,
+    spill: Path,
+) -> str:
+    """On a Dask worker: one bucket's feature rows written to a part file; its path."""
+    own = Path(tempfile.mkdtemp(prefix=f"bucket-{bucket:05d}-", dir=spill))
+    table = _bucket_features(
+        settings, snapshots, buckets=buckets, bucket=bucket, created=created, temp_directory=own
+    )
+    path = spill / f"part-{bucket:05d}.parquet"
+    pq.write_table(table, path)
+    shutil.rmtree(own, ignore_errors=True)
+    return str(path)
+
+
 def build_features(
     settings: Settings,
     *,
@@ -578,15 +642,7 @@ def build_features(
     writer: pq.ParquetWriter | None = None
     rows = customers = 0
     try:
-        for bucket in range(chunks):
-            table = _bucket_features(
-                settings,
-                snapshots,
-                buckets=chunks,
-                bucket=bucket,
-                created=created,
-                temp_directory=spill,
-            )
+        for table in _bucket_tables(settings, snapshots, chunks, created=created, spill=spill):
             if writer is None:  # every bucket has the same schema, an empty one too
                 writer = pq.ParquetWriter(tmp, table.schema)
             if table.num_rows:

@@ -178,6 +178,7 @@ def run(
         from features import feast_io
 
         source = feast_io
+    from clv.compute import dask_client, worker_memory_mb
     from training import distributed
 
     scale = distributed.plan_scale(settings)
@@ -185,7 +186,7 @@ def run(
         say("labels: reading entity rows and transactions")
         data = load_training_data(settings, source=source)
         return fit_and_log(settings, data, n_trials=n_trials, workers=workers, progress=say)
-    distributed.worker_memory_mb(settings)  # a cluster that cannot start fails before any work
+    worker_memory_mb(settings)  # a cluster that cannot start fails before any work
     buckets = scale.buckets
     say(f"scale: {scale.describe()}: {buckets} customer buckets, final fits on Dask")
     directory = settings.state_dir / "training-sets" / uuid.uuid4().hex[:12]
@@ -195,7 +196,7 @@ def run(
         )
         sample = distributed.sample_data(settings, parts, source=source)
         say(f"sample: tuning and evaluation on bucket 1 of {buckets} ({len(sample.frame):,} rows)")
-        with distributed.dask_client(settings) as client:
+        with dask_client(settings) as client:
             return fit_and_log(
                 settings,
                 sample,

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from clv import compute
 from clv.cli import main
 from clv.errors import ConfigError
 from clv.settings import Settings, load_settings
@@ -57,7 +58,7 @@ def _settings(ws: Path, budget_mb: int, **extra: str) -> Settings:
 
 @pytest.fixture(scope="module")
 def client(world: Path) -> Iterator[object]:
-    with distributed.dask_client(_settings(world, 4096)) as c:
+    with compute.dask_client(_settings(world, 4096)) as c:
         yield c
 
 
@@ -176,66 +177,14 @@ def test_run_over_budget_registers_a_model_fitted_on_dask(world: Path) -> None:
     assert (pred["clv_p10"] <= pred["clv_p90"]).all()
 
 
-@pytest.fixture
-def scheduler(tmp_path: Path) -> Iterator[str]:
-    """A real `dask scheduler` and one `dask worker` process on loopback (not a LocalCluster)."""
-    import subprocess
-    import sys
-
-    from clv.demo import free_port, stop_process
-
-    address = f"tcp://127.0.0.1:{free_port()}"
-    dask = [str(Path(sys.executable).with_name("dask"))]
-    log = (tmp_path / "dask.log").open("wb")
-    procs = [
-        subprocess.Popen(
-            [
-                *dask,
-                "scheduler",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                address.rsplit(":", 1)[1],
-                "--no-dashboard",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    ]
-    procs.append(
-        subprocess.Popen(
-            [
-                *dask,
-                "worker",
-                address,
-                "--nthreads",
-                "1",
-                "--memory-limit",
-                "1GiB",
-                "--no-dashboard",
-                "--host",
-                "127.0.0.1",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    )
-    try:
-        yield address
-    finally:
-        for proc in reversed(procs):
-            stop_process(proc)
-        log.close()
-
-
-def test_a_configured_scheduler_runs_the_final_fits(world: Path, scheduler: str) -> None:
+def test_a_configured_scheduler_runs_the_final_fits(world: Path, dask_scheduler: str) -> None:
     import shutil
 
     ws = world.parent / "dask-scheduler-run"
     shutil.copytree(world, ws)
     budget_mb = max(1, distributed.plan_scale(_settings(ws, 4096)).estimate_bytes // 2**20 // 2)
     settings = _settings(
-        ws, budget_mb, CLV_TUNING__N_TRIALS="1", CLV_COMPUTE__DASK_SCHEDULER=scheduler
+        ws, budget_mb, CLV_TUNING__N_TRIALS="1", CLV_COMPUTE__DASK_SCHEDULER=dask_scheduler
     )
     result = run(settings, source=feast_io)
     mlflow.set_tracking_uri(settings.tracking_uri)
@@ -248,7 +197,7 @@ def test_a_configured_scheduler_runs_the_final_fits(world: Path, scheduler: str)
 def test_unreachable_scheduler_is_a_config_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(distributed, "SCHEDULER_TIMEOUT", "2s")
+    monkeypatch.setattr(compute, "SCHEDULER_TIMEOUT", "2s")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -257,14 +206,14 @@ def test_unreachable_scheduler_is_a_config_error(
     )
     with (
         pytest.raises(ConfigError, match=f"Dask scheduler at tcp://127.0.0.1:{port}"),
-        distributed.dask_client(settings),
+        compute.dask_client(settings),
     ):
         pass
 
 
 def test_a_worker_limit_too_small_to_start_is_a_config_error(tmp_path: Path) -> None:
     settings = load_settings(tmp_path, environ={"CLV_COMPUTE__MEMORY_BUDGET_MB": "40"})
-    with pytest.raises(ConfigError, match="at least 512 MiB"), distributed.dask_client(settings):
+    with pytest.raises(ConfigError, match="at least 512 MiB"), compute.dask_client(settings):
         pass
 
 
@@ -273,12 +222,12 @@ def test_peak_memory_is_the_process_own_not_its_parents() -> None:
     import sys
 
     ballast = np.ones(50_000_000)  # 400 MB held by this (parent) process while the child runs
-    code = "from training.distributed import peak_rss_mib; print(peak_rss_mib())"
+    code = "from clv.compute import peak_rss_mib; print(peak_rss_mib())"
     child = float(
         subprocess.run(
             [sys.executable, "-c", code], capture_output=True, text=True, check=True
         ).stdout
     )
     assert ballast.sum() == 50_000_000
-    assert distributed.peak_rss_mib() > 400
+    assert compute.peak_rss_mib() > 400
     assert 10 < child < 350  # the child imports pandas and pyarrow, far less than the ballast

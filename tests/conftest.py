@@ -1,0 +1,35 @@
+"""Fixtures shared across test folders."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from clv.demo import free_port, stop_process
+
+
+@pytest.fixture(scope="session")
+def dask_scheduler(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real `dask scheduler` and one `dask worker` process on loopback, started with the
+    `dask` command of this environment (what `compute.dask_scheduler` points at in a
+    deployment, not a LocalCluster); its address."""
+    address = f"tcp://127.0.0.1:{free_port()}"
+    dask = str(Path(sys.executable).with_name("dask"))
+    log = (tmp_path_factory.mktemp("dask") / "dask.log").open("wb")
+    port = address.rsplit(":", 1)[1]
+    loopback = ["--host", "127.0.0.1", "--no-dashboard"]
+    commands = [
+        [dask, "scheduler", "--port", port, *loopback],
+        [dask, "worker", address, "--nthreads", "1", "--memory-limit", "1GiB", *loopback],
+    ]
+    procs = [subprocess.Popen(c, stdout=log, stderr=subprocess.STDOUT) for c in commands]
+    try:
+        yield address
+    finally:
+        for proc in reversed(procs):
+            stop_process(proc)
+        log.close()
