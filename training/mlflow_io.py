@@ -122,12 +122,7 @@ class TrainingRun:
 
     def log_trial(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         """Optuna callback: one nested run per finished trial (complete, pruned or failed)."""
-        with mlflow.start_run(
-            experiment_id=self.experiment_id, run_name=f"trial-{trial.number:03d}", nested=True
-        ):
-            mlflow.log_params({k: v for k, v in trial.params.items()})
-            mlflow.set_tags(_trial_tags(study, trial))
-            mlflow.log_metrics(_trial_metrics(trial))
+        self.trial_logger()(study, trial)
 
     def trial_logger(self) -> TrialLogger:
         """The picklable form of `log_trial`, for tuning worker processes."""
@@ -137,16 +132,24 @@ class TrainingRun:
             parent_run_id=self.run_id,
         )
 
+    # Everything below names the parent run explicitly, through the client: nothing depends
+    # on MLflow's thread-local "active run", which another start_run could have changed.
     def log_record(self, record: RunRecord) -> None:
-        mlflow.log_params(dict(record.params))
-        mlflow.log_metrics(dict(record.metrics))
-        mlflow.set_tags(dict(record.tags))
+        from mlflow.entities import Metric, Param, RunTag
+
+        now = int(time.time() * 1000)
+        self.client.log_batch(
+            self.run_id,
+            metrics=[Metric(k, float(v), now, 0) for k, v in record.metrics.items()],
+            params=[Param(k, str(v)) for k, v in record.params.items()],
+            tags=[RunTag(k, str(v)) for k, v in record.tags.items()],
+        )
         for name, doc in record.documents.items():
-            mlflow.log_dict(doc, name)  # type: ignore[arg-type]
+            self.client.log_dict(self.run_id, doc, name)  # type: ignore[arg-type]
 
     def log_files(self, directory: Path, *, artifact_path: str) -> None:
         """Every file of `directory` (tables, PNG plots) under `artifact_path`."""
-        mlflow.log_artifacts(str(directory), artifact_path=artifact_path)
+        self.client.log_artifacts(self.run_id, str(directory), artifact_path=artifact_path)
 
     def tag_version(self, version: str, tags: Mapping[str, str]) -> None:
         """Tags on the registered model version (the evaluation that promotion gates read)."""
@@ -172,17 +175,24 @@ class TrainingRun:
 
         with tempfile.TemporaryDirectory(prefix="clv-bundle-") as tmp:
             bundle = model.save(Path(tmp) / BUNDLE_PATH)
-            mlflow.log_artifacts(str(bundle), artifact_path=BUNDLE_PATH)
+            self.client.log_artifacts(self.run_id, str(bundle), artifact_path=BUNDLE_PATH)
             if evaluated is not None and evaluated is not model:
                 held_out = evaluated.save(Path(tmp) / EVAL_BUNDLE_PATH)
-                mlflow.log_artifacts(str(held_out), artifact_path=EVAL_BUNDLE_PATH)
+                self.client.log_artifacts(
+                    self.run_id, str(held_out), artifact_path=EVAL_BUNDLE_PATH
+                )
             ref_path = Path(tmp) / REFERENCE_FILE
             reference.to_parquet(ref_path, index=False)
-            mlflow.log_artifact(str(ref_path), artifact_path=REFERENCE_PATH)
+            self.client.log_artifact(self.run_id, str(ref_path), artifact_path=REFERENCE_PATH)
 
             signature = infer_signature(input_example, model.predict(input_example))
+            # The logged model's source run is this run, whatever run is "active".
+            logged = mlflow.initialize_logged_model(
+                name=MODEL_NAME, source_run_id=self.run_id, experiment_id=self.experiment_id
+            )
             info = mlflow.pyfunc.log_model(
                 name=MODEL_NAME,
+                model_id=logged.model_id,
                 python_model=str(Path(__file__).with_name("pyfunc_model.py")),
                 artifacts={BUNDLE_PATH: str(bundle)},
                 code_paths=[str(CODE_ROOT / "training"), str(CODE_ROOT / "clv")],
