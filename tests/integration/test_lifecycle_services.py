@@ -118,7 +118,7 @@ def test_whole_lifecycle_on_postgres_and_redis(
     with (ws / "clv.yaml").open("a") as config:  # the server polls the registry often
         config.write("serving:\n  reload_seconds: 0.5\n  stats_seconds: 0.5\n")
     settings = load_settings(ws)
-    client = mlflow.MlflowClient(tracking_uri=uris["mlflow"])
+    client = mlflow.MlflowClient(tracking_uri=uris["mlflow"], registry_uri=uris["mlflow"])
     host, port = uris["redis"].rsplit(":", 1)
     online = redis.Redis(host=host, port=int(port))
 
@@ -143,7 +143,8 @@ def test_whole_lifecycle_on_postgres_and_redis(
     first = clv("train", "--trials", str(TRIALS), "--workers", "2")
     assert (first["version"], first["alias"]) == ("1", "champion")
     assert str(client.get_model_version_by_alias(MODEL, "champion").version) == "1"
-    assert client.get_model_version(MODEL, "1").run_id == first["run_id"]
+    v1 = client.get_model_version(MODEL, "1")
+    assert v1.run_id == first["run_id"]
     run = client.get_run(str(first["run_id"]))
     assert run.data.params["tuning.workers"] == "2"
     study = optuna.load_study(study_name=run.data.tags["optuna.study"], storage=uris["optuna"])

@@ -46,7 +46,7 @@ def test_lifecycle_on_postgres_and_redis(
     assert not (tmp_path / ".clv" / "mlflow.db").exists()
     assert not (tmp_path / ".clv" / "optuna.db").exists()
     assert not (tmp_path / ".clv" / "feast" / "online.db").exists()
-    client = mlflow.MlflowClient(tracking_uri=uris["mlflow"])
+    client = mlflow.MlflowClient(tracking_uri=uris["mlflow"], registry_uri=uris["mlflow"])
     version = client.get_model_version("clv", str(trained["version"]))
     assert version.run_id == trained["run_id"]
     assert client.get_model_version_by_alias("clv", "champion").version == version.version

@@ -46,7 +46,7 @@ def _world(workspace: Path, *, db: Callable[[str], str]) -> dict[str, str]:
 def _nested_runs(tracking_uri: str, run_id: str) -> list[object]:
     import mlflow
 
-    client = mlflow.MlflowClient(tracking_uri=tracking_uri)
+    client = mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
     experiment = client.get_run(run_id).info.experiment_id
     return list(
         client.search_runs([experiment], f"tags.mlflow.parentRunId = '{run_id}'", max_results=100)
@@ -72,7 +72,7 @@ def test_two_workers_share_one_study(tmp_path: Path, postgres_db: Callable[[str]
     runs = _nested_runs(uris["mlflow"], str(trained["run_id"]))
     names = sorted(r.info.run_name for r in runs)  # type: ignore[attr-defined]
     assert names == [f"trial-{i:03d}" for i in range(6)]
-    client = mlflow.MlflowClient(tracking_uri=uris["mlflow"])
+    client = mlflow.MlflowClient(tracking_uri=uris["mlflow"], registry_uri=uris["mlflow"])
     params = client.get_run(str(trained["run_id"])).data.params
     assert params["tuning.workers"] == "2"
     assert params["tuning.reproducible"].startswith("no:")
@@ -130,7 +130,7 @@ def test_killed_worker_does_not_stop_the_study(
     assert [t.user_attrs.get("worker_pid") for t in failed] == [killer.killed]
     assert not [t for t in study.trials if t.state.name == "RUNNING"]
 
-    client = mlflow.MlflowClient(tracking_uri=uris["mlflow"])
+    client = mlflow.MlflowClient(tracking_uri=uris["mlflow"], registry_uri=uris["mlflow"])
     params = client.get_run(str(trained["run_id"])).data.params
     assert params["tuning.worker_exit_codes"] == str(-signal.SIGKILL)
     # Failed by the heartbeat (another process's next trial) or, if sooner, by the parent.

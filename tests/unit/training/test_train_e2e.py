@@ -28,7 +28,7 @@ pytestmark = pytest.mark.slow
 
 def test_run_logs_parent_and_nested_trial_runs(trained: tuple[Settings, TrainResult]) -> None:
     settings, result = trained
-    client = MlflowClient(tracking_uri=settings.tracking_uri)
+    client = MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
     run = client.get_run(result.run_id)
     assert run.info.status == "FINISHED"
     assert run.data.tags["clv.feature_service"] == "clv_v1"
