@@ -181,6 +181,23 @@ def features_path(settings: Settings) -> Path:
     return settings.features_dir / FEATURES_FILE
 
 
+def require_features(settings: Settings) -> Path:
+    """The built snapshot file; NotReadyError naming the command when it is missing."""
+    path = features_path(settings)
+    if not path.exists():
+        raise NotReadyError(f"no feature snapshots in {path}: run `clv features build`")
+    return path
+
+
+def snapshot_times(settings: Settings) -> list[pd.Timestamp]:
+    """Every snapshot date of the built feature table, oldest first."""
+    path = require_features(settings)
+    ts = pd.read_parquet(path, columns=["event_timestamp"])["event_timestamp"]
+    if ts.empty:
+        raise NotReadyError(f"{path} is empty: run `clv features build`")
+    return sorted(pd.Timestamp(t) for t in pd.to_datetime(ts.unique(), utc=True))
+
+
 def to_utc(value: DateLike) -> pd.Timestamp:
     """A date, datetime or ISO string as a UTC timestamp (naive values are taken as UTC)."""
     try:

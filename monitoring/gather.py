@@ -10,8 +10,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from clv.errors import DataError, NotReadyError
+from clv.errors import DataError
 from clv.settings import Settings
+from features.build import snapshot_times
 from monitoring.backtest import (
     ChurnBacktest,
     Cohort,
@@ -23,19 +24,6 @@ from monitoring.backtest import (
 )
 from monitoring.drift import MonitorInputs, reference_window
 from training.model import ClvModel
-
-FEATURES_FILE = "customer_features.parquet"
-
-
-def snapshots(settings: Settings) -> list[pd.Timestamp]:
-    """Every snapshot date of the built feature table, oldest first."""
-    path = settings.features_dir / FEATURES_FILE
-    if not path.exists():
-        raise NotReadyError(f"no feature snapshots at {path}; run `clv features build` first")
-    ts = pd.read_parquet(path, columns=["event_timestamp"])["event_timestamp"]
-    if ts.empty:
-        raise NotReadyError(f"{path} is empty; run `clv features build` first")
-    return sorted(pd.Timestamp(t) for t in pd.to_datetime(ts.unique(), utc=True))
 
 
 def importance(model: ClvModel) -> dict[str, dict[str, float]]:
@@ -72,7 +60,7 @@ def gather(settings: Settings, *, as_of: pd.Timestamp | None = None) -> MonitorI
     loaded = load_alias(settings, alias="champion")
     model = loaded.model
     info = version_info(settings, loaded.version)
-    snaps = snapshots(settings)
+    snaps = snapshot_times(settings)
     when = as_of if as_of is not None else snaps[-1]
     current = scored(settings, model, when)
     notes: list[str] = []

@@ -34,7 +34,6 @@ from serving.scorer import (
 from serving.webhook import WebhookResult, post_at_risk
 
 SnapshotSource: TypeAlias = Callable[[pd.Timestamp], pd.DataFrame]
-FEATURES_FILE = "customer_features.parquet"
 AT_RISK_FILE = "at_risk.csv"
 
 
@@ -69,13 +68,9 @@ def parse_as_of(text: str) -> pd.Timestamp:
 
 def latest_snapshot(settings: Settings) -> pd.Timestamp:
     """The newest snapshot date in the built feature table."""
-    path = settings.features_dir / FEATURES_FILE
-    if not path.exists():
-        raise NotReadyError(f"no feature snapshots at {path}; run `clv features build` first")
-    ts = pd.read_parquet(path, columns=["event_timestamp"])["event_timestamp"]
-    if ts.empty:
-        raise NotReadyError(f"{path} is empty; run `clv features build` first")
-    return pd.Timestamp(pd.to_datetime(ts, utc=True).max())
+    from features.build import snapshot_times
+
+    return snapshot_times(settings)[-1]
 
 
 def score_snapshot(

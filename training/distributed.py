@@ -35,7 +35,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from clv.compute import peak_rss_mib
-from clv.errors import ClvError, DataError, NotReadyError
+from clv.errors import ClvError, DataError
 from clv.settings import Settings
 from training.labels import as_utc
 from training.refit import (
@@ -48,7 +48,6 @@ from training.refit import (
     row_mask,
 )
 from training.train import (
-    FEATURES_FILE,
     FeatureSource,
     Progress,
     TrainingData,
@@ -107,9 +106,9 @@ class TrainingScale:
 
 def plan_scale(settings: Settings) -> TrainingScale:
     """The in-process estimate from the feature file's metadata and its first rows."""
-    path = settings.features_dir / FEATURES_FILE
-    if not path.exists():
-        raise NotReadyError(f"no feature snapshots in {path}: run `clv features build`")
+    from features.build import require_features
+
+    path = require_features(settings)
     handle = pq.ParquetFile(path)
     rows = handle.metadata.num_rows
     head = next(handle.iter_batches(batch_size=SAMPLE_ROWS), None)
@@ -130,6 +129,8 @@ class TrainingParts:
     buckets: int
     rows: int
     seconds: float
+    data_end: pd.Timestamp
+    """The log's last timestamp, which every bucket's labels were cut at."""
 
 
 def write_parts(
@@ -166,7 +167,9 @@ def write_parts(
             f"no snapshot has a complete {settings.model.horizon_days}-day label window before "
             f"{end}: build features with earlier snapshots or generate a longer history"
         )
-    return TrainingParts(directory, tuple(paths), buckets, rows, time.perf_counter() - began)
+    return TrainingParts(
+        directory, tuple(paths), buckets, rows, time.perf_counter() - began, data_end=end
+    )
 
 
 def sample_data(settings: Settings, parts: TrainingParts, *, source: FeatureSource) -> TrainingData:
@@ -178,7 +181,7 @@ def sample_data(settings: Settings, parts: TrainingParts, *, source: FeatureSour
         feature_names=tuple(source.feature_names(settings)),
         categorical=tuple(source.categorical_features(settings)),
         feature_service=settings.features.service,
-        data_end=log_end(settings),
+        data_end=parts.data_end,
     )
 
 

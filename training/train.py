@@ -97,7 +97,6 @@ per-snapshot BG/NBD fits see young customers only; carried to the test snapshot 
 -2% to -18% (development world, w = 0.5, against the baseline's +3.4% / -3.6%), while the
 baseline fitted on the test snapshot's own histories keeps its level. A scale fitted on
 validation labels instead came out at 1.00-1.03 (the shift does not show there)."""
-FEATURES_FILE = "customer_features.parquet"
 Progress = Callable[[str], None]
 
 
@@ -271,10 +270,9 @@ def labelled_rows(
 ) -> tuple[pd.DataFrame, pd.Timestamp]:
     """One bucket's rows with at least one complete label, features joined point in time."""
     from clv.store import read_parquet_bucket, read_table_bucket
+    from features.build import require_features
 
-    path = settings.features_dir / FEATURES_FILE
-    if not path.exists():
-        raise NotReadyError(f"no feature snapshots in {path}: run `clv features build`")
+    path = require_features(settings)
     end = data_end if data_end is not None else log_end(settings)
     entities = read_parquet_bucket(path, buckets=buckets, bucket=bucket, columns=list(KEYS))
     entities = entities.drop_duplicates(ignore_index=True)

@@ -11,7 +11,6 @@ itself -> the alias history, in order.
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import math
 import os
@@ -24,8 +23,8 @@ from typing import Any
 
 import httpx
 import pytest
+from clv_cli import run_clv
 
-from clv.cli import main
 from clv.demo import free_port, stop_process, wait_for_http
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -46,12 +45,10 @@ class Cli:
 
     def run(self, *argv: str) -> tuple[int, Doc]:
         """The exit code and the JSON document."""
-        out = io.StringIO()
-        with contextlib.redirect_stdout(out):
-            code = main(["--workspace", str(self.workspace), *argv, "--json"])
-        self.printed.append(out.getvalue())
-        assert out.getvalue(), (argv, code)
-        result: Doc = json.loads(out.getvalue())
+        code, printed = run_clv(self.workspace, *argv)
+        self.printed.append(printed)
+        assert printed, (argv, code)
+        result: Doc = json.loads(printed)
         return code, result
 
     def __call__(self, *argv: str) -> Doc:

@@ -2,27 +2,16 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
-import json
-import socket
 import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from clv_cli import clv_json as _clv
 
-from clv.cli import main
+from clv.demo import free_port
 
 pytestmark = [pytest.mark.integration]
-
-
-def _clv(workspace: Path, *argv: str) -> None:
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        code = main(["--workspace", str(workspace), *argv, "--json"])
-    assert code == 0, (argv, out.getvalue()[-500:])
-    json.loads(out.getvalue())
 
 
 def test_direct_redis_read_equals_feast_online_features(tmp_path: Path, redis_address: str) -> None:
@@ -73,9 +62,7 @@ def test_unreachable_redis_pings_unreachable_and_read_raises() -> None:
 
     from features.online_read import RedisLayout, RedisOnlineReader, ViewTable
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])  # closed once the block ends: nothing listens there
+    port = free_port()  # nothing listens there
     layout = RedisLayout(
         connection_string=f"127.0.0.1:{port},retry=null",
         project="clv",

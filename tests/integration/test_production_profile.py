@@ -3,26 +3,15 @@ Redis (online store), chosen by configuration alone."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
+from clv_cli import clv_json as _clv
 
 from clv.cli import main
+from clv.demo import free_port
 
 pytestmark = [pytest.mark.integration]
-
-
-def _clv(workspace: Path, *argv: str) -> dict[str, object]:
-    import contextlib
-    import io
-
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        code = main(["--workspace", str(workspace), *argv, "--json"])
-    assert code == 0, (argv, out.getvalue()[-500:])
-    result: dict[str, object] = json.loads(out.getvalue())
-    return result
 
 
 @pytest.mark.slow
@@ -70,11 +59,8 @@ def test_lifecycle_on_postgres_and_redis(
 def test_unreachable_postgres_at_train_start_is_one_line_without_password(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import socket
 
-    with socket.socket() as s:  # a loopback port with nothing listening
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()  # a loopback port with nothing listening
     uri = f"postgresql+psycopg://clv:topsecret@127.0.0.1:{port}/mlflow"
     (tmp_path / "clv.yaml").write_text(f"mlflow:\n  tracking_uri: {uri}\n")
     code = main(["--workspace", str(tmp_path), "train"])

@@ -3,7 +3,6 @@ nested MLflow run of the one parent run; a worker killed mid-study does not stop
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import threading
@@ -12,22 +11,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
-from clv.cli import main
+from clv_cli import clv_json as _clv
 
 pytestmark = [pytest.mark.integration]
-
-
-def _clv(workspace: Path, *argv: str) -> dict[str, object]:
-    import contextlib
-    import io
-
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        code = main(["--workspace", str(workspace), *argv, "--json"])
-    assert code == 0, (argv, out.getvalue()[-500:])
-    result: dict[str, object] = json.loads(out.getvalue())
-    return result
 
 
 def _world(workspace: Path, *, db: Callable[[str], str]) -> dict[str, str]:

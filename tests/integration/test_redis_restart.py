@@ -3,10 +3,8 @@ ready and scoring again by itself once Redis is back and re-materialized (no app
 
 from __future__ import annotations
 
-import json
 import os
 import shlex
-import socket
 import subprocess
 import threading
 import time
@@ -15,28 +13,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+from clv_cli import clv_json as _clv
 
-from clv.cli import main
+from clv.demo import free_port
 
 pytestmark = [pytest.mark.integration]
-
-
-def _clv(workspace: Path, *argv: str) -> dict[str, object]:
-    import contextlib
-    import io
-
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        code = main(["--workspace", str(workspace), *argv, "--json"])
-    assert code == 0, (argv, out.getvalue()[-500:])
-    result: dict[str, object] = json.loads(out.getvalue())
-    return result
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _redis_up(address: str) -> bool:
@@ -93,7 +74,7 @@ def served(
     _clv(tmp_path, "train", "--trials", "2")
 
     app = create_app(load_settings(tmp_path))
-    port = _free_port()
+    port = free_port()
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)

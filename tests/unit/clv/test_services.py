@@ -1,9 +1,8 @@
 from __future__ import annotations
 
-import socket
-
 import pytest
 
+from clv.demo import free_port
 from clv.services import ServiceUnavailable, check_database, check_redis, redact
 
 
@@ -14,14 +13,8 @@ def test_redact_hides_only_the_password() -> None:
     assert redact("postgresql://clv@h/db") == "postgresql://clv@h/db"
 
 
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])  # closed again when the block ends
-
-
 def test_unreachable_database_is_one_line_naming_the_uri_without_password() -> None:
-    uri = f"postgresql+psycopg://clv:hunter2@127.0.0.1:{_closed_port()}/mlflow"
+    uri = f"postgresql+psycopg://clv:hunter2@127.0.0.1:{free_port()}/mlflow"
     with pytest.raises(ServiceUnavailable) as info:
         check_database(uri, purpose="MLflow tracking database")
     message = str(info.value)
@@ -36,6 +29,6 @@ def test_sqlite_needs_no_check(tmp_path: object) -> None:
 
 
 def test_unreachable_redis_names_the_address() -> None:
-    port = _closed_port()
+    port = free_port()
     with pytest.raises(ServiceUnavailable, match=f"127.0.0.1:{port}"):
         check_redis(f"127.0.0.1:{port}")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -13,16 +12,11 @@ import pytest
 import uvicorn
 from serving_fixtures import FakeRegistry, online_rows, train_model
 
+from clv.demo import free_port
 from clv.settings import Settings
 from serving.app import create_app
 from serving.routing import RoutingPlan
 from training.model import ClvModel
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture
@@ -41,7 +35,7 @@ def server(
         feature_source=lambda ids: online_rows(features, ids),
         reference_source=lambda run_id: features,
     )
-    port = _free_port()
+    port = free_port()
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
     srv = uvicorn.Server(config)
     thread = threading.Thread(target=srv.run, daemon=True)

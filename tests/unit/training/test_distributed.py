@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
-import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,9 +10,10 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+from clv_cli import clv_json
 
 from clv import compute
-from clv.cli import main
+from clv.demo import free_port
 from clv.errors import ConfigError
 from clv.settings import Settings, load_settings
 from features import feast_io
@@ -31,19 +29,14 @@ pytestmark = pytest.mark.slow
 WORKER_MB = "1024"
 
 
-def _clv(workspace: Path, *argv: str) -> None:
-    with contextlib.redirect_stdout(io.StringIO()):
-        assert main(["--workspace", str(workspace), *argv, "--json"]) == 0, argv
-
-
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A generated world with features built and the Feast declarations applied."""
     ws = tmp_path_factory.mktemp("dask-world")
-    _clv(ws, "data", "generate", "--customers", "600", "--months", "24", "--seed", "5")
-    _clv(ws, "data", "ingest", str(ws / "data" / "raw"))
-    _clv(ws, "features", "build")
-    _clv(ws, "features", "apply")
+    clv_json(ws, "data", "generate", "--customers", "600", "--months", "24", "--seed", "5")
+    clv_json(ws, "data", "ingest", str(ws / "data" / "raw"))
+    clv_json(ws, "features", "build")
+    clv_json(ws, "features", "apply")
     return ws
 
 
@@ -198,9 +191,7 @@ def test_unreachable_scheduler_is_a_config_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(compute, "SCHEDULER_TIMEOUT", "2s")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()  # nothing listens there
     settings = load_settings(
         tmp_path, environ={"CLV_COMPUTE__DASK_SCHEDULER": f"tcp://127.0.0.1:{port}"}
     )

@@ -11,7 +11,8 @@ import pytest
 from clv.errors import NotReadyError
 from clv.settings import Settings, load_settings
 from clv.store import write_table
-from training.train import FEATURES_FILE, load_training_data, run
+from features.build import FEATURES_FILE
+from training.train import load_training_data, run
 
 pytestmark = pytest.mark.slow
 SNAPSHOTS = pd.date_range("2023-01-01", periods=8, freq="MS", tz="UTC")
