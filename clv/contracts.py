@@ -3,6 +3,11 @@
 Every timestamp is stored as UTC with microsecond precision (`datetime64[us, UTC]`):
 DuckDB 2 inside Feast cannot cast nanosecond time-zone-aware Parquet columns.
 Naive timestamps in input are taken to be UTC.
+
+Customers are versioned, not upserted: every stored row is one version of a customer's
+attributes, in force from its `valid_from`, else from its `ingested_at` (the ingest instant);
+a customer's first version without a `valid_from` also covers the time before it (see
+`clv.versions` and docs/decisions/customer-versions.md).
 """
 
 from __future__ import annotations
@@ -23,6 +28,11 @@ class Column:
     kind: Literal["string", "timestamp", "number", "category"]
     required: bool
     doc: str
+    product_of: tuple[str, ...] = ()
+    """When the value is missing and all these columns are present: their product
+    (amount = quantity x unit_price). A required column may then be absent from the file."""
+    source: Literal["input", "ingest"] = "input"
+    """`ingest`: set by ingest (never read from the file), stored with the rows."""
 
 
 @dataclass(frozen=True)
@@ -30,7 +40,11 @@ class TableContract:
     name: TableName
     columns: tuple[Column, ...]
     key: tuple[str, ...]
-    """Columns that identify a row for idempotent ingest (besides exact duplicates)."""
+    """Columns that identify a row when none of them is missing: a second row with the same key
+    is the same row even if other values differ (transactions: one line of an order). A row
+    with a missing key column is identified by all its columns (an exact duplicate)."""
+    versioned: bool = False
+    """Rows with the same key are versions of one entity, not duplicates (customers)."""
 
     @property
     def required(self) -> tuple[str, ...]:
@@ -40,18 +54,33 @@ class TableContract:
     def names(self) -> tuple[str, ...]:
         return tuple(c.name for c in self.columns)
 
+    @property
+    def inputs(self) -> tuple[Column, ...]:
+        """The columns read from a file (not those set by ingest)."""
+        return tuple(c for c in self.columns if c.source == "input")
+
 
 TRANSACTIONS = TableContract(
     name="transactions",
     columns=(
         Column("customer_id", "string", True, "the customer's id"),
         Column("ts", "timestamp", True, "when the order happened (UTC)"),
-        Column("amount", "number", True, "order value; negative for a refund"),
-        Column("margin", "number", False, "gross margin of the order; else amount x margin_rate"),
+        Column(
+            "amount",
+            "number",
+            True,
+            "order (or line) value; negative for a refund; else quantity x unit_price",
+            product_of=("quantity", "unit_price"),
+        ),
+        Column("margin", "number", False, "gross margin of the row; else amount x margin_rate"),
         Column("order_id", "string", False, "order id"),
         Column("channel", "category", False, "sales channel (web, app, store, ...)"),
+        Column("line_id", "string", False, "line of the order: rows are order lines"),
+        Column("sku", "string", False, "product of the line"),
+        Column("quantity", "number", False, "units on the line"),
+        Column("unit_price", "number", False, "price per unit"),
     ),
-    key=("customer_id", "ts", "amount", "order_id"),
+    key=("customer_id", "order_id", "line_id"),
 )
 
 CUSTOMERS = TableContract(
@@ -62,9 +91,21 @@ CUSTOMERS = TableContract(
         Column("acquisition_channel", "category", False, "how the customer was acquired"),
         Column("country", "category", False, "ISO country code"),
         Column("plan", "category", False, "plan or tier"),
+        Column("valid_from", "timestamp", False, "when these attributes took effect (UTC)"),
+        Column(
+            "ingested_at",
+            "timestamp",
+            False,
+            "when the row was ingested (UTC); a version without valid_from starts here",
+            source="ingest",
+        ),
     ),
     key=("customer_id",),
+    versioned=True,
 )
+
+CUSTOMER_ATTRIBUTES: tuple[str, ...] = ("signup_ts", "acquisition_channel", "country", "plan")
+"""What a customer version holds: a row that changes one of these is a new version."""
 
 EVENTS = TableContract(
     name="events",
@@ -93,3 +134,10 @@ class RejectReason(StrEnum):
     BAD_VALUE = "non_numeric_value"
     MISSING_VALUE = "missing_required_value"
     DUPLICATE = "exact_duplicate"
+    DUPLICATE_LINE = "duplicate_line"
+    """Same (customer_id, order_id, line_id) as an earlier row of the file, other values."""
+
+
+EMBARGOED_TAG = "evaluation.embargoed"
+"""Version tag written by training, read by the gates and `clv registry list`: "true" when the
+version's test metrics come from an embargoed out-of-time evaluation (training.protocol)."""

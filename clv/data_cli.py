@@ -23,6 +23,20 @@ class ScenarioChoice(StrEnum):
     engagement_drop = "engagement_drop"
 
 
+class WorldChoice(StrEnum):
+    """The generator's world families (clv/worlds.py says what each switches on)."""
+
+    btyd = "btyd"
+    seasonal = "seasonal"
+    growth = "growth"
+    decline = "decline"
+    tenure = "tenure"
+    comeback = "comeback"
+    behaviour = "behaviour"
+    lines = "lines"
+    mixed = "mixed"
+
+
 class FormatChoice(StrEnum):
     csv = "csv"
     parquet = "parquet"
@@ -43,6 +57,9 @@ def generate(
     scenario: ScenarioChoice = typer.Option(
         ScenarioChoice.baseline, "--scenario", help="What changes after the change date."
     ),
+    world: WorldChoice = typer.Option(
+        WorldChoice.mixed, "--world", help="World family: the mechanisms behind the data."
+    ),
     start: str = typer.Option("2023-01-01", "--start", help="First day of the period (UTC)."),
     change_date: str | None = typer.Option(
         None, "--change-date", help="When the scenario starts (default: 2/3 through the period)."
@@ -57,13 +74,17 @@ def generate(
 
     settings = settings_of(ctx)
     out_dir = out or settings.raw_dir
-    progress(f"generating {customers:,} customers over {months} months (seed {seed})")
+    progress(
+        f"generating {customers:,} customers over {months} months "
+        f"(world {world.value}, seed {seed})"
+    )
     t = time.perf_counter()
     data = run_generate(
         customers=customers,
         months=months,
         seed=seed,
         scenario=scenario.value,
+        world=world.value,
         start=start,
         change_date=change_date,
     )
@@ -76,6 +97,7 @@ def generate(
         "customers": customers,
         "months": months,
         "seed": seed,
+        "world": data.world,
         "scenario": scenario.value,
         "start": data.start.isoformat(),
         "end": data.end.isoformat(),
@@ -85,9 +107,10 @@ def generate(
         "seconds": seconds,
     }
     summary = (
-        f"wrote {rows['transactions']:,} transactions, {rows['customers']:,} customers and "
+        f"wrote {rows['transactions']:,} transactions, {rows['customers']:,} customer rows and "
         f"{rows['events']:,} events to {out_dir} ({fmt.value}, {seconds} s)\n"
-        f"period {data.start.date()} .. {data.end.date()}, scenario {scenario.value}"
+        f"period {data.start.date()} .. {data.end.date()}, world {data.world}, "
+        f"scenario {scenario.value}"
         f" from {data.change_date.date()}\n"
         f"next: clv data ingest {out_dir}"
     )

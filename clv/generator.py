@@ -1,18 +1,22 @@
 """A seeded generator of believable customers: transactions, customer attributes and events.
 
-The purchase process is Pareto/NBD (Schmittlein, Morrison & Colombo 1987): while alive, a
-customer buys as a Poisson process with rate lambda ~ Gamma(r, alpha) and lives an exponential
-lifetime with rate mu ~ Gamma(s, beta). Spend follows Gamma-Gamma (Fader, Hardie & Lee 2005,
-eq. 1-2): order value z ~ Gamma(p, nu), nu ~ Gamma(q, gamma), so E[z | nu] = p / nu. On top:
-growing monthly signup cohorts, acquisition channels of different value, seasonality (a
-November/December peak), refunds, margins, and behaviour events that fade in the weeks before
-a customer churns while support tickets rise.
+The `btyd` world (clv/worlds.py lists the others) is Pareto/NBD (Schmittlein, Morrison &
+Colombo 1987): while alive, a customer buys as a Poisson process with rate lambda ~ Gamma(r,
+alpha) and lives an exponential lifetime with rate mu ~ Gamma(s, beta). Spend follows
+Gamma-Gamma (Fader, Hardie & Lee 2005, eq. 1-2): order value z ~ Gamma(p, nu), nu ~ Gamma(q,
+gamma), so E[z | nu] = p / nu. On top: growing monthly signup cohorts, acquisition channels of
+different value, seasonality (a November/December peak), refunds, margins, and behaviour events
+that fade in the weeks before a customer churns while support tickets rise. The other worlds
+switch further mechanisms on over the same customers: seasonality on spend, drifting rates,
+tenure curves, on/off dormancy instead of death, engagement-driven spend with non-oracle events,
+line items, and plan or country changes (a customers row per change, from `valid_from`).
 
-Time-varying rates (seasonality, scenarios, the pre-churn fade) are sampled by thinning
-(Lewis & Shedler 1979): candidates come from a homogeneous process at an upper-bound rate and
-are kept with probability rate(t) / bound. Candidate counts and every random draw depend only
-on things a scenario does not change, so the same seed gives identical rows before the change
-date in every scenario; only what happens after it differs.
+Time-varying rates (seasonality, scenarios, tenure, drift, plans, the pre-churn fade) are
+sampled by thinning (Lewis & Shedler 1979): candidates come from a homogeneous process at an
+upper-bound rate and are kept with probability rate(t) / bound. Candidate counts and every
+random draw depend only on things a scenario does not change (draws made per kept order or line
+come from their own streams, in time order), so the same seed gives identical rows before the
+change date in every scenario; only what happens after it differs.
 """
 
 from __future__ import annotations
@@ -27,6 +31,23 @@ import pandas as pd
 
 from clv.contracts import TS_DTYPE, RejectReason, TableName
 from clv.errors import DataError
+from clv.worlds import (
+    DEFAULT_WORLD,
+    TENURE_TYPES,
+    WORLD_SPECS,
+    WORLDS,
+    History,
+    Spells,
+    WorldName,
+    WorldSpec,
+    attribute_history,
+    line_items,
+    on_off_spells,
+    pick,
+    tenure_bound,
+    tenure_factor,
+    tenure_types,
+)
 
 Scenario = Literal["baseline", "price_increase", "channel_shift", "engagement_drop"]
 SCENARIOS: tuple[Scenario, ...] = get_args(Scenario)
@@ -35,6 +56,9 @@ DEFAULT_START = "2023-01-01"
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
+BoolArray = npt.NDArray[np.bool_]
+ObjectArray = npt.NDArray[np.object_]
+Column = FloatArray | IntArray | ObjectArray
 
 _US_PER_DAY = 86_400_000_000
 
@@ -67,6 +91,8 @@ PLANS: tuple[tuple[str, float, float, float], ...] = (
     ("basic", 0.35, 1.00, 1.00),
     ("premium", 0.15, 1.40, 1.30),
 )
+PLAN_MOVES = np.array([[0.0, 0.75, 0.25], [0.35, 0.0, 0.65], [0.2, 0.8, 0.0]])
+"""Where a plan change goes: row = plan before (free, basic, premium), column = plan after."""
 COUNTRIES: tuple[tuple[str, float], ...] = (
     ("US", 0.38),
     ("GB", 0.14),
@@ -78,6 +104,8 @@ COUNTRIES: tuple[tuple[str, float], ...] = (
     ("ES", 0.05),
     ("SE", 0.03),
 )
+COUNTRY_SPEND = np.array([1.0, 0.95, 1.0, 0.95, 0.9, 1.05, 1.0, 0.85, 1.1])
+"""Order value multiplier by country (in COUNTRIES order), in worlds where countries change."""
 SALES_CHANNELS: tuple[tuple[str, float], ...] = (("web", 0.55), ("app", 0.30), ("store", 0.15))
 
 # Pareto/NBD heterogeneity, time in days: lambda ~ Gamma(R, scale 1/ALPHA), mean R/ALPHA per day;
@@ -89,11 +117,11 @@ P, Q, GAMMA = 6.0, 3.5, 20.0
 FIRST_PURCHASE_SHARE = 0.92
 """Share of customers whose signup is also their first order (time zero of Pareto/NBD)."""
 
-SEASON = np.array([0.90, 0.85, 0.95, 1.0, 1.0, 0.95, 0.95, 1.0, 1.0, 1.05, 1.35, 1.60])
-"""Purchase-rate multiplier by month of year (January first): the November/December peak."""
 SIGNUP_SEASON = np.array([1.15, 1.0, 1.0, 1.0, 1.0, 0.95, 0.9, 0.95, 1.05, 1.05, 1.2, 1.1])
-COHORT_GROWTH = 0.04
-"""Signups grow by this share per month."""
+ENGAGEMENT_LINK = 0.3
+"""Engagement = Gamma noise x (purchase rate / mean) ** this, unless the world says otherwise."""
+MIN_ACTIVE_DAYS = 14.0
+"""On/off customers: the shortest mean active spell."""
 
 REFUND_SHARE = 0.035
 MARGIN_MEAN, MARGIN_SD = 0.30, 0.06
@@ -115,19 +143,33 @@ PRICE_RATE_FACTOR = 0.80
 ENGAGEMENT_FACTOR = 0.55
 CHURN_HAZARD_FACTOR = 1.8
 
+CHANNEL_MIX = np.array([c.share for c in CHANNELS])
+COUNTRY_MIX = np.array([c[1] for c in COUNTRIES])
+PLAN_MIX = np.array([p[1] for p in PLANS])
+PLAN_RATE = np.array([p[2] for p in PLANS])
+PLAN_SPEND = np.array([p[3] for p in PLANS])
+SALES_MIX = np.array([c[1] for c in SALES_CHANNELS])
+
 
 @dataclass(frozen=True, eq=False)
 class GeneratedData:
     """Three raw tables matching clv/contracts.py, plus the hidden truth behind them.
 
-    `truth` (one row per customer: lambda, mu, mean spend, churn_ts if churned in the period)
-    is for tests and evaluation; it is never written as raw data.
+    `truth` (one row per customer) is for tests and evaluation; it is never written as raw
+    data. Every world: purchase_rate (per day while active, at signup's plan, before season,
+    tenure and drift), dropout_rate (per day; on/off customers: of going dormant), mean_spend,
+    churn_ts (permanent death in the period, else NaT). Outside `btyd` also: tenure_type (flat,
+    ramp_up, decay), on_off (follows the dormancy process), first_dormant_ts and
+    first_return_ts (NaT if not in the period), comebacks (dormant spells ended in the period),
+    event_profile (fades: logins fade before death; no_fade; ghost: keeps logging in after
+    death; silent: hardly any events) and attribute_changes (customers rows after the first).
     """
 
     transactions: pd.DataFrame
     customers: pd.DataFrame
     events: pd.DataFrame
     truth: pd.DataFrame
+    world: WorldName
     scenario: Scenario
     seed: int
     start: pd.Timestamp
@@ -166,15 +208,87 @@ def period(
     return t0, end, change
 
 
-def _season(days: FloatArray, start_us: int) -> FloatArray:
+@dataclass(frozen=True)
+class _Clock:
+    """The period in days from its start; `bounds` are the month starts (months + 1 values)."""
+
+    start_us: int
+    end: float
+    change: float
+    bounds: FloatArray
+    first_month: int
+
+
+@dataclass(frozen=True)
+class _Streams:
+    """Independent random streams; the first six are the btyd generator's, in its order."""
+
+    cust: np.random.Generator
+    buy: np.random.Generator
+    spend: np.random.Generator
+    refund: np.random.Generator
+    event: np.random.Generator
+    first: np.random.Generator
+    traits: np.random.Generator
+    spells: np.random.Generator
+    changes: np.random.Generator
+    line_count: np.random.Generator
+    line_share: np.random.Generator
+    line_qty: np.random.Generator
+    line_sku: np.random.Generator
+    line_refund: np.random.Generator
+    line_delay: np.random.Generator
+
+    @classmethod
+    def of(cls, seed: int) -> _Streams:
+        children = np.random.SeedSequence(seed).spawn(15)
+        return cls(*(np.random.default_rng(s) for s in children))
+
+
+@dataclass(frozen=True)
+class _People:
+    """Every customer's draws and the world's per-customer mechanisms (index = customer)."""
+
+    signup: FloatArray
+    channel: IntArray
+    preferred: IntArray
+    lam: FloatArray
+    dropout: FloatArray
+    nu: FloatArray
+    engagement: FloatArray
+    ch_rate: FloatArray
+    ch_spend: FloatArray
+    history: History
+    death: FloatArray
+    tenure: IntArray
+    on_off: BoolArray
+    spells: Spells | None
+    fade_days: FloatArray | None
+    ghost_until: FloatArray | None
+    event_level: FloatArray | None
+
+
+@dataclass(frozen=True)
+class _Orders:
+    """Orders sorted by time (then customer), with the draws attached to each."""
+
+    cust: IntArray
+    t: FloatArray
+    z: FloatArray
+    margin_rate: FloatArray
+    u_sales: FloatArray
+    u_pick: FloatArray
+    u_refund: FloatArray
+    delay: FloatArray
+
+
+def _month_of_year(days: FloatArray, start_us: int) -> IntArray:
     months = ((start_us + days * _US_PER_DAY).astype("datetime64[us]")).astype("datetime64[M]")
-    return SEASON[months.astype(np.int64) % 12]
+    return months.astype(np.int64) % 12
 
 
-def _pick(u: FloatArray, probs: FloatArray) -> IntArray:
-    """Inverse-CDF choice: the index of the category each uniform draw falls into."""
-    cdf = np.cumsum(probs / probs.sum())
-    return np.minimum(np.searchsorted(cdf, u, side="right"), len(probs) - 1).astype(np.int64)
+def _season(days: FloatArray, start_us: int, table: FloatArray) -> FloatArray:
+    return table[_month_of_year(days, start_us)]
 
 
 def _candidates(
@@ -193,7 +307,13 @@ def _ts(days: FloatArray, start_us: int) -> pd.Series:
     return pd.Series(us.astype("datetime64[us]")).dt.tz_localize("UTC").astype(TS_DTYPE)
 
 
-def _ids(prefix: str, numbers: IntArray, width: int) -> npt.NDArray[np.object_]:
+def _maybe_ts(days: FloatArray, start_us: int) -> pd.Series:
+    """Timestamps where `days` is finite, else NaT."""
+    finite = np.isfinite(days)
+    return _ts(np.where(finite, days, 0.0), start_us).where(finite)
+
+
+def _ids(prefix: str, numbers: IntArray, width: int) -> ObjectArray:
     width = max(width, len(str(int(numbers.max()) if len(numbers) else 0)))
     text = pd.Series(numbers).astype(str).str.zfill(width)
     return (prefix + text).to_numpy(dtype=object)
@@ -205,6 +325,7 @@ def generate(
     months: int,
     seed: int,
     scenario: Scenario = "baseline",
+    world: WorldName = DEFAULT_WORLD,
     start: pd.Timestamp | str = DEFAULT_START,
     change_date: pd.Timestamp | str | None = None,
 ) -> GeneratedData:
@@ -213,167 +334,28 @@ def generate(
         raise DataError("generate needs at least 1 customer and 1 month")
     if scenario not in SCENARIOS:
         raise DataError(f"unknown scenario {scenario!r}: choose one of {', '.join(SCENARIOS)}")
+    if world not in WORLDS:
+        raise DataError(f"unknown world {world!r}: choose one of {', '.join(WORLDS)}")
+    spec = WORLD_SPECS[world]
     t0, t_end, t_change = period(months=months, start=start, change_date=change_date)
-    start_us = int(t0.value // 1000)
-    end = (t_end - t0) / pd.Timedelta(days=1)
-    change = (t_change - t0) / pd.Timedelta(days=1)
-    n = customers
-    streams = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(6)]
-    rng_cust, rng_buy, rng_spend, rng_refund, rng_event, rng_first = streams
-
-    # Customers: growing monthly cohorts, uniform within the month.
-    bounds = np.array(
-        [((t0 + pd.DateOffset(months=m)) - t0) / pd.Timedelta(days=1) for m in range(months + 1)]
+    day = pd.Timedelta(days=1)
+    clock = _Clock(
+        start_us=int(t0.value // 1000),
+        end=(t_end - t0) / day,
+        change=(t_change - t0) / day,
+        bounds=np.array([((t0 + pd.DateOffset(months=m)) - t0) / day for m in range(months + 1)]),
+        first_month=t0.month - 1,
     )
-    first_month = t0.month - 1
-    cohort_w = (1 + COHORT_GROWTH) ** np.arange(months) * SIGNUP_SEASON[
-        (first_month + np.arange(months)) % 12
-    ]
-    month = _pick(rng_cust.random(n), cohort_w)
-    signup = np.sort(bounds[month] + rng_cust.random(n) * (bounds[month + 1] - bounds[month]))
-    u_channel = rng_cust.random(n)
-    country = _pick(rng_cust.random(n), np.array([c[1] for c in COUNTRIES]))
-    plan = _pick(rng_cust.random(n), np.array([p[1] for p in PLANS]))
-    lam = rng_cust.gamma(R, 1.0 / ALPHA, n)
-    mu = rng_cust.gamma(S, 1.0 / BETA, n)
-    nu = rng_cust.gamma(Q, 1.0 / GAMMA, n)
-    life_draw = rng_cust.exponential(1.0, n)
-    engagement = rng_cust.gamma(2.0, 0.5, n) * np.clip(lam / (R / ALPHA), 0.2, 5.0) ** 0.3
-    preferred = _pick(rng_cust.random(n), np.array([c[1] for c in SALES_CHANNELS]))
-
-    base_mix = np.array([c.share for c in CHANNELS])
-    channel = _pick(u_channel, base_mix)
-    if scenario == "channel_shift":
-        k = [c.name for c in CHANNELS].index(SHIFTED_CHANNEL)
-        shifted = base_mix.copy()
-        shifted[k] = 0.0
-        shifted = shifted / shifted.sum() * (1 - SHIFTED_SHARE)
-        shifted[k] = SHIFTED_SHARE
-        after = signup >= change
-        channel[after] = _pick(u_channel[after], shifted)
-    ch_rate = np.array([c.rate for c in CHANNELS])[channel]
-    ch_spend = np.array([c.spend for c in CHANNELS])[channel]
-    ch_drop = np.array([c.dropout for c in CHANNELS])[channel]
-    plan_rate = np.array([p[2] for p in PLANS])[plan]
-    plan_spend = np.array([p[3] for p in PLANS])[plan]
-
-    # Lifetime ~ Exp(mu x channel dropout); engagement_drop multiplies the hazard after the
-    # change date (memoryless: the remaining life shrinks by the factor).
-    death = signup + life_draw / (mu * ch_drop)
-    if scenario == "engagement_drop":
-        pivot = np.maximum(signup, change)
-        late = death > pivot
-        death[late] = pivot[late] + (death[late] - pivot[late]) / CHURN_HAZARD_FACTOR
-
-    # Repeat purchases by thinning; the bound does not depend on the (scenario-dependent) channel.
-    bound = ch_rate.max() * SEASON.max()
-    idx, t = _candidates(rng_buy, lam * plan_rate * bound, signup, end)
-    u_keep = rng_buy.random(len(idx))
-    u_sales = rng_buy.random(len(idx))
-    u_sales_pick = rng_buy.random(len(idx))
-    z = rng_spend.gamma(P, 1.0, len(idx)) / nu[idx]
-    margin_rate = rng_spend.normal(MARGIN_MEAN, MARGIN_SD, len(idx))
-    u_refund = rng_refund.random(len(idx))
-    refund_delay = rng_refund.uniform(1.0, 30.0, len(idx))
-    accept = ch_rate[idx] * _season(t, start_us)
-    if scenario == "price_increase":
-        accept = np.where(t >= change, accept * PRICE_RATE_FACTOR, accept)
-    keep = (u_keep * bound < accept) & (t < death[idx])
-
-    # First orders at signup (time zero of Pareto/NBD).
-    has_first = rng_first.random(n) < FIRST_PURCHASE_SHARE
-    f_sales = rng_first.random(n)
-    f_sales_pick = rng_first.random(n)
-    f_z = rng_first.gamma(P, 1.0, n) / nu
-    f_margin = rng_first.normal(MARGIN_MEAN, MARGIN_SD, n)
-    f_refund = rng_first.random(n)
-    f_delay = rng_first.uniform(1.0, 30.0, n)
-
-    o_cust = np.concatenate([np.flatnonzero(has_first), idx[keep]])
-    o_t = np.concatenate([signup[has_first], t[keep]])
-    o_z = np.concatenate([f_z[has_first], z[keep]])
-    o_margin = np.concatenate([f_margin[has_first], margin_rate[keep]])
-    o_u_sales = np.concatenate([f_sales[has_first], u_sales[keep]])
-    o_u_pick = np.concatenate([f_sales_pick[has_first], u_sales_pick[keep]])
-    o_refund = np.concatenate([f_refund[has_first], u_refund[keep]])
-    o_delay = np.concatenate([f_delay[has_first], refund_delay[keep]])
-
-    order = np.lexsort((o_cust, o_t))
-    o_cust, o_t, o_z, o_margin = o_cust[order], o_t[order], o_z[order], o_margin[order]
-    o_u_sales, o_u_pick = o_u_sales[order], o_u_pick[order]
-    o_refund, o_delay = o_refund[order], o_delay[order]
-
-    price = np.where(o_t >= change, PRICE_FACTOR, 1.0) if scenario == "price_increase" else 1.0
-    amount = np.maximum(np.round(o_z * ch_spend[o_cust] * plan_spend[o_cust] * price, 2), 1.0)
-    margin = np.round(amount * np.clip(o_margin, 0.05, 0.6), 2)
-    sales = np.where(
-        o_u_sales < 0.75,
-        preferred[o_cust],
-        _pick(o_u_pick, np.array([c[1] for c in SALES_CHANNELS])),
-    )
-    order_id = _ids("O", np.arange(1, len(o_t) + 1, dtype=np.int64), 8)
-
-    refund = (o_refund < REFUND_SHARE) & (o_t + o_delay < end)
-    r_t = o_t[refund] + o_delay[refund]
-    all_cust = np.concatenate([o_cust, o_cust[refund]])
-    all_t = np.concatenate([o_t, r_t])
-    tx_order = np.lexsort((all_cust, all_t))
-    cust_ids = _ids("C", np.arange(1, n + 1, dtype=np.int64), 6)
-    sales_names = np.array([c[0] for c in SALES_CHANNELS], dtype=object)
-    transactions = pd.DataFrame(
-        {
-            "customer_id": cust_ids[all_cust[tx_order]],
-            "ts": _ts(all_t[tx_order], start_us),
-            "amount": np.concatenate([amount, -amount[refund]])[tx_order],
-            "margin": np.concatenate([margin, -margin[refund]])[tx_order],
-            "order_id": np.concatenate([order_id, order_id[refund]])[tx_order],
-            "channel": np.concatenate([sales_names[sales], sales_names[sales][refund]])[tx_order],
-        }
-    )
-
-    customers_frame = pd.DataFrame(
-        {
-            "customer_id": cust_ids,
-            "signup_ts": _ts(signup, start_us),
-            "acquisition_channel": np.array([c.name for c in CHANNELS], dtype=object)[channel],
-            "country": np.array([c[0] for c in COUNTRIES], dtype=object)[country],
-            "plan": np.array([p[0] for p in PLANS], dtype=object)[plan],
-        }
-    )
-
-    events = _events(
-        rng_event,
-        signup=signup,
-        death=death,
-        engagement=engagement,
-        end=end,
-        change=change,
-        scenario=scenario,
-    )
-    ev_order = np.lexsort((events[0], events[1]))
-    events_frame = pd.DataFrame(
-        {
-            "customer_id": cust_ids[events[0][ev_order]],
-            "ts": _ts(events[1][ev_order], start_us),
-            "event_type": events[2][ev_order],
-        }
-    )
-
-    churned = death < end
-    truth = pd.DataFrame(
-        {
-            "customer_id": cust_ids,
-            "purchase_rate": lam * plan_rate * ch_rate,
-            "dropout_rate": mu * ch_drop,
-            "mean_spend": P / nu * ch_spend * plan_spend,
-            "churn_ts": _ts(np.where(churned, death, 0.0), start_us).where(churned),
-        }
-    )
+    rng = _Streams.of(seed)
+    people = _population(rng, spec, clock, customers, scenario)
+    orders = _orders(rng, spec, clock, people, scenario)
+    cust_ids = _ids("C", np.arange(1, customers + 1, dtype=np.int64), 6)
     return GeneratedData(
-        transactions=transactions,
-        customers=customers_frame,
-        events=events_frame,
-        truth=truth,
+        transactions=_transactions(rng, spec, clock, people, orders, scenario, cust_ids),
+        customers=_customers(spec, clock, people, cust_ids),
+        events=_events(rng, spec, clock, people, scenario, cust_ids),
+        truth=_truth(spec, clock, people, cust_ids),
+        world=world,
         scenario=scenario,
         seed=seed,
         start=t0,
@@ -382,38 +364,462 @@ def generate(
     )
 
 
-def _events(
+def _signups(rng: np.random.Generator, spec: WorldSpec, clock: _Clock, n: int) -> FloatArray:
+    """Monthly cohorts growing (or shrinking) geometrically, uniform within the month."""
+    months = len(clock.bounds) - 1
+    cohort_w = (1 + spec.cohort_growth) ** np.arange(months) * SIGNUP_SEASON[
+        (clock.first_month + np.arange(months)) % 12
+    ]
+    month = pick(rng.random(n), cohort_w)
+    width = clock.bounds[month + 1] - clock.bounds[month]
+    return np.sort(clock.bounds[month] + rng.random(n) * width)
+
+
+def _acquisition(u: FloatArray, signup: FloatArray, change: float, scenario: Scenario) -> IntArray:
+    """Acquisition channel per customer; channel_shift moves later signups to affiliate."""
+    channel = pick(u, CHANNEL_MIX)
+    if scenario == "channel_shift":
+        k = [c.name for c in CHANNELS].index(SHIFTED_CHANNEL)
+        shifted = CHANNEL_MIX.copy()
+        shifted[k] = 0.0
+        shifted = shifted / shifted.sum() * (1 - SHIFTED_SHARE)
+        shifted[k] = SHIFTED_SHARE
+        after = signup >= change
+        channel[after] = pick(u[after], shifted)
+    return channel
+
+
+def _population(
+    rng: _Streams, spec: WorldSpec, clock: _Clock, n: int, scenario: Scenario
+) -> _People:
+    """Signups, attributes and latent traits (btyd's draws in btyd's order come first)."""
+    signup = _signups(rng.cust, spec, clock, n)
+    u_channel = rng.cust.random(n)
+    country = pick(rng.cust.random(n), COUNTRY_MIX)
+    plan = pick(rng.cust.random(n), PLAN_MIX)
+    lam = rng.cust.gamma(R, 1.0 / ALPHA, n)
+    mu = rng.cust.gamma(S, 1.0 / BETA, n)
+    nu = rng.cust.gamma(Q, 1.0 / GAMMA, n)
+    life_draw = rng.cust.exponential(1.0, n)
+    link = spec.behaviour.engagement_link if spec.behaviour else ENGAGEMENT_LINK
+    engagement = rng.cust.gamma(2.0, 0.5, n) * np.clip(lam / (R / ALPHA), 0.2, 5.0) ** link
+    preferred = pick(rng.cust.random(n), SALES_MIX)
+    channel = _acquisition(u_channel, signup, clock.change, scenario)
+    dropout = mu * np.array([c.dropout for c in CHANNELS])[channel]
+
+    traits = rng.traits.random((n, 6))
+    tenure = tenure_types(traits[:, 0], spec.tenure) if spec.tenure else np.zeros(n, np.int64)
+    on_off = traits[:, 1] < (spec.on_off.share if spec.on_off else 0.0)
+    if spec.changes:
+        history = attribute_history(
+            rng.changes,
+            plan=plan,
+            country=country,
+            signup=signup,
+            end=clock.end,
+            spec=spec.changes,
+            moves=PLAN_MOVES,
+            country_mix=COUNTRY_MIX,
+        )
+    else:
+        history = History.constant(plan, country)
+    death, spells = _lives(rng.spells, spec, clock, scenario, signup, dropout, life_draw, on_off)
+    fade_days, ghost_until, event_level = _event_traits(spec, traits, death)
+    return _People(
+        signup=signup,
+        channel=channel,
+        preferred=preferred,
+        lam=lam,
+        dropout=dropout,
+        nu=nu,
+        engagement=engagement,
+        ch_rate=np.array([c.rate for c in CHANNELS])[channel],
+        ch_spend=np.array([c.spend for c in CHANNELS])[channel],
+        history=history,
+        death=death,
+        tenure=tenure,
+        on_off=on_off,
+        spells=spells,
+        fade_days=fade_days,
+        ghost_until=ghost_until,
+        event_level=event_level,
+    )
+
+
+def _lives(
     rng: np.random.Generator,
-    *,
-    signup: FloatArray,
-    death: FloatArray,
-    engagement: FloatArray,
-    end: float,
-    change: float,
+    spec: WorldSpec,
+    clock: _Clock,
     scenario: Scenario,
-) -> tuple[IntArray, FloatArray, npt.NDArray[np.object_]]:
+    signup: FloatArray,
+    dropout: FloatArray,
+    life_draw: FloatArray,
+    on_off: BoolArray,
+) -> tuple[FloatArray, Spells | None]:
+    """Death times (inf for on/off customers) and the on/off customers' spells.
+
+    Lifetime ~ Exp(mu x channel dropout); engagement_drop multiplies the hazard after the change
+    date (memoryless: the remaining life shrinks by the factor), and shortens active spells.
+    """
+    death = signup + life_draw / dropout
+    if scenario == "engagement_drop":
+        pivot = np.maximum(signup, clock.change)
+        late = death > pivot
+        death[late] = pivot[late] + (death[late] - pivot[late]) / CHURN_HAZARD_FACTOR
+    if spec.on_off is None or not on_off.any():
+        return death, None
+    dormant_mean = spec.on_off.dormant_days * rng.gamma(2.0, 0.5, len(signup))
+    sub = on_off_spells(
+        rng,
+        hazard=_dormancy_hazard(spec, dropout, on_off)[on_off],
+        dormant_mean=dormant_mean[on_off],
+        signup=signup[on_off],
+        end=clock.end,
+        pivot=clock.change if scenario == "engagement_drop" else None,
+        speedup=CHURN_HAZARD_FACTOR,
+    )
+    switches = np.full((len(signup), sub.switches.shape[1]), sub.horizon - 0.5)
+    switches[on_off] = sub.switches
+    return np.where(on_off, np.inf, death), Spells(switches, sub.horizon)
+
+
+def _dormancy_hazard(spec: WorldSpec, dropout: FloatArray, on_off: BoolArray) -> FloatArray:
+    """Per day: on/off customers' rate of going dormant, the others' rate of dying."""
+    if spec.on_off is None:
+        return dropout
+    dormancy = np.minimum(dropout * spec.on_off.active_speedup, 1.0 / MIN_ACTIVE_DAYS)
+    return np.where(on_off, dormancy, dropout)
+
+
+def _event_traits(
+    spec: WorldSpec, traits: FloatArray, death: FloatArray
+) -> tuple[FloatArray | None, FloatArray | None, FloatArray | None]:
+    """Behaviour worlds: per customer fade length (0: no fade), ghosting end, event level."""
+    b = spec.behaviour
+    if b is None:
+        return None, None, None
+    fades = traits[:, 2] < b.fade_share
+    ghost = traits[:, 2] >= 1.0 - b.ghost_share
+    fade_days = np.where(fades, PRECHURN_DAYS * (0.5 + 1.5 * traits[:, 3]), 0.0)
+    ghost_until = np.where(ghost, death - b.ghost_days * np.log1p(-traits[:, 4]), death)
+    event_level = np.where(traits[:, 5] < b.silent_share, b.silent_level, 1.0)
+    return fade_days, ghost_until, event_level
+
+
+def _alive(p: _People, idx: IntArray, t: FloatArray) -> BoolArray:
+    """Whether customer idx[j] can buy at t[j]: before death, and in an active spell."""
+    alive = t < p.death[idx]
+    if p.spells is not None:
+        on = p.on_off[idx]
+        alive[on] &= p.spells.active(idx[on], t[on])
+    return alive
+
+
+def _rate_bound(spec: WorldSpec, clock: _Clock, p: _People) -> FloatArray | None:
+    """Per customer, an upper bound of the world's rate factor (None: the world has none)."""
+    if spec.tenure is None and spec.rate_drift == 0.0 and spec.changes is None:
+        return None
+    bound = np.ones(len(p.signup))
+    if spec.tenure is not None:
+        bound = bound * tenure_bound(p.tenure, spec.tenure)
+    if spec.rate_drift > 0.0:
+        bound = bound * np.exp(spec.rate_drift * clock.end / 365.25)
+    return bound
+
+
+def _rate_factor(
+    spec: WorldSpec, p: _People, idx: IntArray, t: FloatArray, plan_hi: FloatArray
+) -> FloatArray:
+    """The world's purchase-rate multiplier at t: tenure curve, business drift, plan in force."""
+    factor = np.ones(len(idx))
+    if spec.tenure is not None:
+        factor = factor * tenure_factor(p.tenure[idx], t - p.signup[idx], spec.tenure)
+    if spec.rate_drift != 0.0:
+        factor = factor * np.exp(spec.rate_drift * t / 365.25)
+    if spec.changes is not None:
+        factor = factor * PLAN_RATE[p.history.plan_of(idx, t)] / plan_hi[idx]
+    return factor
+
+
+def _orders(
+    rng: _Streams, spec: WorldSpec, clock: _Clock, p: _People, scenario: Scenario
+) -> _Orders:
+    """Repeat purchases by thinning, plus first orders at signup (time zero of Pareto/NBD).
+
+    The bound does not depend on the (scenario-dependent) channel or on the scenario.
+    """
+    season = np.array(spec.season)
+    bound = p.ch_rate.max() * season.max()
+    plan_hi = PLAN_RATE[p.history.plan].max(axis=1)
+    rate = p.lam * plan_hi * bound
+    world_bound = _rate_bound(spec, clock, p)
+    if world_bound is not None:
+        rate = rate * world_bound
+    idx, t = _candidates(rng.buy, rate, p.signup, clock.end)
+    u_keep = rng.buy.random(len(idx))
+    u_sales = rng.buy.random(len(idx))
+    u_sales_pick = rng.buy.random(len(idx))
+    z = rng.spend.gamma(P, 1.0, len(idx)) / p.nu[idx]
+    margin_rate = rng.spend.normal(MARGIN_MEAN, MARGIN_SD, len(idx))
+    u_refund = rng.refund.random(len(idx))
+    refund_delay = rng.refund.uniform(1.0, 30.0, len(idx))
+    accept = p.ch_rate[idx] * _season(t, clock.start_us, season)
+    if scenario == "price_increase":
+        accept = np.where(t >= clock.change, accept * PRICE_RATE_FACTOR, accept)
+    if world_bound is not None:
+        accept = accept * _rate_factor(spec, p, idx, t, plan_hi) / world_bound[idx]
+    keep = (u_keep * bound < accept) & _alive(p, idx, t)
+
+    n = len(p.signup)
+    has_first = rng.first.random(n) < FIRST_PURCHASE_SHARE
+    first = [rng.first.random(n), rng.first.random(n), rng.first.gamma(P, 1.0, n) / p.nu]
+    first += [rng.first.normal(MARGIN_MEAN, MARGIN_SD, n), rng.first.random(n)]
+    first += [rng.first.uniform(1.0, 30.0, n)]
+    f_sales, f_pick, f_z, f_margin, f_refund, f_delay = (a[has_first] for a in first)
+    cust = np.concatenate([np.flatnonzero(has_first), idx[keep]])
+    times = np.concatenate([p.signup[has_first], t[keep]])
+    order = np.lexsort((cust, times))
+
+    def merged(at_first: FloatArray, at_repeat: FloatArray) -> FloatArray:
+        return np.concatenate([at_first, at_repeat[keep]])[order]
+
+    return _Orders(
+        cust=cust[order],
+        t=times[order],
+        z=merged(f_z, z),
+        margin_rate=merged(f_margin, margin_rate),
+        u_sales=merged(f_sales, u_sales),
+        u_pick=merged(f_pick, u_sales_pick),
+        u_refund=merged(f_refund, u_refund),
+        delay=merged(f_delay, refund_delay),
+    )
+
+
+def _order_values(
+    spec: WorldSpec, clock: _Clock, p: _People, o: _Orders, scenario: Scenario
+) -> tuple[FloatArray, FloatArray | float, IntArray]:
+    """Per order: value before price changes, the price factor, and the sales channel."""
+    price: FloatArray | float = 1.0
+    if scenario == "price_increase":
+        price = np.where(o.t >= clock.change, PRICE_FACTOR, 1.0)
+    sales = np.where(o.u_sales < 0.75, p.preferred[o.cust], pick(o.u_pick, SALES_MIX))
+    value = o.z * p.ch_spend[o.cust] * PLAN_SPEND[p.history.plan_of(o.cust, o.t)]
+    if spec.spend_season is not None:
+        value = value * _season(o.t, clock.start_us, np.array(spec.spend_season))
+    if spec.behaviour is not None:
+        level = np.clip(p.engagement / np.median(p.engagement), 0.2, 5.0)
+        value = value * level[o.cust] ** spec.behaviour.spend_link
+        value = value * np.array(spec.behaviour.sales_spend)[sales]
+    if spec.changes is not None:
+        value = value * COUNTRY_SPEND[p.history.country_of(o.cust, o.t)]
+    return value, price, sales
+
+
+def _transactions(
+    rng: _Streams,
+    spec: WorldSpec,
+    clock: _Clock,
+    p: _People,
+    o: _Orders,
+    scenario: Scenario,
+    cust_ids: ObjectArray,
+) -> pd.DataFrame:
+    """One row per order (per line in line worlds), then refund rows of earlier orders."""
+    value, price, sales = _order_values(spec, clock, p, o, scenario)
+    margin_rate = np.clip(o.margin_rate, 0.05, 0.6)
+    order_id = _ids("O", np.arange(1, len(o.t) + 1, dtype=np.int64), 8)
+    sales_names = np.array([c[0] for c in SALES_CHANNELS], dtype=object)
+    rows: dict[str, Column]
+    relabel: dict[str, ObjectArray] = {}
+    if spec.lines is None:
+        amount = np.maximum(np.round(value * price, 2), 1.0)
+        margin = np.round(amount * margin_rate, 2)
+        rows = {"amount": amount, "margin": margin, "order_id": order_id}
+        rows["channel"] = sales_names[sales]
+        cust, t = o.cust, o.t
+        refund = (o.u_refund < REFUND_SHARE) & (o.t + o.delay < clock.end)
+        delay = o.delay
+    else:
+        streams = (rng.line_count, rng.line_share, rng.line_qty, rng.line_sku)
+        prices = np.broadcast_to(np.asarray(price, dtype=np.float64), value.shape)
+        li = line_items(streams, value=value, price=prices, spec=spec.lines)
+        sku_names = _ids("SKU", np.arange(1, spec.lines.skus + 1, dtype=np.int64), 4)
+        rows = {"amount": li.amount, "margin": np.round(li.amount * margin_rate[li.order], 2)}
+        rows |= {"order_id": order_id[li.order], "channel": sales_names[sales][li.order]}
+        number = pd.Series(li.number).astype(str).to_numpy(dtype=object)
+        rows |= {"line_id": number, "sku": sku_names[li.sku], "quantity": li.quantity}
+        rows["unit_price"] = li.unit_price
+        cust, t = o.cust[li.order], o.t[li.order]
+        delay = rng.line_delay.uniform(1.0, 30.0, len(t))
+        refund = (rng.line_refund.random(len(t)) < REFUND_SHARE) & (t + delay < clock.end)
+        relabel = {"line_id": "R" + number[refund]}
+    return _with_refunds(rows, cust, t, refund, delay, cust_ids, clock.start_us, relabel)
+
+
+def _with_refunds(
+    rows: dict[str, Column],
+    cust: IntArray,
+    t: FloatArray,
+    refund: BoolArray,
+    delay: FloatArray,
+    cust_ids: ObjectArray,
+    start_us: int,
+    relabel: dict[str, ObjectArray],
+) -> pd.DataFrame:
+    """Purchase rows plus a negated copy of the refunded ones, `delay` days later, by time.
+
+    A refund keeps its order's order_id; `relabel` gives refund rows their own values of
+    some columns (a refunded line's line_id is "R" + the line's number, its own key).
+    """
+    negated = ("amount", "margin", "quantity")
+    all_cust = np.concatenate([cust, cust[refund]])
+    all_t = np.concatenate([t, t[refund] + delay[refund]])
+    tx_order = np.lexsort((all_cust, all_t))
+    frame = {"customer_id": cust_ids[all_cust[tx_order]], "ts": _ts(all_t[tx_order], start_us)}
+    for name, col in rows.items():
+        if name in relabel:
+            back: Column = relabel[name]
+        elif name in negated:
+            back = np.negative(col[refund])
+        else:
+            back = col[refund]
+        frame[name] = np.concatenate([col, back])[tx_order]
+    first = ["customer_id", "ts", "amount", "margin", "order_id", "channel"]
+    return pd.DataFrame(frame)[first + [c for c in frame if c not in first]]
+
+
+def _customers(spec: WorldSpec, clock: _Clock, p: _People, cust_ids: ObjectArray) -> pd.DataFrame:
+    """One row per customer (btyd) or per customer and attribute change, from `valid_from`."""
+    channel_names = np.array([c.name for c in CHANNELS], dtype=object)
+    country_names = np.array([c[0] for c in COUNTRIES], dtype=object)
+    plan_names = np.array([p[0] for p in PLANS], dtype=object)
+    if spec.classic:
+        cust = np.arange(len(p.signup), dtype=np.int64)
+        since = p.signup
+    else:
+        cust, since = p.history.rows(p.signup)
+    frame = pd.DataFrame(
+        {
+            "customer_id": cust_ids[cust],
+            "signup_ts": _ts(p.signup[cust], clock.start_us),
+            "acquisition_channel": channel_names[p.channel[cust]],
+            "country": country_names[p.history.country_of(cust, since)],
+            "plan": plan_names[p.history.plan_of(cust, since)],
+        }
+    )
+    if not spec.classic:
+        frame["valid_from"] = _ts(since, clock.start_us)
+    return frame
+
+
+def _event_level(
+    spec: WorldSpec,
+    p: _People,
+    idx: IntArray,
+    t: FloatArray,
+    level: FloatArray,
+    alive: BoolArray,
+    support: bool,
+) -> tuple[FloatArray, BoolArray]:
+    """The world's changes to an event's level: ghosts, silent customers, dormant spells."""
+    if p.ghost_until is not None and spec.behaviour is not None and not support:
+        ghosting = ~alive & (t < p.ghost_until[idx])
+        level = np.where(ghosting, level * spec.behaviour.ghost_level, level)
+        alive = alive | ghosting
+    if p.event_level is not None:
+        level = level * p.event_level[idx]
+    if p.spells is not None and spec.on_off is not None:
+        on = p.on_off[idx]
+        dormant = np.zeros(len(idx), dtype=bool)
+        dormant[on] = ~p.spells.active(idx[on], t[on])
+        level = np.where(dormant, level * spec.on_off.event_level, level)
+    return level, alive
+
+
+def _events(
+    rng: _Streams,
+    spec: WorldSpec,
+    clock: _Clock,
+    p: _People,
+    scenario: Scenario,
+    cust_ids: ObjectArray,
+) -> pd.DataFrame:
     """Behaviour events by thinning: logins and feature use fade before churn, tickets rise."""
     out_idx: list[IntArray] = []
     out_t: list[FloatArray] = []
-    out_type: list[npt.NDArray[np.object_]] = []
+    out_type: list[ObjectArray] = []
     for name, rate in EVENT_RATES:
         support = name == "support_ticket"
         peak = SUPPORT_PEAK if support else 1.0
-        idx, t = _candidates(rng, engagement * rate * peak, signup, end)
-        u = rng.random(len(idx))
-        left = death[idx] - t
-        closeness = np.clip(1.0 - left / PRECHURN_DAYS, 0.0, 1.0)
+        idx, t = _candidates(rng.event, p.engagement * rate * peak, p.signup, clock.end)
+        u = rng.event.random(len(idx))
+        left = p.death[idx] - t
+        if p.fade_days is None:
+            closeness = np.clip(1.0 - left / PRECHURN_DAYS, 0.0, 1.0)
+        else:
+            fade = p.fade_days[idx]
+            closeness = np.clip(1.0 - left / np.maximum(fade, 1e-9), 0.0, 1.0) * (fade > 0)
         if support:
             level = 1.0 + (SUPPORT_PEAK - 1.0) * closeness
         else:
             level = 1.0 - (1.0 - FADE_FLOOR) * closeness
             if scenario == "engagement_drop":
-                level = np.where(t >= change, level * ENGAGEMENT_FACTOR, level)
-        keep = (u * peak < level) & (left > 0)
+                level = np.where(t >= clock.change, level * ENGAGEMENT_FACTOR, level)
+        alive = left > 0
+        if not spec.classic:
+            level, alive = _event_level(spec, p, idx, t, level, alive, support)
+        keep = (u * peak < level) & alive
         out_idx.append(idx[keep])
         out_t.append(t[keep])
         out_type.append(np.full(int(keep.sum()), name, dtype=object))
-    return np.concatenate(out_idx), np.concatenate(out_t), np.concatenate(out_type)
+    ev_idx, ev_t, ev_type = np.concatenate(out_idx), np.concatenate(out_t), np.concatenate(out_type)
+    ev_order = np.lexsort((ev_idx, ev_t))
+    return pd.DataFrame(
+        {
+            "customer_id": cust_ids[ev_idx[ev_order]],
+            "ts": _ts(ev_t[ev_order], clock.start_us),
+            "event_type": ev_type[ev_order],
+        }
+    )
+
+
+def _truth(spec: WorldSpec, clock: _Clock, p: _People, cust_ids: ObjectArray) -> pd.DataFrame:
+    """The hidden truth per customer (columns: see GeneratedData)."""
+    first = p.history.plan[:, 0]
+    churned = p.death < clock.end
+    truth = pd.DataFrame(
+        {
+            "customer_id": cust_ids,
+            "purchase_rate": p.lam * PLAN_RATE[first] * p.ch_rate,
+            "dropout_rate": p.dropout
+            if spec.classic
+            else _dormancy_hazard(spec, p.dropout, p.on_off),
+            "mean_spend": P / p.nu * p.ch_spend * PLAN_SPEND[first],
+            "churn_ts": _ts(np.where(churned, p.death, 0.0), clock.start_us).where(churned),
+        }
+    )
+    if spec.classic:
+        return truth
+    n = len(p.signup)
+    never = np.full(n, np.inf)
+    spells = p.spells
+    truth["tenure_type"] = np.array(TENURE_TYPES, dtype=object)[p.tenure]
+    truth["on_off"] = p.on_off
+    truth["first_dormant_ts"] = _maybe_ts(spells.switch(0) if spells else never, clock.start_us)
+    truth["first_return_ts"] = _maybe_ts(spells.switch(1) if spells else never, clock.start_us)
+    truth["comebacks"] = spells.returns(clock.end) if spells else np.zeros(n, np.int64)
+    truth["event_profile"] = _event_profiles(p)
+    truth["attribute_changes"] = p.history.changes()
+    return truth
+
+
+def _event_profiles(p: _People) -> ObjectArray:
+    if p.fade_days is None or p.ghost_until is None or p.event_level is None:
+        return np.full(len(p.signup), "fades", dtype=object)
+    profile = np.where(p.fade_days > 0, "fades", "no_fade").astype(object)
+    profile[p.ghost_until > p.death] = "ghost"
+    profile[p.event_level < 1.0] = "silent"
+    return profile
 
 
 def _ts_text(series: pd.Series) -> npt.NDArray[np.str_]:

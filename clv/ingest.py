@@ -4,8 +4,9 @@
 dtypes: strings, float64, `datetime64[us, UTC]`) and rejected rows (original values as strings,
 the 1-based data-row number and one reason, the first that applies in `RejectReason` order).
 `ingest` is the adapter: read a file, validate, write the quarantine file, merge the accepted
-rows with the stored table (idempotent: rows already stored are skipped; customers upsert on
-customer_id) and write it back through `clv.store`.
+rows with the stored table (idempotent: rows already stored are skipped; a row with a line key,
+customer_id + order_id + line_id, is the stored row with that key; customers are versioned, see
+`clv.versions`) and write it back through `clv.store`.
 """
 
 from __future__ import annotations
@@ -18,10 +19,19 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from clv.contracts import CONTRACTS, TABLES, TS_DTYPE, RejectReason, TableContract, TableName
+from clv.contracts import (
+    CONTRACTS,
+    TABLES,
+    TS_DTYPE,
+    Column,
+    RejectReason,
+    TableContract,
+    TableName,
+)
 from clv.errors import DataError
 from clv.settings import Settings
 from clv.store import has_table, read_table, table_path, write_table
+from clv.versions import merge_versions
 
 REASONS: tuple[RejectReason, ...] = tuple(RejectReason)
 CSV_SUFFIXES = (".csv", ".csv.gz", ".txt")
@@ -53,13 +63,14 @@ class IngestResult:
     path: Path
     read: int
     accepted: int
-    """Rows newly stored (or, for customers, inserted or updated)."""
+    """Rows newly stored (for customers: new versions, or corrections of a stored one)."""
     already_present: int
     quarantined: dict[str, int]
     quarantine_path: Path | None
     stored_rows: int
     superseded: int = 0
-    """customers only: earlier rows in the same file for a customer_id that appears again."""
+    """customers only: earlier rows in the same file for the same customer and version time
+    (valid_from, else the ingest instant)."""
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -96,6 +107,12 @@ class TableStatus:
 
 
 # --- pure: normalise and validate --------------------------------------------------------
+
+
+def _utc(ts: pd.Timestamp) -> pd.Timestamp:
+    """A timestamp in UTC; a naive one is taken as UTC."""
+    ts = pd.Timestamp(ts)
+    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
 
 
 def _text(col: pd.Series) -> pd.Series:
@@ -163,33 +180,63 @@ def empty_table(table: TableName) -> pd.DataFrame:
 
 
 def check_columns(columns: pd.Index, contract: TableContract, *, source: str) -> None:
-    """Raise DataError naming the source and the first missing required column."""
+    """Raise DataError naming the source and the first missing required column (a column that
+    is the product of others may be absent when they are all there)."""
     present = {str(c) for c in columns}
-    for name in contract.required:
-        if name not in present:
-            raise DataError(
-                f"{source}: missing required column {name!r} for table {contract.name} "
-                f"(has: {', '.join(sorted(present)) or 'no columns'})"
-            )
+    for column in contract.inputs:
+        if not column.required or column.name in present:
+            continue
+        if column.product_of and all(c in present for c in column.product_of):
+            continue
+        instead = " and ".join(repr(c) for c in column.product_of)
+        raise DataError(
+            f"{source}: missing required column {column.name!r}"
+            + (f" (or {instead})" if instead else "")
+            + f" for table {contract.name} (has: {', '.join(sorted(present)) or 'no columns'})"
+        )
+
+
+def _fill_product(
+    column: Column, clean: dict[str, pd.Series], missing: dict[str, npt.NDArray[np.bool_]]
+) -> None:
+    """Where `column` is missing and every factor of `column.product_of` parsed: the product."""
+    fill = missing[column.name].copy()
+    product = pd.Series(1.0, index=clean[column.name].index)
+    for factor in column.product_of:
+        fill &= clean[factor].notna().to_numpy()
+        product = product * clean[factor]
+    if fill.any():
+        clean[column.name] = clean[column.name].where(~fill, product)
+        missing[column.name] = missing[column.name] & ~fill
+
+
+def line_keyed(frame: pd.DataFrame, contract: TableContract) -> npt.NDArray[np.bool_] | None:
+    """Rows identified by the contract's key (none of its columns missing), or None when the key
+    is not narrower than the row (events) or the table is versioned (customers)."""
+    if contract.versioned or set(contract.key) >= set(contract.names):
+        return None
+    return frame.loc[:, list(contract.key)].notna().all(axis=1).to_numpy()
 
 
 def validate(frame: pd.DataFrame, table: TableName, *, now: pd.Timestamp) -> Validation:
     """Split `frame` into accepted rows (canonical dtypes) and rejected rows with a reason.
 
     Exact duplicates are judged on the parsed contract columns (so "2024-01-01" and
-    "2024-01-01T00:00:00Z" are the same time); the first occurrence is kept.
+    "2024-01-01T00:00:00Z" are the same time); the first occurrence is kept. So are rows that
+    repeat the key of an earlier row with other values (`duplicate_line`: one order line).
+    A missing amount is quantity x unit_price when both are given.
     """
     contract = CONTRACTS[table]
     frame = frame.rename(columns=lambda c: str(c).strip())
     check_columns(frame.columns, contract, source=table)
     n = len(frame)
-    now_utc = pd.Timestamp(now)
-    now_utc = now_utc.tz_localize("UTC") if now_utc.tzinfo is None else now_utc.tz_convert("UTC")
+    now_utc = _utc(now)
     flags: dict[RejectReason, npt.NDArray[np.bool_]] = {
         r: np.zeros(n, dtype=bool) for r in RejectReason
     }
     clean: dict[str, pd.Series] = {}
-    for column in contract.columns:
+    missing_by: dict[str, npt.NDArray[np.bool_]] = {}
+    for column in contract.inputs:
         raw = (
             frame[column.name].reset_index(drop=True)
             if column.name in frame.columns
@@ -210,18 +257,31 @@ def validate(frame: pd.DataFrame, table: TableName, *, now: pd.Timestamp) -> Val
             text = _text(raw)
             missing = text.isna().to_numpy()
             clean[column.name] = _to_object(text)
+        missing_by[column.name] = missing
+    for column in contract.inputs:
+        if column.product_of:
+            _fill_product(column, clean, missing_by)
+    for column in contract.inputs:
         if column.name == "customer_id":
-            flags[RejectReason.MISSING_ID] |= missing
+            flags[RejectReason.MISSING_ID] |= missing_by[column.name]
         elif column.required:
-            flags[RejectReason.MISSING_VALUE] |= missing
+            flags[RejectReason.MISSING_VALUE] |= missing_by[column.name]
 
     normal = pd.DataFrame(clean)
+    keyed = line_keyed(normal, contract)
     code = np.full(n, -1, dtype=np.int64)
     for k, reason in enumerate(REASONS):
         if reason is RejectReason.DUPLICATE:
             ok = code < 0
             dup = np.zeros(n, dtype=bool)
             dup[ok] = normal.loc[ok].duplicated(keep="first").to_numpy()
+            code[dup] = k
+        elif reason is RejectReason.DUPLICATE_LINE:
+            if keyed is None:
+                continue
+            ok = (code < 0) & keyed
+            dup = np.zeros(n, dtype=bool)
+            dup[ok] = normal.loc[ok].duplicated(subset=list(contract.key), keep="first").to_numpy()
             code[dup] = k
         else:
             code[(code < 0) & flags[reason]] = k
@@ -275,26 +335,32 @@ class Merge:
     superseded: int
 
 
-def merge(stored: pd.DataFrame, accepted: pd.DataFrame, table: TableName) -> Merge:
-    """Add accepted rows to a stored table: skip rows already stored; customers upsert."""
+def merge(
+    stored: pd.DataFrame, accepted: pd.DataFrame, table: TableName, *, now: pd.Timestamp
+) -> Merge:
+    """Add accepted rows to a stored table: skip rows already stored (a keyed row: its key is
+    stored); customers are versioned (`clv.versions.merge_versions`), ingested at `now`."""
     contract = CONTRACTS[table]
     stored = canonical(stored, table)
     accepted = canonical(accepted, table)
+    if contract.versioned:
+        v = merge_versions(stored, accepted, ingested_at=_utc(now))
+        return Merge(v.frame, v.new, v.already_present, v.superseded)
     names = contract.names
-    superseded = 0
-    if table == "customers":
-        last = ~accepted.duplicated(subset=["customer_id"], keep="last").to_numpy()
-        superseded = int((~last).sum())
-        accepted = accepted.loc[last].reset_index(drop=True)
     present = np.isin(_row_hash(accepted, names), _row_hash(stored, names))
+    keyed = line_keyed(accepted, contract)
+    if keyed is not None and keyed.any():
+        stored_keyed = line_keyed(stored, contract)
+        assert stored_keyed is not None
+        present[keyed] = np.isin(
+            _row_hash(accepted.loc[keyed], contract.key),
+            _row_hash(stored.loc[stored_keyed], contract.key),
+        )
     fresh = accepted.loc[~present]
-    if table == "customers":
-        stored = stored.loc[~stored["customer_id"].isin(fresh["customer_id"])]
     parts = [p for p in (stored, fresh) if len(p)]
     merged = pd.concat(parts, ignore_index=True) if parts else stored
-    sort_by = "customer_id" if table == "customers" else "ts"
-    merged = merged.sort_values(sort_by, kind="stable", ignore_index=True)
-    return Merge(merged, len(fresh), int(present.sum()), superseded)
+    merged = merged.sort_values("ts", kind="stable", ignore_index=True)
+    return Merge(merged, len(fresh), int(present.sum()), 0)
 
 
 # --- adapter: files and the offline store ------------------------------------------------
@@ -361,7 +427,8 @@ def ingest(
     frame = read_raw(source)
     frame = frame.rename(columns=lambda c: str(c).strip())
     check_columns(frame.columns, CONTRACTS[chosen], source=str(source))
-    result = validate(frame, chosen, now=pd.Timestamp.now(tz="UTC") if now is None else now)
+    instant = _utc(pd.Timestamp.now(tz="UTC") if now is None else now)
+    result = validate(frame, chosen, now=instant)
 
     quarantine: Path | None = None
     if len(result.rejected):
@@ -370,7 +437,7 @@ def ingest(
         result.rejected.to_csv(quarantine, index=False)
 
     stored = read_table(settings, chosen) if has_table(settings, chosen) else empty_table(chosen)
-    merged = merge(stored, result.accepted, chosen)
+    merged = merge(stored, result.accepted, chosen, now=instant)
     if merged.new or not has_table(settings, chosen):
         write_table(settings, chosen, merged.frame)
     return IngestResult(

@@ -47,6 +47,17 @@ class FeatureSettings(_Frozen):
     service: str = Field("clv_v1", description="the FeatureService that training and serving use")
 
 
+class EvaluationSettings(_Frozen):
+    """The out-of-time evaluation protocol (training.protocol)."""
+
+    backtest_origins: int = Field(
+        3, ge=0, description="earlier origins the recipe is also fitted and scored at"
+    )
+    origin_spacing_days: int = Field(
+        90, ge=1, description="days between the test origin and each backtest origin"
+    )
+
+
 class TuningSettings(_Frozen):
     """The Optuna study's budget."""
 
@@ -283,6 +294,7 @@ class Settings(_Frozen):
     model: ModelSettings = ModelSettings()
     features: FeatureSettings = FeatureSettings()
     tuning: TuningSettings = TuningSettings()
+    evaluation: EvaluationSettings = EvaluationSettings()
     compute: ComputeSettings = ComputeSettings()
     mlflow: MLflowSettings = MLflowSettings()
     feast: FeastSettings = FeastSettings()

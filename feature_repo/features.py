@@ -68,7 +68,7 @@ customer_profile = FeatureView(
     ttl=TTL,
     source=customer_features_source,
     online=True,
-    description="Who the customer is: tenure, cohort and static attributes.",
+    description="Who the customer is: tenure, cohort and the attributes in force at t.",
     schema=[
         Field(name="tenure_days", dtype=Int64, description="days since signup or first order"),
         Field(name="signup_cohort", dtype=String, description="YYYY-MM of signup"),

@@ -13,9 +13,11 @@ Rules (the model and the baseline depend on them; change them only with a new se
   the first calendar point after the last transaction, so the last snapshot sees the whole log.
 - A customer is known at t when they signed up, or have any transaction, strictly before t.
   Known customers get a row at every later snapshot, purchases or not.
-- Purchases: a purchase day is a UTC day with at least one transaction with amount > 0.
-  Refunds (amount < 0) count in spend (net) and in `refunds_*` (as a positive amount); they are
-  never purchase days. Margin is the `margin` column, else amount x `model.margin_rate`.
+- Purchases: a transaction row is an order, or one line of an order (`line_id`). A purchase
+  day is a UTC day with at least one row with amount > 0. Refunds (amount < 0) count in spend
+  (net) and in `refunds_*` (as a positive amount); they are never purchase days. Spend, margin
+  and purchase values sum rows (lines). Margin is the `margin` column, else amount x
+  `model.margin_rate`.
 - RFM follows lifetimes (`summary_data_from_transaction_data`, daily periods):
   frequency = purchase days - 1 (repeat purchase days); recency = days from the first to the
   last purchase day; T = days from the first purchase day to t; monetary_value = mean purchase
@@ -23,13 +25,18 @@ Rules (the model and the baseline depend on them; change them only with a new se
   value of the first purchase day. Single-purchase customers: frequency 0, monetary_value 0.
   Customers without a purchase yet: frequency 0, monetary_value 0, and recency, T,
   first_purchase_value, days_since_last_purchase null (missing, not "just bought").
-- Windows of W days cover [t - W days, t). orders = transactions with amount > 0; active days =
-  purchase days. spend_trend_90_365 = (spend_90d / 90) / (spend_365d / 365), null when the
-  365-day spend is not positive. Inter-purchase gaps are days between consecutive purchase
-  days: mean null below 2 purchase days, sample std null below 3.
+- Windows of W days cover [t - W days, t). orders = distinct orders with a row of amount > 0,
+  counted per UTC day (an order's lines share its day); a row without order_id is an order
+  of its own. active days = purchase days. spend_trend_90_365 = (spend_90d / 90) /
+  (spend_365d / 365), null when the 365-day spend is not positive. Inter-purchase gaps are
+  days between consecutive purchase days: mean null below 2 purchase days, sample std null
+  below 3.
 - Profile: tenure_days = whole days from the day the customer became known (signup or first
-  transaction, whichever is earlier) to t; signup_cohort = that day's "YYYY-MM". Channel,
-  country and plan come from the customers table as static attributes (null without it).
+  transaction, whichever is earlier) to t; signup_cohort = that day's "YYYY-MM"; signup is
+  the signup_ts of the customer's first version that has one. Channel, country and plan are
+  the customer version in force strictly before t (`clv.versions`: from valid_from, else from
+  ingested_at; a first version without valid_from from the beginning); null before a
+  customer's first version and without a customers table.
 - Behaviour: counts of `login`, `support_ticket`, `feature_use` events in the last 30 and 90
   days (0 without an events table); *_trend = (30-day rate) / (90-day rate), null without
   events in 90 days.
@@ -276,7 +283,7 @@ class _Source:
 def _frame_source(name: str, frame: pd.DataFrame | None) -> _Source | None:
     if frame is None:
         return None
-    if name == "cust":  # keep the last row of a duplicated id, as ingest does
+    if name == "cust":  # rows of one version: the last wins, as ingest does
         frame = frame.assign(file_row_number=np.arange(len(frame)))
     return _Source(f"{name}_in", frozenset(str(c) for c in frame.columns), frame=frame)
 
@@ -294,17 +301,13 @@ def _column(source: _Source, name: str, sql_type: str) -> str:
     return f'CAST(NULL AS {sql_type}) AS "{name}"'
 
 
-def _relation(source: _Source | None, columns: list[tuple[str, str]], *, last_per_id: bool) -> str:
+def _relation(source: _Source | None, columns: list[tuple[str, str]]) -> str:
     """The SELECT behind one of the views `tx`, `cust`, `ev` that the feature SQL reads."""
     if source is None:  # an optional table that is not there: no rows, the same columns
         nulls = ", ".join(f'CAST(NULL AS {t}) AS "{n}"' for n, t in columns)
         return f"SELECT {nulls} WHERE false"
     select = ", ".join(_column(source, n, t) for n, t in columns)
-    sql = f"SELECT {select} FROM {source.relation} WHERE {source.where}"
-    if last_per_id:  # a duplicated id keeps its last row
-        last = "row_number() OVER (PARTITION BY customer_id ORDER BY file_row_number DESC)"
-        sql += f" QUALIFY {last} = 1"
-    return sql
+    return f"SELECT {select} FROM {source.relation} WHERE {source.where}"
 
 
 _TX_COLUMNS = [
@@ -312,6 +315,7 @@ _TX_COLUMNS = [
     ("ts", "TIMESTAMPTZ"),
     ("amount", "DOUBLE"),
     ("margin", "DOUBLE"),
+    ("order_id", "VARCHAR"),
 ]
 _CUST_COLUMNS = [
     ("customer_id", "VARCHAR"),
@@ -319,6 +323,9 @@ _CUST_COLUMNS = [
     ("acquisition_channel", "VARCHAR"),
     ("country", "VARCHAR"),
     ("plan", "VARCHAR"),
+    ("valid_from", "TIMESTAMPTZ"),
+    ("ingested_at", "TIMESTAMPTZ"),
+    ("file_row_number", "BIGINT"),
 ]
 _EV_COLUMNS = [("customer_id", "VARCHAR"), ("ts", "TIMESTAMPTZ"), ("event_type", "VARCHAR")]
 
@@ -360,9 +367,9 @@ def _query(
             {"t": pd.Series(snapshots, dtype="datetime64[ns, UTC]").astype(TS_DTYPE)}
         )
         con.register("snaps", snaps)
-        con.execute(f"CREATE VIEW tx AS {_relation(tx, _TX_COLUMNS, last_per_id=False)}")
-        con.execute(f"CREATE VIEW cust AS {_relation(cust, _CUST_COLUMNS, last_per_id=True)}")
-        con.execute(f"CREATE VIEW ev AS {_relation(ev, _EV_COLUMNS, last_per_id=False)}")
+        con.execute(f"CREATE VIEW tx AS {_relation(tx, _TX_COLUMNS)}")
+        con.execute(f"CREATE VIEW cust AS {_relation(cust, _CUST_COLUMNS)}")
+        con.execute(f"CREATE VIEW ev AS {_relation(ev, _EV_COLUMNS)}")
         relation = con.sql(sql, params=params)
         assert relation is not None
         return relation.to_arrow_table()

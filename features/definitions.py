@@ -1,11 +1,14 @@
 """The feature definitions: one DuckDB query that turns the raw log into snapshot rows.
 
 The query reads four relations registered by the caller:
-`tx(customer_id, ts, amount, margin)`, `cust(customer_id, signup_ts, acquisition_channel,
-country, plan)`, `ev(customer_id, ts, event_type)` and `snaps(t)` (snapshot instants, UTC
-midnights). It returns one row per (customer known before t, t). Every snapshot instant is a
-UTC midnight, so "a day before t" and "a row with ts < t" are the same thing: the query works
-on per-day aggregates and only ever joins days strictly before t (no leakage).
+`tx(customer_id, ts, amount, margin, order_id)`, `cust(customer_id, signup_ts,
+acquisition_channel, country, plan, valid_from, ingested_at, file_row_number)` (one row per
+customer version, see `clv.versions`), `ev(customer_id, ts, event_type)` and `snaps(t)`
+(snapshot instants, UTC midnights). It returns one row per (customer known before t, t). Every
+snapshot instant is a UTC midnight, so "a day before t" and "a row with ts < t" are the same
+thing: the query works on per-day aggregates and only ever joins days strictly before t (no
+leakage); customer attributes are the version in force strictly before t (an ASOF join on
+`in_force_from < t`).
 
 The rules are documented in `features.build`; the declarations that serve these columns are in
 `feature_repo/features.py` (a unit test checks that both agree).
@@ -92,15 +95,46 @@ def _event_daily() -> str:
     return f"SELECT customer_id, date_trunc('day', ts) AS day, {counts} FROM ev GROUP BY ALL"
 
 
+def customer_versions_sql() -> str:
+    """`versions`: each customer version and `in_force_from`, its version time (valid_from,
+    else ingested_at), or -infinity for a customer's first version without valid_from;
+    `signup`: the signup_ts of a customer's first version that has one.
+
+    Rows of one customer and version time keep the last (`file_row_number`), as ingest does;
+    a frame without valid_from and ingested_at holds one version per customer, its last row."""
+    return """
+slots AS (
+    SELECT *, coalesce(valid_from, ingested_at) AS version_ts
+    FROM cust
+    QUALIFY row_number() OVER (
+        PARTITION BY customer_id, version_ts ORDER BY file_row_number DESC) = 1
+),
+versions AS (
+    SELECT
+        customer_id, signup_ts, acquisition_channel, country, plan,
+        row_number() OVER w AS version,
+        CASE WHEN row_number() OVER w = 1 AND valid_from IS NULL
+            THEN '-infinity'::TIMESTAMPTZ ELSE version_ts END AS in_force_from
+    FROM slots
+    WINDOW w AS (PARTITION BY customer_id ORDER BY version_ts NULLS FIRST)
+),
+signup AS (
+    SELECT customer_id, arg_min(signup_ts, version) AS signup_ts
+    FROM versions
+    WHERE signup_ts IS NOT NULL
+    GROUP BY customer_id
+)"""
+
+
 def known_customers_sql() -> str:
     """Customers known strictly before each snapshot: signed up, or with a transaction."""
-    return """
+    return f"""{customer_versions_sql()},
 first_seen AS (
     SELECT customer_id, min(ts) AS first_ts
     FROM (
         SELECT customer_id, ts FROM tx
         UNION ALL
-        SELECT customer_id, signup_ts AS ts FROM cust WHERE signup_ts IS NOT NULL
+        SELECT customer_id, signup_ts AS ts FROM signup
     )
     GROUP BY customer_id
 ),
@@ -123,7 +157,9 @@ WITH daily AS (
         date_trunc('day', ts) AS day,
         sum(amount) AS spend,
         sum(coalesce(margin, amount * $margin_rate)) AS margin,
-        count(*) FILTER (WHERE amount > 0) AS orders,
+        -- distinct orders with a positive line; a row without order_id is an order of its own
+        (count(DISTINCT order_id) FILTER (WHERE amount > 0)
+            + count(*) FILTER (WHERE amount > 0 AND order_id IS NULL)) AS orders,
         coalesce(sum(amount) FILTER (WHERE amount > 0), 0.0) AS purchase_value,
         coalesce(-sum(amount) FILTER (WHERE amount < 0), 0.0) AS refunds,
         max(ts) FILTER (WHERE amount > 0) AS last_purchase_ts
@@ -160,6 +196,11 @@ rfm AS (
         stddev_samp(p.gap) AS gap_std
     FROM grid g JOIN purchase_days p ON p.customer_id = g.customer_id AND p.day < g.t
     GROUP BY ALL
+),
+attributes AS (
+    -- the version in force strictly before t; narrow, so that the ASOF sort is cheap
+    SELECT g.customer_id, g.t, v.acquisition_channel, v.country, v.plan
+    FROM grid g ASOF JOIN versions v ON v.customer_id = g.customer_id AND g.t > v.in_force_from
 ),
 ev_daily AS ({_event_daily()}),
 behaviour AS (
@@ -201,7 +242,7 @@ FROM grid g
 LEFT JOIN rfm r ON r.customer_id = g.customer_id AND r.t = g.t
 LEFT JOIN windows w ON w.customer_id = g.customer_id AND w.t = g.t
 LEFT JOIN behaviour b ON b.customer_id = g.customer_id AND b.t = g.t
-LEFT JOIN cust c ON c.customer_id = g.customer_id
+LEFT JOIN attributes c ON c.customer_id = g.customer_id AND c.t = g.t  -- no version yet: nulls
 """
 
 

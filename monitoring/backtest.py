@@ -5,22 +5,25 @@ Two cohorts, both scored by the judged model on point-in-time features of their 
   churn is judged by its reliability table, ECE and Brier score, and the predicted CLV's
   ranking is checked early against the value realised in that window;
 - the value cohort: the newest snapshot t with t + horizon <= as-of; normalized Gini, RMSE,
-  bias, the decile table and the P10-P90 coverage.
+  MAE, bias, the decile table and the P10-P90 coverage; and the same value metrics, on the same
+  rows, for every simple baseline training scores beside the model (monitoring.baselines).
 A cohort is "in training" when the registered model was fitted on its rows (the model is refit
 on every complete row): then its metrics are in-sample and the report says so.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
+from monitoring.baselines import BASELINES, BaselinePredictions, label
 from training.calibration import expected_calibration_error, reliability_table
 from training.intervals import interval_metrics
-from training.metrics import bias_pct, decile_table, normalized_gini, rmse
+from training.metrics import bias_pct, decile_table, mae, normalized_gini, rmse
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,20 @@ class ChurnBacktest:
 
 
 @dataclass(frozen=True)
+class PredictorScore:
+    """One predictor's value metrics on the matured cohort's labelled rows; `reason` says why
+    it has none (its metrics are then NaN)."""
+
+    predictor: str
+    n: int
+    gini: float
+    rmse: float
+    mae: float
+    bias_pct: float
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
 class ValueBacktest:
     cohort: Cohort
     n: int
@@ -82,6 +99,14 @@ class ValueBacktest:
     bias_pct: float
     coverage: float
     deciles: pd.DataFrame
+    mae: float = float("nan")
+    baselines: tuple[PredictorScore, ...] = ()
+    """Every simple baseline (monitoring.baselines.BASELINES) on the same rows, in that order."""
+
+    @property
+    def champion(self) -> PredictorScore:
+        """The judged model's own scores, in the baselines' form."""
+        return PredictorScore("champion", self.n, self.gini, self.rmse, self.mae, self.bias_pct)
 
 
 def churn_backtest(
@@ -118,8 +143,10 @@ def value_backtest(
     clv: np.ndarray,
     clv_p10: np.ndarray,
     clv_p90: np.ndarray,
+    baselines: BaselinePredictions | None = None,
 ) -> ValueBacktest:
-    """Ranking, error, bias, deciles and interval coverage on a matured value cohort.
+    """Ranking, error, bias, deciles and interval coverage on a matured value cohort, and the
+    value metrics of every simple baseline on the same labelled rows (None: none given).
 
     The label is clipped at 0 like the value model's target (training.objective)."""
     y = np.asarray(clv_label, dtype=np.float64)
@@ -127,12 +154,103 @@ def value_backtest(
     y = np.clip(y[ok], 0.0, None)
     pred = np.asarray(clv, dtype=np.float64)[ok]
     lo, hi = np.asarray(clv_p10, np.float64)[ok], np.asarray(clv_p90, np.float64)[ok]
+    champion = score_predictor("champion", y, pred)
+    given = baselines if baselines is not None else BaselinePredictions()
     return ValueBacktest(
         cohort=cohort,
         n=int(y.size),
-        gini=normalized_gini(y, pred) if y.size else float("nan"),
-        rmse=rmse(y, pred) if y.size else float("nan"),
-        bias_pct=bias_pct(y, pred) if y.size else float("nan"),
+        gini=champion.gini,
+        rmse=champion.rmse,
+        bias_pct=champion.bias_pct,
         coverage=interval_metrics(y, lo, hi).coverage_p10_p90,
         deciles=decile_table(y, pred),
+        mae=champion.mae,
+        baselines=tuple(_baseline_score(name, y, ok, given) for name in BASELINES),
+    )
+
+
+def score_predictor(predictor: str, y: np.ndarray, pred: np.ndarray) -> PredictorScore:
+    """Normalized Gini, RMSE, MAE and bias of `pred` against labels `y` (same rows)."""
+    nan = float("nan")
+    if not y.size:
+        return PredictorScore(predictor, 0, nan, nan, nan, nan)
+    return PredictorScore(
+        predictor,
+        int(y.size),
+        gini=normalized_gini(y, pred),
+        rmse=rmse(y, pred),
+        mae=mae(y, pred),
+        bias_pct=bias_pct(y, pred),
+    )
+
+
+def _baseline_score(
+    name: str, y: np.ndarray, ok: np.ndarray, given: BaselinePredictions
+) -> PredictorScore:
+    nan = float("nan")
+    if name not in given.predictions:
+        reason = given.unavailable.get(name, "not scored")
+        return PredictorScore(name, 0, nan, nan, nan, nan, reason=reason)
+    pred = np.asarray(given.predictions[name], dtype=np.float64)[ok]
+    bad = int((~np.isfinite(pred)).sum())
+    if bad:
+        reason = f"not scored: {bad:,} of {pred.size:,} predictions are not finite"
+        return PredictorScore(name, int(y.size), nan, nan, nan, nan, reason=reason)
+    return score_predictor(name, y, pred)
+
+
+@dataclass(frozen=True)
+class BaselineComparison:
+    """The champion against the best simple baseline on one metric of the matured cohort."""
+
+    metric: str
+    """"gini" (higher is better) or "rmse" (lower is better)."""
+    champion: float
+    best: PredictorScore | None
+    """The scored baseline best on this metric; None when none has a finite value."""
+
+    @property
+    def best_value(self) -> float:
+        return float(getattr(self.best, self.metric)) if self.best is not None else math.nan
+
+    @property
+    def beats(self) -> bool | None:
+        """Whether the champion is strictly better; None when either side is unmeasured."""
+        if self.best is None or not math.isfinite(self.champion):
+            return None
+        if self.metric == "gini":
+            return self.champion > self.best_value
+        return self.champion < self.best_value
+
+
+def compare_with_baselines(value: ValueBacktest) -> tuple[BaselineComparison, BaselineComparison]:
+    """The champion against the best baseline by normalized Gini and by RMSE (each metric
+    picks its own best baseline)."""
+    scored = [b for b in value.baselines if b.reason is None]
+    by_gini = [b for b in scored if math.isfinite(b.gini)]
+    by_rmse = [b for b in scored if math.isfinite(b.rmse)]
+    return (
+        BaselineComparison("gini", value.gini, max(by_gini, key=lambda b: b.gini, default=None)),
+        BaselineComparison("rmse", value.rmse, min(by_rmse, key=lambda b: b.rmse, default=None)),
+    )
+
+
+def comparison_sentence(value: ValueBacktest) -> str:
+    """One sentence: does the champion beat the best baseline on Gini and on RMSE?"""
+    gini, err = compare_with_baselines(value)
+
+    def clause(c: BaselineComparison, metric: str, fmt: str) -> str:
+        if c.best is None:
+            return f"cannot be compared on {metric} (no baseline scored)"
+        if c.beats is None:
+            return f"cannot be compared on {metric} (the champion's is not measured)"
+        verb = "beats" if c.beats else "does not beat"
+        return (
+            f"{verb} the best baseline on {metric} ({format(c.champion, fmt)} vs "
+            f"{format(c.best_value, fmt)} for {label(c.best.predictor)})"
+        )
+
+    return (
+        f"On the matured cohort the champion {clause(gini, 'normalized Gini', '.3f')} "
+        f"and {clause(err, 'RMSE', '.2f')}."
     )

@@ -78,6 +78,8 @@ def _summary(result: MonitorResult) -> str:
 
 
 def _payload(result: MonitorResult) -> dict[str, object]:
+    from monitoring.backtest import comparison_sentence
+
     share = result.drift_share
     return {
         "verdict": result.verdict.value,
@@ -89,6 +91,9 @@ def _payload(result: MonitorResult) -> dict[str, object]:
         "prediction_psi": dict(result.evidence.prediction_psi),
         "churn_ece": result.evidence.churn_ece,
         "value_gini": result.evidence.value_gini,
+        "backtest_comparison": comparison_sentence(result.value_backtest)
+        if result.value_backtest is not None
+        else None,
         "report": result.index_path,
         "evidently_html": result.html_path,
         "summary": result.summary_path,

@@ -12,7 +12,8 @@ Reference (`monitoring.reference_window`):
 Current: every customer's features at `as_of` (default: the latest snapshot) + predictions.
 
 Evidence: PSI per column on all rows (monitoring.psi), importance-weighted over the models'
-key features; data quality (monitoring.quality); the matured cohorts (monitoring.backtest);
+key features; data quality (monitoring.quality); the matured cohorts (monitoring.backtest),
+the value cohort with every simple baseline beside the champion (monitoring.baselines);
 Evidently's report on a seeded sample of at most `monitoring.sample_rows` rows per side.
 The verdict is `monitoring.policy.decide`. Writes `reports/<as-of>/`: index.html,
 data_drift.html (Evidently), data_drift.json, summary.json and plots; updates reports/index.html.
@@ -31,7 +32,14 @@ import pandas as pd
 
 from clv.errors import DataError
 from clv.settings import Settings
-from monitoring.backtest import ChurnBacktest, ValueBacktest
+from monitoring.backtest import (
+    ChurnBacktest,
+    PredictorScore,
+    ValueBacktest,
+    compare_with_baselines,
+    comparison_sentence,
+)
+from monitoring.baselines import label
 from monitoring.evidently_io import DriftConfig, run_drift
 from monitoring.policy import Decision, Evidence, Verdict, decide
 from monitoring.psi import ColumnPsi, column_psi
@@ -120,6 +128,8 @@ class MonitorResult:
     current: Sample
     model_version: str | None
     seconds: float = 0.0
+    value_backtest: ValueBacktest | None = None
+    """The matured value cohort as scored (champion and baselines), judged or not."""
 
     @property
     def reasons(self) -> tuple[str, ...]:
@@ -248,6 +258,12 @@ def evaluate(settings: Settings, inputs: MonitorInputs) -> MonitorResult:
     churn, value = inputs.churn, inputs.value
     churn_judged = churn is not None and not churn.cohort.in_training
     value_judged = value is not None and not value.cohort.in_training
+    # The baselines are judged like the champion's backtest: out of sample, enough rows.
+    compared = (
+        value.baselines
+        if value is not None and value_judged and value.n >= m.min_backtest_rows
+        else ()
+    )
     evidence = Evidence(
         drift_share=drift_shares(keys, drifted),
         drifted_key_features=tuple(f for f in key_union if f in drifted),
@@ -260,6 +276,11 @@ def evaluate(settings: Settings, inputs: MonitorInputs) -> MonitorResult:
         if value is not None and value_judged
         else None,
         value_gini_test=_tag(inputs.model_tags, "eval.model.gini"),
+        value_rmse=_usable(value.rmse, value.n, m.min_backtest_rows)
+        if value is not None and value_judged
+        else None,
+        baseline_gini={label(b.predictor): b.gini for b in compared if b.reason is None},
+        baseline_rmse={label(b.predictor): b.rmse for b in compared if b.reason is None},
         coverage=_usable(value.coverage, value.n, m.min_backtest_rows)
         if value is not None and value_judged
         else None,
@@ -313,6 +334,7 @@ def evaluate(settings: Settings, inputs: MonitorInputs) -> MonitorResult:
         current=Sample(len(current), len(cur_used)),
         model_version=inputs.model_version,
         seconds=time.perf_counter() - started,
+        value_backtest=value,
     )
     doc = summary(result, settings, inputs=inputs, keys=keys, evidently_drift=drift.drift_share)
     result.summary_path.write_text(json.dumps(doc, indent=2, default=_json_default) + "\n")
@@ -431,6 +453,9 @@ def summary(
             "rmse_test": _tag(inputs.model_tags, "eval.model.rmse"),
             "bias_pct": _finite(v.bias_pct),
             "bias_test": _tag(inputs.model_tags, "eval.model.bias_pct"),
+            "mae": _finite(v.mae),
+            "mae_test": _tag(inputs.model_tags, "eval.model.mae"),
+            **_baselines_doc(v, inputs.model_tags),
             "coverage": _finite(v.coverage),
             "coverage_test": _tag(inputs.model_tags, "eval.interval.coverage_p10_p90"),
             "deciles": v.deciles.to_dict(orient="records"),
@@ -481,6 +506,40 @@ def summary(
             "evidently_json": result.json_path.name,
             "summary": SUMMARY_FILE,
         },
+    }
+
+
+def _baselines_doc(value: ValueBacktest, tags: Mapping[str, str]) -> dict[str, object]:
+    """The champion and every simple baseline on the matured value cohort's rows (with each
+    one's test-origin Gini and RMSE at training, from the version's `eval.<predictor>.*` tags),
+    and the sentence saying whether the champion beats the best baseline on Gini and on RMSE."""
+
+    def row(score: PredictorScore) -> dict[str, object]:
+        tag = "model" if score.predictor == "champion" else score.predictor
+        return {
+            "predictor": score.predictor,
+            "n": score.n,
+            "gini": _finite(score.gini),
+            "rmse": _finite(score.rmse),
+            "mae": _finite(score.mae),
+            "bias_pct": _finite(score.bias_pct),
+            "reason": score.reason,
+            "gini_test": _tag(tags, f"eval.{tag}.gini"),
+            "rmse_test": _tag(tags, f"eval.{tag}.rmse"),
+        }
+
+    comparison = {
+        c.metric: {
+            "champion": _finite(c.champion),
+            "best_baseline": c.best.predictor if c.best is not None else None,
+            "best_value": _finite(c.best_value),
+            "champion_beats": c.beats,
+        }
+        for c in compare_with_baselines(value)
+    }
+    return {
+        "predictors": [row(s) for s in (value.champion, *value.baselines)],
+        "comparison": {**comparison, "sentence": comparison_sentence(value)},
     }
 
 

@@ -2,7 +2,8 @@
 
 Monitoring reads what the others write: the champion from the registry (its bundle, version
 tags and run params), point-in-time features from Feast, labels from the transaction log
-through `training.labels.make_labels`. Nothing is written here.
+through `training.labels.make_labels`, and the simple baselines of the matured value cohort
+from its own features and the log before it (monitoring.baselines). Nothing is written here.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from monitoring.backtest import (
     matured_snapshot,
     value_backtest,
 )
+from monitoring.baselines import cohort_baselines
 from monitoring.drift import MonitorInputs, reference_window
 from training.model import ClvModel
 
@@ -175,12 +177,22 @@ def _value_cohort(
     if cohort is None:
         return None
     frame, labels = _labelled(settings, model, cohort, tx=tx, label_end=label_end)
+    m = settings.model
+    baselines = cohort_baselines(
+        frame,
+        tx,
+        horizon_days=cohort.window_days,
+        annual_discount_rate=m.annual_discount_rate,
+        margin_rate=m.margin_rate,
+        seed=settings.tuning.seed,
+    )
     return value_backtest(
         cohort,
         clv_label=labels["clv_label"].to_numpy(np.float64),
         clv=frame["clv"].to_numpy(np.float64),
         clv_p10=frame["clv_p10"].to_numpy(np.float64),
         clv_p90=frame["clv_p90"].to_numpy(np.float64),
+        baselines=baselines,
     )
 
 

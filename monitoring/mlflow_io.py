@@ -1,7 +1,9 @@
 """The monitoring run in MLflow: experiment `clv-monitoring`, tagged with the judged version.
 
 Same tracking store as training (`training.mlflow_io.connect`); artifacts are the run's report
-folder (index.html, the Evidently report, summary.json and plots).
+folder (index.html, the Evidently report, summary.json and plots). The matured value cohort's
+metrics are logged per predictor (`backtest_<champion|baseline|last_horizon|run_rate>_<gini|rmse|
+mae|bias_pct>`), with the comparison sentence as the tag `backtest_comparison`.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import math
 from typing import TYPE_CHECKING
 
 from clv.settings import Settings
+from monitoring.backtest import comparison_sentence
 
 if TYPE_CHECKING:
     from monitoring.drift import MonitorResult
@@ -42,20 +45,26 @@ def log_monitor_run(settings: Settings, result: MonitorResult) -> str:
     ):
         if value is not None:
             metrics[key] = value
+    cohort = result.value_backtest
+    if cohort is not None:  # the matured value cohort, champion and every baseline
+        for score in (cohort.champion, *cohort.baselines):
+            for name in ("gini", "rmse", "mae", "bias_pct"):
+                metrics[f"backtest_{score.predictor}_{name}"] = float(getattr(score, name))
     metrics["drifted_key_features"] = float(len(ev.drifted_key_features))
     metrics["quality_issues"] = float(len(result.quality.issues))
     metrics["seconds"] = result.seconds
     with mlflow.start_run(
         experiment_id=experiment_id, run_name=f"monitor-{result.as_of.date()}"
     ) as run:
-        mlflow.set_tags(
-            {
-                "model_version": result.model_version or "none",
-                "model_name": settings.mlflow.model_name,
-                "verdict": result.verdict.value,
-                "as_of": result.as_of.isoformat(),
-            }
-        )
+        tags = {
+            "model_version": result.model_version or "none",
+            "model_name": settings.mlflow.model_name,
+            "verdict": result.verdict.value,
+            "as_of": result.as_of.isoformat(),
+        }
+        if cohort is not None:
+            tags["backtest_comparison"] = comparison_sentence(cohort)
+        mlflow.set_tags(tags)
         mlflow.log_metrics({k: float(v) for k, v in metrics.items() if math.isfinite(v)})
         mlflow.log_artifacts(str(result.report_dir), artifact_path="report")
         return str(run.info.run_id)

@@ -9,6 +9,9 @@ Evidence, each judged against `MonitoringSettings` thresholds:
 - calibration: the matured churn cohort's ECE minus the model's own test ECE.
 - backtest: the model's test normalized Gini minus the matured value cohort's.
   A matured cohort the model was fitted on is in-sample and optimistic: shown, not judged.
+- baselines (WARN only, `baseline_loss_warns`): the champion loses to the best simple baseline
+  on the matured value cohort, by normalized Gini or by RMSE (same rows, same gating as the
+  backtest).
 - data quality (WARN only): missing values, new categories, out-of-range values.
 
 The verdict is the worst of the findings; each finding is one plain sentence.
@@ -57,6 +60,11 @@ class Evidence:
     churn_ece_test: float | None = None
     value_gini: float | None = None
     value_gini_test: float | None = None
+    value_rmse: float | None = None
+    baseline_gini: Mapping[str, float] = field(default_factory=dict)
+    """Per simple baseline scored on the judged matured value cohort: its normalized Gini."""
+    baseline_rmse: Mapping[str, float] = field(default_factory=dict)
+    """Per simple baseline scored on the judged matured value cohort: its RMSE."""
     coverage: float | None = None
     quality_issues: tuple[str, ...] = ()
     in_sample: tuple[str, ...] = ()
@@ -83,8 +91,12 @@ def _band(value: float, *, warn: float, retrain: float) -> Verdict:
     return Verdict.OK
 
 
-def decide(evidence: Evidence, *, thresholds: MonitoringSettings) -> Decision:
-    """The worst verdict over every finding (bounds inclusive); see the module docstring."""
+def decide(
+    evidence: Evidence, *, thresholds: MonitoringSettings, baseline_loss_warns: bool = True
+) -> Decision:
+    """The worst verdict over every finding (bounds inclusive); see the module docstring.
+
+    `baseline_loss_warns=False` keeps the baseline comparison as information (OK findings)."""
     t = thresholds
     findings: list[Finding] = []
 
@@ -146,6 +158,8 @@ def decide(evidence: Evidence, *, thresholds: MonitoringSettings) -> Decision:
             )
         )
 
+    findings += _baseline_findings(evidence, warns=baseline_loss_warns)
+
     if evidence.coverage is not None:
         lo, hi = t.coverage_band
         inside = lo <= evidence.coverage <= hi
@@ -175,3 +189,27 @@ def decide(evidence: Evidence, *, thresholds: MonitoringSettings) -> Decision:
 
     worst = max((f.verdict for f in findings), key=lambda v: _RANK[v], default=Verdict.OK)
     return Decision(worst, tuple(findings))
+
+
+def _baseline_findings(evidence: Evidence, *, warns: bool) -> list[Finding]:
+    """Per metric (Gini higher, RMSE lower is better): the champion against the best baseline."""
+    out: list[Finding] = []
+    for metric, label, champion, scores, higher, fmt in (
+        ("gini", "normalized Gini", evidence.value_gini, evidence.baseline_gini, True, ".3f"),
+        ("rmse", "RMSE", evidence.value_rmse, evidence.baseline_rmse, False, ".2f"),
+    ):
+        finite = {k: v for k, v in scores.items() if math.isfinite(v)}
+        if champion is None or not math.isfinite(champion) or not finite:
+            continue
+        pick = max if higher else min
+        name, best = pick(finite.items(), key=lambda kv: kv[1])
+        loses = best > champion if higher else best < champion
+        numbers = f"{label} {champion:{fmt}} vs {best:{fmt}}"
+        if loses:
+            verdict = Verdict.WARN if warns else Verdict.OK
+            reason = f"champion loses to {name} on the matured cohort ({numbers})"
+        else:
+            verdict = Verdict.OK
+            reason = f"champion beats the best baseline, {name}, on the matured cohort ({numbers})"
+        out.append(Finding(f"baselines:{metric}", verdict, reason))
+    return out

@@ -383,6 +383,7 @@ def _backtest_section(metrics: Mapping[str, object], out_dir: Path) -> list[str]
                 ],
             )
         )
+        out += _baselines_table(value)
         deciles = value.get("deciles", [])
         assert isinstance(deciles, list)
         out.append(
@@ -409,6 +410,69 @@ def _backtest_section(metrics: Mapping[str, object], out_dir: Path) -> list[str]
             f"{_num(churn['early_gini'])}.</p>"
         )
     return out
+
+
+def _baselines_table(value: Mapping[str, object]) -> list[str]:
+    """The champion beside every simple baseline on the cohort's rows, and the one sentence
+    saying whether it beats the best of them (rows of a baseline that beats it are marked)."""
+    predictors = value.get("predictors")
+    comparison = value.get("comparison")
+    if not isinstance(predictors, list) or not isinstance(comparison, dict):
+        return []
+    champion: Mapping[str, object] = next(
+        (p for p in predictors if p["predictor"] == "champion"), {}
+    )
+    rows, hits = [], set()
+    for i, p in enumerate(predictors):
+        rows.append(
+            [
+                _e(p["predictor"]),
+                _num(p["gini"]),
+                _num(p["rmse"], ".2f"),
+                _num(p["mae"], ".2f"),
+                _num(p["bias_pct"], ".1f"),
+                _num(p.get("gini_test")),
+                _num(p.get("rmse_test"), ".2f"),
+                _e(p.get("reason") or ""),
+            ]
+        )
+        if p["predictor"] != "champion" and _beats(p, champion):
+            hits.add(i)
+    header = [
+        "predictor",
+        "normalized Gini",
+        "RMSE",
+        "MAE",
+        "bias %",
+        "Gini at training",
+        "RMSE at training",
+        "note",
+    ]
+    return [
+        "<p>The champion beside every simple baseline on the same rows: <code>baseline</code> "
+        "is BG/NBD + Gamma-Gamma fitted on this snapshot's RFM features, "
+        "<code>last_horizon</code> repeats the margin of the horizon before the snapshot and "
+        "<code>run_rate</code> extrapolates the lifetime margin per day (highlighted: a "
+        "baseline that beats the champion on Gini or RMSE).</p>",
+        _table(header, rows, hits=hits),
+        f"<p><strong>{_e(comparison.get('sentence', ''))}</strong></p>",
+        *(
+            [
+                '<p class="muted">In-sample: the champion was fitted on these rows\' labels and '
+                "the baselines were not, so the comparison favours the champion.</p>"
+            ]
+            if value.get("in_training")
+            else []
+        ),
+    ]
+
+
+def _beats(row: Mapping[str, object], champion: Mapping[str, object]) -> bool:
+    """Whether a baseline's row is better than the champion's on Gini or on RMSE."""
+    nan = math.nan  # an unmeasured side never beats
+    on_gini = _f(row.get("gini"), nan) > _f(champion.get("gini"), nan)
+    on_rmse = _f(row.get("rmse"), nan) < _f(champion.get("rmse"), nan)
+    return on_gini or on_rmse
 
 
 # --------------------------------------------------------------------------- all runs

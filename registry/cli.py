@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from clv.console import JsonOption, emit, settings_of
+from clv.contracts import EMBARGOED_TAG
 
 app = typer.Typer(
     help="Registered model versions, their aliases and promotion.", no_args_is_help=True
@@ -27,15 +28,32 @@ def list_(ctx: typer.Context, as_json: bool = JsonOption) -> None:
         tag = f" [{', '.join(v.aliases)}]" if v.aliases else ""
         gate = v.version_tags.get("gate.passed")
         gated = f"  gates {'passed' if gate == 'true' else 'failed'}" if gate else ""
+        best = _best_baseline_gini(v.version_tags)
+        versus = f" (best baseline {best:.3f})" if best is not None else ""
+        embargo = {"true": "embargoed", "false": "NOT EMBARGOED"}.get(
+            v.version_tags.get(EMBARGOED_TAG, ""), "embargo unknown"
+        )
         lines.append(
-            f"  v{v.version}{tag}  {v.created:%Y-%m-%d %H:%M}  gini {gini:.3f}{gated}"
-            f"  run {v.run_id}"
+            f"  v{v.version}{tag}  {v.created:%Y-%m-%d %H:%M}  gini {gini:.3f}{versus}"
+            f"  {embargo}{gated}  run {v.run_id}"
         )
     emit(
         "\n".join(lines),
         {"model": settings.mlflow.model_name, "versions": [v.as_dict() for v in versions]},
         as_json=as_json,
     )
+
+
+def _best_baseline_gini(tags: dict[str, str]) -> float | None:
+    """The highest test Gini among the simple baselines tagged on a version."""
+    values = []
+    for who in ("baseline", "last_horizon", "run_rate"):
+        try:
+            values.append(float(tags[f"eval.{who}.gini"]))
+        except (KeyError, ValueError):
+            continue
+    finite = [x for x in values if x == x]
+    return max(finite) if finite else None
 
 
 @app.command("show")

@@ -6,11 +6,15 @@ Evidence comes from the version's evaluation tags (written by training: `eval.mo
 from a smoke test (the version loads and scores a batch). `registry.promotion` gathers it.
 
 Gates, in order:
+- `embargo`: the candidate's evaluation was embargoed out of time (`evaluation.embargoed`,
+  training.protocol); evidence whose label windows overlap is no ground for a promotion
+  (`--force` overrides).
 - `test_snapshot`: both versions were evaluated on the same test snapshot. When they differ
   the comparison is between different test sets, so the gate FAILS and says so (re-train or
   re-evaluate the champion on the candidate's snapshot; `--force` overrides). Re-evaluating
   the champion here would need the training pipeline's labels; it belongs to training.
-- `primary`: normalized Gini gain over the champion >= `registry.min_gini_gain`.
+- `primary`: normalized Gini gain over the champion >= `registry.min_gini_gain`, and above
+  zero: a tie is no improvement (an identical retrain is not promoted).
 - `rmse`, `churn_ece`: guardrails, no worse than the champion by more than the tolerance.
 - `coverage`: the P10-P90 coverage lies in `registry.coverage_band` (absolute, no champion).
 - `feature_contract`: the model's FeatureService and ordered feature names equal what the
@@ -29,6 +33,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+from clv.contracts import EMBARGOED_TAG
 from clv.settings import RegistrySettings
 
 Outcome = Literal["pass", "fail", "skip"]
@@ -167,6 +172,7 @@ def evaluate_gates(
 ) -> GateResult:
     """Run every gate; `served` None means the online store could not be read."""
     checks = (
+        _embargo(candidate),
         _snapshot(candidate, champion),
         _primary(candidate, champion, min_gain=settings.min_gini_gain),
         _rmse(candidate, champion, tolerance_pct=settings.rmse_tolerance_pct),
@@ -185,6 +191,17 @@ def evaluate_gates(
 
 def _no_tag(key: str) -> str:
     return f"no {key} tag on the candidate"
+
+
+def _embargo(candidate: VersionEvidence) -> GateCheck:
+    name = "embargo"
+    flag = candidate.tags.get(EMBARGOED_TAG)
+    if flag is None:
+        return GateCheck(name, "fail", _no_tag(EMBARGOED_TAG))
+    if flag != "true":
+        why = candidate.tags.get("evaluation.reason", "label windows overlap")
+        return GateCheck(name, "fail", f"evaluation not embargoed: {why}")
+    return GateCheck(name, "pass", "train, validation and test label windows are disjoint")
 
 
 def _snapshot(candidate: VersionEvidence, champion: VersionEvidence | None) -> GateCheck:
@@ -219,12 +236,9 @@ def _primary(
     if theirs is None:
         return GateCheck(name, "skip", f"champion v{champion.version} has no {GINI} tag")
     gain = mine - theirs
-    outcome: Outcome = "pass" if gain >= min_gain else "fail"
-    return GateCheck(
-        name,
-        outcome,
-        f"gini {mine:.4f} vs {theirs:.4f}: gain {gain:+.4f} (needs {min_gain:+.4f})",
-    )
+    outcome: Outcome = "pass" if gain >= min_gain and gain > 0 else "fail"
+    needs = f"needs {min_gain:+.4f}" + (" and above 0" if min_gain <= 0 else "")
+    return GateCheck(name, outcome, f"gini {mine:.4f} vs {theirs:.4f}: gain {gain:+.4f} ({needs})")
 
 
 def _rmse(

@@ -156,3 +156,50 @@ def _cumulative_at(tx: pd.DataFrame, ents: pd.DataFrame, when: pd.Series) -> pd.
             "_buy_cum": merged["_buy_cum"].fillna(0).to_numpy(dtype=float),
         }
     )
+
+
+PAST_COLUMNS = ("past_margin_horizon", "past_margin_lifetime", "past_days")
+"""What the naive rules read, from the log strictly before t (like the features): margin in
+[t - horizon, t), margin before t, and days from the customer's first transaction to t."""
+
+
+def past_margins(
+    transactions: pd.DataFrame,
+    snapshots: pd.DataFrame,
+    *,
+    horizon_days: int,
+    margin_rate: float,
+) -> pd.DataFrame:
+    """PAST_COLUMNS for entity rows (customer_id, event_timestamp), same row order; rows of a
+    customer with no transaction before t get 0 margin and NaN days."""
+    ents = pd.DataFrame(
+        {
+            "customer_id": snapshots["customer_id"].astype(str).to_numpy(),
+            "event_timestamp": as_utc(snapshots["event_timestamp"]).array,
+            "_row": np.arange(len(snapshots)),
+        }
+    )
+    out = pd.DataFrame(index=range(len(ents)))
+    if ents.empty:
+        for c in PAST_COLUMNS:
+            out[c] = pd.Series(dtype=float)
+        return out
+    tx = _prepared(transactions, margin_rate=margin_rate)
+    keys, _ = pd.factorize(np.concatenate([ents["customer_id"].to_numpy(), tx["customer_id"]]))
+    ents["_key"] = keys[: len(ents)]
+    tx["_key"] = keys[len(ents) :]
+    tx["_pv_cum"] = tx.groupby("_key", sort=False)["_margin"].cumsum()
+    tx["_buy_cum"] = tx.groupby("_key", sort=False).cumcount().astype(float) + 1.0
+    first = tx.groupby("_key", sort=False)["ts"].min()
+    t = ents["event_timestamp"]
+    # Strictly before t: the as-of lookup at t minus one microsecond.
+    tick = pd.Timedelta(microseconds=1)
+    at_t = _cumulative_at(tx, ents, t - tick)
+    at_h = _cumulative_at(tx, ents, t - pd.Timedelta(days=horizon_days) - tick)
+    start = ents["_key"].map(first)
+    days = (t - start.astype(TS_DTYPE)).dt.total_seconds().to_numpy() / 86_400.0
+    seen = at_t["_buy_cum"].to_numpy() > 0
+    out["past_margin_horizon"] = (at_t["_pv_cum"] - at_h["_pv_cum"]).to_numpy()
+    out["past_margin_lifetime"] = at_t["_pv_cum"].to_numpy()
+    out["past_days"] = np.where(seen, days, np.nan)
+    return out

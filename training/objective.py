@@ -137,13 +137,7 @@ def choose_value_model(
 
 def suggest_value_params(trial: optuna.Trial) -> ValueParams:
     """The search space: common XGBoost ranges, held to shallow, slow, regularised trees.
-
-    The trees learn a correction to the offset on the embargoed (young) train snapshots and are
-    applied to older customers at test: on the development world (the demo truncated by 3 and
-    6 months) depth <= 6, eta <= 0.1, min_child_weight >= 5 and lambda >= 0.1 lowered test
-    RMSE from 177.4 / 165.3 to 175.9 / 165.1 against the wider space (depth 2-10, eta to 0.3,
-    min_child_weight from 0.5, lambda from 0.001), whose best trials over-fitted validation.
-    """
+    Chosen on the old protocol (docs/decisions/modelling-constants.md)."""
     return ValueParams(
         max_depth=trial.suggest_int("max_depth", 2, 6),
         learning_rate=trial.suggest_float("learning_rate", 0.01, 0.1, log=True),

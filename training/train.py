@@ -1,25 +1,27 @@
-"""Training: labels -> temporal split -> Optuna study -> refit -> evaluate -> MLflow version.
+"""Training: labels -> the recipe evaluated out of time at rolling origins -> the recipe
+fitted at the end of the log -> MLflow run and registered version.
 
-`run` gathers the data (entity rows from the feature build, features from Feast, labels from the
-transaction log); `fit_and_log` does the rest on an in-memory frame, so that tests and other
-callers can feed it synthetic data.
+`run` gathers the data (entity rows from the feature build, features from Feast, labels and
+the naive rules' past margins from the transaction log); `fit_and_log` does the rest on an
+in-memory frame, so that tests and other callers can feed it synthetic data.
 
-Evaluation is an honest backtest: the test snapshot is the latest with a complete label; when the
-history allows, train and validation keep only snapshots whose label window closes by the test
-snapshot (an embargo of one horizon; see training.split), else the embargo is 0 and logged so.
-The best trial's parameters and early-stopped rounds are refitted on train + validation and
-scored once on test, beside a default-parameter XGBoost fitted on the same rows.
+The recipe (`fit_recipe`), fitted at an origin from the rows known there (training.protocol):
+Tweedie vs hurdle and an Optuna study on an embargoed train / validation split; churn and
+quantile boosters early-stopped on validation; Platt scaling and the interval scales on
+validation; then every booster refitted with those rounds on every row known at the origin,
+the BG/NBD + Gamma-Gamma offset parameters and the level frozen at the anchor snapshot.
+
+Evaluation (`evaluate_recipe`): the recipe fitted at the test origin (the latest snapshot with
+a complete label) and at up to `evaluation.backtest_origins` earlier origins is scored on that
+origin's snapshot beside every simple baseline (BG/NBD + Gamma-Gamma fitted on the origin's
+histories, the naive rules of training.naive, a default XGBoost). Nothing it freezes is
+refitted on the scored rows, so the metrics describe what serving does. The registered model
+is the same recipe fitted at the end of the log. An unembargoed evaluation is recorded as such
+(`evaluation.embargoed`), and the gates refuse it.
 
 Value prediction: the boosted model (a log correction to the BG/NBD + Gamma-Gamma offset) is
-blended half and half with the baseline (VALUE_BLEND) and scaled so that its total over the
-card's snapshot equals the baseline's (ANCHOR_LEVEL, computed from features only): the trees
-re-rank customers, the classical model, which extrapolates to older customers than the
-embargoed training snapshots hold, keeps a say in each level and sets the total.
-
-Refit choice: the registered model is then refitted with those parameters on EVERY row with a
-complete label (value) and every row with a complete churn window (churn), so that the champion
-has seen the most recent customers and category levels; the test metrics estimate its quality.
-`fit_and_log(..., refit_on="train+validation")` registers the evaluated model instead.
+blended with the baseline (VALUE_BLEND) and scaled so that its total over the anchor snapshot
+equals the baseline's (ANCHOR_LEVEL); both are issue 13's to re-decide.
 """
 
 from __future__ import annotations
@@ -33,11 +35,12 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import pandas as pd
 
+from clv.contracts import EMBARGOED_TAG
 from clv.errors import DataError, NotReadyError
 from clv.settings import Settings
 from training.baseline import SnapshotBaselines, baseline_clv, fit_snapshot_baselines
@@ -51,7 +54,7 @@ from training.intervals import (
     interval_scale,
     scaled_interval,
 )
-from training.labels import KEYS, as_utc, make_labels
+from training.labels import KEYS, LABEL_COLUMNS, PAST_COLUMNS, as_utc, make_labels, past_margins
 from training.metrics import (
     ChurnMetrics,
     ValueMetrics,
@@ -60,43 +63,32 @@ from training.metrics import (
     value_metrics,
 )
 from training.model import ClvModel, ModelCard, level_scale
+from training.naive import NAIVE_RULES, naive_predictions
+from training.protocol import Origins, RecipeSplit, evaluation_origins, split_at
 from training.refit import BaselineOffset, InMemoryRefit, RefitBackend, refit_jobs
-from training.split import TemporalSplit, max_feasible_embargo, temporal_split
 
 if TYPE_CHECKING:
     import optuna
     import xgboost as xgb
 
-    from training.objective import ObjectiveChoice
+    from training.mlflow_io import LoggedVersion, TrainingRun, TrialLogger
+    from training.objective import ObjectiveChoice, TuningArrays, ValueParams
     from training.tuning import ParallelOutcome
 
 REFERENCE_ROWS = 20_000
 EXPLAIN_ROWS = 1_000
 """Test rows whose per-feature SHAP contributions are logged with the run."""
 EXCLUDED_FEATURES = ("signup_cohort",)
-"""Calendar-time features the boosters do not use. Under the temporal split every test-time
-cohort newer than the training snapshots is an unseen level (NaN), routed by whatever default
-branch the trees learned: on the demo data that alone biased the test total by -14% to -18%.
-The cohort's effect reaches the model through tenure and the purchase history instead; the
-column stays in the feature contract and is used for the evaluation slices."""
+"""Calendar-time features the boosters do not use (an unseen newest cohort is a NaN level);
+the column stays in the contract for the evaluation slices. Chosen on the old protocol: see
+docs/decisions/modelling-constants.md."""
 VALUE_BLEND = 0.5
-"""The value model's prediction is (1 - w) x baseline + w x boosted model with this fixed w
-(training.model, `ModelCard.value_blend`): an equal-weight forecast combination, not a weight
-fitted on validation. The embargo leaves train and validation with young customers only (on
-the demo, < 1 year against up to ~2 years at test), where the BG/NBD baseline is weakest and
-the trees' corrections most useful, so validation RMSE picks w = 1 every time (development
-world, the demo truncated 6 months: validation RMSE 196 baseline vs 175-181 model); at test,
-on older customers, those corrections overshoot. Development-world test RMSE, level-anchored
-(truncated 6 / 3 months; baseline 167.5 / 179.2): w = 1 171.4 / 189.8, w = 0.5 165.3 / 177.4.
-Equal weights are the usual robust choice when a weight's estimate is unreliable (the
-forecast-combination puzzle; Smith & Wallis 2009, Oxford Bull. Econ. Stat. 71(3))."""
+"""clv = (1 - w) x baseline + w x boosted model with this fixed w (training.model). Chosen on
+the demo world cut 3/6 months under the old protocol: docs/decisions/modelling-constants.md."""
 ANCHOR_LEVEL = True
-"""Scale the value model so that its total over the card's snapshot equals the baseline's
-(`ModelCard.value_scale`; training.model.level_scale). The trees' level is learned where the
-per-snapshot BG/NBD fits see young customers only; carried to the test snapshot it was off by
--2% to -18% (development world, w = 0.5, against the baseline's +3.4% / -3.6%), while the
-baseline fitted on the test snapshot's own histories keeps its level. A scale fitted on
-validation labels instead came out at 1.00-1.03 (the shift does not show there)."""
+"""Scale the value model so that its total over the anchor snapshot (fit time, frozen) equals
+the baseline's there (training.model.level_scale). Chosen on the old protocol:
+docs/decisions/modelling-constants.md."""
 Progress = Callable[[str], None]
 
 
@@ -130,30 +122,56 @@ class TrainResult:
     best_trial: int
     best_params: dict[str, float | int]
     validation_score: float
-    model_metrics: ValueMetrics
-    default_metrics: ValueMetrics
-    churn_metrics: ChurnMetrics
+    evaluation: OriginEvaluation
+    """Every predictor on the test origin (the version's metrics)."""
+    backtests: tuple[OriginEvaluation, ...]
+    embargoed: bool
+    evaluation_reason: str
     split: dict[str, object]
     trials: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
-    baseline_metrics: ValueMetrics | None = None
-    interval_metrics: IntervalMetrics | None = None
-    churn_raw_metrics: ChurnMetrics | None = None
     objective: ObjectiveChoice | None = None
-    """The value model kind and the validation evidence it was chosen on."""
+    """The served value model's kind and the validation evidence it was chosen on."""
+
+    @property
+    def model_metrics(self) -> ValueMetrics:
+        return self.evaluation.value["model"]
+
+    @property
+    def baseline_metrics(self) -> ValueMetrics:
+        return self.evaluation.value["baseline"]
+
+    @property
+    def default_metrics(self) -> ValueMetrics:
+        return self.evaluation.value["default"]
+
+    @property
+    def churn_metrics(self) -> ChurnMetrics:
+        return self.evaluation.churn
+
+    @property
+    def interval_metrics(self) -> IntervalMetrics:
+        return self.evaluation.interval
 
     @property
     def metrics(self) -> dict[str, dict[str, float]]:
-        """Test metrics keyed by predictor: the tuned value model, the BG/NBD + Gamma-Gamma
-        baseline and the default-parameter XGBoost; then churn and interval metrics."""
-        out = {"model": self.model_metrics.as_dict()}
-        if self.baseline_metrics is not None:
-            out["baseline"] = self.baseline_metrics.as_dict()
-        out["default"] = self.default_metrics.as_dict()
-        out["churn"] = self.churn_metrics.as_dict()
-        if self.interval_metrics is not None:
-            out["interval"] = self.interval_metrics.as_dict()
+        """Test-origin metrics keyed by predictor (the served recipe as `model`, every
+        simple baseline, the default XGBoost), then the served
+        recipe's churn and interval metrics."""
+        out = {k: v.as_dict() for k, v in self.evaluation.value.items()}
+        out["churn"] = self.evaluation.churn.as_dict()
+        out["interval"] = self.evaluation.interval.as_dict()
         return out
+
+    def evaluation_summary(self) -> dict[str, object]:
+        """Embargo status, origins and every origin's metrics (for `clv train --json`)."""
+        return {
+            "embargoed": self.embargoed,
+            "reason": self.evaluation_reason,
+            "test": self.evaluation.summary(),
+            "backtests": [e.summary() for e in self.backtests],
+            "best_baseline": self.evaluation.best_baseline,
+        }
 
 
 def run(
@@ -166,7 +184,8 @@ def run(
 ) -> TrainResult:
     """Train on the workspace's features and transactions; log and register one version.
 
-    `workers` (default `tuning.workers`) processes tune one Optuna study (training.tuning)."""
+    `workers` (default `tuning.workers`) processes tune each Optuna study (one per evaluated
+    origin and one for the registered model; training.tuning)."""
     from clv.services import check_database
 
     say = progress or (lambda _msg: None)
@@ -289,6 +308,10 @@ def labelled_rows(
         margin_rate=m.margin_rate,
         data_end=end,
     )
+    past = past_margins(
+        transactions, entities, horizon_days=m.horizon_days, margin_rate=m.margin_rate
+    )
+    labels = pd.concat([labels, past], axis=1)
     labelled = labels.loc[labels["clv_label"].notna() | labels["churn_label"].notna()]
     if labelled.empty:
         return labelled.reset_index(drop=True), end
@@ -297,19 +320,6 @@ def labelled_rows(
     feats["customer_id"] = feats["customer_id"].astype(str)
     frame = feats.merge(labelled, on=list(KEYS), how="inner", validate="many_to_one")
     return frame, end
-
-
-RefitOn = Literal["all", "train+validation"]
-
-
-def split_for(settings: Settings, data: TrainingData) -> TemporalSplit:
-    """The evaluation split of the CLV-complete rows, embargoed by the horizon when feasible."""
-    missing = [c for c in (*data.feature_names, *KEYS, "clv_label") if c not in data.frame]
-    if missing:
-        raise DataError(f"training frame lacks columns {missing}")
-    complete = data.frame.loc[data.frame["clv_label"].notna()]
-    embargo = max_feasible_embargo(complete, wanted_days=settings.model.horizon_days)
-    return temporal_split(complete, embargo_days=embargo)
 
 
 def card_for(settings: Settings, data: TrainingData, fitted_on: pd.DataFrame) -> ModelCard:
@@ -327,92 +337,96 @@ def card_for(settings: Settings, data: TrainingData, fitted_on: pd.DataFrame) ->
     )
 
 
-def fit_and_log(
+def split_at_origin(settings: Settings, data: TrainingData, origin: pd.Timestamp) -> RecipeSplit:
+    """What the recipe fitted at `origin` sees (training.protocol.split_at)."""
+    m = settings.model
+    return split_at(
+        data.frame, origin, horizon_days=m.horizon_days, churn_window_days=m.churn_window_days
+    )
+
+
+def origins_for(settings: Settings, data: TrainingData) -> Origins:
+    """The test origin and the backtest origins of this training frame."""
+    e = settings.evaluation
+    return evaluation_origins(
+        data.frame,
+        horizon_days=settings.model.horizon_days,
+        backtests=e.backtest_origins,
+        spacing_days=e.origin_spacing_days,
+    )
+
+
+@dataclass(frozen=True)
+class TuningRequest:
+    """How one recipe fit tunes: trials, processes, limits and where trials are logged."""
+
+    trials: int
+    workers: int
+    timeout: float | None
+    pruner: optuna.pruners.BasePruner
+    logger: TrialLogger
+    study_prefix: str
+
+
+@dataclass
+class Recipe:
+    """One fit of the recipe at an origin: the model it serves and what it was chosen on."""
+
+    split: RecipeSplit
+    model: ClvModel
+    default: xgb.Booster
+    study: optuna.Study
+    final_params: ValueParams
+    choice: ObjectiveChoice
+    calibration: CalibrationChoice
+    scale: tuple[float, float]
+    valid_interval: IntervalMetrics
+    tune_rows: int
+    tune_customers: int
+    counts: dict[str, int]
+    refit_report: dict[str, str | int | float]
+    parallel: ParallelOutcome | None = None
+
+
+def fit_recipe(
     settings: Settings,
     data: TrainingData,
+    split: RecipeSplit,
+    offsets: SnapshotBaselines | None,
     *,
-    n_trials: int | None = None,
-    timeout_seconds: float | None = None,
-    refit_on: RefitOn = "all",
-    progress: Progress | None = None,
-    pruner: optuna.pruners.BasePruner | None = None,
-    workers: int | None = None,
+    tuning: TuningRequest,
     refit_backend: RefitBackend | None = None,
-) -> TrainResult:
-    """Tune, evaluate on the test snapshot, refit, log one MLflow parent run, register it.
-
-    Evaluation: the best parameters are refitted on train + validation and scored once on test
-    (the tuned model and a default-parameter model, on the same rows). With `refit_on="all"`
-    the registered model is then refitted with the same parameters and rounds on every row with
-    a complete label (test included), so that it has seen the most recent customers; the test
-    metrics are the backtest estimate of its quality. `"train+validation"` registers the
-    evaluated model itself.
-
-    With `workers` > 1 (default `tuning.workers`) that many processes tune the one study
-    (training.tuning); the trial sequence is then not reproducible.
-
-    `refit_backend` fits the registered model's boosters (training.refit); by default in this
-    process on `data.frame`. With `training.distributed.DaskRefit`, `data` is a customer sample
-    that tuning and evaluation use, and the final boosters are fitted on Dask from every row.
-    """
+    progress: Progress | None = None,
+) -> Recipe:
+    """The whole recipe at `split.origin`, from the rows known then: Tweedie vs hurdle and
+    Optuna on train / validation, churn and quantile boosters early-stopped on validation,
+    Platt and interval scales on validation; then the final boosters on every known row with
+    those rounds, the baseline parameters and the level frozen at the anchor snapshot."""
     import optuna
     import xgboost as xgb
 
-    from training import mlflow_io, plots
     from training.churn import churn_params
     from training.objective import (
         DEFAULT_VALUE_PARAMS,
         TuningArrays,
-        ValueObjective,
         ValueRows,
         compare_value_models,
-        default_pruner,
         fit_value,
-        fit_value_model,
-        params_from_trial,
     )
-    from training.tuning import WorkerJob, optimize_parallel, parallel_sampler, rdb_storage
 
     say = progress or (lambda _msg: None)
-    started = time.perf_counter()
-    tuning, nthread, seed = settings.tuning, settings.tuning.nthread, settings.tuning.seed
-    trials = n_trials if n_trials is not None else tuning.n_trials
-    if trials < 1:
-        raise ValueError("n_trials must be at least 1")
-    n_workers = workers if workers is not None else tuning.workers
-    if n_workers < 1:
-        raise ValueError("workers must be at least 1")
-    split = split_for(settings, data)
+    nthread, seed = settings.tuning.nthread, settings.tuning.seed
     names = list(data.feature_names)
-    fit_frame = pd.concat([split.train, split.validation], ignore_index=True)
-    eval_card = card_for(settings, data, split.train)
-    enc = _encoder(eval_card)
-    m_settings = settings.model
-
-    say("offset: BG/NBD + Gamma-Gamma fitted on each snapshot's purchase histories")
-    offsets = fit_offsets(
-        data, split, margin_rate=m_settings.margin_rate, seed=seed, refit_on=refit_on
-    )
-
-    baseline_offset = (
-        BaselineOffset(
-            offsets,
-            horizon_days=m_settings.horizon_days,
-            annual_discount_rate=m_settings.annual_discount_rate,
-        )
-        if offsets is not None
-        else None
-    )
+    enc = _encoder(card_for(settings, data, split.train))
+    offset_fn = _offset_fn(settings, offsets)
 
     def offset_of(frame: pd.DataFrame) -> np.ndarray | None:
-        return baseline_offset(frame) if baseline_offset is not None else None
+        return offset_fn(frame) if offset_fn is not None else None
 
     x_tr, y_tr, off_tr = enc.matrix(split.train), _value_target(split.train), offset_of(split.train)
     x_va, y_va = enc.matrix(split.validation), _value_target(split.validation)
     off_va = offset_of(split.validation)
-    tune_rows = _tuning_rows(split.train, tuning.sample_customers, seed=seed)
-
-    say("objective: Tweedie vs hurdle on validation (one modest configuration each)")
+    tune_rows = _tuning_rows(split.train, settings.tuning.sample_customers, seed=seed)
     comparison = compare_value_models(
         ValueRows(x_tr[tune_rows], y_tr[tune_rows], _take(off_tr, tune_rows)),
         ValueRows(x_va, y_va, off_va),
@@ -425,7 +439,7 @@ def fit_and_log(
     say(f"objective: {choice.reason}")
     tune_fit = tune_rows if kind == "tweedie" else tune_rows[y_tr[tune_rows] > 0]
     valid_fit = np.arange(len(y_va)) if kind == "tweedie" else np.flatnonzero(y_va > 0)
-    tuning_arrays = TuningArrays(
+    arrays = TuningArrays(
         x_tr[tune_fit],
         y_tr[tune_fit],
         x_va[valid_fit],
@@ -434,396 +448,693 @@ def fit_and_log(
         offset_train=_take(off_tr, tune_fit),
         offset_valid=_take(off_va, valid_fit),
     )
-    tuning_data = tuning_arrays.data(nthread=nthread)
-    settings.ensure_dirs()
-    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
-    study_name = f"{settings.mlflow.experiment}-{stamp}-{uuid.uuid4().hex[:6]}"
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study_pruner = pruner if pruner is not None else default_pruner()
-    timeout = timeout_seconds if timeout_seconds is not None else tuning.timeout_seconds
     say(
-        f"tuning: {trials} trial(s) of the {kind} value booster on {len(tune_fit):,} train / "
-        f"{len(valid_fit):,} validation rows, embargo {split.embargo_days} days "
-        f"(study {study_name}" + (f", {n_workers} processes)" if n_workers > 1 else ")")
+        f"tuning: {tuning.trials} trial(s) of the {kind} value booster on {len(tune_fit):,} "
+        f"train / {len(valid_fit):,} validation rows, embargo {split.embargo_days} days"
     )
-    parallel: ParallelOutcome | None = None
+    study, parallel = _tune(settings, arrays, tuning, split.origin)
+    counts = {
+        state.name.lower(): sum(1 for t in study.trials if t.state == state)
+        for state in optuna.trial.TrialState
+    }
+    if not counts.get("complete"):
+        raise DataError("no Optuna trial completed: raise --trials or the timeout")
+    final_params = _final_params(study)
 
-    with mlflow_io.training_run(settings, run_name=mlflow_io.run_name()) as mrun:
-        objective = ValueObjective(tuning_data, nthread=nthread, seed=seed)
-        if n_workers == 1:
-            study = optuna.create_study(
-                storage=settings.optuna_storage,
-                study_name=study_name,
-                direction="minimize",
-                sampler=optuna.samplers.TPESampler(seed=seed),
-                pruner=study_pruner,
-            )
-            study.optimize(
-                objective,
-                n_trials=trials,
-                timeout=timeout,
-                callbacks=[mrun.log_trial],
-                show_progress_bar=sys.stderr.isatty(),
-            )
-        else:
-            logger = mrun.trial_logger()
-            study = optuna.create_study(
-                storage=rdb_storage(settings.optuna_storage, logger=logger),
-                study_name=study_name,
-                direction="minimize",
-                sampler=parallel_sampler(seed),
-                pruner=study_pruner,
-            )
-            job = WorkerJob(
-                storage=settings.optuna_storage,
-                study_name=study_name,
-                arrays=tuning_arrays,
-                n_trials=trials,
-                nthread=nthread,
-                seed=seed,
-                pruner=study_pruner,
-                logger=logger,
-                deadline=time.time() + timeout if timeout is not None else None,
-            )
-            parallel = optimize_parallel(study, objective, job, workers=n_workers, progress=say)
-        counts = {
-            state.name.lower(): sum(1 for t in study.trials if t.state == state)
-            for state in optuna.trial.TrialState
-        }
-        if not counts.get("complete"):
-            raise DataError("no Optuna trial completed: raise --trials or the timeout")
-        best = study.best_trial
-        best_params = params_from_trial(dict(best.params))
-        rounds = int(best.user_attrs.get("best_iteration", best_params.num_boost_round - 1)) + 1
-        final_params = replace(best_params, num_boost_round=max(1, rounds))
+    # Boosters fitted on train only, judged on validation: calibration and interval scales.
+    churn = _fit_churn_eval(split, enc, names, nthread=nthread, seed=seed)
+    calibration = _churn_calibration(split, enc, churn, seed=seed)
+    quantiles = _fit_quantiles(split, enc, names, nthread=nthread, seed=seed)
+    blend = VALUE_BLEND if offsets is not None else 1.0
+    x_fit = np.concatenate([x_tr, x_va])
+    y_fit = np.concatenate([y_tr, y_va])
+    off_fit = None if off_tr is None or off_va is None else np.concatenate([off_tr, off_va])
+    from training.objective import fit_value_model
 
-        say(f"evaluate: best trial {best.number} ({rounds} rounds) refitted on train + validation")
-        x_fit, y_fit, off_fit = (
-            enc.matrix(fit_frame),
-            _value_target(fit_frame),
-            offset_of(fit_frame),
-        )
-        value, purchase = fit_value_model(
-            kind,
-            final_params,
-            ValueRows(x_fit, y_fit, off_fit),
-            names,
-            purchase_rounds=comparison.purchase_rounds,
-            nthread=nthread,
-            seed=seed,
-        )
-        d_default = xgb.QuantileDMatrix(x_fit, label=y_fit, feature_names=names, nthread=nthread)
-        default = fit_value(DEFAULT_VALUE_PARAMS, d_default, nthread=nthread, seed=seed).booster
-        churn = _fit_churn_eval(split, enc, names, nthread=nthread, seed=seed)
-        calibration = _churn_calibration(split, enc, churn, seed=seed)
-        quantiles = _fit_quantiles(split, enc, names, nthread=nthread, seed=seed)
-        test_time, valid_time = split.test_times[-1], split.validation_times[-1]
-        blend = VALUE_BLEND if offsets is not None else 1.0
-        base_card = replace(eval_card, value_model=kind, value_blend=blend)
-        # Intervals: the scale that makes [P10, P90] cover 80% of validation (one snapshot,
-        # scored with its own snapshot's offset parameters).
-        on_valid = _anchored(
-            ClvModel(
-                replace(base_card, value_offset=_offset_card(offsets, valid_time, settings)),
-                value=value,
-                quantiles=quantiles,
-                purchase=purchase,
-            ),
-            x_va,
-        )
-        v_pred = on_valid.predict_matrix(x_va)
-        raw_q = {
-            k: np.asarray(b.inplace_predict(x_va), dtype=np.float64) for k, b in quantiles.items()
-        }
-        scale = interval_scale(
-            y_va, raw_q["clv_p10"], raw_q["clv_p50"], raw_q["clv_p90"], v_pred["clv"]
-        )
-        valid_interval = interval_metrics(
-            y_va,
-            *scaled_interval(
-                raw_q["clv_p10"], raw_q["clv_p50"], raw_q["clv_p90"], v_pred["clv"], scale
-            ),
-        )
-        say(
-            f"intervals: scales {scale[0]:.3f} / {scale[1]:.3f} around P50 cover "
-            f"{valid_interval.coverage_p10_p90:.3f} of validation"
-        )
-        eval_card = replace(
-            base_card,
-            churn_calibration=calibration.platt.as_dict() if calibration.platt else None,
-            interval_scale=list(scale),
-            value_offset=_offset_card(offsets, test_time, settings),
-        )
-        x_te, y_te = enc.matrix(split.test), _value_target(split.test)
-        evaluated = _anchored(
-            ClvModel(eval_card, value=value, churn=churn, quantiles=quantiles, purchase=purchase),
-            x_te,
-        )
-        eval_card = evaluated.card
-        say(f"level: value scale {eval_card.value_scale:.3f} matches the baseline's test total")
-        pred_te = evaluated.predict_matrix(x_te)
-        default_te = np.asarray(default.inplace_predict(x_te), dtype=np.float64)
-        say("baseline: BG/NBD + Gamma-Gamma on the test snapshot's purchase histories")
-        base_fit = offsets.fits.get(test_time) if offsets is not None else None
-        base_params = base_fit.as_dict() if base_fit is not None else {}
-        base_te = (
-            baseline_clv(
-                base_fit,
-                split.test,
-                horizon_days=m_settings.horizon_days,
-                annual_discount_rate=m_settings.annual_discount_rate,
-            )
-            if base_fit is not None
-            else np.full(len(split.test), np.nan)
-        )
-        model_m = value_metrics(y_te, pred_te["clv"])
-        default_m = value_metrics(y_te, default_te)
-        baseline_m = value_metrics(y_te, base_te)
-        has_churn = split.test["churn_label"].notna().to_numpy()
-        y_churn = split.test["churn_label"].to_numpy(dtype=np.float64)[has_churn]
-        churn_m = churn_metrics(y_churn, pred_te["churn_probability"][has_churn])
-        raw_prob = _raw_churn(evaluated, x_te)[has_churn]
-        churn_raw_m = churn_metrics(y_churn, raw_prob)
-        interval_m = interval_metrics(y_te, pred_te["clv_p10"], pred_te["clv_p90"])
-        raw_interval_m = interval_metrics(
-            y_te,
-            np.asarray(quantiles["clv_p10"].inplace_predict(x_te)),
-            np.asarray(quantiles["clv_p90"].inplace_predict(x_te)),
-        )
-        side_by_side = {"model": pred_te["clv"], "baseline": base_te, "default": default_te}
-        slices = slice_metrics(split.test, y_te, side_by_side)
-        deciles = {k: decile_table(y_te, v) for k, v in side_by_side.items()}
-        reliability = {
-            "raw": reliability_table(y_churn, raw_prob),
-            "calibrated": reliability_table(y_churn, pred_te["churn_probability"][has_churn]),
-        }
-
-        if refit_on == "all":
-            value_rows = data.frame.loc[data.frame["clv_label"].notna()].reset_index(drop=True)
-            churn_rows = data.frame.loc[data.frame["churn_label"].notna()].reset_index(drop=True)
-            if refit_backend is None:
-                say(f"refit: {len(value_rows):,} value rows and {len(churn_rows):,} churn rows")
-            else:
-                say("refit: every row of the training set, on the Dask cluster")
-            latest = pd.Timestamp(data.frame["event_timestamp"].max())
-            card = replace(
-                card_for(settings, data, value_rows),
+    value_tv, purchase_tv = fit_value_model(
+        kind,
+        final_params,
+        ValueRows(x_fit, y_fit, off_fit),
+        names,
+        purchase_rounds=comparison.purchase_rounds,
+        nthread=nthread,
+        seed=seed,
+    )
+    on_valid = _anchored(
+        ClvModel(
+            replace(
+                enc.card,
                 value_model=kind,
                 value_blend=blend,
-                churn_calibration=eval_card.churn_calibration,
-                interval_scale=list(scale),
-                value_offset=_offset_card(offsets, latest, settings),
-            )
-            full = _encoder(card)
-            has_offset = offsets is not None
-            jobs = refit_jobs(
-                value=(
-                    final_params.booster_params(nthread=nthread, seed=seed, offset=has_offset),
-                    final_params.num_boost_round,
-                ),
-                purchase=(
-                    (churn_params(nthread=nthread, seed=seed), comparison.purchase_rounds)
-                    if kind == "hurdle"
-                    else None
-                ),
-                quantiles={
-                    k: (
-                        _quantile_params(QUANTILES[k], nthread=nthread, seed=seed),
-                        b.num_boosted_rounds(),
-                    )
-                    for k, b in quantiles.items()
-                },
-                churn=(
-                    (churn_params(nthread=nthread, seed=seed), churn.num_boosted_rounds())
-                    if churn is not None and churn_rows["churn_label"].nunique() == 2
-                    else None
-                ),
-                offset=has_offset,
-            )
-            backend = refit_backend if refit_backend is not None else InMemoryRefit(data.frame)
-            refit = backend.fit(jobs, encoder=full, offset=baseline_offset)
-            refit_report = refit.report
-            fitted = refit.boosters
-            value_all, purchase_all = fitted["value"], fitted.get("purchase")
-            quantiles_all = {k: fitted[k] for k in quantiles}
-            churn_all = fitted.get("churn")
-            latest_rows = data.frame.loc[data.frame["event_timestamp"] == latest]
-            model = _anchored(
-                ClvModel(
-                    card,
-                    value=value_all,
-                    churn=churn_all,
-                    quantiles=quantiles_all,
-                    purchase=purchase_all,
-                ),
-                full.matrix(latest_rows),
-            )
-            reference_rows = value_rows
-        else:
-            model, reference_rows = evaluated, fit_frame
-            refit_report = {"refit.backend": "none (the evaluated model is registered)"}
+                value_offset=_offset_card(offsets, split.validation_time, settings),
+            ),
+            value=value_tv,
+            quantiles=quantiles,
+            purchase=purchase_tv,
+        ),
+        x_va,
+    )
+    v_pred = on_valid.predict_matrix(x_va)
+    raw_q = {k: np.asarray(b.inplace_predict(x_va), dtype=np.float64) for k, b in quantiles.items()}
+    scale = interval_scale(
+        y_va, raw_q["clv_p10"], raw_q["clv_p50"], raw_q["clv_p90"], v_pred["clv"]
+    )
+    valid_interval = interval_metrics(
+        y_va,
+        *scaled_interval(
+            raw_q["clv_p10"], raw_q["clv_p50"], raw_q["clv_p90"], v_pred["clv"], scale
+        ),
+    )
+    say(
+        f"intervals: scales {scale[0]:.3f} / {scale[1]:.3f} around P50 cover "
+        f"{valid_interval.coverage_p10_p90:.3f} of validation"
+    )
+    d_default = xgb.QuantileDMatrix(x_fit, label=y_fit, feature_names=names, nthread=nthread)
+    default = fit_value(DEFAULT_VALUE_PARAMS, d_default, nthread=nthread, seed=seed).booster
 
-        reference = _reference_sample(reference_rows, model, names, seed=seed)
-        example = _input_example(split.test, names, data.categorical)
-        table = {
-            "model": model_m.as_dict(),
-            "baseline": baseline_m.as_dict(),
-            "default": default_m.as_dict(),
+    # The final boosters: every row known at the origin, the rounds found above.
+    known = split.known
+    value_rows = known.loc[known["clv_label"].notna()]
+    churn_rows = known.loc[known["churn_label"].notna()]
+    card = replace(
+        card_for(settings, data, value_rows),
+        value_model=kind,
+        value_blend=blend,
+        churn_calibration=calibration.platt.as_dict() if calibration.platt else None,
+        interval_scale=list(scale),
+        value_offset=_offset_card(offsets, split.anchor_time, settings),
+    )
+    has_offset = offsets is not None
+    jobs = refit_jobs(
+        value=(
+            final_params.booster_params(nthread=nthread, seed=seed, offset=has_offset),
+            final_params.num_boost_round,
+        ),
+        purchase=(
+            (churn_params(nthread=nthread, seed=seed), comparison.purchase_rounds)
+            if kind == "hurdle"
+            else None
+        ),
+        quantiles={
+            k: (_quantile_params(QUANTILES[k], nthread=nthread, seed=seed), b.num_boosted_rounds())
+            for k, b in quantiles.items()
+        },
+        churn=(
+            (churn_params(nthread=nthread, seed=seed), churn.num_boosted_rounds())
+            if churn is not None and churn_rows["churn_label"].nunique() == 2
+            else None
+        ),
+        offset=has_offset,
+    )
+    full = _encoder(card)
+    backend = refit_backend if refit_backend is not None else InMemoryRefit(known)
+    refit = backend.fit(jobs, encoder=full, offset=offset_fn)
+    fitted = refit.boosters
+    model = _anchored(
+        ClvModel(
+            card,
+            value=fitted["value"],
+            churn=fitted.get("churn"),
+            quantiles={k: fitted[k] for k in quantiles},
+            purchase=fitted.get("purchase"),
+        ),
+        full.matrix(split.anchor),
+    )
+    return Recipe(
+        split=split,
+        model=model,
+        default=default,
+        study=study,
+        final_params=final_params,
+        choice=choice,
+        calibration=calibration,
+        scale=scale,
+        valid_interval=valid_interval,
+        tune_rows=len(tune_rows),
+        tune_customers=int(split.train["customer_id"].iloc[tune_rows].nunique()),
+        counts=counts,
+        refit_report=refit.report,
+        parallel=parallel,
+    )
+
+
+def _tune(
+    settings: Settings, arrays: TuningArrays, tuning: TuningRequest, origin: pd.Timestamp
+) -> tuple[optuna.Study, ParallelOutcome | None]:
+    """One Optuna study of the value booster on the arrays (seeded TPE, pruning)."""
+    import optuna
+
+    from training.objective import ValueObjective
+    from training.tuning import WorkerJob, optimize_parallel, parallel_sampler, rdb_storage
+
+    nthread, seed = settings.tuning.nthread, settings.tuning.seed
+    name = f"{tuning.study_prefix}-origin-{origin.date().isoformat()}"
+    objective = ValueObjective(arrays.data(nthread=nthread), nthread=nthread, seed=seed)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if tuning.workers == 1:
+        study = optuna.create_study(
+            storage=settings.optuna_storage,
+            study_name=name,
+            direction="minimize",
+            sampler=optuna.samplers.TPESampler(seed=seed),
+            pruner=tuning.pruner,
+        )
+        study.optimize(
+            objective,
+            n_trials=tuning.trials,
+            timeout=tuning.timeout,
+            callbacks=[tuning.logger],
+            show_progress_bar=sys.stderr.isatty(),
+        )
+        return study, None
+    study = optuna.create_study(
+        storage=rdb_storage(settings.optuna_storage, logger=tuning.logger),
+        study_name=name,
+        direction="minimize",
+        sampler=parallel_sampler(seed),
+        pruner=tuning.pruner,
+    )
+    job = WorkerJob(
+        storage=settings.optuna_storage,
+        study_name=name,
+        arrays=arrays,
+        n_trials=tuning.trials,
+        nthread=nthread,
+        seed=seed,
+        pruner=tuning.pruner,
+        logger=tuning.logger,
+        deadline=time.time() + tuning.timeout if tuning.timeout is not None else None,
+    )
+    return study, optimize_parallel(study, objective, job, workers=tuning.workers)
+
+
+def _final_params(study: optuna.Study) -> ValueParams:
+    """The best trial's parameters with its early-stopped number of rounds."""
+    from training.objective import params_from_trial
+
+    best = study.best_trial
+    params = params_from_trial(dict(best.params))
+    rounds = int(best.user_attrs.get("best_iteration", params.num_boost_round - 1)) + 1
+    return replace(params, num_boost_round=max(1, rounds))
+
+
+@dataclass(frozen=True)
+class OriginEvaluation:
+    """Every predictor scored on one origin's snapshot, labels after it (out of time)."""
+
+    origin: pd.Timestamp
+    embargoed: bool
+    value: dict[str, ValueMetrics]
+    """By predictor: model (the served recipe), baseline (BG/NBD + Gamma-Gamma fitted on the
+    origin's histories), last_horizon and run_rate (training.naive), default (XGBoost with
+    default parameters)."""
+    churn: ChurnMetrics
+    churn_raw: ChurnMetrics
+    interval: IntervalMetrics
+    interval_raw: IntervalMetrics
+    predictions: dict[str, np.ndarray]
+    rows: pd.DataFrame
+
+    @property
+    def best_baseline(self) -> str:
+        """The simple baseline with the highest normalized Gini here."""
+        return max(BASELINES, key=lambda k: _finite(self.value[k].gini))
+
+    def summary(self) -> dict[str, object]:
+        return {
+            "origin": self.origin.date().isoformat(),
+            "embargoed": self.embargoed,
+            "rows": len(self.rows),
+            **{k: v.as_dict() for k, v in self.value.items()},
+            "churn": self.churn.as_dict(),
+            "interval": self.interval.as_dict(),
         }
-        fp = fingerprint(data.frame, names)
-        commit = mlflow_io.git_commit() or "unknown"
-        training_end = split.test_times[-1] if refit_on == "all" else split.validation_times[-1]
-        training_range = f"{split.train_times[0].isoformat()}/{training_end.isoformat()}"
-        record = mlflow_io.RunRecord(
-            params={
-                **_run_params(settings, split, final_params.as_dict(), data, study_name, refit_on),
-                **{f"baseline.{k}": v for k, v in base_params.items()},
-                "tuning.rows": len(tune_rows),
-                "tuning.customers": int(split.train["customer_id"].iloc[tune_rows].nunique()),
-                "churn.calibration": "platt" if calibration.platt else "none",
-                "interval.method": "xgboost quantile, conformal log1p scale around P50",
-                "interval.scale_lower": scale[0],
-                "interval.scale_upper": scale[1],
-                "value_model": kind,
-                "value_model.reason": choice.reason,
-                "value_blend": blend,
-                "value_scale.test": eval_card.value_scale,
-                "value_offset": "log BG/NBD+GG CLV, per-snapshot fits"
-                if offsets is not None
-                else "none",
-                "offset.failed_snapshots": len(offsets.failed) if offsets is not None else 0,
-                "excluded_features": ",".join(eval_card.excluded_features),
-                "tuning.workers": n_workers,
-                "tuning.reproducible": "yes (one process, seeded TPE)"
-                if n_workers == 1
-                else f"no: {n_workers} processes share the study; the TPE sequence depends "
-                "on timing",
-                **(_parallel_params(parallel) if parallel is not None else {}),
-                **refit_report,
-            },
-            metrics={
-                **{f"test_{k}": v for k, v in model_m.as_dict().items()},
-                **{f"test_default_{k}": v for k, v in default_m.as_dict().items()},
-                **{f"test_baseline_{k}": v for k, v in baseline_m.as_dict().items()},
-                **{f"test_churn_{k}": v for k, v in churn_m.as_dict().items()},
-                **{f"test_churn_raw_{k}": v for k, v in churn_raw_m.as_dict().items()},
-                **{f"test_interval_{k}": v for k, v in interval_m.as_dict().items()},
-                **{f"test_interval_raw_{k}": v for k, v in raw_interval_m.as_dict().items()},
-                "validation_rmse_tweedie": choice.tweedie_rmse,
-                "validation_rmse_hurdle": choice.hurdle_rmse,
-                "validation_interval_coverage": valid_interval.coverage_p10_p90,
-                "validation_interval_mean_width": valid_interval.mean_width,
-                "validation_churn_ece_raw": calibration.ece_raw,
-                "validation_churn_ece_platt": calibration.ece_platt,
-                "best_validation_score": float(best.value if best.value is not None else np.nan),
-                "best_trial": float(best.number),
-                "trials_complete": float(counts.get("complete", 0)),
-                "trials_pruned": float(counts.get("pruned", 0)),
-                "trials_failed": float(counts.get("fail", 0)),
-            },
-            tags={
-                "clv.feature_service": data.feature_service,
-                "clv.data_fingerprint": fp,
-                "clv.git_commit": commit,
-                "clv.training_start": split.train_times[0].isoformat(),
-                "clv.training_end": training_end.isoformat(),
-                "clv.test_snapshot": split.test_times[-1].isoformat(),
-                "clv.churn_calibration": calibration.reason,
-                "optuna.study": study_name,
-                "optuna.storage": _redacted(settings.optuna_storage),
-            },
-            documents={
-                "features.json": {
-                    "feature_service": data.feature_service,
-                    "feature_names": names,
-                    "excluded_features": model.card.excluded_features,
-                    "categories": model.card.categories,
-                },
-                "split.json": split.summary(),
-                "evaluation.json": {
-                    **table,
-                    "churn": churn_m.as_dict(),
-                    "churn_raw": churn_raw_m.as_dict(),
-                    "interval": interval_m.as_dict(),
-                    "interval_raw": raw_interval_m.as_dict(),
-                    "churn_calibration": calibration.reason,
-                    "value_model": {
-                        "kind": choice.kind,
-                        "validation_rmse": {
-                            "tweedie": choice.tweedie_rmse,
-                            "hurdle": choice.hurdle_rmse,
-                        },
-                        "reason": choice.reason,
-                    },
-                    "interval_validation": valid_interval.as_dict(),
-                },
-                "baseline.json": base_params,
-                "importance_gain.json": gain_importance(value),
-            },
+
+
+BASELINES = ("baseline", *NAIVE_RULES)
+"""The simple predictors every evaluation scores: BG/NBD + Gamma-Gamma and the naive rules."""
+
+
+def _finite(value: float) -> float:
+    return value if np.isfinite(value) else -np.inf
+
+
+def evaluate_recipe(
+    settings: Settings,
+    recipe: Recipe,
+    test: pd.DataFrame,
+    offsets: SnapshotBaselines | None,
+) -> OriginEvaluation:
+    """The recipe's served model, its default booster and every baseline on `test` (one
+    snapshot's rows with complete labels, at the recipe's origin)."""
+    m = settings.model
+    model = recipe.model
+    x_te, y_te = model.matrix(test), _value_target(test)
+    pred = model.predict_matrix(x_te)
+    base_fit = offsets.fits.get(recipe.split.origin) if offsets is not None else None
+    predictions: dict[str, np.ndarray] = {
+        "model": pred["clv"],
+        "baseline": baseline_clv(
+            base_fit,
+            test,
+            horizon_days=m.horizon_days,
+            annual_discount_rate=m.annual_discount_rate,
+        )
+        if base_fit is not None
+        else np.full(len(test), np.nan),
+        **(
+            naive_predictions(
+                test, horizon_days=m.horizon_days, annual_discount_rate=m.annual_discount_rate
+            )
+            if all(c in test.columns for c in PAST_COLUMNS)
+            else {k: np.full(len(test), np.nan) for k in NAIVE_RULES}
+        ),
+        "default": np.asarray(recipe.default.inplace_predict(x_te), dtype=np.float64),
+    }
+    # Without a churn booster (no two classes, or no churn label known at validation) the
+    # churn metrics are NaN, and the gates say there is no eval.churn.ece.
+    has_churn = test["churn_label"].notna().to_numpy() & np.isfinite(pred["churn_probability"])
+    y_churn = test["churn_label"].to_numpy(dtype=np.float64)[has_churn]
+    raw_prob = _raw_churn(model, x_te)[has_churn]
+    return OriginEvaluation(
+        origin=recipe.split.origin,
+        embargoed=recipe.split.embargoed,
+        value={k: value_metrics(y_te, v) for k, v in predictions.items()},
+        churn=churn_metrics(y_churn, pred["churn_probability"][has_churn]),
+        churn_raw=churn_metrics(y_churn, raw_prob),
+        interval=interval_metrics(y_te, pred["clv_p10"], pred["clv_p90"]),
+        interval_raw=interval_metrics(
+            y_te,
+            np.asarray(model.quantiles["clv_p10"].inplace_predict(x_te)),
+            np.asarray(model.quantiles["clv_p90"].inplace_predict(x_te)),
+        ),
+        predictions=predictions,
+        rows=test,
+    )
+
+
+def origin_rows(data: TrainingData, origin: pd.Timestamp) -> pd.DataFrame:
+    """The origin snapshot's rows with a complete CLV label (the out-of-time test set)."""
+    frame = data.frame
+    sel = (frame["event_timestamp"] == origin) & frame["clv_label"].notna()
+    return frame.loc[sel].reset_index(drop=True)
+
+
+def served_origin(settings: Settings, data: TrainingData) -> pd.Timestamp:
+    """Where the registered model's recipe is fitted: the end of the log (every label known);
+    for a frame without one, the latest snapshot plus the longer label window."""
+    if data.data_end is not None:
+        return pd.Timestamp(data.data_end)
+    m = settings.model
+    latest = pd.Timestamp(data.frame["event_timestamp"].max())
+    return latest + pd.Timedelta(days=max(m.horizon_days, m.churn_window_days))
+
+
+def fit_and_log(
+    settings: Settings,
+    data: TrainingData,
+    *,
+    n_trials: int | None = None,
+    timeout_seconds: float | None = None,
+    progress: Progress | None = None,
+    pruner: optuna.pruners.BasePruner | None = None,
+    workers: int | None = None,
+    refit_backend: RefitBackend | None = None,
+) -> TrainResult:
+    """Evaluate the recipe out of time, fit it at the end of the log, log and register it.
+
+    The recipe (`fit_recipe`) is fitted at the test origin and at each backtest origin from
+    the rows known there, and scored on that origin's snapshot beside every simple baseline
+    (`evaluate_recipe`); the version's metrics are the test origin's. The registered model is
+    the same recipe fitted at the end of the log (`served_origin`); `refit_backend` fits its
+    final boosters (training.refit; by default in this process; `DaskRefit` on a cluster, with
+    `data` then a customer sample that tuning and evaluation use).
+
+    With `workers` > 1 (default `tuning.workers`) that many processes tune each study
+    (training.tuning); the trial sequence is then not reproducible."""
+    from training import mlflow_io
+    from training.objective import default_pruner
+
+    say = progress or (lambda _msg: None)
+    started = time.perf_counter()
+    tuning = settings.tuning
+    trials = n_trials if n_trials is not None else tuning.n_trials
+    if trials < 1:
+        raise ValueError("n_trials must be at least 1")
+    n_workers = workers if workers is not None else tuning.workers
+    if n_workers < 1:
+        raise ValueError("workers must be at least 1")
+    missing = [c for c in (*data.feature_names, *KEYS, *LABEL_COLUMNS) if c not in data.frame]
+    if missing:
+        raise DataError(f"training frame lacks columns {missing}")
+    origins = origins_for(settings, data)
+    say(f"evaluation: {origins.describe()}")
+    say("offset: BG/NBD + Gamma-Gamma fitted on each snapshot's purchase histories")
+    offsets = fit_offsets(data, margin_rate=settings.model.margin_rate, seed=tuning.seed)
+    settings.ensure_dirs()
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    study_prefix = f"{settings.mlflow.experiment}-{stamp}-{uuid.uuid4().hex[:6]}"
+    timeout = timeout_seconds if timeout_seconds is not None else tuning.timeout_seconds
+
+    with mlflow_io.training_run(settings, run_name=mlflow_io.run_name()) as mrun:
+        request = TuningRequest(
+            trials=trials,
+            workers=n_workers,
+            timeout=timeout,
+            pruner=pruner if pruner is not None else default_pruner(),
+            logger=mrun.trial_logger(),
+            study_prefix=study_prefix,
+        )
+        evaluations: list[OriginEvaluation] = []
+        recipes: list[Recipe] = []
+        for i, origin in enumerate(origins.all):
+            label = "test" if i == 0 else f"backtest {i}/{len(origins.backtests)}"
+            say(f"{label}: the recipe as fitted on {origin.date()}, scored on that snapshot")
+            recipe = fit_recipe(
+                settings,
+                data,
+                split_at_origin(settings, data, origin),
+                offsets,
+                tuning=request,
+                progress=say,
+            )
+            recipes.append(recipe)
+            evaluations.append(
+                evaluate_recipe(
+                    settings,
+                    recipe,
+                    origin_rows(data, origin),
+                    offsets,
+                )
+            )
+            if i == 0 and not recipe.split.embargoed:
+                say(f"warning: evaluation NOT embargoed: {recipe.split.reason}")
+        end = served_origin(settings, data)
+        say(f"served: the recipe fitted at the end of the log ({end.date()})")
+        served = fit_recipe(
+            settings,
+            data,
+            split_at_origin(settings, data, end),
+            offsets,
+            tuning=request,
+            refit_backend=refit_backend,
+            progress=say,
         )
         say("mlflow: logging the run, tables and plots, and registering the model")
-        mrun.log_record(record)
-        with tempfile.TemporaryDirectory(prefix="clv-eval-") as tmp:
-            out = Path(tmp)
-            evaluation_metric_table(table).to_csv(out / "metrics.csv")
-            slices.to_csv(out / "slices.csv", index=False)
-            for name, frame in deciles.items():
-                frame.to_csv(out / f"deciles_{name}.csv", index=False)
-            for name, frame in reliability.items():
-                frame.to_csv(out / f"reliability_{name}.csv", index=False)
-            sample = split.test.head(EXPLAIN_ROWS)
-            contrib = evaluated.contributions(sample)
-            contrib.insert(0, "customer_id", sample["customer_id"].to_numpy())
-            contrib.to_parquet(out / "contributions_test_sample.parquet", index=False)
-            plots.decile_chart(deciles, out / "decile_chart.png")
-            plots.reliability_diagram(reliability, out / "reliability_diagram.png")
-            plots.optuna_history(study, out / "optuna_history.png")
-            mrun.log_files(out, artifact_path="evaluation")
-        logged = mrun.log_model(
-            model, reference=reference, input_example=example, evaluated=evaluated
+        logged = _log_version(
+            settings,
+            mrun,
+            data,
+            served=served,
+            recipes=recipes,
+            evaluations=evaluations,
+            offsets=offsets,
+            n_workers=n_workers,
         )
-        mrun.tag_version(
-            logged.version,
-            version_tags(
-                table,
-                churn=churn_m,
-                interval=interval_m,
-                feature_service=data.feature_service,
-                feature_names=names,
-                test_snapshot=split.test_times[-1],
-                training_range=training_range,
-                data_fingerprint=fp,
-                git_commit=commit,
-            ),
-        )
-
+    test = evaluations[0]
     return TrainResult(
         run_id=logged.run_id,
         version=logged.version,
         model_name=settings.mlflow.model_name,
-        study_name=study_name,
-        best_trial=best.number,
-        best_params=final_params.as_dict(),
-        validation_score=float(best.value if best.value is not None else np.nan),
-        model_metrics=model_m,
-        default_metrics=default_m,
-        churn_metrics=churn_m,
-        split=split.summary(),
-        trials=counts,
+        study_name=served.study.study_name,
+        best_trial=served.study.best_trial.number,
+        best_params=served.final_params.as_dict(),
+        validation_score=_best_value(served.study),
+        evaluation=test,
+        backtests=tuple(evaluations[1:]),
+        embargoed=recipes[0].split.embargoed,
+        evaluation_reason=recipes[0].split.reason,
+        split=recipes[0].split.summary(),
+        trials=served.counts,
         seconds=time.perf_counter() - started,
-        baseline_metrics=baseline_m,
-        interval_metrics=interval_m,
-        churn_raw_metrics=churn_raw_m,
-        objective=choice,
+        objective=served.choice,
     )
 
 
-def _parallel_params(outcome: ParallelOutcome) -> dict[str, str | int | float]:
-    """What the tuning processes did: exit codes, orphaned trials, trials taken over."""
+def _best_value(study: optuna.Study) -> float:
+    value = study.best_trial.value
+    return float(value) if value is not None else float("nan")
+
+
+def _log_version(
+    settings: Settings,
+    mrun: TrainingRun,
+    data: TrainingData,
+    *,
+    served: Recipe,
+    recipes: list[Recipe],
+    evaluations: list[OriginEvaluation],
+    offsets: SnapshotBaselines | None,
+    n_workers: int,
+) -> LoggedVersion:
+    """The MLflow run (params, metrics, tags, documents, evaluation files) and the version;
+    `recipes` are the evaluation fits, the test origin's first."""
+    from training import mlflow_io
+
+    evaluated = recipes[0]
+    names = list(data.feature_names)
+    test = evaluations[0]
+    seed = settings.tuning.seed
+    table = {k: v.as_dict() for k, v in test.value.items()}
+    fp = fingerprint(data.frame, names)
+    commit = mlflow_io.git_commit() or "unknown"
+    split = evaluated.split
+    served_split = served.split
+    training_range = (
+        f"{served_split.train_times[0].isoformat()}/{served_split.validation_time.isoformat()}"
+    )
+    base_fit = offsets.fits.get(test.origin) if offsets is not None else None
+    base_params = base_fit.as_dict() if base_fit is not None else {}
+    backtests = backtest_table(evaluations)
+    aggregate = backtest_aggregate(backtests)
+    embargoed = split.embargoed
+    record = mlflow_io.RunRecord(
+        params={
+            **_run_params(settings, served, evaluated, data),
+            **{f"baseline.{k}": v for k, v in base_params.items()},
+            "evaluation.embargoed": str(embargoed).lower(),
+            "evaluation.reason": split.reason[:500],
+            "split.test_rows": len(test.rows),
+            "evaluation.origins": ",".join(e.origin.date().isoformat() for e in evaluations),
+            "tuning.rows": served.tune_rows,
+            "tuning.customers": served.tune_customers,
+            "churn.calibration": "platt" if served.calibration.platt else "none",
+            "interval.method": "xgboost quantile, conformal log1p scale around P50",
+            "interval.scale_lower": served.scale[0],
+            "interval.scale_upper": served.scale[1],
+            "value_model": served.choice.kind,
+            "value_model.reason": served.choice.reason,
+            "value_blend": served.model.card.value_blend,
+            "value_scale": served.model.card.value_scale,
+            "value_offset": "log BG/NBD+GG CLV, per-snapshot fits; served: frozen at "
+            f"{served_split.anchor_time.date()}"
+            if offsets is not None
+            else "none",
+            "offset.failed_snapshots": len(offsets.failed) if offsets is not None else 0,
+            "excluded_features": ",".join(served.model.card.excluded_features),
+            "tuning.workers": n_workers,
+            "tuning.reproducible": "yes (one process, seeded TPE)"
+            if n_workers == 1
+            else f"no: {n_workers} processes share each study; the TPE sequence depends on timing",
+            **_parallel_params([r.parallel for r in (*recipes, served) if r.parallel is not None]),
+            **served.refit_report,
+        },
+        metrics={
+            **{f"test_{k}": v for k, v in table["model"].items()},
+            **{
+                f"test_{who}_{k}": v
+                for who, row in table.items()
+                if who != "model"
+                for k, v in row.items()
+            },
+            **{f"test_churn_{k}": v for k, v in test.churn.as_dict().items()},
+            **{f"test_churn_raw_{k}": v for k, v in test.churn_raw.as_dict().items()},
+            **{f"test_interval_{k}": v for k, v in test.interval.as_dict().items()},
+            **{f"test_interval_raw_{k}": v for k, v in test.interval_raw.as_dict().items()},
+            **{f"backtest_{k}": v for k, v in aggregate.items()},
+            "evaluation_embargoed": float(embargoed),
+            "evaluation_origins": float(len(evaluations)),
+            "validation_rmse_tweedie": served.choice.tweedie_rmse,
+            "validation_rmse_hurdle": served.choice.hurdle_rmse,
+            "validation_interval_coverage": served.valid_interval.coverage_p10_p90,
+            "validation_interval_mean_width": served.valid_interval.mean_width,
+            "validation_churn_ece_raw": served.calibration.ece_raw,
+            "validation_churn_ece_platt": served.calibration.ece_platt,
+            "best_validation_score": _best_value(served.study),
+            "best_trial": float(served.study.best_trial.number),
+            "trials_complete": float(served.counts.get("complete", 0)),
+            "trials_pruned": float(served.counts.get("pruned", 0)),
+            "trials_failed": float(served.counts.get("fail", 0)),
+        },
+        tags={
+            "clv.feature_service": data.feature_service,
+            "clv.data_fingerprint": fp,
+            "clv.git_commit": commit,
+            "clv.training_start": served_split.train_times[0].isoformat(),
+            "clv.training_end": served_split.validation_time.isoformat(),
+            "clv.test_snapshot": test.origin.isoformat(),
+            "clv.evaluation.embargoed": str(embargoed).lower(),
+            "clv.churn_calibration": served.calibration.reason,
+            "optuna.study": served.study.study_name,
+            "optuna.storage": _redacted(settings.optuna_storage),
+        },
+        documents={
+            "features.json": {
+                "feature_service": data.feature_service,
+                "feature_names": names,
+                "excluded_features": served.model.card.excluded_features,
+                "categories": served.model.card.categories,
+            },
+            "split.json": {"test": split.summary(), "served": served_split.summary()},
+            "evaluation.json": {
+                "embargoed": embargoed,
+                "reason": split.reason,
+                "test": test.summary(),
+                "backtests": [e.summary() for e in evaluations[1:]],
+                "aggregate": aggregate,
+                "churn_raw": test.churn_raw.as_dict(),
+                "interval_raw": test.interval_raw.as_dict(),
+                "churn_calibration": served.calibration.reason,
+                "value_model": {
+                    "kind": served.choice.kind,
+                    "validation_rmse": {
+                        "tweedie": served.choice.tweedie_rmse,
+                        "hurdle": served.choice.hurdle_rmse,
+                    },
+                    "reason": served.choice.reason,
+                },
+                "interval_validation": served.valid_interval.as_dict(),
+            },
+            "baseline.json": base_params,
+            "importance_gain.json": gain_importance(served.model.value),
+        },
+    )
+    mrun.log_record(record)
+    _log_evaluation_files(mrun, test, backtests, evaluated.model, served.study)
+    reference = _reference_sample(
+        served.split.known.loc[served.split.known["clv_label"].notna()],
+        served.model,
+        names,
+        seed=seed,
+    )
+    example = _input_example(test.rows, names, data.categorical)
+    logged = mrun.log_model(
+        served.model, reference=reference, input_example=example, evaluated=evaluated.model
+    )
+    mrun.tag_version(
+        logged.version,
+        version_tags(
+            table,
+            churn=test.churn,
+            interval=test.interval,
+            feature_service=data.feature_service,
+            feature_names=names,
+            test_snapshot=test.origin,
+            training_range=training_range,
+            data_fingerprint=fp,
+            git_commit=commit,
+            embargoed=embargoed,
+            evaluation_reason=split.reason,
+            aggregate=aggregate,
+        ),
+    )
+    return logged
+
+
+def _log_evaluation_files(
+    mrun: TrainingRun,
+    test: OriginEvaluation,
+    backtests: pd.DataFrame,
+    evaluated: ClvModel,
+    study: optuna.Study,
+) -> None:
+    """Metric tables, slices, deciles, reliability, contributions and plots under evaluation/."""
+    from training import plots
+
+    y_te = _value_target(test.rows)
+    x_te = evaluated.matrix(test.rows)
+    pred = evaluated.predict_matrix(x_te)
+    has_churn = test.rows["churn_label"].notna().to_numpy() & np.isfinite(pred["churn_probability"])
+    y_churn = test.rows["churn_label"].to_numpy(dtype=np.float64)[has_churn]
+    side_by_side = {k: v for k, v in test.predictions.items() if np.isfinite(v).any()}
+    deciles = {k: decile_table(y_te, v) for k, v in side_by_side.items()}
+    reliability = {
+        "raw": reliability_table(y_churn, _raw_churn(evaluated, x_te)[has_churn]),
+        "calibrated": reliability_table(y_churn, pred["churn_probability"][has_churn]),
+    }
+    with tempfile.TemporaryDirectory(prefix="clv-eval-") as tmp:
+        out = Path(tmp)
+        evaluation_metric_table({k: v.as_dict() for k, v in test.value.items()}).to_csv(
+            out / "metrics.csv"
+        )
+        backtests.to_csv(out / "backtests.csv", index=False)
+        slice_metrics(test.rows, y_te, side_by_side).to_csv(out / "slices.csv", index=False)
+        for name, frame in deciles.items():
+            frame.to_csv(out / f"deciles_{name}.csv", index=False)
+        for name, frame in reliability.items():
+            frame.to_csv(out / f"reliability_{name}.csv", index=False)
+        sample = test.rows.head(EXPLAIN_ROWS)
+        contrib = evaluated.contributions(sample)
+        contrib.insert(0, "customer_id", sample["customer_id"].to_numpy())
+        contrib.to_parquet(out / "contributions_test_sample.parquet", index=False)
+        plots.decile_chart(deciles, out / "decile_chart.png")
+        plots.reliability_diagram(reliability, out / "reliability_diagram.png")
+        plots.optuna_history(study, out / "optuna_history.png")
+        mrun.log_files(out, artifact_path="evaluation")
+
+
+def backtest_table(evaluations: list[OriginEvaluation]) -> pd.DataFrame:
+    """One row per origin and predictor: its value metrics, and the served recipe's churn
+    ECE and interval coverage on the model's rows."""
+    rows = []
+    for e in evaluations:
+        for who, metrics in e.value.items():
+            row: dict[str, object] = {
+                "origin": e.origin.date().isoformat(),
+                "embargoed": e.embargoed,
+                "predictor": who,
+                **metrics.as_dict(),
+            }
+            if who == "model":
+                row["churn_ece"] = e.churn.ece
+                row["coverage_p10_p90"] = e.interval.coverage_p10_p90
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+AGGREGATED = ("gini", "rmse", "bias_pct")
+
+
+def backtest_aggregate(table: pd.DataFrame) -> dict[str, float]:
+    """Over every origin: each predictor's mean and worst Gini, RMSE and |bias| %, and how
+    often the model beat the best baseline on Gini and on RMSE."""
+    out: dict[str, float] = {"origins": float(table["origin"].nunique())}
+    for who, rows in table.groupby("predictor"):
+        out[f"{who}_gini_mean"] = float(rows["gini"].mean())
+        out[f"{who}_gini_min"] = float(rows["gini"].min())
+        out[f"{who}_rmse_mean"] = float(rows["rmse"].mean())
+        out[f"{who}_rmse_max"] = float(rows["rmse"].max())
+        out[f"{who}_abs_bias_pct_max"] = float(rows["bias_pct"].abs().max())
+    wins_gini = wins_rmse = 0
+    for _origin, rows in table.groupby("origin"):
+        by = rows.set_index("predictor")
+        base = by.loc[[b for b in BASELINES if b in by.index]]
+        wins_gini += int(by.loc["model", "gini"] > base["gini"].max())
+        wins_rmse += int(by.loc["model", "rmse"] < base["rmse"].min())
+    out["model_beats_baselines_gini"] = float(wins_gini)
+    out["model_beats_baselines_rmse"] = float(wins_rmse)
+    return out
+
+
+def _parallel_params(outcomes: list[ParallelOutcome]) -> dict[str, str | int | float]:
+    """What the tuning processes of every study did: exit codes (study after study),
+    orphaned trials and trials taken over (summed); nothing for one-process tuning."""
+    if not outcomes:
+        return {}
     return {
-        "tuning.worker_exit_codes": ",".join(str(c) for c in outcome.exit_codes),
-        "tuning.orphaned_trials": outcome.orphaned,
-        "tuning.taken_over_trials": outcome.taken_over,
+        "tuning.worker_exit_codes": ",".join(str(c) for o in outcomes for c in o.exit_codes),
+        "tuning.orphaned_trials": sum(o.orphaned for o in outcomes),
+        "tuning.taken_over_trials": sum(o.taken_over for o in outcomes),
     }
 
 
@@ -867,7 +1178,7 @@ def _tuning_rows(train: pd.DataFrame, sample_customers: int | None, *, seed: int
 
 
 def _fit_churn_eval(
-    split: TemporalSplit, enc: ClvModel, names: list[str], *, nthread: int, seed: int
+    split: RecipeSplit, enc: ClvModel, names: list[str], *, nthread: int, seed: int
 ) -> xgb.Booster | None:
     """Churn booster on train, early-stopped on validation; None without two classes."""
     import xgboost as xgb
@@ -890,29 +1201,25 @@ def _fit_churn_eval(
     return fit_churn(dtrain, dvalid, nthread=nthread, seed=seed)
 
 
-def fit_offsets(
-    data: TrainingData,
-    split: TemporalSplit,
-    *,
-    margin_rate: float,
-    seed: int,
-    refit_on: RefitOn = "all",
-) -> SnapshotBaselines | None:
-    """The offset's baseline per snapshot the value model sees (features only, no labels),
-    and at the latest snapshot (the registered card's parameters); None when the feature
+def fit_offsets(data: TrainingData, *, margin_rate: float, seed: int) -> SnapshotBaselines | None:
+    """The baseline fitted on each snapshot of the frame, each on that snapshot's features
+    only (no labels, so a fit is the same whichever origin uses it); None when the feature
     service lacks the RFM columns."""
     from training.baseline import OFFSET_COLUMNS
 
     if any(c not in data.feature_names for c in OFFSET_COLUMNS):
         return None
-    frame = data.frame
-    times = frame["event_timestamp"]
-    if refit_on == "all":
-        needed = frame["clv_label"].notna() | (times == times.max())
-    else:
-        chosen = (*split.train_times, *split.validation_times, *split.test_times)
-        needed = times.isin(chosen)
-    return fit_snapshot_baselines(frame.loc[needed], margin_rate=margin_rate, seed=seed)
+    return fit_snapshot_baselines(data.frame, margin_rate=margin_rate, seed=seed)
+
+
+def _offset_fn(settings: Settings, offsets: SnapshotBaselines | None) -> BaselineOffset | None:
+    """Per row, the log baseline under the row's own snapshot's fit (the boosters' offset)."""
+    if offsets is None:
+        return None
+    m = settings.model
+    return BaselineOffset(
+        offsets, horizon_days=m.horizon_days, annual_discount_rate=m.annual_discount_rate
+    )
 
 
 def _offset_card(
@@ -932,7 +1239,7 @@ def _take(values: np.ndarray | None, rows: np.ndarray) -> np.ndarray | None:
 
 
 def _churn_calibration(
-    split: TemporalSplit, enc: ClvModel, churn: xgb.Booster | None, *, seed: int
+    split: RecipeSplit, enc: ClvModel, churn: xgb.Booster | None, *, seed: int
 ) -> CalibrationChoice:
     """Platt scaling of the churn margin on validation, kept only when it lowers the ECE."""
     valid = split.validation.loc[split.validation["churn_label"].notna()]
@@ -996,7 +1303,7 @@ def _fit_quantile(
 
 
 def _fit_quantiles(
-    split: TemporalSplit, enc: ClvModel, names: list[str], *, nthread: int, seed: int
+    split: RecipeSplit, enc: ClvModel, names: list[str], *, nthread: int, seed: int
 ) -> dict[str, xgb.Booster]:
     """P10, P50, P90 boosters on train, early-stopped on validation (which CQR then uses)."""
     import xgboost as xgb
@@ -1046,19 +1353,28 @@ def version_tags(
     training_range: str,
     data_fingerprint: str,
     git_commit: str,
+    embargoed: bool,
+    evaluation_reason: str,
+    aggregate: dict[str, float] | None = None,
 ) -> dict[str, str]:
-    """The registered version's tags: evaluation (read by promotion gates) and lineage."""
+    """The registered version's tags: evaluation (read by the promotion gates: every
+    predictor on the test origin, the backtests' mean and worst case, the embargo status)
+    and lineage."""
     tags = {
-        f"eval.{who}.{metric}": repr(float(table[who][metric]))
-        for who in ("model", "baseline", "default")
+        f"eval.{who}.{metric}": repr(float(row[metric]))
+        for who, row in table.items()
         for metric in VALUE_TAG_METRICS
     }
     churn_d = churn.as_dict()
     tags.update({f"eval.churn.{m}": repr(float(churn_d[m])) for m in CHURN_TAG_METRICS})
     tags["eval.interval.coverage_p10_p90"] = repr(float(interval.coverage_p10_p90))
     tags["eval.interval.mean_width"] = repr(float(interval.mean_width))
+    for key, value in (aggregate or {}).items():
+        tags[f"eval.backtest.{key}"] = repr(float(value))
     tags.update(
         {
+            EMBARGOED_TAG: str(embargoed).lower(),
+            "evaluation.reason": evaluation_reason[:4000],
             "feature_service": feature_service,
             "feature_names_hash": feature_names_hash(feature_names),
             "test_snapshot": test_snapshot.date().isoformat(),
@@ -1107,15 +1423,12 @@ def _input_example(
 
 
 def _run_params(
-    settings: Settings,
-    split: TemporalSplit,
-    value_params: dict[str, float | int],
-    data: TrainingData,
-    study_name: str,
-    refit_on: RefitOn,
+    settings: Settings, served: Recipe, evaluated: Recipe, data: TrainingData
 ) -> dict[str, str | int | float]:
-    m, t = settings.model, settings.tuning
-    params: dict[str, str | int | float] = {f"value.{k}": v for k, v in value_params.items()}
+    m, t, e = settings.model, settings.tuning, settings.evaluation
+    params: dict[str, str | int | float] = {
+        f"value.{k}": v for k, v in served.final_params.as_dict().items()
+    }
     params.update(
         {
             "horizon_days": m.horizon_days,
@@ -1124,19 +1437,23 @@ def _run_params(
             "margin_rate": m.margin_rate,
             "value_objective": "reg:tweedie (log link) with a log-baseline base_margin",
             "label_clip_min": 0.0,
-            "refit_on": refit_on,
+            "refit_on": "every row with a label known at the end of the log",
+            "evaluation.backtest_origins": e.backtest_origins,
+            "evaluation.origin_spacing_days": e.origin_spacing_days,
             "tuning.seed": t.seed,
             "tuning.nthread": t.nthread,
             "tuning.sample_customers": str(t.sample_customers),
             "feature_service": data.feature_service,
             "feature_names": ",".join(data.feature_names),
             "categorical_features": ",".join(data.categorical),
-            "split.embargo_days": split.embargo_days,
-            "split.train_rows": len(split.train),
-            "split.validation_rows": len(split.validation),
-            "split.test_rows": len(split.test),
+            "split.embargo_days": evaluated.split.embargo_days,
+            "split.train_rows": len(evaluated.split.train),
+            "split.validation_rows": len(evaluated.split.validation),
+            "served.train_rows": len(served.split.train),
+            "served.validation_rows": len(served.split.validation),
+            "served.known_rows": len(served.split.known),
             "data_end": str(data.data_end) if data.data_end is not None else "unknown",
-            "optuna.study": study_name,
+            "optuna.study": served.study.study_name,
         }
     )
     return params

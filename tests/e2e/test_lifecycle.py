@@ -14,7 +14,7 @@ from clv.cli import main
 def test_demo_runs_every_stage_and_serves_over_http(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    argv = ["--workspace", str(tmp_path), "demo", "--customers", "600", "--months", "24"]
+    argv = ["--workspace", str(tmp_path), "demo", "--customers", "600", "--months", "48"]
     code = main([*argv, "--trials", "2", "--json"])
     captured = capsys.readouterr()
     assert code == 0, captured.err[-2000:]
@@ -22,7 +22,8 @@ def test_demo_runs_every_stage_and_serves_over_http(
     steps = out["steps"]
 
     data = steps["data"]
-    assert data["customers"]["stored"] == 600
+    # the demo's world (mixed) stores a row per customer version: plans and countries change
+    assert data["customers"]["stored"] == data["customers"]["read"] >= 600
     assert data["transactions"]["stored"] > 600  # repeat buyers exist
     assert data["transactions"]["quarantined"] == 0
 

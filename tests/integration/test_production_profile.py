@@ -23,6 +23,8 @@ def test_lifecycle_on_postgres_and_redis(
     import redis
 
     uris = production_profile
+    with (tmp_path / "clv.yaml").open("a") as config:  # 24 months: enough for an embargo
+        config.write("model:\n  horizon_days: 90\n")
     _clv(tmp_path, "data", "generate", "--customers", "500", "--months", "24", "--seed", "3")
     _clv(tmp_path, "data", "ingest", str(tmp_path / "data" / "raw"))
     _clv(tmp_path, "features", "apply")
@@ -39,8 +41,13 @@ def test_lifecycle_on_postgres_and_redis(
     version = client.get_model_version("clv", str(trained["version"]))
     assert version.run_id == trained["run_id"]
     assert client.get_model_version_by_alias("clv", "champion").version == version.version
+    # One study per evaluated origin (test and backtests) and one for the served recipe.
+    run = client.get_run(str(trained["run_id"]))
+    origins = run.data.params["evaluation.origins"].split(",")
     studies = optuna.get_all_study_summaries(storage=uris["optuna"])
-    assert len(studies) == 1 and studies[0].n_trials == 2
+    assert len(studies) == len(origins) + 1 >= 2
+    assert [s.n_trials for s in studies] == [2] * len(studies)
+    assert run.data.tags["optuna.study"] in {s.study_name for s in studies}
     host, port = uris["redis"].rsplit(":", 1)
     assert redis.Redis(host=host, port=int(port)).dbsize() >= 400  # one hash per customer
 

@@ -65,6 +65,8 @@ def served(
     from serving.app import create_app
 
     # `production_profile` wrote clv.yaml; its Redis is the one `restartable_redis` restarts.
+    with (tmp_path / "clv.yaml").open("a") as config:  # 24 months: enough for an embargo
+        config.write("model:\n  horizon_days: 90\n")
     _clv(tmp_path, "data", "generate", "--customers", "400", "--months", "24", "--seed", "3")
     _clv(tmp_path, "data", "ingest", str(tmp_path / "data" / "raw"))
     _clv(tmp_path, "features", "apply")

@@ -3,36 +3,15 @@ invariance to the customer id, direction of recency, minimum function."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
 
 from clv.settings import Settings, load_settings
+from tests.model.world_data import ParquetSource
 from training.train import TrainingData, TrainResult, fit_and_log, load_training_data
 
 pytestmark = pytest.mark.slow
-CATEGORICAL = ("signup_cohort", "acquisition_channel", "country", "plan")
-
-
-class ParquetSource:
-    """The feature build's parquet file as the feature source (no Feast needed)."""
-
-    def __init__(self, path: Path) -> None:
-        self.frame = pd.read_parquet(path)
-        skip = {"customer_id", "event_timestamp", "created_timestamp"}
-        self.names = [c for c in self.frame.columns if c not in skip]
-
-    def feature_names(self, settings: Settings) -> list[str]:
-        return self.names
-
-    def categorical_features(self, settings: Settings) -> list[str]:
-        return [c for c in CATEGORICAL if c in self.names]
-
-    def historical_features(self, settings: Settings, entities: pd.DataFrame) -> pd.DataFrame:
-        feats = self.frame.assign(customer_id=self.frame["customer_id"].astype(str))
-        return entities.merge(feats, on=["customer_id", "event_timestamp"], how="left")
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +23,8 @@ def generated(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, Train
     ws = tmp_path_factory.mktemp("ws")
     settings = load_settings(ws, environ={"CLV_MODEL__HORIZON_DAYS": "180"})
     settings.ensure_dirs()
-    write_raw(generate(customers=1500, months=24, seed=7), settings.raw_dir, fmt="parquet")
+    data = generate(customers=1500, months=24, seed=7, world="btyd")
+    write_raw(data, settings.raw_dir, fmt="parquet")
     ingest_all(settings, settings.raw_dir)
     built = build_features(settings)
     return settings, load_training_data(settings, source=ParquetSource(built.path))
@@ -53,7 +33,7 @@ def generated(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, Train
 @pytest.fixture(scope="module")
 def trained(generated: tuple[Settings, TrainingData]) -> TrainResult:
     settings, data = generated
-    return fit_and_log(settings, data, n_trials=3, refit_on="train+validation")
+    return fit_and_log(settings, data, n_trials=3)
 
 
 def test_minimum_function_beats_a_constant_and_is_calibrated_enough(

@@ -11,6 +11,8 @@ from typer.testing import CliRunner
 
 import clv.cli
 from clv import data_cli
+from clv.generator import generate
+from clv.worlds import WORLDS
 
 
 @pytest.fixture(scope="module")
@@ -40,9 +42,10 @@ def test_generate_ingest_status(app: typer.Typer, tmp_path: Path) -> None:
     out = run(app, *ws, "data", "generate", *gen)
     rows = out["rows"]
     assert isinstance(rows, dict)
-    assert rows["customers"] == 300
+    assert rows["customers"] >= 300  # the default world, mixed: a row per attribute change
     assert rows["transactions"] > 300
     assert rows["events"] > 0
+    assert out["world"] == "mixed"
     assert out["scenario"] == "baseline"
     assert out["change_date"] == "2023-09-01T00:00:00+00:00"
     raw = tmp_path / "data" / "raw"
@@ -55,7 +58,7 @@ def test_generate_ingest_status(app: typer.Typer, tmp_path: Path) -> None:
     assert isinstance(results, list)
     by_table = {r["table"]: r for r in results}
     assert by_table["transactions"]["accepted"] == rows["transactions"]
-    assert by_table["customers"]["stored_rows"] == 300
+    assert by_table["customers"]["stored_rows"] == rows["customers"]
     assert all(r["quarantined"] == {} for r in results)
 
     second = run(app, *ws, "data", "ingest", str(raw / "transactions.csv"), "--json")
@@ -86,6 +89,8 @@ def test_generate_parquet_scenario_to_a_folder(app: typer.Typer, tmp_path: Path)
         "6",
         "--scenario",
         "price_increase",
+        "--world",
+        "btyd",
         "--format",
         "parquet",
         "--out",
@@ -93,6 +98,9 @@ def test_generate_parquet_scenario_to_a_folder(app: typer.Typer, tmp_path: Path)
         "--json",
     )
     assert out["scenario"] == "price_increase"
+    assert out["world"] == "btyd"
+    same = generate(customers=100, months=6, seed=42, scenario="price_increase", world="btyd")
+    assert out["rows"] == {table: len(frame) for table, frame in same.tables().items()}
     assert (tmp_path / "elsewhere" / "events.parquet").exists()
 
 
@@ -106,3 +114,7 @@ def test_human_summary_and_errors(app: typer.Typer, tmp_path: Path) -> None:
     res = runner.invoke(app, ["--workspace", str(tmp_path), "data", "ingest", str(bad)])
     assert res.exit_code != 0
     assert "missing required column 'amount'" in str(res.exception)
+
+
+def test_world_choices_are_the_generators_worlds() -> None:
+    assert tuple(w.value for w in data_cli.WorldChoice) == WORLDS

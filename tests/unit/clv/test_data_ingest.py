@@ -1,4 +1,5 @@
-"""Ingest: validation reasons, quarantine files, idempotent merge, upserts, formats, errors."""
+"""Ingest: validation reasons, quarantine files, idempotent merge, customer versions, order
+lines, formats, errors."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from clv.settings import Settings, load_settings
 from clv.store import read_table
 
 NOW = pd.Timestamp("2024-06-01", tz="UTC")
+JAN, FEB, MAR, MAY, JUN = (pd.Timestamp(f"2024-{m:02d}-01", tz="UTC") for m in (1, 2, 3, 5, 6))
 TX_COLUMNS = ["customer_id", "ts", "amount", "margin", "order_id", "channel"]
 
 
@@ -199,20 +201,152 @@ def test_ingest_quarantines_stores_and_is_idempotent(settings: Settings, tmp_pat
     assert third.quarantine_path is None
 
 
-def test_customers_upsert_on_id(settings: Settings, tmp_path: Path) -> None:
+def _versions(settings: Settings) -> list[tuple[str, str | None, str | None, str | None]]:
+    """(customer_id, plan, valid_from date, ingested_at date) of every stored version."""
+    stored = read_table(settings, "customers")
+
+    def day(ts: object) -> str | None:
+        return None if pd.isna(ts) else pd.Timestamp(ts).strftime("%Y-%m-%d")
+
+    return [
+        (r.customer_id, r.plan, day(r.valid_from), day(r.ingested_at))
+        for r in stored.itertuples(index=False)
+    ]
+
+
+def test_customers_without_valid_from_are_versioned_by_ingest_time(
+    settings: Settings, tmp_path: Path
+) -> None:
     p1 = tmp_path / "customers.csv"
     pd.DataFrame({"customer_id": ["C1", "C2"], "plan": ["free", "basic"]}).to_csv(p1, index=False)
-    ingest(settings, p1, now=NOW)
+    ingest(settings, p1, now=JAN)
     p2 = tmp_path / "customers-update.csv"
     pd.DataFrame(
         {"customer_id": ["C1", "C2", "C3", "C3"], "plan": ["premium", "basic", "free", "basic"]}
     ).to_csv(p2, index=False)
-    res = ingest(settings, p2, now=NOW)
-    assert (res.accepted, res.already_present, res.superseded, res.stored_rows) == (2, 1, 1, 3)
-    stored = read_table(settings, "customers").set_index("customer_id")["plan"].to_dict()
-    assert stored == {"C1": "premium", "C2": "basic", "C3": "basic"}
-    again = ingest(settings, p2, now=NOW)
-    assert (again.accepted, again.already_present, again.stored_rows) == (0, 3, 3)
+    res = ingest(settings, p2, now=FEB)
+    # C1 changed: a new version; C2 did not; C3's first row is superseded by its second
+    assert (res.accepted, res.already_present, res.superseded, res.stored_rows) == (2, 1, 1, 4)
+    assert _versions(settings) == [
+        ("C1", "free", None, "2024-01-01"),
+        ("C1", "premium", None, "2024-02-01"),
+        ("C2", "basic", None, "2024-01-01"),
+        ("C3", "basic", None, "2024-02-01"),
+    ]
+    again = ingest(settings, p2, now=MAR)  # the same file again: nothing new
+    assert (again.accepted, again.already_present, again.superseded) == (0, 3, 1)
+    assert again.stored_rows == 4
+    # An older file again is news: C1 is free as of now (a downgrade looks the same)
+    old = ingest(settings, p1, now=MAR)
+    assert (old.accepted, old.already_present, old.stored_rows) == (1, 1, 5)
+    assert _versions(settings)[2] == ("C1", "free", None, "2024-03-01")
+
+
+def test_customers_with_valid_from_keep_their_history(settings: Settings, tmp_path: Path) -> None:
+    base = tmp_path / "customers.csv"
+    pd.DataFrame({"customer_id": ["C1"], "plan": ["free"]}).to_csv(base, index=False)
+    ingest(settings, base, now=FEB)  # undated first version: in force from the beginning
+    history = tmp_path / "customers-history.csv"
+    pd.DataFrame(
+        {
+            "customer_id": ["C1", "C1", "C1", "C2", "C2"],
+            "plan": ["free", "pro", "pro", "free", "pro"],
+            "valid_from": ["2024-01-15", "2024-03-10", "2024-04-01", "2024-01-01", "2024-02-20"],
+        }
+    ).to_csv(history, index=False)
+    res = ingest(settings, history, now=MAY)
+    # C1 free on Jan 15: already in force (from the beginning); pro on Apr 1: in force since
+    # Mar 10; C2's two rows are new
+    assert (res.accepted, res.already_present, res.superseded) == (3, 2, 0)
+    assert _versions(settings) == [
+        ("C1", "free", None, "2024-02-01"),
+        ("C1", "pro", "2024-03-10", "2024-05-01"),
+        ("C2", "free", "2024-01-01", "2024-05-01"),
+        ("C2", "pro", "2024-02-20", "2024-05-01"),
+    ]
+    again = ingest(settings, history, now=JUN)
+    assert (again.accepted, again.already_present, again.stored_rows) == (0, 5, 4)
+    # a correction: the same customer and valid_from with another plan replaces that version
+    fix = tmp_path / "customers-fix.csv"
+    pd.DataFrame({"customer_id": ["C2"], "plan": ["basic"], "valid_from": ["2024-02-20"]}).to_csv(
+        fix, index=False
+    )
+    fixed = ingest(settings, fix, now=JUN)
+    assert (fixed.accepted, fixed.stored_rows) == (1, 4)
+    assert _versions(settings)[3] == ("C2", "basic", "2024-02-20", "2024-06-01")
+
+
+def test_customers_input_cannot_set_ingested_at(settings: Settings, tmp_path: Path) -> None:
+    path = tmp_path / "customers.csv"
+    pd.DataFrame({"customer_id": ["C1"], "ingested_at": ["2020-01-01"]}).to_csv(path, index=False)
+    ingest(settings, path, now=FEB)
+    assert _versions(settings) == [("C1", None, None, "2024-02-01")]
+
+
+LINE_COLUMNS = ["customer_id", "ts", "order_id", "line_id", "sku", "quantity", "unit_price"]
+
+
+def test_order_lines_are_rows_identified_by_order_and_line(
+    settings: Settings, tmp_path: Path
+) -> None:
+    path = tmp_path / "transactions.csv"
+    lines = [
+        ("C1", "2024-01-05T10:00", "O1", "1", "SKU-A", "2", "5"),
+        ("C1", "2024-01-05T10:00", "O1", "2", "SKU-A", "2", "5"),  # the same goods, line 2
+        ("C1", "2024-01-05T10:00", "O1", "2", "SKU-A", "2", "5"),  # line 2 again: a duplicate
+        ("C1", "2024-01-05T10:00", "O1", "2", "SKU-B", "1", "9"),  # line 2, other values
+        ("C2", "2024-01-06T10:00", "O2", "1", "SKU-B", "x", "9"),  # a bad quantity
+        ("C2", "2024-01-06T10:00", "O2", "2", "SKU-B", "", "9"),  # no amount, no quantity
+    ]
+    pd.DataFrame(lines, columns=LINE_COLUMNS).to_csv(path, index=False)  # no amount column
+    first = ingest(settings, path, now=NOW)
+    assert (first.read, first.accepted) == (6, 2)
+    assert first.quarantined == {
+        "exact_duplicate": 1,
+        "duplicate_line": 1,
+        "non_numeric_value": 1,
+        "missing_required_value": 1,
+    }
+    stored = read_table(settings, "transactions")
+    assert stored["line_id"].tolist() == ["1", "2"]
+    assert stored["amount"].tolist() == [10.0, 10.0]  # quantity x unit_price
+    assert stored["quantity"].tolist() == [2.0, 2.0]
+
+    again = ingest(settings, path, now=NOW)
+    assert (again.accepted, again.already_present, again.stored_rows) == (0, 2, 2)
+    # another file with line 1 of O1 at another price: the stored line stays
+    other = tmp_path / "transactions-2.csv"
+    pd.DataFrame(
+        [("C1", "2024-01-05T10:00", "O1", "1", "SKU-A", "2", "6", "12")],
+        columns=[*LINE_COLUMNS, "amount"],
+    ).to_csv(other, index=False)
+    third = ingest(settings, other, now=NOW)
+    assert (third.accepted, third.already_present, third.stored_rows) == (0, 1, 2)
+
+
+def test_amount_is_required_unless_quantity_and_unit_price(
+    settings: Settings, tmp_path: Path
+) -> None:
+    path = tmp_path / "transactions.csv"
+    pd.DataFrame({"customer_id": ["C1"], "ts": ["2024-01-01"], "quantity": ["1"]}).to_csv(
+        path, index=False
+    )
+    with pytest.raises(DataError, match=r"'amount' \(or 'quantity' and 'unit_price'\)"):
+        ingest(settings, path, now=NOW)
+    given = validate(
+        pd.DataFrame(
+            {
+                "customer_id": ["C1", "C1"],
+                "ts": ["2024-01-01", "2024-01-02"],
+                "amount": ["", "7"],
+                "quantity": ["3", "3"],
+                "unit_price": ["2.5", "2.5"],
+            }
+        ),
+        "transactions",
+        now=NOW,
+    )
+    assert given.accepted["amount"].tolist() == [7.5, 7.0]  # a given amount is kept
 
 
 def test_parquet_and_csv_give_the_same_store(tmp_path: Path) -> None:

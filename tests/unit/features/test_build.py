@@ -9,10 +9,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from clv.errors import ConfigError, NotReadyError
+from clv.ingest import ingest
 from clv.settings import Settings, load_settings
 from clv.store import write_table
 from features.build import build_features, compute_features, features_path, snapshot_dates
 
+JAN15 = pd.Timestamp("2024-01-15", tz="UTC")
 FEB = pd.Timestamp("2024-02-01", tz="UTC")
 MAR = pd.Timestamp("2024-03-01", tz="UTC")
 
@@ -83,12 +85,14 @@ def _events() -> pd.DataFrame:
     )
 
 
-def _features(**kwargs: object) -> pd.DataFrame:
+def _features(
+    *, snapshots: tuple[pd.Timestamp, ...] = (FEB, MAR), **kwargs: object
+) -> pd.DataFrame:
     frame = compute_features(
         kwargs.get("tx", _tx()),
         kwargs.get("customers", _customers()),
         kwargs.get("events", _events()),
-        [FEB, MAR],
+        list(snapshots),
         margin_rate=0.3,
     )
     return frame.set_index(["customer_id", "event_timestamp"])
@@ -188,22 +192,104 @@ def test_behaviour_counts_and_trend(feats: pd.DataFrame) -> None:
     assert pd.isna(feats.loc[("c", FEB), "logins_trend"])
 
 
+def test_attributes_are_the_version_in_force_strictly_before_t() -> None:
+    def ts(value: str | None) -> pd.Timestamp:
+        return pd.NaT if value is None else pd.Timestamp(value, tz="UTC")
+
+    rows = [
+        # id, signup, country, plan, valid_from, ingested_at
+        ("a", "2023-12-20", "DE", "pro", None, "2024-01-15"),  # first, undated: from the start
+        ("a", "2023-06-01", "DE", "premium", "2024-02-01", "2024-03-05"),  # from Feb 1 on
+        ("b", "2024-01-09", "FR", "free", "2024-01-20", "2024-03-05"),  # first, dated
+        ("b", "2024-01-09", "BE", "free", None, "2024-02-10"),  # undated: from its ingest
+        ("c", "2024-01-25", "NL", "free", "2024-02-15", "2024-03-05"),  # only from Feb 15
+        ("d", "2024-02-15", "DE", "free", None, None),  # no times at all: from the start
+    ]
+    customers = pd.DataFrame(
+        {
+            "customer_id": [r[0] for r in rows],
+            "signup_ts": [ts(r[1]) for r in rows],
+            "country": [r[2] for r in rows],
+            "plan": [r[3] for r in rows],
+            "valid_from": [ts(r[4]) for r in rows],
+            "ingested_at": [ts(r[5]) for r in rows],
+        }
+    )
+    feats = _features(customers=customers)
+    assert feats.loc[("a", FEB), "plan"] == "pro"  # Feb 1 is not strictly before Feb 1
+    assert feats.loc[("a", MAR), "plan"] == "premium"
+    # signup from the first version: the later row's 2023-06-01 is not used
+    assert feats.loc[("a", MAR), "signup_cohort"] == "2023-12"
+    assert feats.loc[("a", FEB), "tenure_days"] == 43
+    assert tuple(feats.loc[("b", FEB), ["country", "plan"]]) == ("FR", "free")
+    assert tuple(feats.loc[("b", MAR), ["country", "plan"]]) == ("BE", "free")
+    assert feats.loc[("c", FEB), "plan"] is None  # known (signed up Jan 25), no version yet
+    assert feats.loc[("c", MAR), "plan"] == "free"
+    assert feats.loc[("d", MAR), "country"] == "DE"
+
+
 def test_no_leakage_from_rows_at_or_after_t() -> None:
-    tx, ev = _tx(), _events()
+    """Rows at or after c = Feb 1 (transactions, events, customer versions dated c or ingested
+    after it) leave every snapshot t <= c as built from the log truncated before c."""
+    tx, ev, cust = _tx(), _events(), _customers()
     future_tx = tx["ts"] >= FEB
     changed_tx = tx[~future_tx | (tx["amount"] > 0)].copy()  # delete the refund
     changed_tx.loc[changed_tx["ts"] >= FEB, "amount"] *= 10  # change the rest
     extra = pd.DataFrame({"customer_id": ["c"], "ts": _ts(["2024-02-01"]), "amount": [99.0]})
     changed_tx = pd.concat([changed_tx, extra], ignore_index=True)
-    changed_ev = ev[ev["ts"] < FEB]
-    base = _features().drop(columns="created_timestamp")
-    changed = _features(tx=changed_tx, events=changed_ev).drop(columns="created_timestamp")
-    pd.testing.assert_frame_equal(
-        base.xs(FEB, level="event_timestamp"), changed.xs(FEB, level="event_timestamp")
+    upgrade = cust[cust["customer_id"] == "a"].assign(plan="enterprise", valid_from=FEB)
+    moved = cust[cust["customer_id"] == "b"].assign(
+        country="BE", ingested_at=FEB + pd.Timedelta(hours=1)
     )
-    assert not base.xs(MAR, level="event_timestamp").equals(
-        changed.xs(MAR, level="event_timestamp")
+    changed_cust = pd.concat([cust, upgrade, moved], ignore_index=True)
+    snapshots = (JAN15, FEB, MAR)
+    truncated = _features(
+        tx=tx[tx["ts"] < FEB], events=ev[ev["ts"] < FEB], customers=cust, snapshots=snapshots
+    ).drop(columns="created_timestamp")
+    changed = _features(tx=changed_tx, events=ev, customers=changed_cust, snapshots=snapshots).drop(
+        columns="created_timestamp"
     )
+    for t in (JAN15, FEB):
+        pd.testing.assert_frame_equal(
+            truncated.xs(t, level="event_timestamp"), changed.xs(t, level="event_timestamp")
+        )
+    after = changed.xs(MAR, level="event_timestamp")
+    assert not truncated.xs(MAR, level="event_timestamp").equals(after)
+    assert (after.loc["a", "plan"], after.loc["b", "country"]) == ("enterprise", "BE")
+    assert truncated.loc[("a", MAR), "plan"] == "pro"
+
+
+def _lines() -> pd.DataFrame:
+    # a, Jan 5: order O1 of two identical lines and order O2; Jan 20 a row without order_id;
+    # Jan 25 a refund line of O1
+    return pd.DataFrame(
+        {
+            "customer_id": ["a"] * 5,
+            "ts": _ts(
+                [
+                    "2024-01-05T10:00",
+                    "2024-01-05T10:00",
+                    "2024-01-05T15:00",
+                    "2024-01-20T08:00",
+                    "2024-01-25T09:00",
+                ]
+            ),
+            "order_id": ["O1", "O1", "O2", None, "O1"],
+            "line_id": ["1", "2", "1", None, "3"],
+            "amount": [10.0, 10.0, 5.0, 7.0, -3.0],
+        }
+    )
+
+
+def test_orders_are_distinct_orders_and_spend_sums_lines() -> None:
+    feats = _features(tx=_lines(), customers=None, events=None)
+    a = feats.loc[("a", FEB)]
+    assert a["orders_30d"] == 3  # O1 and O2 on Jan 5, the row without order_id on Jan 20
+    assert a["spend_30d"] == 29.0  # 10 + 10 + 5 + 7 - 3
+    assert a["refunds_30d"] == 3.0
+    assert (a["active_days_30d"], a["frequency"]) == (2, 1)  # purchase days Jan 5 and Jan 20
+    assert a["first_purchase_value"] == 25.0  # every positive line of Jan 5
+    assert a["margin_30d"] == pytest.approx(29.0 * 0.3)
 
 
 def test_snapshot_dates_monthly_default_covers_the_whole_log() -> None:
@@ -246,3 +332,25 @@ def test_build_writes_microsecond_utc_parquet_in_the_workspace(tmp_path: Path) -
 def test_build_without_transactions_says_what_to_run(tmp_path: Path) -> None:
     with pytest.raises(NotReadyError, match="clv data ingest"):
         build_features(_settings(tmp_path))
+
+
+def test_identical_order_lines_are_kept_at_ingest_and_make_one_order(tmp_path: Path) -> None:
+    settings = _settings(tmp_path)
+    path = tmp_path / "transactions.csv"
+    pd.DataFrame(
+        {
+            "customer_id": ["C1", "C1"],
+            "ts": ["2024-01-05T10:00", "2024-01-05T10:00"],
+            "order_id": ["O1", "O1"],
+            "line_id": ["1", "2"],
+            "sku": ["SKU-A", "SKU-A"],
+            "quantity": ["1", "1"],
+            "unit_price": ["5", "5"],
+        }
+    ).to_csv(path, index=False)
+    result = ingest(settings, path, now=MAR)
+    assert (result.accepted, result.quarantined, result.stored_rows) == (2, {}, 2)
+    build_features(settings)
+    feats = pd.read_parquet(features_path(settings)).set_index("event_timestamp")
+    c1 = feats.loc[FEB]
+    assert (c1["orders_30d"], c1["spend_30d"], c1["frequency"]) == (1, 10.0, 0)

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -17,9 +18,9 @@ from typer.testing import CliRunner
 
 from clv.errors import ConfigError
 from clv.generator import generate, write_raw
-from clv.ingest import ingest_all
+from clv.ingest import ingest, ingest_all
 from clv.settings import Settings, load_settings
-from clv.store import write_table
+from clv.store import read_table, write_table
 from features.build import (
     BYTES_PER_CUSTOMER,
     BYTES_PER_EVENT,
@@ -55,14 +56,32 @@ def _sorted(table: pa.Table) -> pd.DataFrame:
     return frame.sort_values(KEYS, ignore_index=True)
 
 
+def _customer_changes(settings: Settings, folder: Path) -> None:
+    """Customer versions: every third customer switches plan 60 days after signing up (dated),
+    every fifth who signed up before Sep 1 moves country, undated, ingested on Sep 1."""
+    cust = read_table(settings, "customers").drop(columns=["valid_from", "ingested_at"])
+    dated = cust.iloc[::3].assign(
+        plan=lambda f: np.where(f["plan"] == "free", "premium", "free"),
+        valid_from=lambda f: f["signup_ts"] + pd.Timedelta(days=60),
+    )
+    dated.to_parquet(folder / "customers-plans.parquet")
+    sep = pd.Timestamp("2023-09-01", tz="UTC")
+    moved = cust.iloc[::5].loc[lambda f: f["signup_ts"] < sep].assign(country="IS")
+    moved.to_parquet(folder / "customers-moves.parquet")
+    for name, now in (("customers-plans", None), ("customers-moves", sep)):
+        result = ingest(settings, folder / f"{name}.parquet", now=now)
+        assert result.accepted > 10 and not result.quarantined
+
+
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """The seeded generator's log: refunds, margins, events and a customers table."""
+    """The seeded generator's log: refunds, margins, events and a versioned customers table."""
     ws = tmp_path_factory.mktemp("chunks")
     settings = load_settings(ws, environ={})
     data = generate(customers=300, months=12, seed=5)
     write_raw(data, settings.raw_dir, fmt="parquet")
     ingest_all(settings, settings.raw_dir)
+    _customer_changes(settings, tmp_path_factory.mktemp("changes"))
     yield ws
 
 
@@ -87,6 +106,9 @@ def test_tiny_budget_gives_the_same_rows_and_values(builds: tuple[Built, Built])
     assert (many.result.rows, many.result.customers) == (one.result.rows, one.result.customers)
     assert many.result.snapshots == one.result.snapshots
     pd.testing.assert_frame_equal(_sorted(many.table), _sorted(one.table))
+    # the customer versions show: plans switch within a customer's history
+    plans = _sorted(one.table).groupby("customer_id")["plan"].nunique()
+    assert (plans > 1).sum() > 10
     # one `created` timestamp for the whole build, whatever the bucket
     assert len(many.table["created_timestamp"].unique()) == 1
 

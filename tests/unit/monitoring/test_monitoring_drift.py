@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import html
 import json
 from pathlib import Path
 
@@ -9,9 +10,13 @@ import pytest
 
 from clv.errors import DataError
 from clv.settings import Settings, load_settings
+from monitoring.backtest import Cohort, ValueBacktest, value_backtest
+from monitoring.baselines import BaselinePredictions
 from monitoring.drift import (
+    MonitorInputs,
     comparable_columns,
     drift_shares,
+    evaluate,
     key_features,
     reference_window,
     run_monitor,
@@ -269,3 +274,75 @@ def test_key_features_and_importance_weighted_shares() -> None:
     shares = drift_shares(keys, {"b", "c"})
     assert shares["value"] == pytest.approx(0.3 / 0.9)
     assert shares["churn"] == pytest.approx(1.0)
+
+
+def _value_backtest(*, in_training: bool) -> ValueBacktest:
+    """A matured value cohort of 4 customers: run_rate ranks perfectly (the champion does
+    not), the champion has the lowest RMSE, and the BG/NBD fit failed."""
+    y = np.array([0.0, 10.0, 20.0, 30.0])
+    champion = np.array([1.0, 12.0, 30.0, 18.0])  # Gini 0.8: the top two swapped
+    given = BaselinePredictions(
+        predictions={"run_rate": y * 3.0, "last_horizon": np.zeros(4)},
+        unavailable={"baseline": "not scored: the BG/NBD + Gamma-Gamma fit failed (too few)"},
+    )
+    cohort = Cohort("value", pd.Timestamp("2024-01-01", tz="UTC"), 90, in_training=in_training)
+    p90 = np.array([5.0, 15.0, 35.0, 25.0])  # covers 3 of 4: inside the coverage band
+    return value_backtest(
+        cohort, clv_label=y, clv=champion, clv_p10=np.zeros(4), clv_p90=p90, baselines=given
+    )
+
+
+def test_report_shows_the_champion_beside_every_baseline(settings: Settings) -> None:
+    few = settings.model_copy(
+        update={"monitoring": settings.monitoring.model_copy(update={"min_backtest_rows": 4})}
+    )
+    reference = _frame(300, 1)
+    inputs = MonitorInputs(
+        as_of=pd.Timestamp("2024-06-01", tz="UTC"),
+        reference=reference,
+        current=_later(reference),
+        model_tags={"eval.model.gini": "0.8", "eval.run_rate.gini": "0.5"},
+        value=_value_backtest(in_training=False),
+    )
+    result = evaluate(few, inputs)
+    assert "champion loses to run_rate on the matured cohort (normalized Gini 0.800 vs 1.000)" in (
+        result.reasons
+    )
+    assert result.verdict is Verdict.WARN  # the baseline loss is the only warning
+    doc = json.loads(result.summary_path.read_text())["metrics"]["value_backtest"]
+    rows = {r["predictor"]: r for r in doc["predictors"]}
+    assert list(rows) == ["champion", "baseline", "last_horizon", "run_rate"]
+    assert rows["champion"]["gini"] == pytest.approx(0.8)
+    assert rows["run_rate"]["gini"] == pytest.approx(1.0) and rows["run_rate"]["gini_test"] == 0.5
+    assert rows["baseline"]["gini"] is None and "fit failed" in rows["baseline"]["reason"]
+    assert doc["comparison"]["gini"]["best_baseline"] == "run_rate"
+    assert doc["comparison"]["gini"]["champion_beats"] is False
+    # RMSE: champion sqrt(249) / 2, last_horizon sqrt(1400) / 2, run_rate sqrt(5600) / 2
+    assert doc["comparison"]["rmse"]["best_baseline"] == "last_horizon"
+    assert doc["comparison"]["rmse"]["champion_beats"] is True
+    sentence = doc["comparison"]["sentence"]
+    assert sentence.startswith("On the matured cohort the champion does not beat the best")
+    page = result.index_path.read_text()
+    assert "Gini at training" in page and html.escape(sentence) in page
+    assert '<td class="l">run_rate</td>' in page
+    assert "fit failed (too few)" in page
+
+
+def test_an_in_sample_cohort_shows_the_baselines_but_does_not_judge_them(
+    settings: Settings,
+) -> None:
+    few = settings.model_copy(
+        update={"monitoring": settings.monitoring.model_copy(update={"min_backtest_rows": 4})}
+    )
+    reference = _frame(300, 1)
+    inputs = MonitorInputs(
+        as_of=pd.Timestamp("2024-06-01", tz="UTC"),
+        reference=reference,
+        current=_later(reference),
+        value=_value_backtest(in_training=True),
+    )
+    result = evaluate(few, inputs)
+    assert not any(f.check.startswith("baselines") for f in result.decision.findings)
+    assert result.verdict is Verdict.OK
+    doc = json.loads(result.summary_path.read_text())["metrics"]["value_backtest"]
+    assert len(doc["predictors"]) == 4

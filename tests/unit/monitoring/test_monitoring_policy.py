@@ -5,7 +5,7 @@ import math
 import pytest
 
 from clv.settings import MonitoringSettings
-from monitoring.policy import Evidence, Verdict, decide
+from monitoring.policy import Decision, Evidence, Finding, Verdict, decide
 
 T = MonitoringSettings()  # warn 0.15 / retrain 0.3 drift share; PSI 0.1 / 0.25; ECE +0.03 / +0.06
 
@@ -73,3 +73,52 @@ def test_in_sample_cohorts_are_said_not_judged() -> None:
     decision = decide(Evidence(drift_share={"value": 0.0}, in_sample=("value",)), thresholds=T)
     assert decision.verdict is Verdict.OK
     assert any("value cohort was in the model's training data" in r for r in decision.reasons)
+
+
+def _baseline_finding(decision: Decision, metric: str) -> Finding:
+    return next(f for f in decision.findings if f.check == f"baselines:{metric}")
+
+
+def test_champion_losing_to_a_baseline_on_the_matured_cohort_is_a_warn() -> None:
+    evidence = Evidence(
+        drift_share={"value": 0.0},
+        value_gini=0.50,
+        value_rmse=10.0,
+        baseline_gini={"baseline": 0.45, "run_rate": 0.55, "last_horizon": math.nan},
+        baseline_rmse={"baseline": 12.0, "run_rate": 11.0, "last_horizon": math.nan},
+    )
+    decision = decide(evidence, thresholds=T)
+    gini, rmse = _baseline_finding(decision, "gini"), _baseline_finding(decision, "rmse")
+    assert gini.verdict is Verdict.WARN
+    assert gini.reason == (
+        "champion loses to run_rate on the matured cohort (normalized Gini 0.500 vs 0.550)"
+    )
+    assert rmse.verdict is Verdict.OK  # 10 is below every baseline's RMSE
+    assert rmse.reason == (
+        "champion beats the best baseline, run_rate, on the matured cohort (RMSE 10.00 vs 11.00)"
+    )
+    assert decision.verdict is Verdict.WARN  # a loss never asks for more than WARN
+    assert decide(evidence, thresholds=T, baseline_loss_warns=False).verdict is Verdict.OK
+
+
+def test_champion_losing_on_rmse_alone_warns_and_names_that_baseline() -> None:
+    evidence = Evidence(
+        drift_share={"value": 0.0},
+        value_gini=0.60,
+        value_rmse=10.0,
+        baseline_gini={"baseline": 0.45},
+        baseline_rmse={"baseline": 9.5},
+    )
+    decision = decide(evidence, thresholds=T)
+    assert _baseline_finding(decision, "gini").verdict is Verdict.OK
+    rmse = _baseline_finding(decision, "rmse")
+    assert rmse.verdict is Verdict.WARN
+    assert rmse.reason.startswith("champion loses to baseline on the matured cohort (RMSE")
+
+
+def test_baselines_without_a_judged_champion_backtest_are_not_a_finding() -> None:
+    decision = decide(
+        Evidence(drift_share={"value": 0.0}, baseline_gini={"run_rate": 0.9}), thresholds=T
+    )
+    assert not any(f.check.startswith("baselines") for f in decision.findings)
+    assert decision.verdict is Verdict.OK

@@ -32,6 +32,7 @@ def tags(**overrides: str | None) -> dict[str, str]:
         "feature_service": "clv_v1",
         "feature_names_hash": feature_names_hash(NAMES),
         "test_snapshot": "2024-06-01T00:00:00+00:00",
+        "evaluation.embargoed": "true",
     }
     base.update(overrides)
     return {k: v for k, v in base.items() if v is not None}
@@ -63,6 +64,7 @@ def test_a_better_candidate_passes_every_gate() -> None:
     result = gate(tags(**{"eval.model.gini": "0.62"}), tags())
     assert result.passed and result.allowed and not result.failures
     assert [c.name for c in result.checks] == [
+        "embargo",
         "test_snapshot",
         "primary",
         "rmse",
@@ -161,3 +163,32 @@ def test_feature_names_hash_matches_trainings_definition() -> None:
     import hashlib
 
     assert feature_names_hash(["a", "b"]) == hashlib.sha256(b"a,b").hexdigest()[:16]
+
+
+def test_unembargoed_evidence_fails_the_embargo_gate_unless_forced() -> None:
+    cand = tags(
+        **{
+            "eval.model.gini": "0.70",
+            "evaluation.embargoed": "false",
+            "evaluation.reason": "history too short for a 365-day embargo",
+        }
+    )
+    result = gate(cand, tags())
+    assert not result.passed and [c.name for c in result.failures] == ["embargo"]
+    assert "history too short" in result.failures[0].reason
+    assert gate(cand, None).failures[0].name == "embargo"  # a first version too
+    assert gate(cand, tags(), forced=True).allowed
+    assert outcome(gate(tags(**{"evaluation.embargoed": None}), None), "embargo") == "fail"
+
+
+def test_a_tie_with_the_champion_is_no_gain() -> None:
+    lenient = RegistrySettings(min_gini_gain=0.0)
+    result = evaluate_gates(
+        VersionEvidence("2", tags()),
+        VersionEvidence("1", tags()),
+        settings=lenient,
+        served=SERVED,
+        smoke=SMOKE,
+    )
+    assert outcome(result, "primary") == "fail"
+    assert "above 0" in next(c.reason for c in result.checks if c.name == "primary")

@@ -56,6 +56,7 @@ def evaluated(settings: Settings, version: str, *, gini: float, rmse: float = 10
             "feature_service": "clv_v1",
             "feature_names_hash": feature_names_hash(NAMES),
             "test_snapshot": "2024-06-01T00:00:00+00:00",
+            "evaluation.embargoed": "true",
         },
     )
 

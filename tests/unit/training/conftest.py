@@ -60,8 +60,10 @@ def synthetic() -> SyntheticData:
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, TrainResult]:
     """One 4-trial training run in a fresh workspace, shared by a module's tests."""
-    # A 60-day horizon lets the six monthly snapshots keep the label embargo before test.
+    # A 59-day horizon (30-day churn window) lets the six monthly snapshots keep the label
+    # embargo between train, validation and the test origin.
     settings = load_settings(
-        tmp_path_factory.mktemp("ws"), environ={"CLV_MODEL__HORIZON_DAYS": "60"}
+        tmp_path_factory.mktemp("ws"),
+        environ={"CLV_MODEL__HORIZON_DAYS": "59", "CLV_MODEL__CHURN_WINDOW_DAYS": "30"},
     )
     return settings, fit_and_log(settings, synthetic_training_data(), n_trials=4)

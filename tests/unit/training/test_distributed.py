@@ -23,7 +23,7 @@ from training.labels import KEYS
 from training.model import ClvModel
 from training.objective import ValueParams
 from training.refit import BaselineOffset, InMemoryRefit, refit_jobs
-from training.train import _encoder, card_for, fit_offsets, load_training_data, run, split_for
+from training.train import _encoder, card_for, fit_offsets, load_training_data, run
 
 pytestmark = pytest.mark.slow
 WORKER_MB = "1024"
@@ -94,8 +94,7 @@ def test_parts_together_are_the_in_process_training_set(world: Path, tmp_path: P
 def test_dask_refit_fits_the_same_jobs_as_in_process(world: Path, client: object) -> None:
     settings = _settings(world, 4096)
     data = load_training_data(settings, source=feast_io)
-    split = split_for(settings, data)
-    offsets = fit_offsets(data, split, margin_rate=0.3, seed=1)
+    offsets = fit_offsets(data, margin_rate=0.3, seed=1)
     assert offsets is not None
     offset = BaselineOffset(offsets, horizon_days=365, annual_discount_rate=0.1)
     encoder = _encoder(card_for(settings, data, data.frame))
@@ -156,9 +155,8 @@ def test_run_over_budget_registers_a_model_fitted_on_dask(world: Path) -> None:
     # The final fits saw every labelled row; tuning and evaluation one bucket of customers.
     every = load_training_data(settings, source=feast_io).frame
     assert int(params["refit.rows"]) == len(every)
-    test_time = pd.Timestamp(result.split["test_times"][-1])  # type: ignore[index]
-    at_test = int((every["event_timestamp"] == test_time).sum())
-    assert 0 < int(result.split["test_rows"]) < 1.6 * at_test / buckets  # type: ignore[call-overload]
+    at_test = int((every["event_timestamp"] == result.evaluation.origin).sum())
+    assert 0 < len(result.evaluation.rows) < 1.6 * at_test / buckets
     assert not any((settings.state_dir / "training-sets").iterdir())  # parts removed
     from registry.mlflow_io import load_version
 

@@ -34,13 +34,17 @@ def test_run_logs_parent_and_nested_trial_runs(trained: tuple[Settings, TrainRes
     assert run.data.tags["clv.feature_service"] == "clv_v1"
     assert len(run.data.tags["clv.data_fingerprint"]) == 16
     assert run.data.params["feature_names"] == "spend_90d,frequency,acquisition_channel"
-    assert run.data.params["split.embargo_days"] == "60"
-    assert run.data.params["refit_on"] == "all"
+    assert run.data.params["split.embargo_days"] == "59"
+    assert run.data.params["evaluation.embargoed"] == "true"
+    assert run.data.tags["clv.evaluation.embargoed"] == "true"
     assert "test_gini" in run.data.metrics and "test_default_gini" in run.data.metrics
+    assert "test_last_horizon_gini" in run.data.metrics
     children = client.search_runs(
         [run.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{result.run_id}'"
     )
-    assert len(children) == 4
+    # One study per fit of the recipe: the test origin (no backtest origin is embargoed in six
+    # monthly snapshots) and the end of the log.
+    assert len(children) == 2 * 4
     artifacts = {a.path for a in client.list_artifacts(result.run_id, "bundle")}
     assert {"bundle/model.json", "bundle/value.ubj", "bundle/churn.ubj"} <= artifacts
     assert (settings.state_dir / "mlflow.db").exists()
@@ -87,8 +91,12 @@ def test_tuned_model_metrics_on_test_are_sane(trained: tuple[Settings, TrainResu
     assert np.isfinite(result.default_metrics.rmse)
     assert set(result.best_params) >= {"max_depth", "tweedie_variance_power", "num_boost_round"}
     assert result.metrics["model"]["gini"] == result.model_metrics.gini
-    assert set(result.metrics) == {"model", "baseline", "default", "churn", "interval"}
+    assert set(result.metrics) == {
+        *("model", "baseline", "last_horizon", "run_rate", "default", "churn", "interval")
+    }
     assert np.isnan(result.metrics["baseline"]["rmse"])  # the synthetic frame has no RFM columns
+    # The recipe was fitted on the rows known at the test origin only: labels closing by it.
+    assert result.embargoed and result.split["validation_time"] < result.split["origin"]
 
 
 def test_reference_sample_has_features_and_predictions(
@@ -96,7 +104,7 @@ def test_reference_sample_has_features_and_predictions(
 ) -> None:
     settings, result = trained
     ref = reference_frame(settings, result.run_id)
-    assert len(ref) == 6 * 300  # refit on every complete row (test included), under the 20k cap
+    assert len(ref) == 6 * 300  # the served fit: every complete row, under the 20k cap
     assert {"spend_90d", "acquisition_channel", "clv", "churn_probability"} <= set(ref.columns)
     assert ref["clv"].notna().all()
 
@@ -138,8 +146,10 @@ def test_cli_json_reports_version_alias_and_both_metric_sets(
     assert res.exit_code == 0, res.output
     doc = json.loads(res.stdout)
     assert doc["version"] == "1" and doc["alias"] == "champion"
-    assert set(doc["metrics"]) >= {"model", "default"}
+    assert set(doc["metrics"]) >= {"model", "default", "baseline", "last_horizon", "run_rate"}
     assert {"gini", "rmse", "spearman"} <= set(doc["metrics"]["model"])
+    assert doc["evaluation"]["embargoed"] is True
+    assert doc["evaluation"]["test"]["origin"] == "2023-05-01"
     assert isinstance(doc["run_id"], str) and len(doc["run_id"]) == 32
 
 

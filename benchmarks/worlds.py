@@ -1,0 +1,131 @@
+"""The generated worlds that make modelling choices apart from the worlds that judge them.
+
+Every modelling choice (features, hyper-parameter ranges, defaults, thresholds) is made on
+DEVELOPMENT only. JUDGEMENT holds what the tests, the model_quality benchmark and the README
+judge on: other seeds, two sizes, both label horizons, and families that DEVELOPMENT never
+shows (`comeback`, `decline`), so a choice that merely fits the development worlds loses there.
+TEST_WORLDS are the small judgement worlds the model tests use.
+
+History needed by a horizon: an embargoed evaluation closes the train label windows before
+validation's and validation's before the test origin, so a 365-day horizon needs at least 48
+months of history and a 90-day horizon about 18.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from clv.generator import GeneratedData, generate
+from clv.worlds import WorldName
+
+if TYPE_CHECKING:
+    from clv.settings import Settings
+    from training.train import TrainingData
+
+CATEGORICAL = ("signup_cohort", "acquisition_channel", "country", "plan")
+
+
+@dataclass(frozen=True)
+class World:
+    """One generated world and the label horizon evaluated on it."""
+
+    name: str
+    family: WorldName
+    seed: int
+    customers: int
+    months: int
+    horizon_days: int
+
+
+DEVELOPMENT: tuple[World, ...] = (
+    World("dev-mixed-s101", "mixed", 101, 3_000, 24, 90),
+    World("dev-mixed-s102-h365", "mixed", 102, 3_000, 48, 365),
+    World("dev-btyd-s103", "btyd", 103, 3_000, 24, 90),
+    World("dev-seasonal-s104", "seasonal", 104, 3_000, 36, 90),
+    World("dev-tenure-s105", "tenure", 105, 3_000, 36, 90),
+    World("dev-behaviour-s106", "behaviour", 106, 3_000, 36, 90),
+    World("dev-lines-s107", "lines", 107, 3_000, 24, 90),
+    World("dev-growth-s108-h365", "growth", 108, 3_000, 48, 365),
+)
+"""Every modelling choice is made on these worlds only."""
+
+TEST_WORLDS: tuple[World, ...] = (
+    World("test-mixed-s301", "mixed", 301, 2_000, 24, 90),
+    World("test-comeback-s302", "comeback", 302, 2_000, 24, 90),
+)
+"""The small judgement worlds the model tests use (each generates in well under a second)."""
+
+JUDGEMENT: tuple[World, ...] = (
+    World("judge-mixed-s201", "mixed", 201, 12_000, 36, 90),
+    World("judge-mixed-s202-h365", "mixed", 202, 12_000, 48, 365),
+    World("judge-btyd-s203", "btyd", 203, 3_000, 24, 90),
+    World("judge-comeback-s204", "comeback", 204, 3_000, 36, 90),
+    World("judge-decline-s205-h365", "decline", 205, 3_000, 48, 365),
+    World("judge-seasonal-s206", "seasonal", 206, 12_000, 36, 90),
+    World("judge-behaviour-s207-h365", "behaviour", 207, 3_000, 48, 365),
+    *TEST_WORLDS,
+)
+"""Tests, the model_quality benchmark and the README judge on these worlds."""
+
+_BY_NAME: dict[str, World] = {w.name: w for w in (*DEVELOPMENT, *JUDGEMENT)}
+
+
+def world(name: str) -> World:
+    """The development or judgement world called `name`."""
+    try:
+        return _BY_NAME[name]
+    except KeyError:
+        known = ", ".join(sorted(_BY_NAME))
+        raise KeyError(f"no world named {name!r}: choose one of {known}") from None
+
+
+def generate_world(w: World) -> GeneratedData:
+    """The world's data (seeded: the same world, the same rows)."""
+    return generate(customers=w.customers, months=w.months, seed=w.seed, world=w.family)
+
+
+class ParquetSource:
+    """The feature build's parquet file as the feature source (no Feast needed)."""
+
+    def __init__(self, path: Path) -> None:
+        self.frame = pd.read_parquet(path)
+        skip = {"customer_id", "event_timestamp", "created_timestamp"}
+        self.names = [c for c in self.frame.columns if c not in skip]
+
+    def feature_names(self, settings: Settings) -> list[str]:
+        return self.names
+
+    def categorical_features(self, settings: Settings) -> list[str]:
+        return [c for c in CATEGORICAL if c in self.names]
+
+    def historical_features(self, settings: Settings, entities: pd.DataFrame) -> pd.DataFrame:
+        feats = self.frame.assign(customer_id=self.frame["customer_id"].astype(str))
+        return entities.merge(feats, on=["customer_id", "event_timestamp"], how="left")
+
+
+def world_training_data(
+    root: Path, name: str, *, backtest_origins: int | None = None
+) -> tuple[Settings, TrainingData]:
+    """A world generated, ingested and built in a workspace under `root`, with its horizon
+    (every other setting the default; `backtest_origins` overrides the evaluation's); the
+    training frame read through `ParquetSource`."""
+    from clv.generator import write_raw
+    from clv.ingest import ingest_all
+    from clv.settings import load_settings
+    from features.build import build_features
+    from training.train import load_training_data
+
+    w = world(name)
+    env = {"CLV_MODEL__HORIZON_DAYS": str(w.horizon_days)}
+    if backtest_origins is not None:
+        env["CLV_EVALUATION__BACKTEST_ORIGINS"] = str(backtest_origins)
+    settings = load_settings(root, environ=env)
+    settings.ensure_dirs()
+    write_raw(generate_world(w), settings.raw_dir, fmt="parquet")
+    ingest_all(settings, settings.raw_dir)
+    built = build_features(settings)
+    return settings, load_training_data(settings, source=ParquetSource(built.path))
