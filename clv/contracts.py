@@ -141,3 +141,7 @@ class RejectReason(StrEnum):
 EMBARGOED_TAG = "evaluation.embargoed"
 """Version tag written by training, read by the gates and `clv registry list`: "true" when the
 version's test metrics come from an embargoed out-of-time evaluation (training.protocol)."""
+CHAMPION_VERSION_TAG = "eval.champion.version"
+"""Version tag written by training when a champion existed: the champion scored on this
+version's test rows (`eval.champion.gini`, `.rmse`, `.churn_ece`, ...), which the gates use
+instead of the champion's own tags (evaluated on another snapshot)."""

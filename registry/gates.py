@@ -9,6 +9,9 @@ Gates, in order:
 - `embargo`: the candidate's evaluation was embargoed out of time (`evaluation.embargoed`,
   training.protocol); evidence whose label windows overlap is no ground for a promotion
   (`--force` overrides).
+- Same rows: when the candidate carries the champion's scores on its own test rows
+  (`eval.champion.*`, written by training while that version was champion), the comparisons
+  use those (`champion_on_candidate_rows`), and `test_snapshot` passes.
 - `test_snapshot`: both versions were evaluated on the same test snapshot. When they differ
   the comparison is between different test sets, so the gate FAILS and says so (re-train or
   re-evaluate the champion on the candidate's snapshot; `--force` overrides). Re-evaluating
@@ -33,7 +36,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from clv.contracts import EMBARGOED_TAG
+from clv.contracts import CHAMPION_VERSION_TAG, EMBARGOED_TAG
 from clv.settings import RegistrySettings
 
 Outcome = Literal["pass", "fail", "skip"]
@@ -171,6 +174,7 @@ def evaluate_gates(
     forced: bool = False,
 ) -> GateResult:
     """Run every gate; `served` None means the online store could not be read."""
+    champion = champion_on_candidate_rows(candidate, champion)
     checks = (
         _embargo(candidate),
         _snapshot(candidate, champion),
@@ -186,6 +190,34 @@ def evaluate_gates(
         champion=champion.version if champion is not None else None,
         checks=checks,
         forced=forced,
+    )
+
+
+SAME_ROWS = "same_rows"
+"""A tag the same-rows evidence carries, so that `test_snapshot` knows it compares one set."""
+CHAMPION_ON_ROWS = {
+    GINI: "eval.champion.gini",
+    RMSE: "eval.champion.rmse",
+    ECE: "eval.champion.churn_ece",
+    COVERAGE: "eval.champion.coverage_p10_p90",
+}
+
+
+def champion_on_candidate_rows(
+    candidate: VersionEvidence, champion: VersionEvidence | None
+) -> VersionEvidence | None:
+    """The champion's evidence on the candidate's own test rows when training scored this
+    champion there (`eval.champion.version` names it); else the champion's own tags."""
+    if champion is None or candidate.tags.get(CHAMPION_VERSION_TAG) != champion.version:
+        return champion
+    scored = {
+        key: candidate.tags[src] for key, src in CHAMPION_ON_ROWS.items() if src in candidate.tags
+    }
+    if len(scored) < len(CHAMPION_ON_ROWS):
+        return champion
+    snapshot = candidate.tags.get(TEST_SNAPSHOT, "")
+    return VersionEvidence(
+        champion.version, {**champion.tags, **scored, TEST_SNAPSHOT: snapshot, SAME_ROWS: "true"}
     )
 
 
@@ -213,6 +245,10 @@ def _snapshot(candidate: VersionEvidence, champion: VersionEvidence | None) -> G
         return GateCheck(name, "fail", _no_tag(TEST_SNAPSHOT))
     if theirs is None:
         return GateCheck(name, "skip", f"champion v{champion.version} has no {TEST_SNAPSHOT} tag")
+    if champion.tags.get(SAME_ROWS) == "true":
+        return GateCheck(
+            name, "pass", f"champion v{champion.version} scored on the candidate's rows ({mine})"
+        )
     if mine != theirs:
         return GateCheck(
             name,

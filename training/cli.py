@@ -9,7 +9,8 @@ import typer
 from clv.console import JsonOption, emit, progress, settings_of
 
 if TYPE_CHECKING:
-    from training.train import TrainResult
+    from clv.settings import Settings
+    from training.train import ChampionModel, TrainResult
 
 
 def train(
@@ -31,7 +32,13 @@ def train(
     from training.train import run
 
     settings = settings_of(ctx)
-    result = run(settings, n_trials=trials, workers=workers, progress=progress)
+    result = run(
+        settings,
+        n_trials=trials,
+        workers=workers,
+        progress=progress,
+        champion=live_champion(settings),
+    )
     became_champion = ensure_champion(settings, result.version)
     alias = "champion" if became_champion else None
     emit(
@@ -45,6 +52,23 @@ def train(
         },
         as_json=as_json,
     )
+
+
+def live_champion(settings: Settings) -> ChampionModel | None:
+    """The champion's held-out evaluation bundle (its served bundle when it has none), to be
+    scored on the new version's test rows; None without a champion."""
+    from clv.errors import NotReadyError
+    from registry.mlflow_io import CHAMPION, alias_version, load_version
+    from training.train import ChampionModel
+
+    version = alias_version(settings, CHAMPION)
+    if version is None:
+        return None
+    try:
+        model = load_version(settings, version, evaluated=True).model
+    except NotReadyError:
+        model = load_version(settings, version).model
+    return ChampionModel(version, model)
 
 
 PREDICTOR_LABELS = {

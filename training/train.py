@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 import pandas as pd
 
-from clv.contracts import EMBARGOED_TAG
+from clv.contracts import CHAMPION_VERSION_TAG, EMBARGOED_TAG
 from clv.errors import DataError, NotReadyError
 from clv.settings import Settings
 from training.baseline import SnapshotBaselines, baseline_clv, fit_snapshot_baselines
@@ -181,11 +181,12 @@ def run(
     workers: int | None = None,
     source: FeatureSource | None = None,
     progress: Progress | None = None,
+    champion: ChampionModel | None = None,
 ) -> TrainResult:
     """Train on the workspace's features and transactions; log and register one version.
 
     `workers` (default `tuning.workers`) processes tune each Optuna study (one per evaluated
-    origin and one for the registered model; training.tuning)."""
+    origin and one for the registered model; training.tuning). `champion`: see fit_and_log."""
     from clv.services import check_database
 
     say = progress or (lambda _msg: None)
@@ -203,7 +204,9 @@ def run(
     if scale.in_process:
         say("labels: reading entity rows and transactions")
         data = load_training_data(settings, source=source)
-        return fit_and_log(settings, data, n_trials=n_trials, workers=workers, progress=say)
+        return fit_and_log(
+            settings, data, n_trials=n_trials, workers=workers, progress=say, champion=champion
+        )
     worker_memory_mb(settings)  # a cluster that cannot start fails before any work
     buckets = scale.buckets
     say(f"scale: {scale.describe()}: {buckets} customer buckets, final fits on Dask")
@@ -222,6 +225,7 @@ def run(
                 workers=workers,
                 progress=say,
                 refit_backend=distributed.DaskRefit(client, parts),
+                champion=champion,
             )
     finally:  # derived data: rebuilt from the offline store by the next run
         shutil.rmtree(directory, ignore_errors=True)
@@ -320,6 +324,40 @@ def labelled_rows(
     feats["customer_id"] = feats["customer_id"].astype(str)
     frame = feats.merge(labelled, on=list(KEYS), how="inner", validate="many_to_one")
     return frame, end
+
+
+@dataclass(frozen=True)
+class ChampionModel:
+    """The live champion's held-out (evaluated) bundle, scored on the new version's test rows
+    so that the gates compare the two on the same snapshot (`eval.champion.*` tags)."""
+
+    version: str
+    model: ClvModel
+
+
+def champion_tags(champion: ChampionModel, test: OriginEvaluation) -> dict[str, str]:
+    """`eval.champion.*`: the champion scored on `test`'s rows (labels after its origin)."""
+    rows = test.rows
+    try:
+        pred = champion.model.predict(rows)
+    except (KeyError, ValueError) as exc:  # another feature contract: no same-rows evidence
+        return {"eval.champion.error": f"v{champion.version} could not score: {exc}"[:500]}
+    y = _value_target(rows)
+    value = value_metrics(y, pred["clv"].to_numpy(np.float64))
+    prob = pred["churn_probability"].to_numpy(np.float64)
+    has_churn = rows["churn_label"].notna().to_numpy() & np.isfinite(prob)
+    churn = churn_metrics(rows["churn_label"].to_numpy(np.float64)[has_churn], prob[has_churn])
+    cover = interval_metrics(
+        y, pred["clv_p10"].to_numpy(np.float64), pred["clv_p90"].to_numpy(np.float64)
+    )
+    return {
+        CHAMPION_VERSION_TAG: champion.version,
+        "eval.champion.gini": repr(value.gini),
+        "eval.champion.rmse": repr(value.rmse),
+        "eval.champion.bias_pct": repr(value.bias_pct),
+        "eval.champion.churn_ece": repr(churn.ece),
+        "eval.champion.coverage_p10_p90": repr(cover.coverage_p10_p90),
+    }
 
 
 def card_for(settings: Settings, data: TrainingData, fitted_on: pd.DataFrame) -> ModelCard:
@@ -760,6 +798,7 @@ def fit_and_log(
     pruner: optuna.pruners.BasePruner | None = None,
     workers: int | None = None,
     refit_backend: RefitBackend | None = None,
+    champion: ChampionModel | None = None,
 ) -> TrainResult:
     """Evaluate the recipe out of time, fit it at the end of the log, log and register it.
 
@@ -771,7 +810,8 @@ def fit_and_log(
     `data` then a customer sample that tuning and evaluation use).
 
     With `workers` > 1 (default `tuning.workers`) that many processes tune each study
-    (training.tuning); the trial sequence is then not reproducible."""
+    (training.tuning); the trial sequence is then not reproducible. With `champion`, the live
+    champion's held-out bundle is scored on the test origin's rows too (`champion_tags`)."""
     from training import mlflow_io
     from training.objective import default_pruner
 
@@ -850,6 +890,7 @@ def fit_and_log(
             evaluations=evaluations,
             offsets=offsets,
             n_workers=n_workers,
+            champion=champion,
         )
     test = evaluations[0]
     return TrainResult(
@@ -886,6 +927,7 @@ def _log_version(
     evaluations: list[OriginEvaluation],
     offsets: SnapshotBaselines | None,
     n_workers: int,
+    champion: ChampionModel | None,
 ) -> LoggedVersion:
     """The MLflow run (params, metrics, tags, documents, evaluation files) and the version;
     `recipes` are the evaluation fits, the test origin's first."""
@@ -1036,7 +1078,8 @@ def _log_version(
             embargoed=embargoed,
             evaluation_reason=split.reason,
             aggregate=aggregate,
-        ),
+        )
+        | (champion_tags(champion, test) if champion is not None else {}),
     )
     return logged
 

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 import xgboost as xgb
 
+from clv.contracts import EMBARGOED_TAG
 from clv.settings import Settings, load_settings
 from training.mlflow_io import training_run
 from training.model import ClvModel, ModelCard
@@ -43,6 +44,8 @@ def register(settings: Settings, *, scale: float) -> tuple[str, str]:
             reference=frame.assign(clv=model.predict(frame)["clv"]),
             input_example=frame.head(3),
         )
+        # Training tags every version with its embargo status; these stand for embargoed ones.
+        run.tag_version(logged.version, {EMBARGOED_TAG: "true"})
     return logged.run_id, logged.version
 
 

@@ -192,3 +192,27 @@ def test_a_tie_with_the_champion_is_no_gain() -> None:
     )
     assert outcome(result, "primary") == "fail"
     assert "above 0" in next(c.reason for c in result.checks if c.name == "primary")
+
+
+def test_the_champion_scored_on_the_candidates_rows_is_the_comparison() -> None:
+    # The champion's own tags are from another snapshot; training scored it on the
+    # candidate's test rows (eval.champion.*), where it is worse: the candidate passes.
+    same_rows = {
+        "eval.champion.version": "1",
+        "eval.champion.gini": "0.55",
+        "eval.champion.rmse": "104.0",
+        "eval.champion.churn_ece": "0.03",
+        "eval.champion.coverage_p10_p90": "0.75",
+    }
+    cand = tags(test_snapshot="2024-09-01", **same_rows)
+    result = gate(cand, tags(**{"eval.model.gini": "0.70"}))
+    assert result.passed, result.summary()
+    assert "scored on the candidate's rows" in next(
+        c.reason for c in result.checks if c.name == "test_snapshot"
+    )
+    assert "0.6000 vs 0.5500" in next(c.reason for c in result.checks if c.name == "primary")
+    # Scores of another champion are not evidence against this one.
+    other = gate(
+        tags(test_snapshot="2024-09-01", **{**same_rows, "eval.champion.version": "7"}), tags()
+    )
+    assert outcome(other, "test_snapshot") == "fail"
