@@ -232,3 +232,51 @@ def model_quality(*, quick: bool) -> Figures:
         }
     )
     return figures
+
+
+TABLE_PREDICTORS = ("model", "baseline", "last_horizon", "run_rate")
+TABLE_LABELS = {
+    "model": "clv (served recipe)",
+    "baseline": "BG/NBD + Gamma-Gamma",
+    "last_horizon": "last-horizon margin",
+    "run_rate": "lifetime run-rate",
+}
+
+
+def readme_table(figures: Figures) -> str:
+    """The README's model table from a model_quality result: every judgement world, worst
+    Gini margin first; per predictor Gini, RMSE, MAE, Spearman and |bias| at the test origin,
+    and the served recipe's churn ECE and P10-P90 coverage (overall / worst decile)."""
+    inner = figures.get("figures", figures)  # a results file wraps the figures
+    assert isinstance(inner, dict)
+    worlds = inner["worlds"]
+    assert isinstance(worlds, dict)
+    order = sorted(worlds, key=lambda n: float(worlds[n]["gini_margin"]))
+    head = (
+        "| world (family, customers, months, horizon) | predictor | Gini | RMSE | MAE | "
+        "Spearman | abs bias % | churn ECE | P10-P90 coverage (worst decile) |"
+    )
+    lines = [head, "|---|---|---|---|---|---|---|---|---|"]
+    for name in order:
+        f = worlds[name]
+        title = (
+            f"{name} ({f['family']}, {f['customers']:,}, {f['months']} mo, {f['horizon_days']} d)"
+        )
+        for i, who in enumerate(TABLE_PREDICTORS):
+            m = f["test"][who]
+            extra = (
+                f"{f['model_churn_ece']:.3f} | {f['model_coverage_p10_p90']:.3f} "
+                f"({f['coverage_p10_p90_worst_decile']:.3f})"
+                if who == "model"
+                else " | "
+            )
+            lines.append(
+                f"| {title if i == 0 else ''} | {TABLE_LABELS[who]} | {m['gini']:.3f} | "
+                f"{m['rmse']:.1f} | {m['mae']:.1f} | {m['spearman']:.3f} | "
+                f"{m['abs_bias_pct']:.1f} | {extra} |"
+            )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":  # python -m benchmarks.quality RESULT.json: the README table
+    print(readme_table(json.loads(Path(sys.argv[1]).read_text())))

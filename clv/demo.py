@@ -159,6 +159,11 @@ def run_demo(
         "aliases": [a for a, v in aliases(settings).items() if v == trained.version],
         "best_trial": trained.best_trial,
         "test_metrics": trained.metrics,
+        "evaluation": {
+            "embargoed": trained.embargoed,
+            "test_origin": trained.evaluation.origin.date().isoformat(),
+            "backtest_origins": [b.origin.date().isoformat() for b in trained.backtests],
+        },
     }
     timed("train")
 
@@ -196,13 +201,19 @@ def _summary(settings: Settings, report: DemoReport) -> str:
         f"(FeatureService {feats['service']})"
     )
     lines.append(f"best trial: {train['best_trial']}")
-    lines.append("test-split metrics:")
+    evaluation = train["evaluation"]
+    assert isinstance(evaluation, dict)
+    lines.append(
+        f"test-origin metrics ({evaluation['test_origin']}, out of time, "
+        + ("embargoed" if evaluation["embargoed"] else "NOT EMBARGOED")
+        + f"; {len(evaluation['backtest_origins'])} backtest origins in the MLflow run):"
+    )
     metrics = train["test_metrics"]
     assert isinstance(metrics, dict)
     for who, table in metrics.items():
         assert isinstance(table, dict)
         shown = ", ".join(f"{k}={v:.4g}" for k, v in table.items() if isinstance(v, float))
-        lines.append(f"  {who:<9} {shown}")
+        lines.append(f"  {who:<12} {shown}")
     held_aliases = train["aliases"]
     assert isinstance(held_aliases, list)
     held = ", ".join(held_aliases) or "none (champion unchanged)"

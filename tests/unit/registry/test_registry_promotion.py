@@ -280,3 +280,23 @@ def test_cli_registry_commands_json(settings: Settings, register_version: Regist
     assert res.exit_code != 0 and isinstance(res.exception, GateError)
     res = runner.invoke(registry_cli.app, ["promote", "9"], obj=obj)
     assert isinstance(res.exception, ClvError) and "no version 9" in str(res.exception)
+
+
+def test_registry_list_shows_the_embargo_status(
+    settings: Settings, register_version: Register
+) -> None:
+    three_versions(settings, register_version)
+    mlflow_io.set_version_tags(
+        settings,
+        "3",
+        {
+            "evaluation.embargoed": "false",
+            "eval.baseline.gini": "0.61",
+            "eval.run_rate.gini": "0.7",
+        },
+    )
+    res = CliRunner().invoke(registry_cli.app, ["list"], obj=CliState(workspace=settings.workspace))
+    assert res.exit_code == 0, res.output
+    lines = {line.split()[0]: line for line in res.stdout.splitlines()[1:]}
+    assert "NOT EMBARGOED" in lines["v3"] and "(best baseline 0.700)" in lines["v3"]
+    assert "NOT EMBARGOED" not in lines["v2"] and "embargoed" in lines["v2"]
