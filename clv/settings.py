@@ -275,6 +275,11 @@ class MonitoringSettings(_Frozen):
     min_backtest_rows: int = Field(
         default=200, gt=0, description="a matured cohort smaller than this is not judged"
     )
+    baseline_loss_warns: bool = Field(
+        True,
+        description="WARN when the champion loses to the best simple baseline on a matured "
+        "cohort (Gini or RMSE)",
+    )
     retrain_approval: Literal["auto", "manual"] = Field(
         default="auto",
         description="`clv retrain`: start the canary itself (auto) or stop for a human (manual)",

@@ -289,7 +289,7 @@ def evaluate(settings: Settings, inputs: MonitorInputs) -> MonitorResult:
             b.cohort.kind for b in (churn, value) if b is not None and b.cohort.in_training
         ),
     )
-    decision = decide(evidence, thresholds=m)
+    decision = decide(evidence, thresholds=m, baseline_loss_warns=m.baseline_loss_warns)
 
     out_dir = settings.reports_dir / str(inputs.as_of.date())
     out_dir.mkdir(parents=True, exist_ok=True)

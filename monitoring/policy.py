@@ -9,9 +9,9 @@ Evidence, each judged against `MonitoringSettings` thresholds:
 - calibration: the matured churn cohort's ECE minus the model's own test ECE.
 - backtest: the model's test normalized Gini minus the matured value cohort's.
   A matured cohort the model was fitted on is in-sample and optimistic: shown, not judged.
-- baselines (WARN only, `baseline_loss_warns`): the champion loses to the best simple baseline
-  on the matured value cohort, by normalized Gini or by RMSE (same rows, same gating as the
-  backtest).
+- baselines (WARN only, `monitoring.baseline_loss_warns`): the champion loses to the best
+  simple baseline on the matured value cohort, by normalized Gini or by RMSE (same rows, same
+  gating as the backtest).
 - data quality (WARN only): missing values, new categories, out-of-range values.
 
 The verdict is the worst of the findings; each finding is one plain sentence.
