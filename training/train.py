@@ -443,7 +443,6 @@ def fit_recipe(
     import optuna
     import xgboost as xgb
 
-    from training.churn import churn_params
     from training.objective import (
         DEFAULT_VALUE_PARAMS,
         TuningArrays,
@@ -518,30 +517,14 @@ def fit_recipe(
         nthread=nthread,
         seed=seed,
     )
-    on_valid = _anchored(
-        ClvModel(
-            replace(
-                enc.card,
-                value_model=kind,
-                value_blend=blend,
-                value_offset=_offset_card(offsets, split.validation_time, settings),
-            ),
-            value=value_tv,
-            quantiles=quantiles,
-            purchase=purchase_tv,
-        ),
-        x_va,
-    )
-    v_pred = on_valid.predict_matrix(x_va)
-    raw_q = {k: np.asarray(b.inplace_predict(x_va), dtype=np.float64) for k, b in quantiles.items()}
-    scale = interval_scale(
-        y_va, raw_q["clv_p10"], raw_q["clv_p50"], raw_q["clv_p90"], v_pred["clv"]
-    )
-    valid_interval = interval_metrics(
-        y_va,
-        *scaled_interval(
-            raw_q["clv_p10"], raw_q["clv_p50"], raw_q["clv_p90"], v_pred["clv"], scale
-        ),
+    scale, valid_interval = _interval_scale(
+        settings,
+        replace(enc.card, value_model=kind, value_blend=blend),
+        split,
+        offsets,
+        value=value_tv,
+        purchase=purchase_tv,
+        quantiles=quantiles,
     )
     say(
         f"intervals: scales {scale[0]:.3f} / {scale[1]:.3f} around P50 cover "
@@ -550,7 +533,87 @@ def fit_recipe(
     d_default = xgb.QuantileDMatrix(x_fit, label=y_fit, feature_names=names, nthread=nthread)
     default = fit_value(DEFAULT_VALUE_PARAMS, d_default, nthread=nthread, seed=seed).booster
 
-    # The final boosters: every row known at the origin, the rounds found above.
+    model, refit_report = _final_model(
+        settings,
+        data,
+        split,
+        offsets,
+        kind=kind,
+        blend=blend,
+        calibration=calibration,
+        scale=scale,
+        value=(final_params, comparison.purchase_rounds),
+        rounds={"churn": churn, **quantiles},
+        backend=refit_backend,
+    )
+    return Recipe(
+        split=split,
+        model=model,
+        default=default,
+        study=study,
+        final_params=final_params,
+        choice=choice,
+        calibration=calibration,
+        scale=scale,
+        valid_interval=valid_interval,
+        tune_rows=len(tune_rows),
+        tune_customers=int(split.train["customer_id"].iloc[tune_rows].nunique()),
+        counts=counts,
+        refit_report=refit_report,
+        parallel=parallel,
+    )
+
+
+def _interval_scale(
+    settings: Settings,
+    card: ModelCard,
+    split: RecipeSplit,
+    offsets: SnapshotBaselines | None,
+    *,
+    value: xgb.Booster,
+    purchase: xgb.Booster | None,
+    quantiles: dict[str, xgb.Booster],
+) -> tuple[tuple[float, float], IntervalMetrics]:
+    """The conformal scales that make [P10, P90] cover 80% of validation (one snapshot,
+    scored with its own snapshot's offset parameters), and the coverage they reach there."""
+    x_va, y_va = _encoder(card).matrix(split.validation), _value_target(split.validation)
+    on_valid = _anchored(
+        ClvModel(
+            replace(card, value_offset=_offset_card(offsets, split.validation_time, settings)),
+            value=value,
+            quantiles=quantiles,
+            purchase=purchase,
+        ),
+        x_va,
+    )
+    point = on_valid.predict_matrix(x_va)["clv"]
+    raw = {k: np.asarray(b.inplace_predict(x_va), dtype=np.float64) for k, b in quantiles.items()}
+    lo, mid, hi = raw["clv_p10"], raw["clv_p50"], raw["clv_p90"]
+    scale = interval_scale(y_va, lo, mid, hi, point)
+    return scale, interval_metrics(y_va, *scaled_interval(lo, mid, hi, point, scale))
+
+
+def _final_model(
+    settings: Settings,
+    data: TrainingData,
+    split: RecipeSplit,
+    offsets: SnapshotBaselines | None,
+    *,
+    kind: str,
+    blend: float,
+    calibration: CalibrationChoice,
+    scale: tuple[float, float],
+    value: tuple[ValueParams, int],
+    rounds: dict[str, xgb.Booster | None],
+    backend: RefitBackend | None,
+) -> tuple[ClvModel, dict[str, str | int | float]]:
+    """The served form of the recipe: every booster refitted on every row known at the origin
+    with the rounds found on validation (`value`: the tuned parameters and the hurdle's
+    purchase rounds; `rounds`: the churn and quantile boosters), the calibration and scales
+    found there, the baseline parameters and the level frozen at the anchor snapshot."""
+    from training.churn import churn_params
+
+    nthread, seed = settings.tuning.nthread, settings.tuning.seed
     known = split.known
     value_rows = known.loc[known["clv_label"].notna()]
     churn_rows = known.loc[known["churn_label"].notna()]
@@ -563,13 +626,16 @@ def fit_recipe(
         value_offset=_offset_card(offsets, split.anchor_time, settings),
     )
     has_offset = offsets is not None
+    params, purchase_rounds = value
+    churn = rounds.get("churn")
+    quantiles = {k: b for k, b in rounds.items() if k in QUANTILES and b is not None}
     jobs = refit_jobs(
         value=(
-            final_params.booster_params(nthread=nthread, seed=seed, offset=has_offset),
-            final_params.num_boost_round,
+            params.booster_params(nthread=nthread, seed=seed, offset=has_offset),
+            params.num_boost_round,
         ),
         purchase=(
-            (churn_params(nthread=nthread, seed=seed), comparison.purchase_rounds)
+            (churn_params(nthread=nthread, seed=seed), purchase_rounds)
             if kind == "hurdle"
             else None
         ),
@@ -585,8 +651,8 @@ def fit_recipe(
         offset=has_offset,
     )
     full = _encoder(card)
-    backend = refit_backend if refit_backend is not None else InMemoryRefit(known)
-    refit = backend.fit(jobs, encoder=full, offset=offset_fn)
+    fitter = backend if backend is not None else InMemoryRefit(known)
+    refit = fitter.fit(jobs, encoder=full, offset=_offset_fn(settings, offsets))
     fitted = refit.boosters
     model = _anchored(
         ClvModel(
@@ -598,22 +664,7 @@ def fit_recipe(
         ),
         full.matrix(split.anchor),
     )
-    return Recipe(
-        split=split,
-        model=model,
-        default=default,
-        study=study,
-        final_params=final_params,
-        choice=choice,
-        calibration=calibration,
-        scale=scale,
-        valid_interval=valid_interval,
-        tune_rows=len(tune_rows),
-        tune_customers=int(split.train["customer_id"].iloc[tune_rows].nunique()),
-        counts=counts,
-        refit_report=refit.report,
-        parallel=parallel,
-    )
+    return model, refit.report
 
 
 def _tune(
