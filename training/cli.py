@@ -37,7 +37,7 @@ def train(
         n_trials=trials,
         workers=workers,
         progress=progress,
-        champion=live_champion(settings),
+        champion=live_champion,
     )
     became_champion = ensure_champion(settings, result.version)
     alias = "champion" if became_champion else None

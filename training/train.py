@@ -181,18 +181,20 @@ def run(
     workers: int | None = None,
     source: FeatureSource | None = None,
     progress: Progress | None = None,
-    champion: ChampionModel | None = None,
+    champion: Callable[[Settings], ChampionModel | None] | None = None,
 ) -> TrainResult:
     """Train on the workspace's features and transactions; log and register one version.
 
     `workers` (default `tuning.workers`) processes tune each Optuna study (one per evaluated
-    origin and one for the registered model; training.tuning). `champion`: see fit_and_log."""
+    origin and one for the registered model; training.tuning). `champion` loads the live
+    champion (see fit_and_log) once the services are known to answer."""
     from clv.services import check_database
 
     say = progress or (lambda _msg: None)
     # Fail fast, in one line, before any work: the services this run will write to.
     check_database(settings.tracking_uri, purpose="MLflow tracking database")
     check_database(settings.optuna_storage, purpose="Optuna storage")
+    live = champion(settings) if champion is not None else None
     if source is None:
         from features import feast_io
 
@@ -205,7 +207,7 @@ def run(
         say("labels: reading entity rows and transactions")
         data = load_training_data(settings, source=source)
         return fit_and_log(
-            settings, data, n_trials=n_trials, workers=workers, progress=say, champion=champion
+            settings, data, n_trials=n_trials, workers=workers, progress=say, champion=live
         )
     worker_memory_mb(settings)  # a cluster that cannot start fails before any work
     buckets = scale.buckets
@@ -225,7 +227,7 @@ def run(
                 workers=workers,
                 progress=say,
                 refit_backend=distributed.DaskRefit(client, parts),
-                champion=champion,
+                champion=live,
             )
     finally:  # derived data: rebuilt from the offline store by the next run
         shutil.rmtree(directory, ignore_errors=True)
