@@ -82,7 +82,8 @@ def test_two_workers_share_one_study(tmp_path: Path, postgres_db: Callable[[str]
     }
     assert params["tuning.workers"] == "2"
     assert params["tuning.reproducible"].startswith("no:")
-    assert params["tuning.worker_exit_codes"] == "0"
+    # One worker exit code per study, study after study (the served study last).
+    assert params["tuning.worker_exit_codes"] == ",".join("0" for _ in studies)
     version = client.get_model_version("clv", str(trained["version"]))
     assert version.run_id == trained["run_id"]
 
@@ -150,7 +151,9 @@ def test_killed_worker_does_not_stop_the_study(
         assert [t.user_attrs.get("worker_pid") for t in failed] == killed, study.study_name
         assert not [t for t in study.trials if t.state.name == "RUNNING"]
 
-    assert params["tuning.worker_exit_codes"] == str(-signal.SIGKILL)
+    # One exit code per study, the served study (where the worker was killed) last.
+    codes = params["tuning.worker_exit_codes"].split(",")
+    assert codes == ["0"] * (len(studies) - 1) + [str(-signal.SIGKILL)], codes
     # Failed by the heartbeat (another process's next trial) or, if sooner, by the parent.
     assert int(params["tuning.orphaned_trials"]) <= 1
     runs = _nested_runs(uris["mlflow"], str(trained["run_id"]))
