@@ -164,3 +164,23 @@ def test_frame_missing_a_feature_is_a_data_error(tmp_path: Path, synthetic: Synt
     with pytest.raises(DataError, match="lacks columns"):
         fit_and_log(load_settings(tmp_path), broken, n_trials=1)
     assert not (tmp_path / ".clv" / "mlflow.db").exists()  # failed before any run was opened
+
+
+def test_a_short_history_is_trained_but_marked_not_embargoed(
+    tmp_path: Path, synthetic: SyntheticData
+) -> None:
+    from clv.settings import load_settings
+    from registry.mlflow_io import version_tags
+
+    # Six monthly snapshots cannot hold three disjoint 365-day label windows.
+    settings = load_settings(tmp_path, environ={"CLV_MODEL__HORIZON_DAYS": "365"})
+    result = fit_and_log(settings, synthetic(customers=60, snapshots=6), n_trials=1)
+    assert not result.embargoed and "history too short" in result.evaluation_reason
+    assert result.evaluation_summary()["embargoed"] is False
+    client = MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
+    run = client.get_run(result.run_id)
+    assert run.data.params["evaluation.embargoed"] == "false"
+    assert run.data.tags["clv.evaluation.embargoed"] == "false"
+    assert version_tags(settings, result.version)["evaluation.embargoed"] == "false"
+    assert ensure_champion(settings, result.version) is False  # no unembargoed first champion
+    assert list_versions(settings)[0].aliases == ("challenger",)
