@@ -133,6 +133,11 @@ class RejectReason(StrEnum):
     BAD_AMOUNT = "non_numeric_amount"
     BAD_VALUE = "non_numeric_value"
     MISSING_VALUE = "missing_required_value"
+    BEFORE_MIN_DATE = "before_min_date"
+    """A timestamp before `ingest.min_date` (a default date such as 1899-12-30, a typo)."""
+    IMPLAUSIBLE_AMOUNT = "implausible_amount"
+    """|amount| above `ingest.max_abs_amount` (default: AMOUNT_BOUND_FACTOR x the file's median
+    nonzero |amount|)."""
     DUPLICATE = "exact_duplicate"
     DUPLICATE_LINE = "duplicate_line"
     """Same (customer_id, order_id, line_id) as an earlier row of the file, other values."""

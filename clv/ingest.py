@@ -218,7 +218,42 @@ def line_keyed(frame: pd.DataFrame, contract: TableContract) -> npt.NDArray[np.b
     return frame.loc[:, list(contract.key)].notna().all(axis=1).to_numpy()
 
 
-def validate(frame: pd.DataFrame, table: TableName, *, now: pd.Timestamp) -> Validation:
+AMOUNT_BOUND_FACTOR = 10_000.0
+"""Default plausibility bound of |amount|: this many times the file's median nonzero |amount|
+(a guard against 1e308 and unit mix-ups, far above any real order; not a modelling choice)."""
+
+
+MIN_DATE = pd.Timestamp("1970-01-01", tz="UTC")
+"""Default `ingest.min_date` (the Unix epoch: no real customer log starts before it)."""
+
+
+@dataclass(frozen=True)
+class Plausibility:
+    """Bounds beyond which a value is quarantined rather than believed (`ingest` settings)."""
+
+    min_date: pd.Timestamp = MIN_DATE
+    max_abs_amount: float | None = None
+    """None: AMOUNT_BOUND_FACTOR x the file's median nonzero |amount|."""
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Plausibility:
+        return cls(_utc(pd.Timestamp(settings.ingest.min_date)), settings.ingest.max_abs_amount)
+
+    def amount_bound(self, amount: pd.Series) -> float:
+        if self.max_abs_amount is not None:
+            return self.max_abs_amount
+        size = amount.abs()
+        size = size[np.isfinite(size) & (size > 0)]
+        return float(size.median()) * AMOUNT_BOUND_FACTOR if len(size) else float("inf")
+
+
+def validate(
+    frame: pd.DataFrame,
+    table: TableName,
+    *,
+    now: pd.Timestamp,
+    bounds: Plausibility | None = None,
+) -> Validation:
     """Split `frame` into accepted rows (canonical dtypes) and rejected rows with a reason.
 
     Exact duplicates are judged on the parsed contract columns (so "2024-01-01" and
@@ -231,6 +266,7 @@ def validate(frame: pd.DataFrame, table: TableName, *, now: pd.Timestamp) -> Val
     check_columns(frame.columns, contract, source=table)
     n = len(frame)
     now_utc = _utc(now)
+    limits = bounds if bounds is not None else Plausibility()
     flags: dict[RejectReason, npt.NDArray[np.bool_]] = {
         r: np.zeros(n, dtype=bool) for r in RejectReason
     }
@@ -247,6 +283,8 @@ def validate(frame: pd.DataFrame, table: TableName, *, now: pd.Timestamp) -> Val
             flags[RejectReason.BAD_TIMESTAMP] |= bad
             future = (values > now_utc).fillna(False).to_numpy(dtype=bool)
             flags[RejectReason.FUTURE_TIMESTAMP] |= future
+            early = (values < limits.min_date).fillna(False).to_numpy(dtype=bool)
+            flags[RejectReason.BEFORE_MIN_DATE] |= early
             clean[column.name] = values
         elif column.kind == "number":
             values, missing, bad = _parse_number(raw)
@@ -261,6 +299,11 @@ def validate(frame: pd.DataFrame, table: TableName, *, now: pd.Timestamp) -> Val
     for column in contract.inputs:
         if column.product_of:
             _fill_product(column, clean, missing_by)
+    if "amount" in clean:
+        amount = pd.to_numeric(clean["amount"], errors="coerce").astype("float64")
+        bound = limits.amount_bound(amount)
+        wild = amount.abs() > bound
+        flags[RejectReason.IMPLAUSIBLE_AMOUNT] |= wild.fillna(False).to_numpy(dtype=bool)
     for column in contract.inputs:
         if column.name == "customer_id":
             flags[RejectReason.MISSING_ID] |= missing_by[column.name]
@@ -428,7 +471,7 @@ def ingest(
     frame = frame.rename(columns=lambda c: str(c).strip())
     check_columns(frame.columns, CONTRACTS[chosen], source=str(source))
     instant = _utc(pd.Timestamp.now(tz="UTC") if now is None else now)
-    result = validate(frame, chosen, now=instant)
+    result = validate(frame, chosen, now=instant, bounds=Plausibility.from_settings(settings))
 
     quarantine: Path | None = None
     if len(result.rejected):

@@ -47,6 +47,20 @@ class FeatureSettings(_Frozen):
     service: str = Field("clv_v1", description="the FeatureService that training and serving use")
 
 
+class IngestSettings(_Frozen):
+    """Plausibility bounds of ingest (clv.ingest.Plausibility)."""
+
+    min_date: str = Field(
+        "1970-01-01", description="timestamps before this date are quarantined (before_min_date)"
+    )
+    max_abs_amount: float | None = Field(
+        None,
+        gt=0,
+        description="amounts above this magnitude are quarantined (implausible_amount); "
+        "default: 10000 x the file's median nonzero amount",
+    )
+
+
 class EvaluationSettings(_Frozen):
     """The out-of-time evaluation protocol (training.protocol)."""
 
@@ -298,6 +312,7 @@ class Settings(_Frozen):
     workspace: Path
     model: ModelSettings = ModelSettings()
     features: FeatureSettings = FeatureSettings()
+    ingest: IngestSettings = IngestSettings()
     tuning: TuningSettings = TuningSettings()
     evaluation: EvaluationSettings = EvaluationSettings()
     compute: ComputeSettings = ComputeSettings()

@@ -47,12 +47,17 @@ def build(
     ),
     as_json: bool = JsonOption,
 ) -> None:
-    """Compute every customer's features at each snapshot date from the ingested log."""
+    """Compute every customer's features at each snapshot date from the ingested log (and
+    register the Feast declarations when the workspace has none yet)."""
+    from features import feast_io
     from features.build import build_features
 
     settings = settings_of(ctx)
     progress("building feature snapshots")
     result = build_features(settings, start=start, end=end, every=every)
+    applied = feast_io.ensure_applied(settings)
+    if applied is not None:
+        progress(f"registered the Feast declarations ({', '.join(applied.feature_services)})")
     first, last = result.snapshots[0], result.snapshots[-1]
     plural = "s" if result.chunks != 1 else ""
     emit(
@@ -69,6 +74,7 @@ def build(
             "chunks": result.chunks,
             "estimate_mb": round(result.estimate.mb, 1),
             "memory_budget_mb": result.memory_budget_mb,
+            "applied": applied is not None,
         },
         as_json=as_json,
     )

@@ -221,6 +221,17 @@ def apply(settings: Settings) -> ApplyResult:
     )
 
 
+def ensure_applied(settings: Settings) -> ApplyResult | None:
+    """Apply the declarations when the workspace's registry lacks the FeatureService (a new
+    workspace: `clv features build` then `train` work without a separate `features apply`);
+    None when it is registered already."""
+    try:
+        _require_service(settings, _feature_store(settings))
+    except NotReadyError:
+        return apply(settings)
+    return None
+
+
 def _snapshot_range(settings: Settings) -> tuple[pd.Timestamp, pd.Timestamp]:
     path = features_path(settings)
     if not path.exists():

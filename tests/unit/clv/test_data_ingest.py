@@ -393,3 +393,36 @@ def test_folder_ingest_and_status(settings: Settings, tmp_path: Path) -> None:
     assert after["transactions"].start == pd.Timestamp("2024-01-01 10:00", tz="UTC")
     assert after["customers"].end == pd.Timestamp("2023-12-01", tz="UTC")
     assert not after["events"].stored
+
+
+def test_implausible_amounts_and_dates_before_the_minimum_are_quarantined() -> None:
+    from clv.ingest import Plausibility
+
+    frame = tx(
+        GOOD,
+        ("C2", "2024-01-02", "12.0", "", "O2", "web"),
+        ("C3", "2024-01-03", "1e308", "", "O3", "web"),  # 3: far above 10,000 x the median
+        ("C4", "1899-12-30", "9.0", "", "O4", "web"),  # 4: a spreadsheet's zero date
+        ("C5", "2024-01-04", "-20.0", "", "O5", "web"),  # a refund: kept
+        ("C6", "2024-01-05", "1e400", "", "O6", "web"),  # 6: overflows: not a number
+    )
+    v = validate(frame, "transactions", now=NOW)
+    reasons = dict(zip(v.rejected["row_number"], v.rejected["reason"], strict=True))
+    assert reasons == {
+        3: RejectReason.IMPLAUSIBLE_AMOUNT.value,
+        4: RejectReason.BEFORE_MIN_DATE.value,
+        6: RejectReason.BAD_AMOUNT.value,
+    }
+    assert list(v.accepted["customer_id"]) == ["C1", "C2", "C5"]
+    # A configured bound replaces the file's own: 11 is too much, the 12-unit order goes.
+    strict = validate(frame, "transactions", now=NOW, bounds=Plausibility(max_abs_amount=11.0))
+    assert list(strict.accepted["customer_id"]) == ["C1"]
+    assert strict.counts[RejectReason.IMPLAUSIBLE_AMOUNT.value] == 3
+
+
+def test_plausibility_bounds_come_from_settings(settings: Settings, tmp_path: Path) -> None:
+    src = tmp_path / "transactions.csv"
+    tx(GOOD, ("C2", "2001-05-01", "12.0", "", "O2", "web")).to_csv(src, index=False)
+    configured = load_settings(tmp_path, environ={"CLV_INGEST__MIN_DATE": "2010-01-01"})
+    result = ingest(configured, src, now=NOW)
+    assert result.quarantined == {"before_min_date": 1} and result.stored_rows == 1

@@ -244,3 +244,22 @@ def test_production_profile_is_only_configuration(tmp_path: Path) -> None:
     assert local.online_store.path == str(tmp_path.resolve() / "state" / "online.db")
     assert local.registry.path == str(tmp_path.resolve() / ".clv" / "feast" / "registry.db")
     assert local.repo_path == tmp_path.resolve() / ".clv"
+
+
+def test_build_registers_missing_declarations_so_reads_work_without_apply(
+    tmp_path: Path,
+) -> None:
+    fresh = load_settings(tmp_path, environ={})
+    write_table(
+        fresh,
+        "transactions",
+        pd.DataFrame({"customer_id": ["a"], "ts": _ts(["2024-01-05"]), "amount": [15.0]}),
+    )
+    runner = CliRunner()
+    env = {"CLV_WORKSPACE": str(tmp_path)}
+    first = runner.invoke(app, ["build", "--json"], env=env)
+    assert first.exit_code == 0, first.output
+    assert json.loads(first.stdout)["applied"] is True
+    assert "frequency" in feast_io.feature_names(fresh)  # no `clv features apply` was run
+    again = runner.invoke(app, ["build", "--json"], env=env)
+    assert json.loads(again.stdout)["applied"] is False  # registered already: not re-applied
