@@ -15,10 +15,10 @@ Safety:
   leaves at most an unaliased version.
 
 Gates: training evaluates each version on its own test snapshot, the latest with a complete
-label, so a challenger trained on newer data never shares the champion's and the registry's
-`test_snapshot` gate would always fail. The job therefore re-scores the champion on the
-challenger's test snapshot (same rows, labels from the log) and gates the challenger against
-that evidence with `registry.gates.evaluate_gates`; the canary is then started through
+label, so a challenger trained on newer data never shares the champion's. Training therefore
+scores the champion's held-out bundle on the challenger's test rows (`eval.champion.*`,
+training.train.champion_tags) and the gates compare on those (`registry.gates.
+champion_on_candidate_rows`); the canary is then started through
 `registry.promotion.apply_moves`, which writes the history row with that gate result.
 """
 
@@ -34,9 +34,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
-
-import numpy as np
-import pandas as pd
 
 from clv.errors import ClvError
 from clv.settings import Settings
@@ -195,6 +192,7 @@ def _run(
 
     from features import feast_io
     from features.build import build_features
+    from training.cli import live_champion
     from training.train import run as train
 
     say("features: rebuilding snapshots")
@@ -207,7 +205,7 @@ def _run(
         feast_io.materialize(settings)
     say("train: a challenger version")
     with record.step("train") as d:
-        trained = train(settings, n_trials=n_trials, progress=say)
+        trained = train(settings, n_trials=n_trials, progress=say, champion=live_champion)
         version = str(trained.version)
         d.update(version=version, run_id=trained.run_id, metrics=trained.metrics.get("model"))
     with record.step("verify") as d:
@@ -306,11 +304,9 @@ def gate_challenger(settings: Settings, version: str) -> GateResult:
     mine = mlflow_io.version_tags(settings, version)
     incumbent: VersionEvidence | None = None
     if champion is not None and champion != version:
-        theirs = mlflow_io.version_tags(settings, champion)
-        if theirs.get("test_snapshot") != mine.get("test_snapshot"):
-            snapshot = pd.Timestamp(mine["test_snapshot"], tz="UTC")
-            theirs = {**theirs, **reevaluate(settings, champion, snapshot=snapshot)}
-        incumbent = VersionEvidence(champion, theirs)
+        # Training scored this champion on the challenger's own test rows (eval.champion.*);
+        # the gates compare on those (registry.gates.champion_on_candidate_rows).
+        incumbent = VersionEvidence(champion, mlflow_io.version_tags(settings, champion))
     result = evaluate_gates(
         VersionEvidence(version, mine),
         incumbent,
@@ -322,61 +318,6 @@ def gate_challenger(settings: Settings, version: str) -> GateResult:
     tags = {**result.tags(), "gate.checked_at": stamp, "gate.by": "clv retrain"}
     mlflow_io.set_version_tags(settings, version, tags)
     return result
-
-
-def reevaluate(settings: Settings, version: str, *, snapshot: pd.Timestamp) -> dict[str, str]:
-    """`version`'s evaluation tags recomputed on `snapshot` (rows with a complete CLV label).
-
-    The version's held-out evaluation model is used when it was logged (`bundle_eval/`): the
-    served model is refit on every labelled row, and those labels overlap a later test
-    snapshot's window, which would favour the champion. Older versions fall back to the served
-    model; the returned `gate.champion_model` says which was used.
-    """
-    from clv.errors import NotReadyError
-    from clv.store import read_table
-    from monitoring.gather import scored
-    from registry.mlflow_io import load_version
-    from training.intervals import interval_metrics
-    from training.labels import as_utc, make_labels
-    from training.metrics import churn_metrics, value_metrics
-
-    try:
-        model = load_version(settings, version, evaluated=True).model
-        used = "held-out evaluation model (bundle_eval)"
-    except NotReadyError:
-        model = load_version(settings, version).model
-        used = "served model (refit on all rows: may have seen this window's labels)"
-    frame = scored(settings, model, snapshot)
-    tx = read_table(settings, "transactions")
-    m = settings.model
-    labels = make_labels(
-        tx,
-        frame[["customer_id", "event_timestamp"]],
-        horizon_days=m.horizon_days,
-        churn_window_days=m.churn_window_days,
-        annual_discount_rate=m.annual_discount_rate,
-        margin_rate=m.margin_rate,
-        data_end=pd.Timestamp(as_utc(tx["ts"]).max()),
-    )
-    ok = labels["clv_label"].notna().to_numpy()
-    y = np.clip(labels["clv_label"].to_numpy(np.float64)[ok], 0.0, None)
-    value = value_metrics(y, frame["clv"].to_numpy(np.float64)[ok])
-    has_churn = ok & labels["churn_label"].notna().to_numpy()
-    churn = churn_metrics(
-        labels["churn_label"].to_numpy(np.float64)[has_churn],
-        frame["churn_probability"].to_numpy(np.float64)[has_churn],
-    )
-    cover = interval_metrics(
-        y, frame["clv_p10"].to_numpy(np.float64)[ok], frame["clv_p90"].to_numpy(np.float64)[ok]
-    )
-    return {
-        "test_snapshot": snapshot.date().isoformat(),
-        "eval.model.gini": repr(value.gini),
-        "eval.model.rmse": repr(value.rmse),
-        "eval.churn.ece": repr(churn.ece),
-        "eval.interval.coverage_p10_p90": repr(cover.coverage_p10_p90),
-        "gate.champion_model": used,
-    }
 
 
 def start_canary(settings: Settings, version: str, gates: GateResult) -> dict[str, object]:

@@ -745,6 +745,8 @@ class OriginEvaluation:
     interval_raw: IntervalMetrics
     predictions: dict[str, np.ndarray]
     rows: pd.DataFrame
+    churn_scored: tuple[np.ndarray, np.ndarray, np.ndarray]
+    """The rows with a churn label and a churn probability: (label, calibrated, raw)."""
 
     @property
     def best_baseline(self) -> str:
@@ -821,6 +823,7 @@ def evaluate_recipe(
         ),
         predictions=predictions,
         rows=test,
+        churn_scored=(y_churn, pred["churn_probability"][has_churn], raw_prob),
     )
 
 
@@ -1148,15 +1151,12 @@ def _log_evaluation_files(
     from training import plots
 
     y_te = _value_target(test.rows)
-    x_te = evaluated.matrix(test.rows)
-    pred = evaluated.predict_matrix(x_te)
-    has_churn = test.rows["churn_label"].notna().to_numpy() & np.isfinite(pred["churn_probability"])
-    y_churn = test.rows["churn_label"].to_numpy(dtype=np.float64)[has_churn]
+    y_churn, prob, raw_prob = test.churn_scored
     side_by_side = {k: v for k, v in test.predictions.items() if np.isfinite(v).any()}
     deciles = {k: decile_table(y_te, v) for k, v in side_by_side.items()}
     reliability = {
-        "raw": reliability_table(y_churn, _raw_churn(evaluated, x_te)[has_churn]),
-        "calibrated": reliability_table(y_churn, pred["churn_probability"][has_churn]),
+        "raw": reliability_table(y_churn, raw_prob),
+        "calibrated": reliability_table(y_churn, prob),
     }
     with tempfile.TemporaryDirectory(prefix="clv-eval-") as tmp:
         out = Path(tmp)
