@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Literal
 
-TableName = Literal["transactions", "customers", "events"]
-TABLES: tuple[TableName, ...] = ("transactions", "customers", "events")
+TableName = Literal["transactions", "customers", "events", "identities"]
+TABLES: tuple[TableName, ...] = ("transactions", "customers", "events", "identities")
 
 TS_DTYPE = "datetime64[us, UTC]"
 
@@ -79,6 +79,14 @@ TRANSACTIONS = TableContract(
         Column("sku", "string", False, "product of the line"),
         Column("quantity", "number", False, "units on the line"),
         Column("unit_price", "number", False, "price per unit"),
+        Column("currency", "category", False, "ISO currency code (stored: the workspace's)"),
+        Column(
+            "refund_of",
+            "string",
+            False,
+            "set by ingest on a cancellation or return: the order it refunds, when found",
+            source="ingest",
+        ),
     ),
     key=("customer_id", "order_id", "line_id"),
 )
@@ -117,10 +125,26 @@ EVENTS = TableContract(
     key=("customer_id", "ts", "event_type"),
 )
 
+IDENTITIES = TableContract(
+    name="identities",
+    columns=(
+        Column("alias_id", "string", True, "another id of the customer (hashed e-mail, device)"),
+        Column("customer_id", "string", True, "the canonical customer the alias belongs to"),
+        Column(
+            "valid_from",
+            "timestamp",
+            False,
+            "when the alias became known to be this customer (UTC); missing: always",
+        ),
+    ),
+    key=("alias_id", "customer_id", "valid_from"),
+)
+
 CONTRACTS: dict[TableName, TableContract] = {
     "transactions": TRANSACTIONS,
     "customers": CUSTOMERS,
     "events": EVENTS,
+    "identities": IDENTITIES,
 }
 
 
@@ -138,6 +162,8 @@ class RejectReason(StrEnum):
     IMPLAUSIBLE_AMOUNT = "implausible_amount"
     """|amount| above `ingest.max_abs_amount` (default: AMOUNT_BOUND_FACTOR x the file's median
     nonzero |amount|)."""
+    MIXED_CURRENCY = "mixed_currency"
+    """A currency other than the workspace's (`ingest.currency`) without a rate to convert it."""
     DUPLICATE = "exact_duplicate"
     DUPLICATE_LINE = "duplicate_line"
     """Same (customer_id, order_id, line_id) as an earlier row of the file, other values."""

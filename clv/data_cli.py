@@ -46,6 +46,7 @@ class TableChoice(StrEnum):
     transactions = "transactions"
     customers = "customers"
     events = "events"
+    identities = "identities"
 
 
 @app.command()

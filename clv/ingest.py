@@ -29,6 +29,7 @@ from clv.contracts import (
     TableName,
 )
 from clv.errors import DataError
+from clv.personal import protect
 from clv.settings import Settings
 from clv.store import has_table, read_table, table_path, write_table
 from clv.versions import merge_versions
@@ -463,11 +464,11 @@ def ingest(
     if chosen is None:
         raise DataError(
             f"{source}: cannot tell the table from the file name; "
-            "pass --table transactions|customers|events"
+            f"pass --table {'|'.join(TABLES)}"
         )
     if chosen not in CONTRACTS:
         raise DataError(f"{source}: unknown table {chosen!r}; use {', '.join(TABLES)}")
-    frame = read_raw(source)
+    frame = protect(read_raw(source), settings)
     frame = frame.rename(columns=lambda c: str(c).strip())
     check_columns(frame.columns, CONTRACTS[chosen], source=str(source))
     instant = _utc(pd.Timestamp.now(tz="UTC") if now is None else now)
@@ -498,7 +499,7 @@ def ingest(
 
 def raw_files(directory: Path, *, table: TableName | None = None) -> list[tuple[TableName, Path]]:
     """The raw files in a folder, customers first, then transactions, then events."""
-    order = {"customers": 0, "transactions": 1, "events": 2}
+    order = {"identities": 0, "customers": 1, "transactions": 2, "events": 3}
     found: list[tuple[TableName, Path]] = []
     for p in sorted(directory.iterdir()):
         if not p.is_file() or not p.name.lower().endswith(CSV_SUFFIXES + PARQUET_SUFFIXES):
@@ -535,7 +536,7 @@ def status(settings: Settings) -> tuple[TableStatus, ...]:
         if not has_table(settings, table):
             out.append(TableStatus(table, False, 0, None, None))
             continue
-        col = "signup_ts" if table == "customers" else "ts"
+        col = {"customers": "signup_ts", "identities": "valid_from"}.get(table, "ts")
         times = pd.read_parquet(table_path(settings, table), columns=[col])[col]
         lo, hi = times.min(), times.max()
         out.append(

@@ -48,7 +48,8 @@ class FeatureSettings(_Frozen):
 
 
 class IngestSettings(_Frozen):
-    """Plausibility bounds of ingest (clv.ingest.Plausibility)."""
+    """How raw files are read: plausibility bounds (clv.ingest.Plausibility), order lines,
+    cancellations, currencies, personal data (clv.personal) and chunked reading."""
 
     min_date: str = Field(
         "1970-01-01", description="timestamps before this date are quarantined (before_min_date)"
@@ -58,6 +59,40 @@ class IngestSettings(_Frozen):
         gt=0,
         description="amounts above this magnitude are quarantined (implausible_amount); "
         "default: 10000 x the file's median nonzero amount",
+    )
+    grain: Literal["auto", "order", "line"] = Field(
+        "auto",
+        description="transactions rows are orders or order lines; auto: lines when the file has "
+        "line_id, sku, quantity or unit_price, or an order id on rows that differ",
+    )
+    cancellation_pattern: str | None = Field(
+        None,
+        description="regular expression an order id matches when the row cancels an order "
+        "(e.g. '^C'): the row becomes a refund, linked to the order it cancels",
+    )
+    currency: str | None = Field(
+        None,
+        description="the workspace's currency; default: the stored rows' currency, else the "
+        "file's most frequent one; rows in another currency without a rate: mixed_currency",
+    )
+    currency_rates: dict[str, float] = Field(
+        default_factory=dict,
+        description="units of `currency` per unit of another currency (rows are converted)",
+    )
+    personal_columns: tuple[str, ...] = Field(
+        (),
+        description="columns holding personal data (email, name, phone, address, or an id): "
+        "never stored in clear (see personal_action)",
+    )
+    personal_action: Literal["hash", "drop"] = Field(
+        "hash", description="hash: keyed HMAC-SHA256 pseudonym; drop: the column is removed"
+    )
+    personal_key_env: str = Field(
+        "CLV_PERSONAL_KEY",
+        description="environment variable holding the key of the personal-data hash",
+    )
+    chunk_rows: int = Field(
+        500_000, gt=0, description="rows parsed per chunk (memory is bounded by the chunk)"
     )
 
 
