@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from benchmarks.ingest_big import ingest_big
 from benchmarks.quality import model_quality
 from clv.compute import peak_rss_mib
 from clv.demo import free_port, stop_process, wait_for_http
@@ -1160,6 +1161,7 @@ CASES: dict[str, Callable[..., Figures]] = {
     "feature_build_chunked": feature_build_chunked,
     "materialize_online": materialize_online,
     "ingest_1m": ingest_1m,
+    "ingest_big": ingest_big,
     "serve_latency": serve_latency,
     "batch_1m": batch_1m,
     "load_canary": load_canary,

@@ -35,6 +35,7 @@ class WorldChoice(StrEnum):
     behaviour = "behaviour"
     lines = "lines"
     mixed = "mixed"
+    retail = "retail"
 
 
 class FormatChoice(StrEnum):
@@ -69,9 +70,10 @@ def generate(
     fmt: FormatChoice = typer.Option(FormatChoice.csv, "--format", help="File format."),
     as_json: bool = JsonOption,
 ) -> None:
-    """Write transactions, customers and events files from a seeded generator."""
+    """Write transactions, customers and events files (retail: and identities) from a seeded
+    generator."""
     from clv.generator import generate as run_generate
-    from clv.generator import write_raw
+    from clv.generator import ingest_block, ingest_overrides, write_raw
 
     settings = settings_of(ctx)
     out_dir = out or settings.raw_dir
@@ -107,15 +109,22 @@ def generate(
         "files": {table: str(p) for table, p in paths.items()},
         "seconds": seconds,
     }
+    identities = f", {rows['identities']:,} aliases" if "identities" in rows else ""
     summary = (
-        f"wrote {rows['transactions']:,} transactions, {rows['customers']:,} customer rows and "
-        f"{rows['events']:,} events to {out_dir} ({fmt.value}, {seconds} s)\n"
+        f"wrote {rows['transactions']:,} transactions, {rows['customers']:,} customer rows"
+        f"{identities} and {rows['events']:,} events to {out_dir} ({fmt.value}, {seconds} s)\n"
         f"period {data.start.date()} .. {data.end.date()}, world {data.world}, "
         f"scenario {scenario.value}"
         f" from {data.change_date.date()}\n"
-        f"next: clv data ingest {out_dir}"
     )
-    emit(summary, payload, as_json=as_json)
+    if data.ingest_settings is not None:
+        block = ingest_block(data.ingest_settings)
+        payload["ingest_settings"] = ingest_overrides(data.ingest_settings)
+        summary += (
+            "this export's conventions, for clv.yaml (personal columns are hashed with the key "
+            f"in ${data.ingest_settings.personal_key_env}):\n{block}"
+        )
+    emit(summary + f"next: clv data ingest {out_dir}", payload, as_json=as_json)
 
 
 @app.command()
@@ -145,6 +154,12 @@ def ingest(
         )
         if r.superseded:
             line += f", superseded {r.superseded:,}"
+        if r.lines.lines_summed:
+            line += f", identical order lines summed {r.lines.lines_summed:,}"
+        if r.lines.refunds:
+            line += f", refunds {r.lines.refunds:,} ({r.lines.refunds_linked:,} linked to orders)"
+        if r.lines.converted:
+            line += f", converted to {r.lines.currency} {r.lines.converted:,}"
         if bad:
             reasons = ", ".join(f"{k} {v:,}" for k, v in r.quarantined.items())
             line += f" ({reasons}) -> {r.quarantine_path}"
@@ -171,3 +186,20 @@ def status(ctx: typer.Context, as_json: bool = JsonOption) -> None:
         "tables": {s.table: s.as_dict() for s in tables},
     }
     emit("\n".join(lines), payload, as_json=as_json)
+
+
+@app.command()
+def profile(ctx: typer.Context, as_json: bool = JsonOption) -> None:
+    """Readiness report of the stored transactions: figures, warnings, and the minimums below
+    which `clv train` refuses; writes reports/readiness.html and .json; exit 1 when refused."""
+    from clv.errors import ReadinessError
+    from clv.readiness_io import profile_and_report
+
+    settings = settings_of(ctx)
+    progress(f"profiling the transactions in {settings.offline_dir}")
+    report = profile_and_report(settings)
+    r = report.readiness
+    lines = [f"readiness: {r.status}", *r.describe(), f"report: {report.html}"]
+    emit("\n".join(lines), report.payload(), as_json=as_json)
+    if r.refused and settings.readiness.enforce:
+        raise ReadinessError(r.refusal())

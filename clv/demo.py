@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from functools import partial
 
 import httpx
 import typer
@@ -98,6 +99,7 @@ def run_demo(
     """Run every stage of the lifecycle; each stage is the same function its command calls."""
     from clv.generator import generate, write_raw
     from clv.ingest import ingest
+    from clv.readiness_io import require_ready
     from features import feast_io
     from features.build import build_features
     from monitoring.drift import run_monitor
@@ -151,11 +153,16 @@ def run_demo(
     timed("features")
 
     progress("[4/7] training: Optuna-tuned XGBoost, logged to MLflow")
-    trained = train_run(settings, n_trials=trials)
+    trained = train_run(
+        settings,
+        n_trials=trials,
+        readiness=partial(require_ready, skip=False, progress=progress),
+    )
     ensure_champion(settings, trained.version)
     report.steps["train"] = {
         "run_id": trained.run_id,
         "version": trained.version,
+        "readiness": trained.readiness.summary() if trained.readiness is not None else None,
         "aliases": [a for a, v in aliases(settings).items() if v == trained.version],
         "best_trial": trained.best_trial,
         "test_metrics": trained.metrics,
@@ -200,6 +207,12 @@ def _summary(settings: Settings, report: DemoReport) -> str:
         f"features: {feats['rows']:,} rows over {feats['snapshots']} snapshots "
         f"(FeatureService {feats['service']})"
     )
+    ready = train["readiness"]
+    if isinstance(ready, dict):
+        lines.append(
+            f"readiness: {ready['status']} ({ready['repeat_buyers']:,} repeat buyers, "
+            f"{ready['history_days']:,} days of history; reports/readiness.html)"
+        )
     lines.append(f"best trial: {train['best_trial']}")
     evaluation = train["evaluation"]
     assert isinstance(evaluation, dict)

@@ -23,3 +23,7 @@ class DataError(ClvError):
 
 class NotReadyError(ClvError):
     """A step ran before the step it needs (for example scoring before training)."""
+
+
+class ReadinessError(DataError):
+    """The data are below a readiness minimum (clv.readiness): training refuses."""

@@ -9,7 +9,10 @@ different value, seasonality (a November/December peak), refunds, margins, and b
 that fade in the weeks before a customer churns while support tickets rise. The other worlds
 switch further mechanisms on over the same customers: seasonality on spend, drifting rates,
 tenure curves, on/off dormancy instead of death, engagement-driven spend with non-oracle events,
-line items, and plan or country changes (a customers row per change, from `valid_from`).
+line items, and plan or country changes (a customers row per change, from `valid_from`); the
+`retail` world writes the line-item purchases as a shop's point-of-sale export (with the order
+totals a correct ingest must store, `GeneratedData.order_totals`), and `plant_bad_rows` adds a
+bad row of every quarantine kind to a transactions frame.
 
 Time-varying rates (seasonality, scenarios, tenure, drift, plans, the pre-churn fade) are
 sampled by thinning (Lewis & Shedler 1979): candidates come from a homogeneous process at an
@@ -21,6 +24,7 @@ change date in every scenario; only what happens after it differs.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, get_args
@@ -28,22 +32,34 @@ from typing import Literal, get_args
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
+import yaml
 
 from clv.contracts import TS_DTYPE, RejectReason, TableName
 from clv.errors import DataError
+from clv.settings import IngestSettings
 from clv.worlds import (
     DEFAULT_WORLD,
+    QUANTITY_PROBS,
     TENURE_TYPES,
     WORLD_SPECS,
     WORLDS,
+    Aliases,
+    Contacts,
     History,
+    LineItems,
+    Lines,
+    Retail,
     Spells,
     WorldName,
     WorldSpec,
+    aliases,
     attribute_history,
+    catalog,
+    contacts,
     line_items,
     on_off_spells,
     pick,
+    returned_units,
     tenure_bound,
     tenure_factor,
     tenure_types,
@@ -143,6 +159,13 @@ PRICE_RATE_FACTOR = 0.80
 ENGAGEMENT_FACTOR = 0.55
 CHURN_HAZARD_FACTOR = 1.8
 
+CANCELLATION_PATTERN = "^C"
+"""retail: a cancellation invoice's number is "C" + the number of the invoice it cancels."""
+PERSONAL_COLUMNS: tuple[str, ...] = ("email", "name", "phone", "address")
+"""retail: the personal columns of customers.csv (`ingest.personal_columns`)."""
+EUROZONE = ("DE", "FR", "NL", "ES")
+"""retail: countries whose customers are sometimes billed in the foreign currency (EUR)."""
+
 CHANNEL_MIX = np.array([c.share for c in CHANNELS])
 COUNTRY_MIX = np.array([c[1] for c in COUNTRIES])
 PLAN_MIX = np.array([p[1] for p in PLANS])
@@ -153,7 +176,7 @@ SALES_MIX = np.array([c[1] for c in SALES_CHANNELS])
 
 @dataclass(frozen=True, eq=False)
 class GeneratedData:
-    """Three raw tables matching clv/contracts.py, plus the hidden truth behind them.
+    """Raw tables matching clv/contracts.py, plus the hidden truth behind them.
 
     `truth` (one row per customer) is for tests and evaluation; it is never written as raw
     data. Every world: purchase_rate (per day while active, at signup's plan, before season,
@@ -163,6 +186,10 @@ class GeneratedData:
     first_return_ts (NaT if not in the period), comebacks (dormant spells ended in the period),
     event_profile (fades: logins fade before death; no_fade; ghost: keeps logging in after
     death; silent: hardly any events) and attribute_changes (customers rows after the first).
+
+    The `retail` world also has `identities` (a fourth raw table), `order_totals` (truth: what
+    a correct ingest stores, see `_order_totals`) and `ingest_settings` (what a user sets in
+    clv.yaml to read this export; `ingest_block` prints it).
     """
 
     transactions: pd.DataFrame
@@ -175,13 +202,19 @@ class GeneratedData:
     start: pd.Timestamp
     end: pd.Timestamp
     change_date: pd.Timestamp
+    identities: pd.DataFrame | None = None
+    order_totals: pd.DataFrame | None = None
+    ingest_settings: IngestSettings | None = None
 
     def tables(self) -> dict[TableName, pd.DataFrame]:
-        return {
+        tables: dict[TableName, pd.DataFrame] = {
             "transactions": self.transactions,
             "customers": self.customers,
             "events": self.events,
         }
+        if self.identities is not None:
+            tables["identities"] = self.identities
+        return tables
 
 
 def _utc(value: pd.Timestamp | str) -> pd.Timestamp:
@@ -238,10 +271,15 @@ class _Streams:
     line_sku: np.random.Generator
     line_refund: np.random.Generator
     line_delay: np.random.Generator
+    retail_people: np.random.Generator
+    retail_orders: np.random.Generator
+    retail_lines: np.random.Generator
+    retail_extra: np.random.Generator
 
     @classmethod
     def of(cls, seed: int) -> _Streams:
-        children = np.random.SeedSequence(seed).spawn(15)
+        # Children are numbered: adding streams at the end leaves the first ones as they were.
+        children = np.random.SeedSequence(seed).spawn(19)
         return cls(*(np.random.default_rng(s) for s in children))
 
 
@@ -350,9 +388,17 @@ def generate(
     people = _population(rng, spec, clock, customers, scenario)
     orders = _orders(rng, spec, clock, people, scenario)
     cust_ids = _ids("C", np.arange(1, customers + 1, dtype=np.int64), 6)
+    customer_rows = _customers(spec, clock, people, cust_ids)
+    export = None
+    if spec.retail is None:
+        transactions = _transactions(rng, spec, clock, people, orders, scenario, cust_ids)
+    else:
+        export = _retail_export(rng, spec, clock, people, orders, scenario, cust_ids)
+        transactions = export.transactions
+        customer_rows = _with_contacts(customer_rows, export.contacts, cust_ids)
     return GeneratedData(
-        transactions=_transactions(rng, spec, clock, people, orders, scenario, cust_ids),
-        customers=_customers(spec, clock, people, cust_ids),
+        transactions=transactions,
+        customers=customer_rows,
         events=_events(rng, spec, clock, people, scenario, cust_ids),
         truth=_truth(spec, clock, people, cust_ids),
         world=world,
@@ -361,6 +407,9 @@ def generate(
         start=t0,
         end=t_end,
         change_date=t_change,
+        identities=export.identities if export else None,
+        order_totals=export.order_totals if export else None,
+        ingest_settings=export.settings if export else None,
     )
 
 
@@ -688,6 +737,316 @@ def _with_refunds(
     return pd.DataFrame(frame)[first + [c for c in frame if c not in first]]
 
 
+# --- the retail world: a shop's point-of-sale export ---------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class _Export:
+    """What the retail world adds to or puts instead of the other worlds' tables."""
+
+    transactions: pd.DataFrame
+    identities: pd.DataFrame
+    order_totals: pd.DataFrame
+    contacts: Contacts
+    settings: IngestSettings
+
+
+@dataclass(frozen=True)
+class _Rows:
+    """Export rows of one kind of invoice (0 purchases, 1 cancellations, 2 cancellations of
+    invoices before the export), with the canonical customer and the rate of each row."""
+
+    kind: int
+    seq: IntArray
+    """Tie-break of rows at the same time: a line's position, stable across scenarios."""
+    cust: IntArray
+    written: ObjectArray
+    """The id on the row: the customer's, or one of its aliases."""
+    t: FloatArray
+    order_id: ObjectArray
+    sku: ObjectArray
+    quantity: IntArray
+    unit_price: FloatArray
+    currency: ObjectArray
+    rate: FloatArray
+    """Units of the workspace currency per unit of the row's currency."""
+    refund_of: ObjectArray
+    """The invoice a cancellation cancels, when it is in the export (else None)."""
+
+
+def _retail_export(
+    rng: _Streams,
+    spec: WorldSpec,
+    clock: _Clock,
+    p: _People,
+    o: _Orders,
+    scenario: Scenario,
+    cust_ids: ObjectArray,
+) -> _Export:
+    """The line-item purchases as invoice lines, cancellations, aliases and personal data.
+
+    Every draw comes in fixed blocks per customer, invoice or line from streams of its own, so
+    the rows before a scenario's change date are the same in every scenario.
+    """
+    retail, lines = spec.retail, spec.lines
+    assert retail is not None and lines is not None
+    n = len(p.signup)
+    people = contacts(rng.retail_people, n)
+    alias = aliases(rng.retail_people.random((n, 6)), signup=p.signup, end=clock.end, spec=retail)
+    ids = _alias_ids(rng.retail_people.integers(0, 1 << 62, n), people, alias, cust_ids)
+    value, price, _ = _order_values(spec, clock, p, o, scenario)
+    streams = (rng.line_count, rng.line_share, rng.line_qty, rng.line_sku)
+    prices = np.broadcast_to(np.asarray(price, dtype=np.float64), value.shape)
+    li = line_items(streams, value=value, price=prices, spec=lines)
+    u_order = rng.retail_orders.random((len(o.t), 4))
+    u_line = rng.retail_lines.random((len(li.order), 3))
+    sku_names = _ids("SKU", np.arange(1, lines.skus + 1, dtype=np.int64), 4)
+    parts: tuple[_Rows, ...] = _invoices(
+        u_order, u_line, retail, clock, p, o, li, alias, ids, sku_names
+    )
+    parts += (_unlinked(rng.retail_extra, retail, lines, clock, p, cust_ids, sku_names),)
+    settings = IngestSettings(
+        cancellation_pattern=CANCELLATION_PATTERN,
+        currency=retail.currency,
+        currency_rates={retail.foreign: retail.rate},
+        personal_columns=PERSONAL_COLUMNS,
+    )
+    return _Export(
+        transactions=_export_rows(parts, clock.start_us),
+        identities=_identities(alias, ids, clock.start_us),
+        order_totals=_order_totals(parts, cust_ids, clock.start_us),
+        contacts=people,
+        settings=settings,
+    )
+
+
+def _alias_ids(
+    device: IntArray, people: Contacts, alias: Aliases, cust_ids: ObjectArray
+) -> ObjectArray:
+    """Per customer (rows) the id of each kind in Aliases.ID_KINDS (None: no such alias).
+
+    A retired id looks like a customer id past the last one; an e-mail id is "e:" + 20 hex
+    digits of the SHA-256 of the e-mail; a device id is "d:" + 16 hex digits.
+    """
+    n = len(cust_ids)
+    ids = np.full((n, len(Aliases.ID_KINDS)), None, dtype=object)
+    ids[:, 0] = cust_ids
+    retired = np.isfinite(alias.merged_until)
+    ids[retired, 1] = _ids("C", n + 1 + np.arange(int(retired.sum()), dtype=np.int64), 6)
+    mail = [hashlib.sha256(str(e).encode()).hexdigest()[:20] for e in people.email[alias.email]]
+    ids[alias.email, 2] = np.array(["e:" + h for h in mail], dtype=object)
+    ids[alias.device, 3] = np.array([f"d:{d:016x}" for d in device[alias.device]], dtype=object)
+    return ids
+
+
+def _invoices(
+    u_order: FloatArray,
+    u_line: FloatArray,
+    retail: Retail,
+    clock: _Clock,
+    p: _People,
+    o: _Orders,
+    li: LineItems,
+    alias: Aliases,
+    ids: ObjectArray,
+    sku_names: ObjectArray,
+) -> tuple[_Rows, _Rows]:
+    """Purchase invoices (some lines written twice) and their cancellations.
+
+    Draws per invoice: cancelled, cancellation delay, currency, alias; per line: written twice,
+    returned, units returned. A foreign invoice's unit prices are the list prices / rate,
+    rounded to cents.
+    """
+    order_id = (retail.first_invoice + np.arange(len(o.t))).astype(str).astype(object)
+    written = ids[o.cust, alias.kinds(u_order[:, 3], o.cust, o.t, retail)]
+    country = np.array([c[0] for c in COUNTRIES])[p.history.country_of(o.cust, o.t)]
+    foreign = np.isin(country, EUROZONE) & (u_order[:, 2] < retail.foreign_share)
+    currency = np.where(foreign, retail.foreign, retail.currency).astype(object)
+    rate = np.where(foreign, retail.rate, 1.0)
+    unit_price = np.where(
+        foreign[li.order], np.round(li.unit_price / retail.rate, 2), li.unit_price
+    )
+    row = np.repeat(np.arange(len(li.order)), 1 + (u_line[:, 0] < retail.identical_share))
+    of = li.order[row]
+    bought = _Rows(
+        kind=0,
+        seq=row,
+        cust=o.cust[of],
+        written=written[of],
+        t=o.t[of],
+        order_id=order_id[of],
+        sku=sku_names[li.sku[row]],
+        quantity=li.quantity[row],
+        unit_price=unit_price[row],
+        currency=currency[of],
+        rate=rate[of],
+        refund_of=np.full(len(row), None, dtype=object),
+    )
+    at = o.t + 1.0 + 29.0 * u_order[:, 1]
+    cancelled = (u_order[:, 0] < retail.cancel_share) & (at < clock.end)
+    units = returned_units(
+        u_line[:, 1], u_line[:, 2], order=li.order, quantity=li.quantity, spec=retail
+    )
+    line = np.flatnonzero(cancelled[li.order] & (units > 0))
+    of = li.order[line]
+    back = _Rows(
+        kind=1,
+        seq=line,
+        cust=o.cust[of],
+        written=written[of],
+        t=at[of],
+        order_id=np.char.add("C", order_id[of].astype(str)).astype(object),
+        sku=sku_names[li.sku[line]],
+        quantity=-units[line],
+        unit_price=unit_price[line],
+        currency=currency[of],
+        rate=rate[of],
+        refund_of=order_id[of],
+    )
+    return bought, back
+
+
+def _unlinked(
+    rng: np.random.Generator,
+    retail: Retail,
+    lines: Lines,
+    clock: _Clock,
+    p: _People,
+    cust_ids: ObjectArray,
+    sku_names: ObjectArray,
+) -> _Rows:
+    """Cancellations of invoices from before the export: 1-2 lines at list price, in the
+    workspace currency, within 30 days of the customer's signup (draws per customer)."""
+    n = len(p.signup)
+    u = rng.random((n, 3))
+    who = np.flatnonzero((p.signup < retail.unlinked_days) & (u[:, 0] < retail.unlinked_share))
+    pool = min(retail.first_invoice - 1, max(20_000, 4 * len(who)))
+    number = retail.first_invoice - 1 - rng.choice(pool, size=len(who), replace=False)
+    of = np.repeat(np.arange(len(who)), 1 + (u[who, 2] < 0.3))
+    sku = rng.integers(0, lines.skus, len(of))
+    units = 1 + pick(rng.random(len(of)), QUANTITY_PROBS)
+    t = (p.signup[who] + 0.5 + 29.5 * u[who, 1])[of]
+    keep = np.flatnonzero(t < clock.end)
+    cust = who[of][keep]
+    return _Rows(
+        kind=2,
+        seq=keep,
+        cust=cust,
+        written=cust_ids[cust],
+        t=t[keep],
+        order_id=np.char.add("C", number[of][keep].astype(str)).astype(object),
+        sku=sku_names[sku[keep]],
+        quantity=-units[keep],
+        unit_price=catalog(lines)[sku[keep]],
+        currency=np.full(len(keep), retail.currency, dtype=object),
+        rate=np.ones(len(keep)),
+        refund_of=np.full(len(keep), None, dtype=object),
+    )
+
+
+def _concat(parts: tuple[_Rows, ...], name: str) -> Column:
+    return np.concatenate([getattr(part, name) for part in parts])
+
+
+def _export_order(parts: tuple[_Rows, ...]) -> IntArray:
+    """Rows by time, then customer, then kind, then position (an invoice's lines in order)."""
+    kind = np.concatenate([np.full(len(part.t), part.kind) for part in parts])
+    keys = (_concat(parts, "seq"), kind, _concat(parts, "cust"), _concat(parts, "t"))
+    return np.lexsort(keys).astype(np.int64)
+
+
+def _export_rows(parts: tuple[_Rows, ...], start_us: int) -> pd.DataFrame:
+    """The transactions file: one row per invoice line, no amount and no line id."""
+    order = _export_order(parts)
+    return pd.DataFrame(
+        {
+            "customer_id": _concat(parts, "written")[order],
+            "ts": _ts(np.asarray(_concat(parts, "t"), dtype=np.float64)[order], start_us),
+            "order_id": _concat(parts, "order_id")[order],
+            "sku": _concat(parts, "sku")[order],
+            "quantity": np.asarray(_concat(parts, "quantity"), dtype=np.int64)[order],
+            "unit_price": np.asarray(_concat(parts, "unit_price"), dtype=np.float64)[order],
+            "currency": _concat(parts, "currency")[order],
+        }
+    )
+
+
+def _order_totals(parts: tuple[_Rows, ...], cust_ids: ObjectArray, start_us: int) -> pd.DataFrame:
+    """Truth: per (canonical customer_id, order_id) the amount a correct ingest stores.
+
+    amount = sum over the invoice's rows of quantity x unit_price x rate, in float64 (rows
+    the till wrote twice count twice; a cancellation is an invoice of its own, "C" + number,
+    with negative quantities). Columns: customer_id (canonical), order_id, ts, amount (in the
+    workspace currency), currency (the invoice's), refund_of (the cancelled invoice, when in
+    the export) and written_id (the id on the invoice's rows: the customer's or an alias).
+    Summation order differs from ingest's, so compare amounts with a tolerance (1e-6).
+    """
+    order = _export_order(parts)
+    quantity = np.asarray(_concat(parts, "quantity"), dtype=np.float64)[order]
+    unit_price = np.asarray(_concat(parts, "unit_price"), dtype=np.float64)[order]
+    rate = np.asarray(_concat(parts, "rate"), dtype=np.float64)[order]
+    cust = np.asarray(_concat(parts, "cust"), dtype=np.int64)[order]
+    rows = pd.DataFrame(
+        {
+            "customer_id": cust_ids[cust],
+            "order_id": _concat(parts, "order_id")[order],
+            "t": np.asarray(_concat(parts, "t"), dtype=np.float64)[order],
+            "amount": quantity * unit_price * rate,
+            "currency": _concat(parts, "currency")[order],
+            "refund_of": _concat(parts, "refund_of")[order],
+            "written_id": _concat(parts, "written")[order],
+        }
+    )
+    first = {c: "first" for c in ("t", "currency", "refund_of", "written_id")}
+    totals = rows.groupby(["customer_id", "order_id"], sort=False, dropna=False).agg(
+        amount=("amount", "sum"), **{c: (c, how) for c, how in first.items()}
+    )
+    totals = totals.reset_index()
+    totals.insert(2, "ts", _ts(totals.pop("t").to_numpy(), start_us))
+    totals["refund_of"] = (
+        totals["refund_of"].astype(object).where(totals["refund_of"].notna(), None)
+    )
+    return totals
+
+
+def _identities(alias: Aliases, ids: ObjectArray, start_us: int) -> pd.DataFrame:
+    """identities.csv: alias_id, customer_id, valid_from (missing: always), by customer."""
+    has = np.column_stack([np.isfinite(alias.merged_until), alias.email, alias.device])
+    cust, kind = np.nonzero(has)
+    since = np.where(kind == 1, alias.email_from[cust], np.inf)
+    return pd.DataFrame(
+        {
+            "alias_id": ids[cust, kind + 1],
+            "customer_id": ids[cust, 0],
+            "valid_from": _maybe_ts(since, start_us),
+        }
+    )
+
+
+def _with_contacts(frame: pd.DataFrame, people: Contacts, cust_ids: ObjectArray) -> pd.DataFrame:
+    """The customers table with the personal columns (PERSONAL_COLUMNS) after the others."""
+    at = pd.Index(cust_ids).get_indexer(frame["customer_id"])
+    out = frame.copy()
+    for name in PERSONAL_COLUMNS:
+        out[name] = np.asarray(getattr(people, name), dtype=object)[at]
+    return out
+
+
+def ingest_overrides(settings: IngestSettings) -> dict[str, object]:
+    """The ingest settings that differ from the defaults, as clv.yaml spells them."""
+    chosen: dict[str, object] = settings.model_dump(mode="json", exclude_defaults=True)
+    rates = chosen.get("currency_rates")
+    if isinstance(rates, list | dict):  # a mapping in YAML, however the settings hold it
+        chosen["currency_rates"] = dict(rates)
+    return chosen
+
+
+def ingest_block(settings: IngestSettings) -> str:
+    """The `ingest:` block of clv.yaml for these settings (`ingest_overrides`)."""
+    block = {"ingest": ingest_overrides(settings)}
+    return yaml.safe_dump(block, sort_keys=False, default_flow_style=None)
+
+
 def _customers(spec: WorldSpec, clock: _Clock, p: _People, cust_ids: ObjectArray) -> pd.DataFrame:
     """One row per customer (btyd) or per customer and attribute change, from `valid_from`."""
     channel_names = np.array([c.name for c in CHANNELS], dtype=object)
@@ -823,14 +1182,16 @@ def _event_profiles(p: _People) -> ObjectArray:
 
 
 def _ts_text(series: pd.Series) -> npt.NDArray[np.str_]:
+    """ISO 8601 with a Z; a missing time (NaT) as an empty cell."""
     values = series.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy(dtype="datetime64[us]")
-    return np.datetime_as_string(values, unit="us", timezone="UTC")
+    text = np.datetime_as_string(values, unit="us", timezone="UTC")
+    return np.where(np.isnat(values), "", text)
 
 
 def write_raw(
     data: GeneratedData, out_dir: Path | str, *, fmt: RawFormat = "csv"
 ) -> dict[TableName, Path]:
-    """Write the three raw tables as `<out_dir>/<table>.<fmt>`; CSV timestamps are ISO 8601 Z."""
+    """Write the raw tables as `<out_dir>/<table>.<fmt>`; CSV timestamps are ISO 8601 Z."""
     if fmt not in ("csv", "parquet"):
         raise DataError(f"unknown format {fmt!r}: choose csv or parquet")
     out = Path(out_dir)
@@ -859,6 +1220,60 @@ CORRUPTION_KINDS = (
     RejectReason.BAD_AMOUNT,
     RejectReason.DUPLICATE,
 )
+PLANTED_KINDS: tuple[RejectReason, ...] = (
+    RejectReason.MISSING_ID,
+    RejectReason.BAD_TIMESTAMP,
+    RejectReason.FUTURE_TIMESTAMP,
+    RejectReason.BAD_AMOUNT,
+    RejectReason.MISSING_VALUE,
+    RejectReason.BEFORE_MIN_DATE,
+    RejectReason.IMPLAUSIBLE_AMOUNT,
+    RejectReason.MIXED_CURRENCY,
+    RejectReason.DUPLICATE,
+)
+"""What `plant_bad_rows` plants: every reason a transactions row of a file can have (not
+`duplicate_line`: a file without line ids has none; `non_numeric_value`: a bad margin)."""
+BAD_CELLS: dict[RejectReason, str] = {
+    RejectReason.MISSING_ID: "",
+    RejectReason.BAD_TIMESTAMP: "not-a-date",
+    RejectReason.FUTURE_TIMESTAMP: "2099-01-01T00:00:00Z",
+    RejectReason.BAD_AMOUNT: "12,5O",
+    RejectReason.MISSING_VALUE: "",
+    RejectReason.BEFORE_MIN_DATE: "1899-12-30T00:00:00Z",
+    RejectReason.IMPLAUSIBLE_AMOUNT: "1000000000",
+    RejectReason.MIXED_CURRENCY: "JPY",
+}
+"""The cell each kind of bad row gets (1899-12-30: the zero date of spreadsheets)."""
+
+
+def _bad_columns(kind: RejectReason, columns: pd.Index) -> tuple[str, ...]:
+    """The columns a bad row of `kind` gets its bad cell in, taking turns when several: the
+    amount, or in a file without one (amount = quantity x unit_price) the factors."""
+    has_amount = "amount" in columns
+    if kind is RejectReason.MISSING_ID:
+        return ("customer_id",)
+    if kind in (
+        RejectReason.BAD_TIMESTAMP,
+        RejectReason.FUTURE_TIMESTAMP,
+        RejectReason.BEFORE_MIN_DATE,
+    ):
+        return ("ts",)
+    if kind is RejectReason.BAD_AMOUNT:
+        return ("amount",) if has_amount else ("quantity", "unit_price")
+    if kind is RejectReason.MISSING_VALUE:
+        return ("amount", "ts") if has_amount else ("unit_price", "ts")
+    if kind is RejectReason.IMPLAUSIBLE_AMOUNT:
+        return ("amount",) if has_amount else ("quantity",)
+    if kind is RejectReason.MIXED_CURRENCY:
+        return ("currency",)
+    raise ValueError(f"no bad cell for {kind.value}")
+
+
+def _corrupt(frame: pd.DataFrame, at: IntArray, kind: RejectReason) -> None:
+    """Put the bad cell of `kind` into rows `at` of a text frame (in place)."""
+    columns = _bad_columns(kind, frame.columns)
+    for k, column in enumerate(columns):
+        frame.loc[at[k :: len(columns)], column] = BAD_CELLS[kind]
 
 
 def corrupted_transactions_csv(path: Path, *, rows: int, seed: int = 5) -> dict[str, int]:
@@ -885,15 +1300,95 @@ def corrupted_transactions_csv(path: Path, *, rows: int, seed: int = 5) -> dict[
     )
     for k, kind in enumerate(CORRUPTION_KINDS):
         at = chosen[k * per_kind : (k + 1) * per_kind]
-        if kind is RejectReason.MISSING_ID:
-            frame.loc[at, "customer_id"] = ""
-        elif kind is RejectReason.BAD_TIMESTAMP:
-            frame.loc[at, "ts"] = "not-a-date"
-        elif kind is RejectReason.FUTURE_TIMESTAMP:
-            frame.loc[at, "ts"] = "2099-01-01T00:00:00Z"
-        elif kind is RejectReason.BAD_AMOUNT:
-            frame.loc[at, "amount"] = "12,5O"
-        else:
+        if kind is RejectReason.DUPLICATE:
             frame.iloc[at] = frame.iloc[at - 1].to_numpy()
+        else:
+            _corrupt(frame, at, kind)
     frame.to_csv(path, index=False)
     return {kind.value: per_kind for kind in CORRUPTION_KINDS}
+
+
+@dataclass(frozen=True, eq=False)
+class PlantedRows:
+    """A transactions frame as text cells (as a CSV holds them) with bad rows planted.
+
+    Row numbers are 1-based data rows of `frame`, as ingest's quarantine files number them.
+    """
+
+    frame: pd.DataFrame
+    rejected: pd.DataFrame
+    """row_number, reason: the rows a correct ingest quarantines, by row number."""
+    accepted: pd.DataFrame
+    """row_number and the cells of the planted rows a correct ingest stores: the first of each
+    exact-duplicate pair (a copy of a real line without its order id). Nothing else planted is
+    stored, so the real rows' order totals (`GeneratedData.order_totals`) stay the truth."""
+
+    @property
+    def reasons(self) -> dict[str, int]:
+        """Rows to quarantine per `RejectReason` value."""
+        counts = self.rejected["reason"].value_counts()
+        return {k.value: int(counts[k.value]) for k in PLANTED_KINDS if k.value in counts}
+
+    @property
+    def planted(self) -> npt.NDArray[np.bool_]:
+        """Per row of `frame`: planted (else one of the generated rows, in their order)."""
+        mask = np.zeros(len(self.frame), dtype=bool)
+        rows = np.concatenate([self.rejected["row_number"], self.accepted["row_number"]])
+        mask[rows.astype(np.int64) - 1] = True
+        return mask
+
+
+def _as_text(frame: pd.DataFrame) -> pd.DataFrame:
+    """Every cell as the text `write_raw` writes to a CSV (missing: empty)."""
+    out: dict[str, object] = {}
+    for name in frame.columns:
+        col = frame[name]
+        if isinstance(col.dtype, pd.DatetimeTZDtype):
+            out[str(name)] = _ts_text(col)
+        else:
+            out[str(name)] = col.astype(object).where(col.notna(), "").astype(str).to_numpy()
+    return pd.DataFrame(out, index=pd.RangeIndex(len(frame)))
+
+
+def plant_bad_rows(transactions: pd.DataFrame, *, per_kind: int = 3, seed: int = 0) -> PlantedRows:
+    """`transactions` (a generated frame) as text, with `per_kind` bad rows of each kind of
+    PLANTED_KINDS at random places (mixed_currency only when there is a currency column).
+
+    A bad row is a corrupted copy of a purchase row (one no other row repeats) that keeps its
+    order id, so a bad row that got in would change that order's total. An exact duplicate is
+    a pair of copies of a row with the order id blanked: in a file of order lines without line
+    ids, identical rows of one order are one line bought twice (summed), so only rows without
+    an order id are duplicates; the first of a pair is a valid row.
+    """
+    text = _as_text(transactions)
+    rng = np.random.default_rng(seed)
+    kinds = [k for k in PLANTED_KINDS if k is not RejectReason.MIXED_CURRENCY or "currency" in text]
+    value = transactions["quantity" if "quantity" in transactions else "amount"].to_numpy()
+    source = np.flatnonzero((value > 0) & ~text.duplicated(keep=False).to_numpy())
+    if len(source) < per_kind * len(kinds):
+        raise DataError(f"{len(source)} purchase rows: too few to plant {per_kind} per kind")
+    bad = text.iloc[rng.choice(source, size=per_kind * len(kinds), replace=False)]
+    bad = bad.reset_index(drop=True)
+    reason = np.repeat(np.array([k.value for k in kinds], dtype=object), per_kind)
+    pairs = np.flatnonzero(reason == RejectReason.DUPLICATE.value)
+    for kind in kinds:
+        if kind is not RejectReason.DUPLICATE:
+            _corrupt(bad, np.flatnonzero(reason == kind.value), kind)
+    bad.loc[pairs, "order_id"] = ""
+    planted = pd.concat([bad, bad.iloc[pairs]], ignore_index=True)
+    place = np.concatenate([np.arange(len(text)), rng.uniform(0, len(text), len(planted))])
+    order = np.argsort(place, kind="stable")
+    frame = pd.concat([text, planted], ignore_index=True).iloc[order].reset_index(drop=True)
+    position = np.empty(len(order), dtype=np.int64)
+    position[order] = np.arange(len(order))
+    at = position[len(text) :] + 1
+    first = np.minimum(at[pairs], at[len(bad) :])  # of each pair, the one ingest keeps
+    kept = np.isin(at, first)
+    rejected = pd.DataFrame({"row_number": at, "reason": np.concatenate([reason, reason[pairs]])})
+    accepted = frame.iloc[np.sort(first) - 1].reset_index(drop=True)
+    accepted.insert(0, "row_number", np.sort(first))
+    return PlantedRows(
+        frame=frame,
+        rejected=rejected[~kept].sort_values("row_number", ignore_index=True),
+        accepted=accepted,
+    )

@@ -1,44 +1,134 @@
 """Ingest raw CSV/Parquet files into the offline store, validated against clv/contracts.py.
 
-`validate` is pure: it splits a raw frame into accepted rows (contract columns, canonical
-dtypes: strings, float64, `datetime64[us, UTC]`) and rejected rows (original values as strings,
-the 1-based data-row number and one reason, the first that applies in `RejectReason` order).
-`ingest` is the adapter: read a file, validate, write the quarantine file, merge the accepted
-rows with the stored table (idempotent: rows already stored are skipped; a row with a line key,
-customer_id + order_id + line_id, is the stored row with that key; customers are versioned, see
-`clv.versions`) and write it back through `clv.store`.
+A file (CSV, gzip CSV or Parquet; or a folder of parts of one table) is read in chunks of
+`ingest.chunk_rows` rows. Each chunk has its personal columns pseudonymized (`clv.personal`)
+and its rows parsed (`clv.parse`); the rows that parse are staged to Parquet in the
+workspace. DuckDB then applies the rules that need the whole file and the stored table
+(`clv.reconcile`: currencies, the amount bound, refunds, order lines, duplicates, rows already
+stored), writes the quarantine file (original cells, 1-based data-row number and one reason,
+the first that applies in `RejectReason` order) and the new stored table. Memory is bounded by
+the chunk and DuckDB's limit (`compute.memory_budget_mb`; above it DuckDB spills to disk), not
+by the file. Customers are versioned, not deduplicated by key (`clv.versions`).
+
+`validate` runs the same rules on a frame in memory, without a store.
 """
 
 from __future__ import annotations
 
+import re
+import shutil
+import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import duckdb
 import numpy as np
-import numpy.typing as npt
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
-from clv.contracts import (
-    CONTRACTS,
-    TABLES,
-    TS_DTYPE,
-    Column,
-    RejectReason,
-    TableContract,
-    TableName,
-)
+from clv.contracts import CONTRACTS, TABLES, TS_DTYPE, RejectReason, TableName
 from clv.errors import DataError
+from clv.parse import (
+    MIN_DATE,
+    RAW,
+    REASON,
+    ROW_NUMBER,
+    arrow_schema,
+    check_columns,
+    empty_table,
+    parse_rows,
+    utc,
+)
 from clv.personal import protect
+from clv.reconcile import (
+    AMOUNT_BOUND_FACTOR,
+    FileRules,
+    Reconciled,
+    fresh_rows,
+    q,
+    reconcile,
+    stored_view,
+)
 from clv.settings import Settings
-from clv.store import has_table, read_table, table_path, write_table
+from clv.store import duckdb_connection, has_table, read_table, table_path, write_table
 from clv.versions import merge_versions
+
+__all__ = [
+    "AMOUNT_BOUND_FACTOR",
+    "MIN_DATE",
+    "IngestResult",
+    "Plausibility",
+    "Validation",
+    "canonical",
+    "empty_table",
+    "infer_table",
+    "ingest",
+    "ingest_all",
+    "status",
+    "validate",
+]
 
 REASONS: tuple[RejectReason, ...] = tuple(RejectReason)
 CSV_SUFFIXES = (".csv", ".csv.gz", ".txt")
 PARQUET_SUFFIXES = (".parquet", ".pq")
-ROW_NUMBER = "row_number"
-REASON = "reason"
+SOURCE_FILE = "source_file"
+"""Quarantine column naming the part a row came from (folder ingests only)."""
+
+
+@dataclass(frozen=True)
+class Plausibility:
+    """Bounds beyond which a value is quarantined rather than believed (`ingest` settings)."""
+
+    min_date: pd.Timestamp = MIN_DATE
+    max_abs_amount: float | None = None
+    """None: AMOUNT_BOUND_FACTOR x the file's median nonzero |amount|."""
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Plausibility:
+        return cls(utc(pd.Timestamp(settings.ingest.min_date)), settings.ingest.max_abs_amount)
+
+
+def file_rules(settings: Settings, bounds: Plausibility | None = None) -> FileRules:
+    """The file rules the `ingest` settings ask for."""
+    s = settings.ingest
+    return FileRules(
+        max_abs_amount=bounds.max_abs_amount if bounds is not None else s.max_abs_amount,
+        grain=s.grain,
+        cancellation_pattern=s.cancellation_pattern,
+        currency=s.currency,
+        rates=dict(s.currency_rates),
+    )
+
+
+@dataclass(frozen=True)
+class LineCounts:
+    """What the transactions rules changed (zero for other tables)."""
+
+    lines_summed: int = 0
+    """Identical lines of one order summed into one stored line."""
+    refunds: int = 0
+    refunds_linked: int = 0
+    converted: int = 0
+    """Rows converted from another currency."""
+    currency: str | None = None
+    line_level: bool = False
+
+    @classmethod
+    def of(cls, r: Reconciled) -> LineCounts:
+        return cls(r.summed, r.refunds, r.linked, r.converted, r.currency, r.line_level)
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "lines_summed": self.lines_summed,
+            "refunds": self.refunds,
+            "refunds_linked": self.refunds_linked,
+            "converted": self.converted,
+            "currency": self.currency,
+            "line_level": self.line_level,
+        }
 
 
 @dataclass(frozen=True, eq=False)
@@ -50,15 +140,17 @@ class Validation:
     rejected: pd.DataFrame
     counts: dict[str, int]
     """Rejected rows per `RejectReason` value (only reasons that occurred)."""
+    lines: LineCounts = LineCounts()
 
     @property
     def read(self) -> int:
-        return len(self.accepted) + len(self.rejected)
+        return len(self.accepted) + len(self.rejected) + self.lines.lines_summed
 
 
 @dataclass(frozen=True)
 class IngestResult:
-    """What one ingest run did. read = accepted + already_present + superseded + quarantined."""
+    """What one ingest run did.
+    read = accepted + already_present + superseded + quarantined + lines summed."""
 
     table: TableName
     path: Path
@@ -72,6 +164,7 @@ class IngestResult:
     superseded: int = 0
     """customers only: earlier rows in the same file for the same customer and version time
     (valid_from, else the ingest instant)."""
+    lines: LineCounts = LineCounts()
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -84,6 +177,7 @@ class IngestResult:
             "quarantined": dict(self.quarantined),
             "quarantine_path": str(self.quarantine_path) if self.quarantine_path else None,
             "stored_rows": self.stored_rows,
+            **self.lines.as_dict(),
         }
 
 
@@ -107,248 +201,6 @@ class TableStatus:
         }
 
 
-# --- pure: normalise and validate --------------------------------------------------------
-
-
-def _utc(ts: pd.Timestamp) -> pd.Timestamp:
-    """A timestamp in UTC; a naive one is taken as UTC."""
-    ts = pd.Timestamp(ts)
-    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
-
-
-def _text(col: pd.Series) -> pd.Series:
-    """Strings, stripped; empty -> missing."""
-    s = col.astype("string").str.strip()
-    return s.mask(s == "")
-
-
-def _to_object(s: pd.Series) -> pd.Series:
-    """A nullable string series as plain Python strings with None for missing (Parquet-friendly)."""
-    out = s.astype(object)
-    return out.where(s.notna(), None)
-
-
-def _parse_ts(col: pd.Series) -> tuple[pd.Series, npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
-    """(UTC microsecond timestamps, missing mask, unparseable mask). Naive values are UTC."""
-    if pd.api.types.is_datetime64_any_dtype(col.dtype):
-        parsed = col.dt.tz_localize("UTC") if col.dt.tz is None else col.dt.tz_convert("UTC")
-        missing = parsed.isna().to_numpy()
-        return parsed.astype(TS_DTYPE), missing, np.zeros(len(col), dtype=bool)
-    text = _text(col)
-    missing = text.isna().to_numpy()
-    parsed = pd.to_datetime(text, utc=True, errors="coerce", format="ISO8601")
-    failed = parsed.isna().to_numpy() & ~missing
-    if failed.any():
-        # Common non-ISO forms ("01/31/2024 10:00", "Jan 5 2024"): slower, so only where needed.
-        retry = pd.to_datetime(text[failed], utc=True, errors="coerce", format="mixed")
-        parsed = parsed.copy()
-        parsed[failed] = retry
-        failed = parsed.isna().to_numpy() & ~missing
-    return parsed.astype(TS_DTYPE), missing, failed
-
-
-def _parse_number(
-    col: pd.Series,
-) -> tuple[pd.Series, npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
-    """(float64 values, missing mask, non-numeric mask); infinities count as non-numeric."""
-    if pd.api.types.is_numeric_dtype(col.dtype) and not pd.api.types.is_bool_dtype(col.dtype):
-        values = col.astype("float64")
-        missing = values.isna().to_numpy()
-        bad = ~np.isfinite(values.to_numpy()) & ~missing
-        return values.where(~bad), missing, bad
-    text = _text(col)
-    missing = text.isna().to_numpy()
-    values = pd.to_numeric(text, errors="coerce").astype("float64")
-    bad = ~np.isfinite(values.to_numpy()) & ~missing
-    return values.where(~bad), missing, bad
-
-
-def _original_as_text(frame: pd.DataFrame) -> pd.DataFrame:
-    out = frame.astype(object)
-    return out.where(frame.notna(), "").astype(str)
-
-
-def empty_table(table: TableName) -> pd.DataFrame:
-    """A zero-row frame with the contract's columns and canonical dtypes."""
-    dtypes = {
-        "string": object,
-        "category": object,
-        "number": "float64",
-        "timestamp": TS_DTYPE,
-    }
-    contract = CONTRACTS[table]
-    return pd.DataFrame({c.name: pd.Series(dtype=dtypes[c.kind]) for c in contract.columns})
-
-
-def check_columns(columns: pd.Index, contract: TableContract, *, source: str) -> None:
-    """Raise DataError naming the source and the first missing required column (a column that
-    is the product of others may be absent when they are all there)."""
-    present = {str(c) for c in columns}
-    for column in contract.inputs:
-        if not column.required or column.name in present:
-            continue
-        if column.product_of and all(c in present for c in column.product_of):
-            continue
-        instead = " and ".join(repr(c) for c in column.product_of)
-        raise DataError(
-            f"{source}: missing required column {column.name!r}"
-            + (f" (or {instead})" if instead else "")
-            + f" for table {contract.name} (has: {', '.join(sorted(present)) or 'no columns'})"
-        )
-
-
-def _fill_product(
-    column: Column, clean: dict[str, pd.Series], missing: dict[str, npt.NDArray[np.bool_]]
-) -> None:
-    """Where `column` is missing and every factor of `column.product_of` parsed: the product."""
-    fill = missing[column.name].copy()
-    product = pd.Series(1.0, index=clean[column.name].index)
-    for factor in column.product_of:
-        fill &= clean[factor].notna().to_numpy()
-        product = product * clean[factor]
-    if fill.any():
-        clean[column.name] = clean[column.name].where(~fill, product)
-        missing[column.name] = missing[column.name] & ~fill
-
-
-def line_keyed(frame: pd.DataFrame, contract: TableContract) -> npt.NDArray[np.bool_] | None:
-    """Rows identified by the contract's key (none of its columns missing), or None when the key
-    is not narrower than the row (events) or the table is versioned (customers)."""
-    if contract.versioned or set(contract.key) >= set(contract.names):
-        return None
-    return frame.loc[:, list(contract.key)].notna().all(axis=1).to_numpy()
-
-
-AMOUNT_BOUND_FACTOR = 10_000.0
-"""Default plausibility bound of |amount|: this many times the file's median nonzero |amount|
-(a guard against 1e308 and unit mix-ups, far above any real order; not a modelling choice)."""
-
-
-MIN_DATE = pd.Timestamp("1970-01-01", tz="UTC")
-"""Default `ingest.min_date` (the Unix epoch: no real customer log starts before it)."""
-
-
-@dataclass(frozen=True)
-class Plausibility:
-    """Bounds beyond which a value is quarantined rather than believed (`ingest` settings)."""
-
-    min_date: pd.Timestamp = MIN_DATE
-    max_abs_amount: float | None = None
-    """None: AMOUNT_BOUND_FACTOR x the file's median nonzero |amount|."""
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> Plausibility:
-        return cls(_utc(pd.Timestamp(settings.ingest.min_date)), settings.ingest.max_abs_amount)
-
-    def amount_bound(self, amount: pd.Series) -> float:
-        if self.max_abs_amount is not None:
-            return self.max_abs_amount
-        size = amount.abs()
-        size = size[np.isfinite(size) & (size > 0)]
-        return float(size.median()) * AMOUNT_BOUND_FACTOR if len(size) else float("inf")
-
-
-def validate(
-    frame: pd.DataFrame,
-    table: TableName,
-    *,
-    now: pd.Timestamp,
-    bounds: Plausibility | None = None,
-) -> Validation:
-    """Split `frame` into accepted rows (canonical dtypes) and rejected rows with a reason.
-
-    Exact duplicates are judged on the parsed contract columns (so "2024-01-01" and
-    "2024-01-01T00:00:00Z" are the same time); the first occurrence is kept. So are rows that
-    repeat the key of an earlier row with other values (`duplicate_line`: one order line).
-    A missing amount is quantity x unit_price when both are given.
-    """
-    contract = CONTRACTS[table]
-    frame = frame.rename(columns=lambda c: str(c).strip())
-    check_columns(frame.columns, contract, source=table)
-    n = len(frame)
-    now_utc = _utc(now)
-    limits = bounds if bounds is not None else Plausibility()
-    flags: dict[RejectReason, npt.NDArray[np.bool_]] = {
-        r: np.zeros(n, dtype=bool) for r in RejectReason
-    }
-    clean: dict[str, pd.Series] = {}
-    missing_by: dict[str, npt.NDArray[np.bool_]] = {}
-    for column in contract.inputs:
-        raw = (
-            frame[column.name].reset_index(drop=True)
-            if column.name in frame.columns
-            else pd.Series([None] * n, dtype=object)
-        )
-        if column.kind == "timestamp":
-            values, missing, bad = _parse_ts(raw)
-            flags[RejectReason.BAD_TIMESTAMP] |= bad
-            future = (values > now_utc).fillna(False).to_numpy(dtype=bool)
-            flags[RejectReason.FUTURE_TIMESTAMP] |= future
-            early = (values < limits.min_date).fillna(False).to_numpy(dtype=bool)
-            flags[RejectReason.BEFORE_MIN_DATE] |= early
-            clean[column.name] = values
-        elif column.kind == "number":
-            values, missing, bad = _parse_number(raw)
-            key = RejectReason.BAD_AMOUNT if column.name == "amount" else RejectReason.BAD_VALUE
-            flags[key] |= bad
-            clean[column.name] = values
-        else:
-            text = _text(raw)
-            missing = text.isna().to_numpy()
-            clean[column.name] = _to_object(text)
-        missing_by[column.name] = missing
-    for column in contract.inputs:
-        if column.product_of:
-            _fill_product(column, clean, missing_by)
-    if "amount" in clean:
-        amount = pd.to_numeric(clean["amount"], errors="coerce").astype("float64")
-        bound = limits.amount_bound(amount)
-        wild = amount.abs() > bound
-        flags[RejectReason.IMPLAUSIBLE_AMOUNT] |= wild.fillna(False).to_numpy(dtype=bool)
-    for column in contract.inputs:
-        if column.name == "customer_id":
-            flags[RejectReason.MISSING_ID] |= missing_by[column.name]
-        elif column.required:
-            flags[RejectReason.MISSING_VALUE] |= missing_by[column.name]
-
-    normal = pd.DataFrame(clean)
-    keyed = line_keyed(normal, contract)
-    code = np.full(n, -1, dtype=np.int64)
-    for k, reason in enumerate(REASONS):
-        if reason is RejectReason.DUPLICATE:
-            ok = code < 0
-            dup = np.zeros(n, dtype=bool)
-            dup[ok] = normal.loc[ok].duplicated(keep="first").to_numpy()
-            code[dup] = k
-        elif reason is RejectReason.DUPLICATE_LINE:
-            if keyed is None:
-                continue
-            ok = (code < 0) & keyed
-            dup = np.zeros(n, dtype=bool)
-            dup[ok] = normal.loc[ok].duplicated(subset=list(contract.key), keep="first").to_numpy()
-            code[dup] = k
-        else:
-            code[(code < 0) & flags[reason]] = k
-
-    good = code < 0
-    accepted = normal.loc[good].reset_index(drop=True)
-    bad_rows = np.flatnonzero(~good)
-    rejected = _original_as_text(frame.iloc[bad_rows].reset_index(drop=True))
-    reasons = np.array([r.value for r in REASONS], dtype=object)[code[bad_rows]]
-    rejected.insert(0, REASON, reasons)
-    rejected.insert(0, ROW_NUMBER, bad_rows + 1)
-    counts = {
-        r.value: int(c)
-        for r, c in zip(REASONS, np.bincount(code[bad_rows], minlength=len(REASONS)), strict=True)
-        if c
-    }
-    return Validation(table=table, accepted=accepted, rejected=rejected, counts=counts)
-
-
-def _row_hash(frame: pd.DataFrame, columns: tuple[str, ...]) -> npt.NDArray[np.uint64]:
-    return pd.util.hash_pandas_object(frame.loc[:, list(columns)], index=False).to_numpy()
-
-
 def canonical(frame: pd.DataFrame, table: TableName) -> pd.DataFrame:
     """A stored or accepted frame in the contract's column order and canonical dtypes."""
     out = empty_table(table)
@@ -360,6 +212,7 @@ def canonical(frame: pd.DataFrame, table: TableName) -> pd.DataFrame:
             continue
         s = frame[column.name].reset_index(drop=True)
         if column.kind == "timestamp":
+            s = pd.to_datetime(s, utc=True) if not hasattr(s, "dt") else s
             s = s.dt.tz_localize("UTC") if s.dt.tz is None else s.dt.tz_convert("UTC")
             data[column.name] = s.astype(TS_DTYPE)
         elif column.kind == "number":
@@ -369,42 +222,84 @@ def canonical(frame: pd.DataFrame, table: TableName) -> pd.DataFrame:
     return pd.DataFrame(data, columns=list(contract.names))
 
 
-@dataclass(frozen=True, eq=False)
-class Merge:
-    """The stored table after adding accepted rows, and how many were new or already there."""
-
-    frame: pd.DataFrame
-    new: int
-    already_present: int
-    superseded: int
+def _rename_raw(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.rename(columns=lambda c: c[len(RAW) :] if c.startswith(RAW) else c)
 
 
-def merge(
-    stored: pd.DataFrame, accepted: pd.DataFrame, table: TableName, *, now: pd.Timestamp
-) -> Merge:
-    """Add accepted rows to a stored table: skip rows already stored (a keyed row: its key is
-    stored); customers are versioned (`clv.versions.merge_versions`), ingested at `now`."""
+def _sorted_rejects(con: duckdb.DuckDBPyConnection, raw_columns: list[str]) -> str:
+    """SQL of every rejected row: row_number, reason, the original cells, by row number."""
+    cells = ", ".join(f"s.{q(RAW + c)} AS {q(c)}" for c in raw_columns)
+    early = ", ".join(f"{q(RAW + c)} AS {q(c)}" for c in raw_columns)
+    return f"""SELECT {ROW_NUMBER}, {REASON}{", " + early if early else ""} FROM row_rejects
+        UNION ALL
+        SELECT r.{ROW_NUMBER}, r.{REASON}{", " + cells if cells else ""}
+        FROM rejects r JOIN staged s ON r.{ROW_NUMBER} = s.{ROW_NUMBER}
+        ORDER BY {ROW_NUMBER}"""
+
+
+def _counts(row_counts: dict[str, int], file_counts: dict[str, int]) -> dict[str, int]:
+    """Rejected rows per reason, in `RejectReason` order."""
+    return {
+        r.value: row_counts.get(r.value, 0) + file_counts.get(r.value, 0)
+        for r in REASONS
+        if row_counts.get(r.value, 0) + file_counts.get(r.value, 0)
+    }
+
+
+def validate(
+    frame: pd.DataFrame,
+    table: TableName,
+    *,
+    now: pd.Timestamp,
+    bounds: Plausibility | None = None,
+    rules: FileRules | None = None,
+) -> Validation:
+    """Split `frame` into accepted rows (canonical dtypes) and rejected rows with a reason, by
+    the same row and file rules as `ingest` (without a store).
+
+    Exact duplicates are judged on the parsed contract columns (so "2024-01-01" and
+    "2024-01-01T00:00:00Z" are the same time); the first occurrence is kept. So are rows that
+    repeat the key of an earlier row with other values (`duplicate_line`: one order line).
+    A missing amount is quantity x unit_price when both are given.
+    """
     contract = CONTRACTS[table]
-    stored = canonical(stored, table)
-    accepted = canonical(accepted, table)
-    if contract.versioned:
-        v = merge_versions(stored, accepted, ingested_at=_utc(now))
-        return Merge(v.frame, v.new, v.already_present, v.superseded)
-    names = contract.names
-    present = np.isin(_row_hash(accepted, names), _row_hash(stored, names))
-    keyed = line_keyed(accepted, contract)
-    if keyed is not None and keyed.any():
-        stored_keyed = line_keyed(stored, contract)
-        assert stored_keyed is not None
-        present[keyed] = np.isin(
-            _row_hash(accepted.loc[keyed], contract.key),
-            _row_hash(stored.loc[stored_keyed], contract.key),
+    frame = frame.rename(columns=lambda c: str(c).strip())
+    check_columns(frame.columns, contract, source=table)
+    limits = bounds if bounds is not None else Plausibility()
+    chosen = rules if rules is not None else FileRules(max_abs_amount=limits.max_abs_amount)
+    parsed = parse_rows(frame, table, now=now, min_date=limits.min_date)
+    raw_columns = [str(c) for c in frame.columns]
+    con = duckdb_connection()
+    try:
+        schema = arrow_schema(table, tuple(raw_columns))
+        con.register(
+            "staged", pa.Table.from_pandas(parsed.valid, schema=schema, preserve_index=False)
         )
-    fresh = accepted.loc[~present]
-    parts = [p for p in (stored, fresh) if len(p)]
-    merged = pd.concat(parts, ignore_index=True) if parts else stored
-    merged = merged.sort_values("ts", kind="stable", ignore_index=True)
-    return Merge(merged, len(fresh), int(present.sum()), 0)
+        rejected_schema = pa.schema(
+            [pa.field(ROW_NUMBER, pa.int64()), pa.field(REASON, pa.string())]
+            + [pa.field(RAW + c, pa.string()) for c in raw_columns]
+        )
+        con.register(
+            "row_rejects",
+            pa.Table.from_pandas(parsed.rejected, schema=rejected_schema, preserve_index=False),
+        )
+        stored_view(con, table, None)
+        done = reconcile(con, table, chosen, file_columns=tuple(raw_columns))
+        accepted = con.execute(
+            f"SELECT * EXCLUDE ({ROW_NUMBER}) FROM candidates ORDER BY {ROW_NUMBER}"
+        ).df()
+        rejected = con.execute(_sorted_rejects(con, raw_columns)).df()
+    finally:
+        con.close()
+    row_counts = parsed.rejected[REASON].value_counts().to_dict()
+    rejected[ROW_NUMBER] = rejected[ROW_NUMBER].astype(np.int64)
+    return Validation(
+        table=table,
+        accepted=canonical(accepted, table),
+        rejected=rejected.reset_index(drop=True),
+        counts=_counts({str(k): int(v) for k, v in row_counts.items()}, done.counts),
+        lines=LineCounts.of(done) if table == "transactions" else LineCounts(),
+    )
 
 
 # --- adapter: files and the offline store ------------------------------------------------
@@ -423,18 +318,67 @@ def infer_table(path: Path) -> TableName | None:
     return None
 
 
-def read_raw(path: Path) -> pd.DataFrame:
-    """A raw file as a frame: CSV cells stay text (validation parses them), Parquet as stored."""
+def _is_raw_file(path: Path) -> bool:
+    return path.is_file() and path.name.lower().endswith(CSV_SUFFIXES + PARQUET_SUFFIXES)
+
+
+def _parts(folder: Path) -> list[Path]:
+    """The parts of one table in a folder (CSV or Parquet files, hidden files ignored)."""
+    parts = sorted(p for p in folder.iterdir() if _is_raw_file(p) and not p.name.startswith("."))
+    if not parts:
+        raise DataError(f"{folder}: no .csv or .parquet parts in this folder")
+    return parts
+
+
+def _header(path: Path) -> list[str]:
+    name = path.name.lower()
+    if not name.endswith(CSV_SUFFIXES + PARQUET_SUFFIXES):
+        raise DataError(f"{path}: unknown format {path.suffix!r}; use .csv or .parquet")
+    try:
+        if name.endswith(CSV_SUFFIXES):
+            return [str(c) for c in pd.read_csv(path, dtype=str, nrows=0).columns]
+        return _data_columns(pq.ParquetFile(path).schema_arrow.names)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, OSError, ValueError) as exc:
+        raise DataError(f"{path}: cannot read ({_first_line(exc)})") from exc
+
+
+def _data_columns(names: list[str]) -> list[str]:
+    """A Parquet file's columns without the index pandas may have written with them."""
+    return [str(c) for c in names if not re.fullmatch(r"__index_level_\d+__", str(c))]
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def read_chunks(path: Path, rows: int) -> Iterator[pd.DataFrame]:
+    """A raw file in frames of at most `rows` rows: CSV cells stay text (the row rules parse
+    them), Parquet as stored."""
     name = path.name.lower()
     try:
         if name.endswith(CSV_SUFFIXES):
-            return pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False)
+            reader = pd.read_csv(
+                path, dtype=str, keep_default_na=False, na_filter=False, chunksize=rows
+            )
+            with reader:
+                yield from reader
+            return
         if name.endswith(PARQUET_SUFFIXES):
-            return pd.read_parquet(path)
+            parquet = pq.ParquetFile(path)
+            columns = _data_columns(parquet.schema_arrow.names)
+            for batch in parquet.iter_batches(batch_size=rows, columns=columns):
+                yield batch.to_pandas()
+            return
     except (pd.errors.ParserError, pd.errors.EmptyDataError, OSError, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DataError(f"{path}: cannot read ({first})") from exc
+        raise DataError(f"{path}: cannot read ({_first_line(exc)})") from exc
     raise DataError(f"{path}: unknown format {path.suffix!r}; use .csv or .parquet")
+
+
+def read_raw(path: Path) -> pd.DataFrame:
+    """A whole raw file as one frame (small files and tests; ingest streams `read_chunks`)."""
+    frames = list(read_chunks(path, 1 << 62))
+    return frames[0] if frames else pd.DataFrame(columns=_header(path))
 
 
 def _quarantine_path(settings: Settings, table: TableName) -> Path:
@@ -447,6 +391,60 @@ def _quarantine_path(settings: Settings, table: TableName) -> Path:
     return path
 
 
+@dataclass(frozen=True)
+class _Staged:
+    read: int
+    valid: Path
+    rejected: Path
+    raw_columns: list[str]
+
+
+def _stage(
+    settings: Settings, files: list[Path], table: TableName, *, now: pd.Timestamp, work: Path
+) -> _Staged:
+    """Read, protect and parse every chunk; stage parsed rows and row rejects to Parquet."""
+    header = [c.strip() for c in _header(files[0])]
+    for part in files[1:]:
+        if [c.strip() for c in _header(part)] != header:
+            raise DataError(f"{part}: its columns differ from {files[0].name}'s")
+    check_columns(pd.Index(header), CONTRACTS[table], source=str(files[0]))
+    raw_columns = [c for c in protect(pd.DataFrame(columns=header), settings).columns]
+    if len(files) > 1:
+        raw_columns.append(SOURCE_FILE)
+    schema = arrow_schema(table, tuple(raw_columns))
+    rejected_schema = pa.schema(
+        [pa.field(ROW_NUMBER, pa.int64()), pa.field(REASON, pa.string())]
+        + [pa.field(RAW + c, pa.string()) for c in raw_columns]
+    )
+    valid_path, rejected_path = work / "valid.parquet", work / "rejected.parquet"
+    min_date = Plausibility.from_settings(settings).min_date
+    read = 0
+    with (
+        pq.ParquetWriter(valid_path, schema) as valid_out,
+        pq.ParquetWriter(rejected_path, rejected_schema) as rejected_out,
+    ):
+        for part in files:
+            for chunk in read_chunks(part, settings.ingest.chunk_rows):
+                frame = protect(chunk, settings).rename(columns=lambda c: str(c).strip())
+                if len(files) > 1:
+                    frame[SOURCE_FILE] = part.name
+                parsed = parse_rows(frame, table, now=now, min_date=min_date, first_row=read + 1)
+                read += len(frame)
+                valid_out.write_table(
+                    pa.Table.from_pandas(parsed.valid, schema=schema, preserve_index=False)
+                )
+                rejected_out.write_table(
+                    pa.Table.from_pandas(
+                        parsed.rejected, schema=rejected_schema, preserve_index=False
+                    )
+                )
+    return _Staged(read, valid_path, rejected_path, raw_columns)
+
+
+def _sql_path(path: Path) -> str:
+    return "'" + str(path).replace("'", "''") + "'"
+
+
 def ingest(
     settings: Settings,
     path: Path | str,
@@ -454,43 +452,148 @@ def ingest(
     table: TableName | None = None,
     now: pd.Timestamp | None = None,
 ) -> IngestResult:
-    """Validate one raw file into the offline store; bad rows go to a quarantine CSV."""
+    """Validate one raw file (or a folder of parts of one table) into the offline store; bad
+    rows go to a quarantine CSV."""
     source = Path(path)
     if not source.exists():
         raise DataError(f"{source}: no such file")
-    if source.is_dir():
-        raise DataError(f"{source} is a directory: use ingest_all (or `clv data ingest DIR`)")
     chosen = table or infer_table(source)
     if chosen is None:
         raise DataError(
-            f"{source}: cannot tell the table from the file name; "
-            f"pass --table {'|'.join(TABLES)}"
+            f"{source}: cannot tell the table from the file name; pass --table {'|'.join(TABLES)}"
         )
     if chosen not in CONTRACTS:
         raise DataError(f"{source}: unknown table {chosen!r}; use {', '.join(TABLES)}")
-    frame = protect(read_raw(source), settings)
-    frame = frame.rename(columns=lambda c: str(c).strip())
-    check_columns(frame.columns, CONTRACTS[chosen], source=str(source))
-    instant = _utc(pd.Timestamp.now(tz="UTC") if now is None else now)
-    result = validate(frame, chosen, now=instant, bounds=Plausibility.from_settings(settings))
+    files = _parts(source) if source.is_dir() else [source]
+    instant = utc(pd.Timestamp.now(tz="UTC") if now is None else now)
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    work = settings.state_dir / "staging" / uuid.uuid4().hex
+    work.mkdir(parents=True)
+    try:
+        staged = _stage(settings, files, chosen, now=instant, work=work)
+        return _reconcile_and_store(settings, source, chosen, staged, now=instant, work=work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
-    quarantine: Path | None = None
-    if len(result.rejected):
-        settings.quarantine_dir.mkdir(parents=True, exist_ok=True)
-        quarantine = _quarantine_path(settings, chosen)
-        result.rejected.to_csv(quarantine, index=False)
 
-    stored = read_table(settings, chosen) if has_table(settings, chosen) else empty_table(chosen)
-    merged = merge(stored, result.accepted, chosen, now=instant)
-    if merged.new or not has_table(settings, chosen):
-        write_table(settings, chosen, merged.frame)
+def _reconcile_and_store(
+    settings: Settings,
+    source: Path,
+    table: TableName,
+    staged: _Staged,
+    *,
+    now: pd.Timestamp,
+    work: Path,
+) -> IngestResult:
+    stored_path = table_path(settings, table)
+    con = duckdb_connection(
+        memory_limit_mb=settings.compute.memory_budget_mb, temp_directory=work / "spill"
+    )
+    try:
+        con.execute(
+            f"CREATE TEMP VIEW staged AS SELECT * FROM read_parquet({_sql_path(staged.valid)})"
+        )
+        con.execute(
+            f"CREATE TEMP VIEW row_rejects AS "
+            f"SELECT * FROM read_parquet({_sql_path(staged.rejected)})"
+        )
+        stored_view(con, table, str(stored_path) if stored_path.exists() else None)
+        done = reconcile(con, table, file_rules(settings), file_columns=tuple(staged.raw_columns))
+        row_counts = {
+            str(k): int(n)
+            for k, n in con.execute(
+                f"SELECT {REASON}, count(*) FROM row_rejects GROUP BY 1"
+            ).fetchall()
+        }
+        counts = _counts(row_counts, done.counts)
+        quarantine: Path | None = None
+        if counts:
+            settings.quarantine_dir.mkdir(parents=True, exist_ok=True)
+            quarantine = _quarantine_path(settings, table)
+            con.execute(
+                f"COPY ({_sorted_rejects(con, staged.raw_columns)}) TO {_sql_path(quarantine)} "
+                "(HEADER, DELIMITER ',')"
+            )
+        lines = LineCounts.of(done) if table == "transactions" else LineCounts()
+        if CONTRACTS[table].versioned:
+            return _store_versions(settings, source, table, staged, con, counts, quarantine, now)
+        present = fresh_rows(con, table)
+        new = int(con.execute("SELECT count(*) FROM fresh").fetchone()[0])  # type: ignore[index]
+        stored_rows = _write_stored(
+            con, settings, table, rewrite=bool(new) or not stored_path.exists()
+        )
+    finally:
+        con.close()
     return IngestResult(
-        table=chosen,
+        table=table,
         path=source,
-        read=result.read,
+        read=staged.read,
+        accepted=new,
+        already_present=present,
+        quarantined=counts,
+        quarantine_path=quarantine,
+        stored_rows=stored_rows,
+        lines=lines,
+    )
+
+
+def _write_stored(
+    con: duckdb.DuckDBPyConnection, settings: Settings, table: TableName, *, rewrite: bool
+) -> int:
+    """Stored rows then fresh rows, by time, as the new stored table (atomic rename)."""
+    contract = CONTRACTS[table]
+    if not rewrite:
+        return int(con.execute("SELECT count(*) FROM stored").fetchone()[0])  # type: ignore[index]
+    names = ", ".join(q(n) for n in contract.names)
+    order = "ts, " if "ts" in contract.names else ""
+    settings.offline_dir.mkdir(parents=True, exist_ok=True)
+    path = table_path(settings, table)
+    tmp = path.with_suffix(".parquet.tmp")
+    con.execute(
+        f"""COPY (
+            SELECT {names} FROM (
+                SELECT {names}, 0 AS _src, _stored_row AS _n FROM stored
+                UNION ALL
+                SELECT {names}, 1 AS _src, {ROW_NUMBER} AS _n FROM fresh)
+            ORDER BY {order}_src, _n
+        ) TO {_sql_path(tmp)} (FORMAT parquet)"""
+    )
+    rows = pq.ParquetFile(tmp).metadata.num_rows
+    tmp.replace(path)
+    return int(rows)
+
+
+def _store_versions(
+    settings: Settings,
+    source: Path,
+    table: TableName,
+    staged: _Staged,
+    con: duckdb.DuckDBPyConnection,
+    counts: dict[str, int],
+    quarantine: Path | None,
+    now: pd.Timestamp,
+) -> IngestResult:
+    """Customers: the candidates are versions, merged with the stored history in memory (one
+    row per customer version, small next to the logs)."""
+    accepted = canonical(
+        con.execute(f"SELECT * EXCLUDE ({ROW_NUMBER}) FROM candidates ORDER BY {ROW_NUMBER}").df(),
+        table,
+    )
+    stored = (
+        canonical(read_table(settings, table), table)
+        if has_table(settings, table)
+        else empty_table(table)
+    )
+    merged = merge_versions(stored, accepted, ingested_at=utc(now))
+    if merged.new or not has_table(settings, table):
+        write_table(settings, table, merged.frame)
+    return IngestResult(
+        table=table,
+        path=source,
+        read=staged.read,
         accepted=merged.new,
         already_present=merged.already_present,
-        quarantined=result.counts,
+        quarantined=counts,
         quarantine_path=quarantine,
         stored_rows=len(merged.frame),
         superseded=merged.superseded,
@@ -498,15 +601,21 @@ def ingest(
 
 
 def raw_files(directory: Path, *, table: TableName | None = None) -> list[tuple[TableName, Path]]:
-    """The raw files in a folder, customers first, then transactions, then events."""
+    """The raw tables in a folder: files named by table, and subfolders named by table (parts
+    of one table); identities first, then customers, transactions, events."""
     order = {"identities": 0, "customers": 1, "transactions": 2, "events": 3}
     found: list[tuple[TableName, Path]] = []
     for p in sorted(directory.iterdir()):
-        if not p.is_file() or not p.name.lower().endswith(CSV_SUFFIXES + PARQUET_SUFFIXES):
+        if p.name.startswith("."):
             continue
-        t = infer_table(p)
+        if p.is_dir():
+            t = p.name.lower() if p.name.lower() in TABLES else None
+        elif _is_raw_file(p):
+            t = infer_table(p)
+        else:
+            continue
         if t is not None and (table is None or t == table):
-            found.append((t, p))
+            found.append((t, p))  # type: ignore[arg-type]
     return sorted(found, key=lambda tp: order[tp[0]])
 
 
@@ -517,13 +626,16 @@ def ingest_all(
     table: TableName | None = None,
     now: pd.Timestamp | None = None,
 ) -> tuple[IngestResult, ...]:
-    """Ingest a file, or every raw table file in a folder (customers first)."""
+    """Ingest a file, a folder of table files (identities and customers first), or a folder of
+    parts of one table (named by the table, or with `table`)."""
     source = Path(path)
     if not source.exists():
         raise DataError(f"{source}: no such file or folder")
     if not source.is_dir():
         return (ingest(settings, source, table=table, now=now),)
     files = raw_files(source, table=table)
+    if not files and (table is not None or source.name.lower() in TABLES):
+        return (ingest(settings, source, table=table, now=now),)
     if not files:
         raise DataError(f"{source}: no {' / '.join(TABLES)} .csv or .parquet files in this folder")
     return tuple(ingest(settings, p, table=t, now=now) for t, p in files)

@@ -15,7 +15,14 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from clv.errors import ConfigError
 
@@ -75,9 +82,10 @@ class IngestSettings(_Frozen):
         description="the workspace's currency; default: the stored rows' currency, else the "
         "file's most frequent one; rows in another currency without a rate: mixed_currency",
     )
-    currency_rates: dict[str, float] = Field(
-        default_factory=dict,
-        description="units of `currency` per unit of another currency (rows are converted)",
+    currency_rates: tuple[tuple[str, float], ...] = Field(
+        (),
+        description="units of `currency` per unit of another currency, as a mapping "
+        "(EUR: 0.86): rows in those currencies are converted",
     )
     personal_columns: tuple[str, ...] = Field(
         (),
@@ -91,6 +99,15 @@ class IngestSettings(_Frozen):
         "CLV_PERSONAL_KEY",
         description="environment variable holding the key of the personal-data hash",
     )
+
+    @field_validator("currency_rates", mode="before")
+    @classmethod
+    def _rates_as_pairs(cls, value: object) -> object:
+        """A mapping in YAML; stored as sorted pairs (settings are frozen and hashable)."""
+        if isinstance(value, Mapping):
+            return tuple(sorted((str(k).strip().upper(), v) for k, v in value.items()))
+        return value
+
     chunk_rows: int = Field(
         500_000, gt=0, description="rows parsed per chunk (memory is bounded by the chunk)"
     )
@@ -104,6 +121,49 @@ class EvaluationSettings(_Frozen):
     )
     origin_spacing_days: int = Field(
         90, ge=1, description="days between the test origin and each backtest origin"
+    )
+
+
+class ReadinessSettings(_Frozen):
+    """The readiness report (clv.readiness): warnings, and the minimums below which training
+    refuses unless overridden (`--skip-readiness` or `enforce: false`)."""
+
+    min_repeat_buyers: int = Field(
+        500,
+        ge=0,
+        description="refuse below this many repeat buyers (customers with purchases on 2+ days)",
+    )
+    min_history_horizons: float = Field(
+        2.0,
+        ge=0.0,
+        description="refuse when the history is shorter than this many horizons "
+        "(model.horizon_days) plus one snapshot spacing (features.snapshot_every)",
+    )
+    enforce: bool = Field(
+        True,
+        description="refuse below the minimums; false: report the refusals as warnings and train",
+    )
+    gap_warn_days: int = Field(
+        7, gt=0, description="warn when the calendar has a run of this many days without rows"
+    )
+    refund_share_warn: float = Field(
+        0.2, ge=0.0, description="warn when refunds reach this share of gross sales"
+    )
+    zero_value_share_warn: float = Field(
+        0.05, ge=0.0, le=1.0, description="warn when this share of orders totals zero"
+    )
+    top1_share_warn: float = Field(
+        0.5,
+        ge=0.0,
+        le=1.0,
+        description="warn when the top 1% of customers hold this share of net revenue",
+    )
+    seasonality_warn: float = Field(
+        0.5,
+        ge=0.0,
+        le=1.0,
+        description="warn when seasonality strength reaches this and the horizon is not a "
+        "whole number of years",
     )
 
 
@@ -350,6 +410,7 @@ class Settings(_Frozen):
     ingest: IngestSettings = IngestSettings()
     tuning: TuningSettings = TuningSettings()
     evaluation: EvaluationSettings = EvaluationSettings()
+    readiness: ReadinessSettings = ReadinessSettings()
     compute: ComputeSettings = ComputeSettings()
     mlflow: MLflowSettings = MLflowSettings()
     feast: FeastSettings = FeastSettings()

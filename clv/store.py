@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+import duckdb
 import pandas as pd
 
 from clv.contracts import CONTRACTS, TableName
@@ -33,16 +34,50 @@ def read_table(settings: Settings, table: TableName) -> pd.DataFrame:
     return pd.read_parquet(path)
 
 
-def bucket_predicate(buckets: int, bucket: int, *, column: str = "customer_id") -> str:
+DUCKDB_MIN_MEMORY_MB = 128
+"""DuckDB's memory limit is never set below this (its own working set)."""
+
+
+def duckdb_connection(
+    *, memory_limit_mb: int | None = None, temp_directory: Path | None = None
+) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB in UTC; with a limit it spills to `temp_directory` above it."""
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    con.execute("SET enable_progress_bar = false")
+    con.execute("SET preserve_insertion_order = false")  # queries that care say ORDER BY
+    if memory_limit_mb is not None:
+        con.execute(f"SET memory_limit = '{max(memory_limit_mb, DUCKDB_MIN_MEMORY_MB)}MiB'")
+    if temp_directory is not None:  # DuckDB's default is `.tmp` in the working directory
+        con.execute("SET temp_directory = ?", [str(temp_directory)])
+    return con
+
+
+GROUPS_RELATION = "customer_groups"
+"""A DuckDB view (member_id, group_id) of ids that must share a bucket: every id of the
+identities table and its group's key (`clv.identities.register` creates it)."""
+
+
+def bucket_predicate(
+    buckets: int, bucket: int, *, column: str = "customer_id", grouped: bool = False
+) -> str:
     """DuckDB SQL that keeps one of `buckets` disjoint customer buckets (a hash of the id).
 
     Everything clv computes per customer (features, labels) can be computed bucket by bucket
-    with the same result; every reader of a bucketed run must use this one predicate."""
+    with the same result; every reader of a bucketed run must use this one predicate.
+    `grouped`: an id of the view GROUPS_RELATION hashes its group's key instead, so that all
+    the ids of one customer (aliases, merged ids) fall in one bucket."""
     if not 0 <= bucket < buckets:
         raise ValueError(f"bucket {bucket} is not in [0, {buckets})")
     if buckets == 1:  # every row: no hash to compute per row
         return "true"
-    return f"hash(CAST({column} AS VARCHAR)) % {int(buckets)} = {int(bucket)}"
+    key = f"CAST({column} AS VARCHAR)"
+    if grouped:
+        key = (
+            f"coalesce((SELECT g.group_id FROM {GROUPS_RELATION} g WHERE g.member_id = {key}), "
+            f"{key})"
+        )
+    return f"hash({key}) % {int(buckets)} = {int(bucket)}"
 
 
 def read_parquet_bucket(
@@ -51,19 +86,20 @@ def read_parquet_bucket(
     buckets: int,
     bucket: int,
     columns: Sequence[str] | None = None,
+    groups: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
-    """One customer bucket of a Parquet file, read by DuckDB without loading the rest."""
-    import duckdb
+    """One customer bucket of a Parquet file, read by DuckDB without loading the rest.
 
+    `groups` (member_id, group_id; `clv.identities.IdentityMap.groups`): ids that share the
+    bucket of their group (see `bucket_predicate`)."""
     cols = ", ".join(f'"{c}"' for c in columns) if columns else "*"
-    con = duckdb.connect()
+    grouped = groups is not None and buckets > 1 and not groups.empty
+    con = duckdb_connection()
     try:
-        con.execute("SET TimeZone = 'UTC'")
-        con.execute("SET enable_progress_bar = false")
-        frame = con.execute(
-            f"SELECT {cols} FROM read_parquet(?) WHERE {bucket_predicate(buckets, bucket)}",
-            [str(path)],
-        ).df()
+        if grouped:
+            con.register(GROUPS_RELATION, groups)
+        where = bucket_predicate(buckets, bucket, grouped=grouped)
+        frame = con.execute(f"SELECT {cols} FROM read_parquet(?) WHERE {where}", [str(path)]).df()
     finally:
         con.close()
     return frame
@@ -76,14 +112,16 @@ def read_table_bucket(
     buckets: int,
     bucket: int,
     columns: Sequence[str] | None = None,
+    groups: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
-    """One customer bucket of an ingested table (see `bucket_predicate`)."""
+    """One customer bucket of an ingested table (see `bucket_predicate` and
+    `read_parquet_bucket`)."""
     path = table_path(settings, table)
     if not path.exists():
         raise NotReadyError(
             f"no {table} in {settings.offline_dir}: run `clv data ingest PATH --table {table}`"
         )
-    return read_parquet_bucket(path, buckets=buckets, bucket=bucket, columns=columns)
+    return read_parquet_bucket(path, buckets=buckets, bucket=bucket, columns=columns, groups=groups)
 
 
 def write_table(settings: Settings, table: TableName, frame: pd.DataFrame) -> Path:

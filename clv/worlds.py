@@ -20,8 +20,13 @@
 - `mixed`: the demo's world: strong seasonality, mild growth, tenure effects, a third of the
   customers on/off, behaviour-driven spend with non-oracle events, line items and attribute
   changes.
+- `retail`: the `lines` purchase process under a strong Nov/Dec peak, written as a shop's
+  point-of-sale export (`Retail`): invoice lines without amount or line id, lines the till
+  wrote twice, cancellation invoices "C" + the invoice number (some partial, some of invoices
+  from before the export), EUR invoices beside GBP ones, customers also buying under a hashed
+  e-mail, a device id or a retired id (identities.csv), and personal columns in customers.csv.
 
-In every world a refund carries its order's `order_id` and comes 1-30 days after it. Outside
+Outside `retail` a refund carries its order's `order_id` and comes 1-30 days after it. Outside
 `btyd` the customers table has a `valid_from` column: one row per customer and attribute
 change, the first at signup.
 """
@@ -35,7 +40,16 @@ import numpy as np
 import numpy.typing as npt
 
 WorldName = Literal[
-    "btyd", "seasonal", "growth", "decline", "tenure", "comeback", "behaviour", "lines", "mixed"
+    "btyd",
+    "seasonal",
+    "growth",
+    "decline",
+    "tenure",
+    "comeback",
+    "behaviour",
+    "lines",
+    "mixed",
+    "retail",
 ]
 WORLDS: tuple[WorldName, ...] = get_args(WorldName)
 DEFAULT_WORLD: WorldName = "mixed"
@@ -114,6 +128,47 @@ class Lines:
 
 
 @dataclass(frozen=True)
+class Retail:
+    """A shop's point-of-sale export of the purchase process (the `retail` world).
+
+    Invoices are numbered from `first_invoice` in time order; a cancellation invoice is "C" +
+    the number of the invoice it cancels. Shares are of lines, invoices or customers as named.
+    """
+
+    first_invoice: int = 536_365
+    identical_share: float = 0.03
+    """Share of lines the till writes twice, as two identical rows of the invoice."""
+    cancel_share: float = 0.05
+    """Share of invoices cancelled (wholly or in part) 1-30 days later."""
+    return_share: float = 0.6
+    """P(a line of a cancelled invoice is returned); at least one line is."""
+    partial_share: float = 0.5
+    """P(a returned line of several units returns only some of them)."""
+    unlinked_share: float = 0.15
+    """Share of the customers signing up in the first `unlinked_days` who cancel, within 30
+    days of signup, an invoice from before the export (not in it: an unlinked refund)."""
+    unlinked_days: float = 60.0
+    currency: str = "GBP"
+    foreign: str = "EUR"
+    rate: float = 0.86
+    """Units of `currency` per unit of `foreign` (the `ingest.currency_rates` entry)."""
+    foreign_share: float = 0.12
+    """Share of a eurozone customer's invoices billed in `foreign`."""
+    email_share: float = 0.08
+    """Customers who also check out as guests under their hashed e-mail ("e:...")."""
+    email_dated_share: float = 0.7
+    """... whose link has a valid_from (0-60 days after signup); the others: always."""
+    email_use: float = 0.4
+    """P(an invoice after the link is under the e-mail id)."""
+    device_share: float = 0.05
+    """Customers who also buy under a device id ("d:...", valid always)."""
+    device_use: float = 0.3
+    merged_share: float = 0.03
+    """Customers with a retired id, merged into theirs (valid always): the invoices before
+    the merge (a uniform time after signup) carry the retired id."""
+
+
+@dataclass(frozen=True)
 class Changes:
     """Attribute changes: `plan_share` of the customers change plan once after ~`mean_days`
     (a `second_share` of them again), `country_share` move country once."""
@@ -139,6 +194,7 @@ class WorldSpec:
     behaviour: Behaviour | None = None
     lines: Lines | None = None
     changes: Changes | None = None
+    retail: Retail | None = None
     classic: bool = False
     """Today's btyd tables and truth exactly: no `valid_from` column, no extra truth columns."""
 
@@ -163,6 +219,7 @@ WORLD_SPECS: dict[WorldName, WorldSpec] = {
         lines=Lines(),
         changes=Changes(),
     ),
+    "retail": WorldSpec(season=STRONG_SEASON, lines=Lines(), retail=Retail()),
 }
 
 TENURE_TYPES = ("flat", "ramp_up", "decay")
@@ -391,3 +448,124 @@ def line_items(
     unit_price = np.round(prices[sku] * price[order], 2)
     amount = np.round(quantity * unit_price, 2)
     return LineItems(order, number, sku, quantity, unit_price, amount)
+
+
+def returned_units(
+    u: FloatArray, u_units: FloatArray, *, order: IntArray, quantity: IntArray, spec: Retail
+) -> IntArray:
+    """Units returned per line if its order is cancelled (0: kept).
+
+    Lines come grouped by order (as `line_items` makes them). Each line is returned with
+    P(`return_share`), and so is the line with an order's smallest draw `u`, so a cancellation
+    holds at least one line; a returned line of q > 1 units returns 1..q-1 of them with
+    P(`partial_share`), else all.
+    """
+    starts = np.flatnonzero(np.r_[True, order[1:] != order[:-1]])
+    lowest = np.repeat(np.minimum.reduceat(u, starts), np.diff(np.r_[starts, len(u)]))
+    returned = (u < spec.return_share) | (u == lowest)
+    partial = (quantity > 1) & (u_units < spec.partial_share)
+    some = 1 + np.floor(u_units / spec.partial_share * (quantity - 1)).astype(np.int64)
+    units = np.where(partial, np.minimum(some, quantity - 1), quantity)
+    return np.where(returned, units, 0).astype(np.int64)
+
+
+@dataclass(frozen=True)
+class Aliases:
+    """Other ids of each customer (index = customer), in days from the period start."""
+
+    email: BoolArray
+    email_from: FloatArray
+    """When the e-mail was linked; -inf: always (valid_from missing)."""
+    device: BoolArray
+    merged_until: FloatArray
+    """Invoices before this carry the retired id; -inf: no retired id."""
+
+    ID_KINDS = ("customer", "retired", "email", "device")
+
+    def kinds(self, u: FloatArray, cust: IntArray, t: FloatArray, spec: Retail) -> IntArray:
+        """Which id (index of ID_KINDS) each invoice is written under: the retired id before
+        the merge, else the e-mail with P(email_use) after the link (strictly, by more than a
+        tenth of a second, so it holds at the invoice's own time), else the device id with
+        P(device_use), else the customer id."""
+        kind = np.where(self.device[cust] & (u >= 1.0 - spec.device_use), 3, 0)
+        linked = self.email[cust] & (t > self.email_from[cust] + 1e-6)
+        kind = np.where(linked & (u < spec.email_use), 2, kind)
+        return np.where(t < self.merged_until[cust], 1, kind).astype(np.int64)
+
+
+def aliases(u: FloatArray, *, signup: FloatArray, end: float, spec: Retail) -> Aliases:
+    """Aliases from six uniforms per customer (u: n x 6)."""
+    email_from = np.where(u[:, 1] < spec.email_dated_share, signup + 60.0 * u[:, 2], -np.inf)
+    email = (u[:, 0] < spec.email_share) & (email_from < end)
+    merged = u[:, 4] < spec.merged_share
+    merged_until = np.where(merged, signup + u[:, 5] * (end - signup), -np.inf)
+    return Aliases(email, email_from, u[:, 3] < spec.device_share, merged_until)
+
+
+FIRST_NAMES = (
+    "Olivia", "Amelia", "Isla", "Ava", "Mia", "Ivy", "Lily", "Isabella", "Rosie", "Sophia",
+    "Grace", "Freya", "Alice", "Emily", "Ella", "Poppy", "Evie", "Ruby", "Harper", "Sienna",
+    "Noah", "Oliver", "George", "Arthur", "Muhammad", "Leo", "Harry", "Oscar", "Archie", "Henry",
+    "Theo", "Jack", "Charlie", "Freddie", "Thomas", "Alfie", "Finley", "Jacob", "Samuel", "Lucas",
+)  # fmt: skip
+LAST_NAMES = (
+    "Smith", "Jones", "Taylor", "Brown", "Williams", "Wilson", "Johnson", "Davies", "Patel",
+    "Robinson", "Wright", "Thompson", "Evans", "Walker", "White", "Roberts", "Green", "Hall",
+    "Wood", "Jackson", "Clarke", "Khan", "Lewis", "Harris", "Martin", "Cooper", "King", "Lee",
+    "Baker", "Hughes", "Edwards", "Turner", "Hill", "Moore", "Clark", "Scott", "Ward", "Morris",
+)  # fmt: skip
+STREETS = (
+    "Church", "Station", "Mill", "Park", "Victoria", "Green", "Manor", "Kings", "Queens", "High",
+    "School", "North", "Springfield", "Grange", "Orchard", "Chapel", "Meadow", "Windsor",
+)  # fmt: skip
+STREET_KINDS = ("Road", "Street", "Lane", "Avenue", "Close", "Way", "Gardens", "Crescent")
+TOWNS = (
+    ("London", "SE"), ("Manchester", "M"), ("Bristol", "BS"), ("Leeds", "LS"),
+    ("Birmingham", "B"), ("Glasgow", "G"), ("Sheffield", "S"), ("Liverpool", "L"),
+    ("Edinburgh", "EH"), ("Cardiff", "CF"), ("Nottingham", "NG"), ("Brighton", "BN"),
+    ("Oxford", "OX"), ("York", "YO"), ("Norwich", "NR"), ("Exeter", "EX"),
+)  # fmt: skip
+MAIL_DOMAINS = ("example.com", "example.org", "example.net", "mail.example.co.uk")
+POSTCODE_LETTERS = "ABDEFGHJLNPQRSTUWXYZ"
+
+
+@dataclass(frozen=True)
+class Contacts:
+    """Fake personal data per customer (index = customer): unique e-mails (the customer's
+    number is part of the local part), UK phone numbers in Ofcom's range for drama
+    (07700 900000-900999) and UK-style addresses, all from the word lists above."""
+
+    email: npt.NDArray[np.str_]
+    name: npt.NDArray[np.str_]
+    phone: npt.NDArray[np.str_]
+    address: npt.NDArray[np.str_]
+
+
+def contacts(rng: np.random.Generator, n: int) -> Contacts:
+    """Contacts of n customers from one block of draws (n x 11)."""
+    d = rng.integers(0, 1 << 30, (n, 11))
+
+    def word(words: tuple[str, ...], k: int) -> npt.NDArray[np.str_]:
+        return np.array(words)[d[:, k] % len(words)]
+
+    first, last = word(FIRST_NAMES, 0), word(LAST_NAMES, 1)
+    number = np.arange(1, n + 1).astype(str)
+    local = np.char.lower(np.char.add(np.char.add(first, "."), np.char.add(last, number)))
+    email = np.char.add(np.char.add(local, "@"), word(MAIL_DOMAINS, 2))
+    name = np.char.add(np.char.add(first, " "), last)
+    phone = np.char.add("+44 7700 900", np.char.zfill((d[:, 3] % 1000).astype(str), 3))
+    town = np.array(TOWNS)[d[:, 4] % len(TOWNS)]
+    letters = np.array(list(POSTCODE_LETTERS))
+    postcode: list[npt.NDArray[np.str_] | str] = [
+        town[:, 1],
+        (1 + d[:, 5] % 20).astype(str),
+        " ",
+        (d[:, 6] % 10).astype(str),
+        letters[d[:, 7] % len(letters)],
+        letters[(d[:, 7] // len(letters)) % len(letters)],
+    ]
+    address = (1 + d[:, 8] % 180).astype(str)
+    parts = [" ", word(STREETS, 9), " ", word(STREET_KINDS, 10), ", ", town[:, 0], " ", *postcode]
+    for part in parts:
+        address = np.char.add(address, part)
+    return Contacts(email, name, phone, address)

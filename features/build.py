@@ -40,9 +40,18 @@ Rules (the model and the baseline depend on them; change them only with a new se
 - Behaviour: counts of `login`, `support_ticket`, `feature_use` events in the last 30 and 90
   days (0 without an events table); *_trend = (30-day rate) / (90-day rate), null without
   events in 90 days.
+- Identities (`clv.identities`, the one rule): at t an alias is the customer its row in force
+  strictly before t names (latest valid_from wins; chains followed; a cycle drops its oldest
+  row). The customer's features at t hold every transaction and event of its ids before t
+  (an alias's rows from before valid_from too) and the alias has no row of its own; before
+  valid_from (a snapshot at valid_from included) the alias is its own customer. Purchase days,
+  windows and RFM are those of the merged log; orders stay distinct per id. Channel, country
+  and plan are the canonical customer's own versions; signup (tenure, cohort) is the earliest
+  over the merged ids. Without an identities table every id is its own customer.
 
 Memory: every feature is per customer, so the build runs in disjoint customer buckets
-(`clv.store.bucket_predicate`, the one hash the training side uses too) and appends each
+(`clv.store.bucket_predicate`, the one hash the training side uses too; with identities it
+hashes each id's group, every id ever linked to it, so no customer's ids are split) and appends each
 bucket's rows to one Parquet file. The bucket count is the estimated memory of a one-shot
 build (`MemoryEstimate`: Parquet row counts and a streaming distinct count of customer ids,
 no table loaded) divided by `settings.compute.memory_budget_mb`, rounded up. DuckDB reads a
@@ -75,6 +84,7 @@ import pyarrow.parquet as pq
 
 from clv.contracts import TS_DTYPE, TableName
 from clv.errors import ConfigError, DataError, NotReadyError
+from clv.identities import IdentityMap, read_identities, register
 from clv.settings import Settings
 from clv.store import bucket_predicate, has_table, table_path
 from features.definitions import feature_sql, snapshot_entities_sql
@@ -338,6 +348,9 @@ def _duckdb(
     con.execute("SET TimeZone = 'UTC'")
     con.execute("SET enable_progress_bar = false")
     con.execute("SET preserve_insertion_order = false")  # queries that care say ORDER BY
+    # the epoch ranges of identities make DuckDB underestimate the snapshot grid, and below
+    # this many rows it runs the attributes' ASOF join as a nested loop (13 s instead of 0.2)
+    con.execute("SET asof_loop_join_threshold = 0")
     if memory_limit_mb is not None:
         con.execute(f"SET memory_limit = '{max(memory_limit_mb, DUCKDB_MIN_MEMORY_MB)}MiB'")
     if temp_directory is not None:  # DuckDB's default is `.tmp` in the working directory
@@ -352,14 +365,18 @@ def _query(
     cust: _Source | None,
     ev: _Source | None,
     snapshots: list[pd.Timestamp],
+    identities: IdentityMap | None = None,
     params: dict[str, object] | None = None,
     memory_limit_mb: int | None = None,
     temp_directory: Path | None = None,
 ) -> pa.Table:
-    """Run a feature query over the views tx, cust, ev and snaps (types fixed, optional parts
-    empty); the connection is closed, and its memory freed, before this returns."""
+    """Run a feature query over the views tx, cust, ev, snaps and the identity views (types
+    fixed, optional parts empty); the connection is closed, and its memory freed, before this
+    returns."""
     con = _duckdb(memory_limit_mb=memory_limit_mb, temp_directory=temp_directory)
     try:
+        if identities is not None and not identities.empty:  # first: the bucket predicate reads it
+            register(con, identities)
         for source in (tx, cust, ev):
             if source is not None and source.frame is not None:
                 con.register(source.relation, source.frame)
@@ -385,6 +402,7 @@ def _features_table(
     snapshots: list[pd.Timestamp],
     margin_rate: float,
     created: datetime | None,
+    identities: IdentityMap | None = None,
     memory_limit_mb: int | None = None,
     temp_directory: Path | None = None,
 ) -> pa.Table:
@@ -392,11 +410,12 @@ def _features_table(
         raise DataError("snapshot instants must be UTC midnights")
     created_at = to_utc(created or datetime.now(UTC))
     table = _query(
-        feature_sql(),
+        feature_sql(identities=identities is not None and not identities.empty),
         tx=tx,
         cust=cust,
         ev=ev,
         snapshots=snapshots,
+        identities=identities,
         params={"margin_rate": margin_rate, "created": created_at.to_pydatetime()},
         memory_limit_mb=memory_limit_mb,
         temp_directory=temp_directory,
@@ -414,11 +433,13 @@ def compute_features_arrow(
     *,
     margin_rate: float,
     created: datetime | None = None,
+    identities: IdentityMap | None = None,
     memory_limit_mb: int | None = None,
     temp_directory: Path | None = None,
 ) -> pa.Table:
     """The feature rows as an Arrow table (UTC microsecond timestamps); see the module rules.
 
+    `identities` (`clv.identities.resolve`) files each alias's rows under its customer;
     `memory_limit_mb` caps DuckDB's memory (it spills to `temp_directory` above it)."""
     tx = _frame_source("tx", transactions)
     assert tx is not None
@@ -429,6 +450,7 @@ def compute_features_arrow(
         snapshots=snapshots,
         margin_rate=margin_rate,
         created=created,
+        identities=identities,
         memory_limit_mb=memory_limit_mb,
         temp_directory=temp_directory,
     )
@@ -442,10 +464,17 @@ def compute_features(
     *,
     margin_rate: float,
     created: datetime | None = None,
+    identities: IdentityMap | None = None,
 ) -> pd.DataFrame:
     """The feature rows as a pandas frame (one row per known customer and snapshot)."""
     table = compute_features_arrow(
-        transactions, customers, events, snapshots, margin_rate=margin_rate, created=created
+        transactions,
+        customers,
+        events,
+        snapshots,
+        margin_rate=margin_rate,
+        created=created,
+        identities=identities,
     )
     return table.to_pandas()
 
@@ -462,16 +491,20 @@ def known_entities(
     transactions: pd.DataFrame,
     customers: pd.DataFrame | None,
     as_of: DateLike,
+    *,
+    identities: IdentityMap | None = None,
 ) -> pd.DataFrame:
-    """customer_id + event_timestamp (= as_of) for every customer known strictly before as_of."""
+    """customer_id + event_timestamp (= as_of) for every customer known strictly before as_of
+    (an alias mapped before as_of is its customer, not a row of its own)."""
     tx = _frame_source("tx", transactions)
     assert tx is not None
     table = _query(
-        snapshot_entities_sql(),
+        snapshot_entities_sql(identities=identities is not None and not identities.empty),
         tx=tx,
         cust=_frame_source("cust", customers),
         ev=None,
         snapshots=[to_utc(as_of)],
+        identities=identities,
     )
     frame = table.to_pandas()
     frame["customer_id"] = frame["customer_id"].astype(str)
@@ -543,10 +576,12 @@ def _bucket_features(
     bucket: int,
     created: datetime,
     temp_directory: Path,
+    identities: IdentityMap | None,
 ) -> pa.Table:
     """The feature rows of one customer bucket: DuckDB reads that bucket's rows of every table
-    straight from the offline store (the predicate of `clv.store.read_table_bucket`)."""
-    where = bucket_predicate(buckets, bucket)
+    straight from the offline store (the predicate of `clv.store.read_table_bucket`; with
+    identities, a customer's aliases are in its bucket)."""
+    where = bucket_predicate(buckets, bucket, grouped=identities is not None)
 
     def source(table: TableName) -> _Source | None:
         path = table_path(settings, table)
@@ -560,6 +595,7 @@ def _bucket_features(
         snapshots=snapshots,
         margin_rate=settings.model.margin_rate,
         created=created,
+        identities=identities,
         memory_limit_mb=settings.compute.memory_budget_mb,
         temp_directory=temp_directory,
     )
@@ -572,6 +608,7 @@ def _bucket_tables(
     *,
     created: datetime,
     spill: Path,
+    identities: IdentityMap | None,
 ) -> Iterator[pa.Table]:
     """Each bucket's feature rows, in bucket order, one bucket in memory at a time.
 
@@ -587,6 +624,7 @@ def _bucket_tables(
                 bucket=bucket,
                 created=created,
                 temp_directory=spill,
+                identities=identities,
             )
         return
     from clv.compute import dask_client
@@ -600,6 +638,7 @@ def _bucket_tables(
             buckets=buckets,
             created=created,
             spill=spill,
+            identities=identities,
             pure=False,
         )
         for future in futures:  # in bucket order: the file is the same as in process
@@ -616,11 +655,18 @@ def _bucket_part(
     buckets: int,
     created: datetime,
     spill: Path,
+    identities: IdentityMap | None,
 ) -> str:
     """On a Dask worker: one bucket's feature rows written to a part file; its path."""
     own = Path(tempfile.mkdtemp(prefix=f"bucket-{bucket:05d}-", dir=spill))
     table = _bucket_features(
-        settings, snapshots, buckets=buckets, bucket=bucket, created=created, temp_directory=own
+        settings,
+        snapshots,
+        buckets=buckets,
+        bucket=bucket,
+        created=created,
+        temp_directory=own,
+        identities=identities,
     )
     path = spill / f"part-{bucket:05d}.parquet"
     pq.write_table(table, path)
@@ -659,6 +705,7 @@ def build_features(
     if chunks < 1:
         raise ConfigError(f"buckets must be at least 1, got {chunks}")
     created = datetime.now(UTC)
+    identities = read_identities(settings)
     path = features_path(settings)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".parquet.tmp")
@@ -666,7 +713,10 @@ def build_features(
     writer: pq.ParquetWriter | None = None
     rows = customers = 0
     try:
-        for table in _bucket_tables(settings, snapshots, chunks, created=created, spill=spill):
+        tables = _bucket_tables(
+            settings, snapshots, chunks, created=created, spill=spill, identities=identities
+        )
+        for table in tables:
             if writer is None:  # every bucket has the same schema, an empty one too
                 writer = pq.ParquetWriter(tmp, table.schema)
             if table.num_rows:

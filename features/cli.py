@@ -132,23 +132,27 @@ def get(
     import pandas as pd
 
     from clv.errors import DataError
+    from clv.identities import canonical_ids, read_identities
     from features import feast_io
     from features.build import to_utc
 
     settings = settings_of(ctx)
+    when = to_utc(as_of) if as_of is not None else pd.Timestamp.now(tz="UTC")
+    # an alias shows its customer's features (clv.identities, as of the date)
+    (canonical,) = canonical_ids([customer_id], read_identities(settings), when)
     if as_of is not None:
-        when = to_utc(as_of)
-        entities = pd.DataFrame({"customer_id": [customer_id], "event_timestamp": [when]})
+        entities = pd.DataFrame({"customer_id": [canonical], "event_timestamp": [when]})
         frame = feast_io.historical_features(settings, entities)
         source = f"offline as of {when.isoformat()}"
     else:
-        frame = feast_io.online_features(settings, [customer_id])
+        frame = feast_io.online_features(settings, [canonical])
         source = "online"
     row = {k: _plain(v) for k, v in frame.iloc[0].to_dict().items()}
     names = feast_io.feature_names(settings)
     if all(row[n] is None for n in names):
         raise DataError(f"no features for customer {customer_id!r} ({source})")
-    lines = [f"{customer_id} ({source})"]
+    title = customer_id if canonical == customer_id else f"{customer_id} -> {canonical}"
+    lines = [f"{title} ({source})"]
     if row.get("feature_timestamp") is not None:
         lines.append(f"  {'snapshot':<26} {row['feature_timestamp']}")
     lines += [f"  {n:<26} {row[n]}" for n in names]

@@ -1,20 +1,29 @@
 """The feature definitions: one DuckDB query that turns the raw log into snapshot rows.
 
-The query reads four relations registered by the caller:
+The query reads the relations registered by the caller:
 `tx(customer_id, ts, amount, margin, order_id)`, `cust(customer_id, signup_ts,
 acquisition_channel, country, plan, valid_from, ingested_at, file_row_number)` (one row per
-customer version, see `clv.versions`), `ev(customer_id, ts, event_type)` and `snaps(t)`
-(snapshot instants, UTC midnights). It returns one row per (customer known before t, t). Every
-snapshot instant is a UTC midnight, so "a day before t" and "a row with ts < t" are the same
-thing: the query works on per-day aggregates and only ever joins days strictly before t (no
-leakage); customer attributes are the version in force strictly before t (an ASOF join on
-`in_force_from < t`).
+customer version, see `clv.versions`), `ev(customer_id, ts, event_type)`, `snaps(t)`
+(snapshot instants, UTC midnights) and the identity intervals of `clv.identities.register`.
+It returns one row per (customer known before t, t). Every snapshot instant is a UTC midnight,
+so "a day before t" and "a row with ts < t" are the same thing: the query works on per-day
+aggregates and only ever joins days strictly before t (no leakage); customer attributes are the
+version in force strictly before t (an ASOF join on `in_force_from < t`).
+
+Identities: the per-day aggregates of each id are filed under the customer it is at t
+(`clv.identities.mapped_sql`: once per epoch (lo, hi] of its group, the same canonical
+customer for every t in it) and summed again per (customer, lo, day); every later step keys on
+(customer_id, lo), and a snapshot row (customer, t) joins the epoch with lo < t <= hi. Without
+an identities table every id has one epoch (-infinity, infinity] and the numbers are those of
+the ids alone.
 
 The rules are documented in `features.build`; the declarations that serve these columns are in
 `feature_repo/features.py` (a unit test checks that both agree).
 """
 
 from __future__ import annotations
+
+from clv.identities import mapped_sql
 
 WINDOWS: tuple[int, ...] = (30, 90, 180, 365)
 """Trailing windows (days) of the spend features."""
@@ -87,12 +96,29 @@ def _event_columns() -> str:
     return ",\n    ".join(parts)
 
 
-def _event_daily() -> str:
+def _event_daily(identities: bool) -> str:
+    """Event counts per customer, epoch and day (each id's own counts, then summed per
+    canonical customer)."""
     counts = ", ".join(
         f"count(*) FILTER (WHERE event_type = '{kind}') AS {_EVENT_COLUMNS[kind]}"
         for kind in EVENT_TYPES
     )
-    return f"SELECT customer_id, date_trunc('day', ts) AS day, {counts} FROM ev GROUP BY ALL"
+    sums = ", ".join(f"sum({c}) AS {c}" for c in _EVENT_COLUMNS.values())
+    own = f"(SELECT customer_id, date_trunc('day', ts) AS day, {counts} FROM ev GROUP BY ALL)"
+    return _by_customer(own, ("day",), sums, identities=identities)
+
+
+def _by_customer(source: str, keys: tuple[str, ...], aggregates: str, *, identities: bool) -> str:
+    """Per-id rows of `source` as rows per customer and epoch (lo, hi): with identities, each
+    id's rows filed under the customer it is in each epoch and aggregated again by
+    (customer_id, lo, hi, `keys`); without, the rows as they are (their own customer's, in one
+    epoch), so the query is the one of the ids alone. `aggregates` name their results after
+    the source's columns."""
+    mapped = mapped_sql(source, identities=identities)
+    if not identities:
+        return mapped
+    columns = ", ".join(("customer_id", "lo", "hi", *keys, aggregates))
+    return f"SELECT {columns} FROM ({mapped}) GROUP BY ALL"
 
 
 def customer_versions_sql() -> str:
@@ -126,10 +152,13 @@ signup AS (
 )"""
 
 
-def known_customers_sql() -> str:
-    """Customers known strictly before each snapshot: signed up, or with a transaction."""
+def known_customers_sql(*, identities: bool = False) -> str:
+    """Customers known strictly before each snapshot: one of their ids signed up, or has a
+    transaction; `grid` holds (customer_id, lo, first_ts, t) with t in the epoch (lo, hi]."""
+    # every epoch is (-infinity, infinity] without identities: no range to test
+    in_epoch = " AND s.t > f.lo AND s.t <= f.hi" if identities else ""
     return f"""{customer_versions_sql()},
-first_seen AS (
+first_own AS (
     SELECT customer_id, min(ts) AS first_ts
     FROM (
         SELECT customer_id, ts FROM tx
@@ -138,20 +167,32 @@ first_seen AS (
     )
     GROUP BY customer_id
 ),
+first_seen AS (
+    {_by_customer("first_own", (), "min(first_ts) AS first_ts", identities=identities)}
+),
 grid AS (
-    SELECT f.customer_id, f.first_ts, s.t
-    FROM first_seen f JOIN snaps s ON f.first_ts < s.t
+    SELECT f.customer_id, f.lo, f.first_ts, s.t
+    FROM first_seen f JOIN snaps s ON f.first_ts < s.t{in_epoch}
 )"""
 
 
-def feature_sql() -> str:
-    """The whole feature query (parameter `$margin_rate`, `$created`), rows in no order.
+_DAILY_SUMS = (
+    "sum(spend) AS spend, sum(margin) AS margin, sum(orders) AS orders, "
+    "sum(purchase_value) AS purchase_value, sum(refunds) AS refunds, "
+    "max(last_purchase_ts) AS last_purchase_ts"
+)
+"""A customer's day from its ids' days (orders stay distinct per id: summed)."""
+
+
+def feature_sql(*, identities: bool = False) -> str:
+    """The whole feature query (parameter `$margin_rate`, `$created`), rows in no order;
+    `identities`: the caller registered the identity views (`clv.identities.register`).
 
     The caller sorts: DuckDB's ORDER BY over ~50 columns held the whole result twice (about
     40% more peak memory than the query itself) and doubled its time."""
     short, long = BEHAVIOUR_WINDOWS
     return f"""
-WITH daily AS (
+WITH daily_own AS (
     SELECT
         customer_id,
         date_trunc('day', ts) AS day,
@@ -166,21 +207,24 @@ WITH daily AS (
     FROM tx
     GROUP BY ALL
 ),
+daily AS (  -- per customer (aliases included), epoch and day
+    {_by_customer("daily_own", ("day",), _DAILY_SUMS, identities=identities)}
+),
 purchase_days AS (
     SELECT
-        customer_id, day, purchase_value, last_purchase_ts,
+        customer_id, lo, day, purchase_value, last_purchase_ts,
         (epoch(day) - epoch(lag(day) OVER w)) / 86400.0 AS gap,
         row_number() OVER w = 1 AS is_first
     FROM daily
     WHERE orders > 0
-    WINDOW w AS (PARTITION BY customer_id ORDER BY day)
+    WINDOW w AS (PARTITION BY customer_id, lo ORDER BY day)
 ),
-{known_customers_sql()},
+{known_customers_sql(identities=identities)},
 windows AS (
     SELECT
         g.customer_id, g.t,
         {_window_aggregates()}
-    FROM grid g JOIN daily d ON d.customer_id = g.customer_id AND d.day < g.t
+    FROM grid g JOIN daily d ON d.customer_id = g.customer_id AND d.lo = g.lo AND d.day < g.t
     GROUP BY ALL
 ),
 rfm AS (
@@ -194,7 +238,8 @@ rfm AS (
         sum(p.purchase_value) AS total_value,
         avg(p.gap) AS gap_mean,
         stddev_samp(p.gap) AS gap_std
-    FROM grid g JOIN purchase_days p ON p.customer_id = g.customer_id AND p.day < g.t
+    FROM grid g JOIN purchase_days p
+        ON p.customer_id = g.customer_id AND p.lo = g.lo AND p.day < g.t
     GROUP BY ALL
 ),
 attributes AS (
@@ -202,13 +247,14 @@ attributes AS (
     SELECT g.customer_id, g.t, v.acquisition_channel, v.country, v.plan
     FROM grid g ASOF JOIN versions v ON v.customer_id = g.customer_id AND g.t > v.in_force_from
 ),
-ev_daily AS ({_event_daily()}),
+ev_daily AS ({_event_daily(identities)}),
 behaviour AS (
     SELECT
         g.customer_id, g.t,
         {_event_aggregates()}
     FROM grid g JOIN ev_daily e
-        ON e.customer_id = g.customer_id AND e.day < g.t AND e.day >= g.t - INTERVAL {long} DAY
+        ON e.customer_id = g.customer_id AND e.lo = g.lo
+        AND e.day < g.t AND e.day >= g.t - INTERVAL {long} DAY
     GROUP BY ALL
 )
 SELECT
@@ -246,10 +292,10 @@ LEFT JOIN attributes c ON c.customer_id = g.customer_id AND c.t = g.t  -- no ver
 """
 
 
-def snapshot_entities_sql() -> str:
+def snapshot_entities_sql(*, identities: bool = False) -> str:
     """Every customer known strictly before each snapshot, as Feast entity rows."""
     return f"""
-WITH {known_customers_sql().strip()}
+WITH {known_customers_sql(identities=identities).strip()}
 SELECT customer_id::VARCHAR AS customer_id, t AS event_timestamp
 FROM grid
 ORDER BY t, customer_id

@@ -37,6 +37,7 @@ import pyarrow.parquet as pq
 
 from clv.contracts import TS_DTYPE
 from clv.errors import NotReadyError
+from clv.identities import read_identities
 from clv.services import redact
 from clv.settings import Settings
 from clv.store import has_table, read_table
@@ -485,7 +486,7 @@ def snapshot_entities(settings: Settings, as_of: DateLike) -> pd.DataFrame:
     """Entity rows (customer_id, event_timestamp = as_of) of every customer known before as_of."""
     transactions = read_table(settings, "transactions")
     customers = read_table(settings, "customers") if has_table(settings, "customers") else None
-    return known_entities(transactions, customers, as_of)
+    return known_entities(transactions, customers, as_of, identities=read_identities(settings))
 
 
 # --------------------------------------------------------------------------- internals

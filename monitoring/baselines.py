@@ -15,6 +15,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from clv.identities import IdentityMap
 from training.baseline import OFFSET_COLUMNS, OFFSET_FIT_ROWS, baseline_clv, fit_baseline
 from training.labels import past_margins
 from training.naive import NAIVE_RULES, naive_predictions
@@ -48,9 +49,11 @@ def cohort_baselines(
     annual_discount_rate: float,
     margin_rate: float,
     seed: int,
+    identities: IdentityMap | None = None,
 ) -> BaselinePredictions:
     """Every simple baseline's CLV over (t, t + horizon] for the rows of one snapshot's frame
-    (customer_id, event_timestamp and the `clv_v1` features), in row order."""
+    (customer_id, event_timestamp and the `clv_v1` features), in row order; `identities`: the
+    log's aliases count for their customer, as in the features."""
     predictions: dict[str, FloatArray] = {}
     unavailable: dict[str, str] = {}
     missing = [c for c in OFFSET_COLUMNS if c not in frame.columns]
@@ -70,6 +73,7 @@ def cohort_baselines(
         frame[["customer_id", "event_timestamp"]],
         horizon_days=horizon_days,
         margin_rate=margin_rate,
+        identities=identities,
     )
     naive = naive_predictions(
         past, horizon_days=horizon_days, annual_discount_rate=annual_discount_rate

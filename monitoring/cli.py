@@ -46,13 +46,24 @@ def retrain(
     ctx: typer.Context,
     force: bool = typer.Option(False, "--force", help="Retrain whatever the verdict."),
     trials: int | None = typer.Option(None, "--trials", min=1, help="Optuna trials."),
+    skip_readiness: bool = typer.Option(
+        False,
+        "--skip-readiness",
+        help="Retrain without the readiness check (clv data profile), even below its minimums.",
+    ),
     as_json: bool = JsonOption,
 ) -> None:
     """The scheduled job: monitor; on RETRAIN (or --force) train a challenger, gate, canary."""
     from monitoring.retrain import run_retrain
 
     settings = settings_of(ctx)
-    result = run_retrain(settings, force=force, n_trials=trials, progress=progress)
+    result = run_retrain(
+        settings,
+        force=force,
+        n_trials=trials,
+        progress=progress,
+        skip_readiness=skip_readiness,
+    )
     payload: dict[str, object] = {
         "outcome": result.outcome,
         "verdict": result.verdict,

@@ -8,10 +8,13 @@ from its own features and the log before it (monitoring.baselines). Nothing is w
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
 from clv.errors import DataError
+from clv.identities import IdentityMap, read_identities
 from clv.settings import Settings
 from features.build import snapshot_times
 from monitoring.backtest import (
@@ -92,8 +95,9 @@ def gather(settings: Settings, *, as_of: pd.Timestamp | None = None) -> MonitorI
         raise DataError("no transactions ingested: run `clv data ingest`")
     label_end = min(pd.Timestamp(as_utc(tx["ts"]).max()), when)
     m = settings.model
-    churn = _churn_cohort(settings, model, snaps, label_end=label_end, data_end=data_end, tx=tx)
-    value = _value_cohort(settings, model, snaps, label_end=label_end, data_end=data_end, tx=tx)
+    log = _Log(tx, read_identities(settings))
+    churn = _churn_cohort(settings, model, snaps, label_end=label_end, data_end=data_end, log=log)
+    value = _value_cohort(settings, model, snaps, label_end=label_end, data_end=data_end, log=log)
     if churn is None:
         notes.append(f"no churn cohort has matured its {m.churn_window_days}-day window yet")
     if value is None:
@@ -113,12 +117,20 @@ def gather(settings: Settings, *, as_of: pd.Timestamp | None = None) -> MonitorI
     )
 
 
+@dataclass(frozen=True, eq=False)
+class _Log:
+    """The transaction log and the identities its aliases resolve with."""
+
+    tx: pd.DataFrame
+    identities: IdentityMap | None
+
+
 def _labelled(
     settings: Settings,
     model: ClvModel,
     cohort: Cohort,
     *,
-    tx: pd.DataFrame,
+    log: _Log,
     label_end: pd.Timestamp,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The cohort's predictions and its labels over `cohort.window_days` (same row order)."""
@@ -127,13 +139,14 @@ def _labelled(
     frame = scored(settings, model, cohort.snapshot)
     m = settings.model
     labels = make_labels(
-        tx,
+        log.tx,
         frame[["customer_id", "event_timestamp"]],
         horizon_days=cohort.window_days,
         churn_window_days=m.churn_window_days,
         annual_discount_rate=m.annual_discount_rate,
         margin_rate=m.margin_rate,
         data_end=label_end,
+        identities=log.identities,
     )
     return frame, labels
 
@@ -145,14 +158,14 @@ def _churn_cohort(
     *,
     label_end: pd.Timestamp,
     data_end: pd.Timestamp | None,
-    tx: pd.DataFrame,
+    log: _Log,
 ) -> ChurnBacktest | None:
     w = settings.model.churn_window_days
     trained = matured_snapshot(snaps, as_of=data_end, window_days=w) if data_end else None
     cohort = choose_cohort("churn", snaps, as_of=label_end, window_days=w, trained_through=trained)
     if cohort is None or model.churn is None:
         return None
-    frame, labels = _labelled(settings, model, cohort, tx=tx, label_end=label_end)
+    frame, labels = _labelled(settings, model, cohort, log=log, label_end=label_end)
     return churn_backtest(
         cohort,
         churn_label=labels["churn_label"].to_numpy(np.float64),
@@ -169,22 +182,23 @@ def _value_cohort(
     *,
     label_end: pd.Timestamp,
     data_end: pd.Timestamp | None,
-    tx: pd.DataFrame,
+    log: _Log,
 ) -> ValueBacktest | None:
     h = settings.model.horizon_days
     trained = matured_snapshot(snaps, as_of=data_end, window_days=h) if data_end else None
     cohort = choose_cohort("value", snaps, as_of=label_end, window_days=h, trained_through=trained)
     if cohort is None:
         return None
-    frame, labels = _labelled(settings, model, cohort, tx=tx, label_end=label_end)
+    frame, labels = _labelled(settings, model, cohort, log=log, label_end=label_end)
     m = settings.model
     baselines = cohort_baselines(
         frame,
-        tx,
+        log.tx,
         horizon_days=cohort.window_days,
         annual_discount_rate=m.annual_discount_rate,
         margin_rate=m.margin_rate,
         seed=settings.tuning.seed,
+        identities=log.identities,
     )
     return value_backtest(
         cohort,

@@ -1,8 +1,10 @@
 """`clv retrain`: the scheduled job that closes the loop from monitoring to a new canary.
 
-Steps: monitor -> (RETRAIN, or --force) -> build features -> apply + materialize -> train a
-challenger -> verify it is fully logged -> mark it challenger -> gates -> canary at
-`registry.canary_share`, or stop for a human when `monitoring.retrain_approval` is "manual".
+Steps: monitor -> (RETRAIN, or --force) -> readiness (the check `clv train` runs:
+clv.readiness_io.require_ready; it refuses an unready workspace before any work) -> build
+features -> apply + materialize -> train a challenger -> verify it is fully logged -> mark it
+challenger -> gates -> canary at `registry.canary_share`, or stop for a human when
+`monitoring.retrain_approval` is "manual".
 
 Safety:
 - one run at a time: an exclusive non-blocking `flock` on `<ws>/.clv/retrain.lock`; a second
@@ -157,8 +159,10 @@ def run_retrain(
     force: bool = False,
     n_trials: int | None = None,
     progress: Progress | None = None,
+    skip_readiness: bool = False,
 ) -> RetrainResult:
-    """The scheduled job (see the module docstring); raises RetrainLockedError when locked."""
+    """The scheduled job (see the module docstring); raises RetrainLockedError when locked,
+    ReadinessError when the data are below a readiness minimum (unless `skip_readiness`)."""
     say = progress or (lambda _m: None)
     with retrain_lock(settings):
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
@@ -168,11 +172,24 @@ def run_retrain(
             forced=force,
         )
         record.save()
-        return _run(settings, record, force=force, n_trials=n_trials, say=say)
+        return _run(
+            settings,
+            record,
+            force=force,
+            n_trials=n_trials,
+            say=say,
+            skip_readiness=skip_readiness,
+        )
 
 
 def _run(
-    settings: Settings, record: RunRecord, *, force: bool, n_trials: int | None, say: Progress
+    settings: Settings,
+    record: RunRecord,
+    *,
+    force: bool,
+    n_trials: int | None,
+    say: Progress,
+    skip_readiness: bool,
 ) -> RetrainResult:
     from monitoring.drift import run_monitor
     from monitoring.policy import Verdict
@@ -190,11 +207,15 @@ def _run(
     if monitored.verdict is not Verdict.RETRAIN and not force:
         return _finish(record, "no_retrain", verdict, message=f"{verdict}: no retraining needed")
 
+    from clv.readiness_io import require_ready
     from features import feast_io
     from features.build import build_features
     from training.cli import live_champion
     from training.train import run as train
 
+    with record.step("readiness") as d:
+        ready = require_ready(settings, skip=skip_readiness, progress=say)
+        d.update(ready.summary() if ready is not None else {"status": "skipped"})
     say("features: rebuilding snapshots")
     with record.step("build_features") as d:
         built = build_features(settings)

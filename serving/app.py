@@ -16,6 +16,11 @@ it started with. The same task writes live per-alias stats to `.clv/serving/live
 every `serving.stats_seconds` and, with `serving.auto_rollback`, rolls back a canary that
 breaches a guardrail (`registry.canary.judge_canary`; the history row says why).
 
+Identities: `/score` accepts any alias of a customer (`serving.identities`: the workspace's
+identities table as of now, read at start and re-read on the registry poll when it changed) and
+answers for the customer it is: each score row carries that `customer_id` and the
+`requested_id` as sent.
+
 Auth: when the environment variable named by `serving.auth_token_env` (CLV_SERVING_TOKEN) is
 set, `/score` needs `Authorization: Bearer <token>`; health, readiness and metrics stay open.
 """
@@ -45,6 +50,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from clv.settings import Settings
 from features.online_read import FeatureReader, OnlineBatch
 from registry.canary import route_many
+from serving.identities import AliasHolder
 from serving.metrics import LiveMetrics
 from serving.routing import CANARY, CHAMPION, MlflowRegistry, ModelRegistry, SingleModel
 from serving.scorer import (
@@ -208,6 +214,7 @@ def create_app(
     if reference_source is None:
         reference_source = registry_reference(settings)
     metrics = LiveMetrics()
+    aliases = AliasHolder(settings)
     holder = ModelHolder(
         registry,
         lambda loaded: load_champion(
@@ -224,11 +231,12 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await asyncio.to_thread(holder.reload)
+        await asyncio.to_thread(aliases.refresh)
         await asyncio.to_thread(reader.ping)  # warm up: the first read builds its layout
         if freeze_gc:
             _freeze_heap(collect=True)
         task = asyncio.create_task(
-            _background(settings, holder, registry, metrics, freeze_gc=freeze_gc)
+            _background(settings, holder, registry, metrics, aliases, freeze_gc=freeze_gc)
         )
         try:
             yield
@@ -239,6 +247,7 @@ def create_app(
 
     app = FastAPI(title="clv scoring", version="1", lifespan=lifespan)
     app.state.models = holder
+    app.state.aliases = aliases
     app.state.metrics = metrics
     app.state.feature_reader = reader
 
@@ -261,6 +270,8 @@ def create_app(
         }
         if holder.canary_error is not None:
             body["canary_error"] = holder.canary_error
+        if aliases.error is not None:  # the aliases loaded before (if any) still answer
+            body["identities_error"] = aliases.error
         if state.canary is not None:
             body["canary"] = {
                 "version": state.canary.version,
@@ -287,11 +298,13 @@ def create_app(
             body = ScoreRequest.model_validate_json(await request.body())
         except ValidationError as exc:
             return _json({"detail": _validation_detail(exc)}, 422)
-        ids = body.customer_ids
-        if not 1 <= len(ids) <= max_batch:
+        requested = body.customer_ids
+        if not 1 <= len(requested) <= max_batch:
             return _json(
-                {"detail": f"customer_ids must hold 1 to {max_batch} ids (got {len(ids)})"}, 422
+                {"detail": f"customer_ids must hold 1 to {max_batch} ids (got {len(requested)})"},
+                422,
             )
+        ids = aliases.current.resolve(requested)
         state = holder.current
         if state is None:
             metrics.error_without_model()
@@ -321,7 +334,7 @@ def create_app(
                 {"detail": f"scoring failed: {type(exc).__name__}: {_first_line(exc)}"}, 500
             )
         stop = offset + len(ids)
-        payload = scored.payload(offset, stop)
+        payload = scored.payload(offset, stop, requested=requested)
         observed = scored.observations(offset, stop)
         elapsed = time.perf_counter() - started
         for obs in observed:
@@ -365,9 +378,15 @@ class Scored:
     """The canary's CLV where it scored a known customer (NaN elsewhere), shadow included."""
     canary_failed: bool
 
-    def payload(self, start: int = 0, stop: int | None = None) -> dict[str, JsonValue]:
-        """The `/score` body for rows [start, stop)."""
-        rows: list[JsonValue] = list(self.rows[start:stop])
+    def payload(
+        self, start: int = 0, stop: int | None = None, *, requested: Sequence[str] | None = None
+    ) -> dict[str, JsonValue]:
+        """The `/score` body for rows [start, stop); `requested`: the ids as sent (an alias
+        where the row's customer_id is the customer it resolved to), default the same."""
+        rows: list[JsonValue] = []
+        for i, row in enumerate(self.rows[start:stop]):
+            rid = requested[i] if requested is not None else row["customer_id"]
+            rows.append({"customer_id": row["customer_id"], "requested_id": rid, **row})
         return {
             "scores": rows,
             "model_version": self.state.champion.version,
@@ -623,10 +642,12 @@ async def _background(
     holder: ModelHolder,
     registry: ModelRegistry,
     metrics: LiveMetrics,
+    aliases: AliasHolder,
     *,
     freeze_gc: bool = False,
 ) -> None:
-    """Poll the registry, write live stats, judge the canary; never raises.
+    """Poll the registry (and the identities), write live stats, judge the canary; never
+    raises.
 
     Each tick runs wholly in a worker thread (`_tick`): the registry poll, the stats snapshot
     and file write, and the canary judgement never run on the event loop."""
@@ -642,7 +663,15 @@ async def _background(
         if poll:
             next_reload = now + reload_every
         await asyncio.to_thread(
-            _tick, settings, holder, registry, metrics, judged, poll=poll, freeze_gc=freeze_gc
+            _tick,
+            settings,
+            holder,
+            registry,
+            metrics,
+            judged,
+            poll=poll,
+            freeze_gc=freeze_gc,
+            aliases=aliases,
         )
 
 
@@ -655,12 +684,15 @@ def _tick(
     *,
     poll: bool,
     freeze_gc: bool = False,
+    aliases: AliasHolder | None = None,
 ) -> None:
     """One background tick (off the event loop); a registry or disk hiccup is recorded, not
     raised."""
     try:
         if poll and holder.reload() and freeze_gc:
             _freeze_heap()
+        if poll and aliases is not None:
+            aliases.refresh()
         snapshot = metrics.snapshot()
         write_live_stats(settings, snapshot)
         state = holder.current

@@ -7,11 +7,15 @@ models from the registry: customers are routed to champion or canary by the same
 it, `at_risk.csv`: customers at or above `serving.at_risk_min_clv` (default: the high-value
 cut) and `serving.at_risk_min_churn` (default: `churn_threshold`), cold starts excluded, highest
 CLV first; when `serving.webhook_url` is set they are POSTed there (the CRM trigger).
+
+`clv score ID...` (`score_ids`) scores chosen customers the same way: each id may be an alias
+(`clv.identities`), answered for the customer it is at `as_of`, with the id as sent in
+`requested_id`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeAlias
@@ -34,6 +38,8 @@ from serving.scorer import (
 from serving.webhook import WebhookResult, post_at_risk
 
 SnapshotSource: TypeAlias = Callable[[pd.Timestamp], pd.DataFrame]
+EntitySource: TypeAlias = Callable[[pd.DataFrame], pd.DataFrame]
+"""Entity rows (customer_id, event_timestamp) -> their point-in-time features, same rows."""
 AT_RISK_FILE = "at_risk.csv"
 
 
@@ -168,32 +174,12 @@ def score_all(
         )
     if reference_source is None:
         reference_source = registry_reference(settings)
-    plan = registry.plan()
-    if plan.champion is None:
-        raise NotReadyError("no champion yet: run `clv train`")
-
-    def bind(version: str, alias: str) -> Champion:
-        loaded = registry.load(version, alias)
-        return load_champion(loaded, serving=settings.serving, reference_source=reference_source)
-
-    champion = bind(plan.champion, CHAMPION)
-    canary = (
-        bind(plan.canary, CANARY)
-        if plan.canary is not None and plan.canary != plan.champion
-        else None
-    )
+    models = _models(settings, registry, reference_source)
+    champion, canary = models.champion, models.canary
     features = (snapshot_source or _offline_snapshot(settings))(when)
     if features.empty:
         raise DataError(f"no customers known before {when.date()}; check --as-of")
-    scores = score_snapshot(
-        champion,
-        features,
-        as_of=when,
-        canary=canary,
-        share=plan.share,
-        shadow=plan.shadow,
-        salt=settings.registry.route_salt,
-    )
+    scores = models.score(settings, features, as_of=when)
     out.parent.mkdir(parents=True, exist_ok=True)
     scores.to_parquet(out, index=False)
     thresholds = at_risk_thresholds(champion, settings.serving)
@@ -225,6 +211,93 @@ def score_all(
         canary_rows=int((scores["alias"] == CANARY).sum()),
         webhook=hook,
     )
+
+
+def score_ids(
+    settings: Settings,
+    customer_ids: Sequence[str],
+    *,
+    as_of: pd.Timestamp | None = None,
+    model_source: ModelSource | None = None,
+    registry: ModelRegistry | None = None,
+    reference_source: ReferenceSource | None = None,
+    entity_source: EntitySource | None = None,
+) -> pd.DataFrame:
+    """Scores of the given ids at `as_of` (default: the latest snapshot), in request order:
+    an alias is scored as the customer it is then (`customer_id`), the id as sent is
+    `requested_id`; an id without features is a cold start."""
+    from clv.identities import canonical_ids, read_identities
+
+    if not customer_ids:
+        raise DataError("no customer ids to score")
+    when = as_of if as_of is not None else latest_snapshot(settings)
+    if registry is None:
+        registry = (
+            SingleModel(model_source) if model_source is not None else MlflowRegistry(settings)
+        )
+    models = _models(settings, registry, reference_source or registry_reference(settings))
+    resolved = canonical_ids(customer_ids, read_identities(settings), when)
+    unique = list(dict.fromkeys(resolved))
+    entities = pd.DataFrame(
+        {"customer_id": unique, "event_timestamp": pd.Series([when] * len(unique))}
+    )
+    features = (entity_source or _offline_features(settings))(entities)
+    scores = models.score(settings, features, as_of=when).set_index("customer_id")
+    out = scores.loc[resolved].reset_index()
+    out.insert(1, "requested_id", [str(i) for i in customer_ids])
+    return out
+
+
+@dataclass(frozen=True)
+class _Models:
+    """The champion, the canary (if any) and how the plan routes between them."""
+
+    champion: Champion
+    canary: Champion | None
+    share: float
+    shadow: bool
+
+    def score(
+        self, settings: Settings, features: pd.DataFrame, *, as_of: pd.Timestamp
+    ) -> pd.DataFrame:
+        return score_snapshot(
+            self.champion,
+            features,
+            as_of=as_of,
+            canary=self.canary,
+            share=self.share,
+            shadow=self.shadow,
+            salt=settings.registry.route_salt,
+        )
+
+
+def _models(
+    settings: Settings, registry: ModelRegistry, reference_source: ReferenceSource
+) -> _Models:
+    plan = registry.plan()
+    if plan.champion is None:
+        raise NotReadyError("no champion yet: run `clv train`")
+
+    def bind(version: str, alias: str) -> Champion:
+        loaded = registry.load(version, alias)
+        return load_champion(loaded, serving=settings.serving, reference_source=reference_source)
+
+    canary = (
+        bind(plan.canary, CANARY)
+        if plan.canary is not None and plan.canary != plan.champion
+        else None
+    )
+    return _Models(bind(plan.champion, CHAMPION), canary, plan.share, plan.shadow)
+
+
+def _offline_features(settings: Settings) -> EntitySource:
+    def load(entities: pd.DataFrame) -> pd.DataFrame:
+        from features.feast_io import historical_features
+
+        frame: pd.DataFrame = historical_features(settings, entities)
+        return frame
+
+    return load
 
 
 def _offline_snapshot(settings: Settings) -> SnapshotSource:

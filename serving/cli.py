@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from clv.console import JsonOption, emit, progress, settings_of
 from clv.errors import ClvError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from clv.settings import Settings
 
 
 def serve(
@@ -42,6 +48,9 @@ def serve(
 
 def score(
     ctx: typer.Context,
+    customer_ids: list[str] | None = typer.Argument(
+        None, help="Customer ids or aliases to score (instead of --all); nothing is written."
+    ),
     all_: bool = typer.Option(False, "--all", help="Score every customer in the offline store."),
     as_of: str | None = typer.Option(
         None, "--as-of", help="Snapshot date YYYY-MM-DD (default: the latest snapshot)."
@@ -51,13 +60,20 @@ def score(
     ),
     as_json: bool = JsonOption,
 ) -> None:
-    """Batch-score customers point-in-time; writes scores.parquet and at_risk.csv beside it."""
+    """Batch-score customers point-in-time; writes scores.parquet and at_risk.csv beside it.
+
+    With ids instead of --all: those customers' scores (an alias answers for its customer)."""
     from serving.batch import parse_as_of, score_all
 
-    if not all_:
-        raise ClvError("pass --all to score every customer (single ids: `clv serve`, POST /score)")
+    if all_ == bool(customer_ids):
+        raise ClvError(
+            "pass --all to score every customer, or the customer ids (or aliases) to score"
+        )
     settings = settings_of(ctx)
     when = parse_as_of(as_of) if as_of else None
+    if customer_ids:
+        _score_ids(settings, customer_ids, when=when, as_json=as_json)
+        return
     target = out if out.is_absolute() else settings.workspace / out
     label = str(when.date()) if when is not None else "the latest snapshot"
     progress(f"scoring all customers as of {label}")
@@ -101,3 +117,25 @@ def score(
     )
     if hook is not None and not hook.ok:
         raise ClvError(f"scores written, but the webhook {hook.url} failed: {hook.error}")
+
+
+def _score_ids(
+    settings: Settings, customer_ids: list[str], *, when: pd.Timestamp | None, as_json: bool
+) -> None:
+    from serving.batch import score_ids
+
+    scores = score_ids(settings, customer_ids, as_of=when)
+    lines = []
+    for row in scores.itertuples(index=False):
+        who = (
+            row.customer_id
+            if row.requested_id == row.customer_id
+            else f"{row.requested_id} -> {row.customer_id}"
+        )
+        cold = " (cold start)" if row.cold_start else ""
+        lines.append(
+            f"{who}: clv {row.clv:.2f} [{row.clv_p10:.2f}, {row.clv_p90:.2f}], "
+            f"churn {row.churn_probability:.2f}, {row.segment}, v{row.model_version}{cold}"
+        )
+    records = scores.assign(as_of=scores["as_of"].map(lambda t: t.isoformat()))
+    emit("\n".join(lines), {"scores": records.to_dict(orient="records")}, as_json=as_json)

@@ -25,9 +25,17 @@ def train(
         help="Processes tuning each Optuna study (default: tuning.workers); "
         "more than 1 makes the trial sequence non-reproducible.",
     ),
+    skip_readiness: bool = typer.Option(
+        False,
+        "--skip-readiness",
+        help="Train without the readiness check (clv data profile), even below its minimums.",
+    ),
     as_json: bool = JsonOption,
 ) -> None:
     """Train the value and churn models on the feature snapshots and register a version."""
+    from functools import partial
+
+    from clv.readiness_io import require_ready
     from registry.aliases import ensure_champion
     from training.train import run
 
@@ -38,6 +46,7 @@ def train(
         workers=workers,
         progress=progress,
         champion=live_champion,
+        readiness=partial(require_ready, skip=skip_readiness, progress=progress),
     )
     became_champion = ensure_champion(settings, result.version)
     alias = "champion" if became_champion else None
@@ -49,6 +58,7 @@ def train(
             "alias": alias,
             "metrics": result.metrics,
             "evaluation": result.evaluation_summary(),
+            "readiness": result.readiness.summary() if result.readiness is not None else None,
         },
         as_json=as_json,
     )
@@ -133,9 +143,20 @@ def summary(result: TrainResult, *, became_champion: bool) -> str:
         )
     c, iv = result.churn_metrics, result.interval_metrics
     lines += [
+        _readiness_line(result),
         f"served recipe, churn: roc auc {c.roc_auc:.3f}  pr auc {c.pr_auc:.3f}  "
         f"brier {c.brier:.3f}  ece {c.ece:.3f}",
         f"served recipe, P10-P90: coverage {iv.coverage_p10_p90:.3f}  "
         f"mean width {iv.mean_width:.1f}",
     ]
     return "\n".join(lines)
+
+
+def _readiness_line(result: TrainResult) -> str:
+    r = result.readiness
+    if r is None:
+        return "readiness: not checked (--skip-readiness)"
+    warned = len(r.of_level("warn")) + (len(r.of_level("refuse")) if not r.enforced else 0)
+    return f"readiness: {r.status}" + (
+        f", {warned} warning(s) (clv data profile)" if warned else ""
+    )

@@ -14,6 +14,11 @@ An order exactly at t belongs to the snapshot's past (the features), not to its 
 churn_label(c, t) = 1 when the customer makes no purchase (amount > 0) in (t, t + W], W the churn
 window, else 0.
 
+Identities (`clv.identities`): the customer is the one that exists at the origin t. A row of an
+alias counts for the customer the alias is at t (before or after t), so a merged customer's
+future purchases under an alias count once, for them; an alias mapped only after t is still its
+own customer in the labels at t. Without identities every id is its own customer.
+
 A label exists only when its window is fully observed: clv_label is NaN when t + H > data_end,
 churn_label is NaN when t + W > data_end (the two completeness rules are separate).
 
@@ -31,6 +36,7 @@ import pandas as pd
 
 from clv.contracts import TS_DTYPE
 from clv.errors import DataError
+from clv.identities import IdentityMap, epoch_keys, expand_rows
 
 LABEL_COLUMNS = ("clv_label", "churn_label")
 KEYS = ("customer_id", "event_timestamp")
@@ -54,11 +60,13 @@ def make_labels(
     annual_discount_rate: float,
     margin_rate: float,
     data_end: pd.Timestamp,
+    identities: IdentityMap | None = None,
 ) -> pd.DataFrame:
     """CLV and churn labels for entity rows (customer_id, event_timestamp), same row order.
 
     Returns columns customer_id, event_timestamp, clv_label, churn_label (float; NaN where the
-    window is not complete by `data_end`).
+    window is not complete by `data_end`). `identities`: aliases count for their customer as of
+    each row's t (see the module docstring).
     """
     missing_tx = [c for c in ("customer_id", "ts", "amount") if c not in transactions.columns]
     if missing_tx:
@@ -83,11 +91,8 @@ def make_labels(
         out["churn_label"] = pd.Series(dtype=float)
         return out
 
-    tx = _prepared(transactions, margin_rate=margin_rate)
-    # Integer customer keys: as-of joins and group-bys on ints are several times faster.
-    keys, _ = pd.factorize(np.concatenate([ents["customer_id"].to_numpy(), tx["customer_id"]]))
-    ents["_key"] = keys[: len(ents)]
-    tx["_key"] = keys[len(ents) :]
+    tx = _prepared(transactions, margin_rate=margin_rate, identities=identities)
+    _key(ents, tx, identities)
     t_us = ents["event_timestamp"].astype("int64").to_numpy()
     ref_us = int(t_us.min())
     log_growth = np.log1p(annual_discount_rate)
@@ -115,8 +120,11 @@ def make_labels(
     return out
 
 
-def _prepared(transactions: pd.DataFrame, *, margin_rate: float) -> pd.DataFrame:
-    """customer_id, ts, margin per order and a purchase flag, sorted by time."""
+def _prepared(
+    transactions: pd.DataFrame, *, margin_rate: float, identities: IdentityMap | None
+) -> pd.DataFrame:
+    """customer_id, ts, margin per order, a purchase flag and `_lo`, the epoch of the row's
+    customer (`clv.identities.expand_rows`: an alias's row once per epoch), sorted by time."""
     amount = pd.to_numeric(transactions["amount"], errors="coerce").fillna(0.0)
     margin = amount * margin_rate
     if "margin" in transactions.columns:
@@ -131,7 +139,22 @@ def _prepared(transactions: pd.DataFrame, *, margin_rate: float) -> pd.DataFrame
         }
     )
     tx = tx.dropna(subset=["ts"])
+    tx, lo = expand_rows(tx, identities)
+    tx = tx.assign(_lo=lo)
     return tx.sort_values(["ts"], kind="stable").reset_index(drop=True)
+
+
+def _key(ents: pd.DataFrame, tx: pd.DataFrame, identities: IdentityMap | None) -> None:
+    """Set `_key` on entity and transaction rows: one integer per customer and epoch (as-of
+    joins and group-bys on ints are several times faster than on strings). An entity row
+    (c, t) takes the key of the customer c is at t, in the epoch holding t."""
+    ids, lo = epoch_keys(ents["customer_id"], ents["event_timestamp"], identities)
+    keys, _ = pd.factorize(np.concatenate([ids, tx["customer_id"].to_numpy(dtype=object)]))
+    if identities is not None and not identities.empty:
+        pairs = pd.MultiIndex.from_arrays([keys, np.concatenate([lo, tx["_lo"].to_numpy()])])
+        keys, _ = pd.factorize(pairs)
+    ents["_key"] = keys[: len(ents)]
+    tx["_key"] = keys[len(ents) :]
 
 
 def _cumulative_at(tx: pd.DataFrame, ents: pd.DataFrame, when: pd.Series) -> pd.DataFrame:
@@ -169,9 +192,11 @@ def past_margins(
     *,
     horizon_days: int,
     margin_rate: float,
+    identities: IdentityMap | None = None,
 ) -> pd.DataFrame:
     """PAST_COLUMNS for entity rows (customer_id, event_timestamp), same row order; rows of a
-    customer with no transaction before t get 0 margin and NaN days."""
+    customer with no transaction before t get 0 margin and NaN days. `identities`: an alias's
+    rows count for its customer as of t, like the features."""
     ents = pd.DataFrame(
         {
             "customer_id": snapshots["customer_id"].astype(str).to_numpy(),
@@ -184,10 +209,8 @@ def past_margins(
         for c in PAST_COLUMNS:
             out[c] = pd.Series(dtype=float)
         return out
-    tx = _prepared(transactions, margin_rate=margin_rate)
-    keys, _ = pd.factorize(np.concatenate([ents["customer_id"].to_numpy(), tx["customer_id"]]))
-    ents["_key"] = keys[: len(ents)]
-    tx["_key"] = keys[len(ents) :]
+    tx = _prepared(transactions, margin_rate=margin_rate, identities=identities)
+    _key(ents, tx, identities)
     tx["_pv_cum"] = tx.groupby("_key", sort=False)["_margin"].cumsum()
     tx["_buy_cum"] = tx.groupby("_key", sort=False).cumcount().astype(float) + 1.0
     first = tx.groupby("_key", sort=False)["ts"].min()

@@ -71,6 +71,7 @@ if TYPE_CHECKING:
     import optuna
     import xgboost as xgb
 
+    from clv.readiness import Readiness
     from training.mlflow_io import LoggedVersion, TrainingRun, TrialLogger
     from training.objective import ObjectiveChoice, TuningArrays, ValueParams
     from training.tuning import ParallelOutcome
@@ -132,6 +133,8 @@ class TrainResult:
     seconds: float = 0.0
     objective: ObjectiveChoice | None = None
     """The served value model's kind and the validation evidence it was chosen on."""
+    readiness: Readiness | None = None
+    """The data's readiness report, when the run checked it (`run(readiness=...)`)."""
 
     @property
     def model_metrics(self) -> ValueMetrics:
@@ -182,18 +185,22 @@ def run(
     source: FeatureSource | None = None,
     progress: Progress | None = None,
     champion: Callable[[Settings], ChampionModel | None] | None = None,
+    readiness: Callable[[Settings], Readiness | None] | None = None,
 ) -> TrainResult:
     """Train on the workspace's features and transactions; log and register one version.
 
     `workers` (default `tuning.workers`) processes tune each Optuna study (one per evaluated
-    origin and one for the registered model; training.tuning). `champion` loads the live
-    champion (see fit_and_log) once the services are known to answer."""
+    origin and one for the registered model; training.tuning). `readiness` checks the data
+    once the services are known to answer (clv.readiness_io.require_ready: it raises to
+    refuse); its result is the TrainResult's `readiness`. `champion` loads the live champion
+    (see fit_and_log) after it."""
     from clv.services import check_database
 
     say = progress or (lambda _msg: None)
     # Fail fast, in one line, before any work: the services this run will write to.
     check_database(settings.tracking_uri, purpose="MLflow tracking database")
     check_database(settings.optuna_storage, purpose="Optuna storage")
+    checked = readiness(settings) if readiness is not None else None
     live = champion(settings) if champion is not None else None
     if source is None:
         from features import feast_io
@@ -206,9 +213,10 @@ def run(
     if scale.in_process:
         say("labels: reading entity rows and transactions")
         data = load_training_data(settings, source=source)
-        return fit_and_log(
+        result = fit_and_log(
             settings, data, n_trials=n_trials, workers=workers, progress=say, champion=live
         )
+        return replace(result, readiness=checked)
     worker_memory_mb(settings)  # a cluster that cannot start fails before any work
     buckets = scale.buckets
     say(f"scale: {scale.describe()}: {buckets} customer buckets, final fits on Dask")
@@ -220,7 +228,7 @@ def run(
         sample = distributed.sample_data(settings, parts, source=source)
         say(f"sample: tuning and evaluation on bucket 1 of {buckets} ({len(sample.frame):,} rows)")
         with dask_client(settings) as client:
-            return fit_and_log(
+            result = fit_and_log(
                 settings,
                 sample,
                 n_trials=n_trials,
@@ -229,6 +237,7 @@ def run(
                 refit_backend=distributed.DaskRefit(client, parts),
                 champion=live,
             )
+        return replace(result, readiness=checked)
     finally:  # derived data: rebuilt from the offline store by the next run
         shutil.rmtree(directory, ignore_errors=True)
 
@@ -294,16 +303,23 @@ def labelled_rows(
     data_end: pd.Timestamp | None,
 ) -> tuple[pd.DataFrame, pd.Timestamp]:
     """One bucket's rows with at least one complete label, features joined point in time."""
+    from clv.identities import read_identities
     from clv.store import read_parquet_bucket, read_table_bucket
     from features.build import require_features
 
     path = require_features(settings)
     end = data_end if data_end is not None else log_end(settings)
-    entities = read_parquet_bucket(path, buckets=buckets, bucket=bucket, columns=list(KEYS))
+    identities = read_identities(settings)  # a customer's aliases share its bucket
+    groups = identities.groups if identities is not None else None
+    entities = read_parquet_bucket(
+        path, buckets=buckets, bucket=bucket, columns=list(KEYS), groups=groups
+    )
     entities = entities.drop_duplicates(ignore_index=True)
     entities["customer_id"] = entities["customer_id"].astype(str)
     entities["event_timestamp"] = as_utc(entities["event_timestamp"])
-    transactions = read_table_bucket(settings, "transactions", buckets=buckets, bucket=bucket)
+    transactions = read_table_bucket(
+        settings, "transactions", buckets=buckets, bucket=bucket, groups=groups
+    )
     m = settings.model
     labels = make_labels(
         transactions,
@@ -313,9 +329,14 @@ def labelled_rows(
         annual_discount_rate=m.annual_discount_rate,
         margin_rate=m.margin_rate,
         data_end=end,
+        identities=identities,
     )
     past = past_margins(
-        transactions, entities, horizon_days=m.horizon_days, margin_rate=m.margin_rate
+        transactions,
+        entities,
+        horizon_days=m.horizon_days,
+        margin_rate=m.margin_rate,
+        identities=identities,
     )
     labels = pd.concat([labels, past], axis=1)
     labelled = labels.loc[labels["clv_label"].notna() | labels["churn_label"].notna()]

@@ -121,6 +121,7 @@ def test_engagement_drop_retrains_a_challenger_into_a_canary(
     record = json.loads(Path(str(out["record"])).read_text())
     assert [s["step"] for s in record["steps"]] == [
         "monitor",
+        "readiness",
         "build_features",
         "materialize",
         "train",

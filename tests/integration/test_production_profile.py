@@ -25,6 +25,8 @@ def test_lifecycle_on_postgres_and_redis(
     uris = production_profile
     with (tmp_path / "clv.yaml").open("a") as config:  # 24 months: enough for an embargo
         config.write("model:\n  horizon_days: 90\n")
+        # 382 repeat buyers, below readiness.min_repeat_buyers: this test is about the services
+        config.write("readiness:\n  enforce: false\n")
     _clv(tmp_path, "data", "generate", "--customers", "500", "--months", "24", "--seed", "3")
     _clv(tmp_path, "data", "ingest", str(tmp_path / "data" / "raw"))
     _clv(tmp_path, "features", "apply")

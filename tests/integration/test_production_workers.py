@@ -29,6 +29,8 @@ def _world(workspace: Path, *, db: Callable[[str], str]) -> dict[str, str]:
     (workspace / "clv.yaml").write_text(
         f"mlflow:\n  tracking_uri: {uris['mlflow']}\ntuning:\n  storage: {uris['optuna']}\n"
         "model:\n  horizon_days: 90\n"
+        # 460 repeat buyers, below readiness.min_repeat_buyers: these tests are about workers
+        "readiness:\n  enforce: false\n"
     )
     _clv(workspace, "data", "generate", "--customers", "600", "--months", "24", "--seed", "5")
     _clv(workspace, "data", "ingest", str(workspace / "data" / "raw"))

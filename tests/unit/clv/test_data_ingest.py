@@ -295,7 +295,7 @@ def test_order_lines_are_rows_identified_by_order_and_line(
         ("C1", "2024-01-05T10:00", "O1", "2", "SKU-A", "2", "5"),  # the same goods, line 2
         ("C1", "2024-01-05T10:00", "O1", "2", "SKU-A", "2", "5"),  # line 2 again: a duplicate
         ("C1", "2024-01-05T10:00", "O1", "2", "SKU-B", "1", "9"),  # line 2, other values
-        ("C2", "2024-01-06T10:00", "O2", "1", "SKU-B", "x", "9"),  # a bad quantity
+        ("C2", "2024-01-06T10:00", "O2", "1", "SKU-B", "x", "9"),  # a bad quantity: amount
         ("C2", "2024-01-06T10:00", "O2", "2", "SKU-B", "", "9"),  # no amount, no quantity
     ]
     pd.DataFrame(lines, columns=LINE_COLUMNS).to_csv(path, index=False)  # no amount column
@@ -304,7 +304,7 @@ def test_order_lines_are_rows_identified_by_order_and_line(
     assert first.quarantined == {
         "exact_duplicate": 1,
         "duplicate_line": 1,
-        "non_numeric_value": 1,
+        "non_numeric_amount": 1,
         "missing_required_value": 1,
     }
     stored = read_table(settings, "transactions")

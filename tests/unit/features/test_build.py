@@ -9,6 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from clv.errors import ConfigError, NotReadyError
+from clv.identities import resolve
 from clv.ingest import ingest
 from clv.settings import Settings, load_settings
 from clv.store import write_table
@@ -19,7 +20,7 @@ FEB = pd.Timestamp("2024-02-01", tz="UTC")
 MAR = pd.Timestamp("2024-03-01", tz="UTC")
 
 
-def _ts(values: list[str]) -> pd.Series:
+def _ts(values: list[str | None]) -> pd.Series:
     return pd.Series(pd.to_datetime(values, utc=True, format="ISO8601")).astype(
         "datetime64[us, UTC]"
     )
@@ -88,12 +89,14 @@ def _events() -> pd.DataFrame:
 def _features(
     *, snapshots: tuple[pd.Timestamp, ...] = (FEB, MAR), **kwargs: object
 ) -> pd.DataFrame:
+    aliases = kwargs.get("identities")
     frame = compute_features(
         kwargs.get("tx", _tx()),
         kwargs.get("customers", _customers()),
         kwargs.get("events", _events()),
         list(snapshots),
         margin_rate=0.3,
+        identities=None if aliases is None else resolve(aliases),
     )
     return frame.set_index(["customer_id", "event_timestamp"])
 
@@ -228,10 +231,27 @@ def test_attributes_are_the_version_in_force_strictly_before_t() -> None:
     assert feats.loc[("d", MAR), "country"] == "DE"
 
 
+def _aliases(rows: list[tuple[str, str, str | None]]) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "alias_id": [r[0] for r in rows],
+            "customer_id": [r[1] for r in rows],
+            "valid_from": _ts([r[2] for r in rows]),
+        }
+    )
+
+
 def test_no_leakage_from_rows_at_or_after_t() -> None:
     """Rows at or after c = Feb 1 (transactions, events, customer versions dated c or ingested
-    after it) leave every snapshot t <= c as built from the log truncated before c."""
-    tx, ev, cust = _tx(), _events(), _customers()
+    after it, identity rows valid from c on) leave every snapshot t <= c as built from the log
+    truncated before c."""
+    # e is a's alias from Jan 10 (so a's snapshots hold e's Jan 3 order); from Feb 1 on, e is
+    # remapped to c and d becomes c's alias: neither may change a snapshot at or before Feb 1
+    alias_tx = pd.DataFrame({"customer_id": ["e"], "ts": _ts(["2024-01-03"]), "amount": [8.0]})
+    tx = pd.concat([_tx(), alias_tx], ignore_index=True)
+    ev, cust = _events(), _customers()
+    known = _aliases([("e", "a", "2024-01-10")])
+    later = _aliases([("e", "c", "2024-02-01"), ("d", "c", "2024-02-10")])
     future_tx = tx["ts"] >= FEB
     changed_tx = tx[~future_tx | (tx["amount"] > 0)].copy()  # delete the refund
     changed_tx.loc[changed_tx["ts"] >= FEB, "amount"] *= 10  # change the rest
@@ -244,11 +264,19 @@ def test_no_leakage_from_rows_at_or_after_t() -> None:
     changed_cust = pd.concat([cust, upgrade, moved], ignore_index=True)
     snapshots = (JAN15, FEB, MAR)
     truncated = _features(
-        tx=tx[tx["ts"] < FEB], events=ev[ev["ts"] < FEB], customers=cust, snapshots=snapshots
+        tx=tx[tx["ts"] < FEB],
+        events=ev[ev["ts"] < FEB],
+        customers=cust,
+        identities=known,
+        snapshots=snapshots,
     ).drop(columns="created_timestamp")
-    changed = _features(tx=changed_tx, events=ev, customers=changed_cust, snapshots=snapshots).drop(
-        columns="created_timestamp"
-    )
+    changed = _features(
+        tx=changed_tx,
+        events=ev,
+        customers=changed_cust,
+        identities=pd.concat([known, later], ignore_index=True),
+        snapshots=snapshots,
+    ).drop(columns="created_timestamp")
     for t in (JAN15, FEB):
         pd.testing.assert_frame_equal(
             truncated.xs(t, level="event_timestamp"), changed.xs(t, level="event_timestamp")
@@ -257,6 +285,11 @@ def test_no_leakage_from_rows_at_or_after_t() -> None:
     assert not truncated.xs(MAR, level="event_timestamp").equals(after)
     assert (after.loc["a", "plan"], after.loc["b", "country"]) == ("enterprise", "BE")
     assert truncated.loc[("a", MAR), "plan"] == "pro"
+    assert truncated.loc[("a", FEB), "spend_365d"] == 10.0 + 5.0 + 30.0 + 8.0  # e's order
+    assert "d" not in after.index  # merged into c after Feb 10
+    # e's order went with e to c: a keeps its own (the Feb 10 order x 10, the refund deleted)
+    assert after.loc["a", "spend_365d"] == 10.0 + 5.0 + 30.0 + 200.0
+    assert after.loc["c", "spend_365d"] == 99.0 + 8.0
 
 
 def _lines() -> pd.DataFrame:

@@ -76,3 +76,44 @@ def test_no_retrain_on_ok_writes_a_run_record(
     assert record["steps"][0]["detail"]["verdict"] == "OK"
     assert result.record_path.parent == settings.state_dir / "retrain"
     assert pd.Timestamp(record["started_at"]).tzinfo is not None
+
+
+def test_a_retrain_on_an_unready_workspace_refuses_like_train(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The scheduled job runs the check `clv train` runs (clv.readiness_io.require_ready)
+    before rebuilding features: 12 months cannot hold a 365-day horizon."""
+    import numpy as np
+
+    import monitoring.drift
+    from clv.errors import ReadinessError
+    from clv.generator import generate, write_raw
+    from clv.ingest import ingest_all
+
+    settings = load_settings(tmp_path, environ={})
+    data = generate(customers=300, months=12, seed=3, world="mixed", start="2025-01-01")
+    write_raw(data, settings.raw_dir, fmt="parquet")
+    ingest_all(settings, settings.raw_dir)
+    rng = np.random.default_rng(1)
+    reference = pd.DataFrame(
+        {
+            "event_timestamp": pd.Timestamp("2025-06-01", tz="UTC"),
+            "x": rng.normal(0, 1, 300),
+            "clv": rng.gamma(2.0, 100.0, 300),
+        }
+    )
+    real = monitoring.drift.run_monitor
+
+    def with_frames(s: Settings, **_: object) -> object:
+        return real(s, reference=reference, current=reference)
+
+    monkeypatch.setattr(monitoring.drift, "run_monitor", with_frames)
+    with pytest.raises(ReadinessError, match=r"not ready to train: .*--skip-readiness"):
+        run_retrain(settings, force=True)
+    record = json.loads(max((settings.state_dir / "retrain").glob("*.json")).read_text())
+    assert record["outcome"] == "failed"
+    assert [(s["step"], s["status"]) for s in record["steps"]] == [
+        ("monitor", "done"),
+        ("readiness", "failed"),
+    ]
+    assert "not ready to train" in record["steps"][1]["error"]

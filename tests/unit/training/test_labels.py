@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 
 from clv.errors import DataError
-from training.labels import make_labels
+from clv.identities import resolve
+from training.labels import make_labels, past_margins
 
 T0 = pd.Timestamp("2024-01-01", tz="UTC")
 
@@ -160,3 +161,43 @@ def test_scale_is_seconds_not_minutes() -> None:
         out["clv_label"].notna().sum() == 25 * n_cust
     )  # Jan 2022 .. Jan 2024 end their year by 2025-01-01
     assert elapsed < 20.0, f"labels took {elapsed:.1f}s"
+
+
+def test_labels_use_the_identities_as_of_the_origin() -> None:
+    """a becomes c's alias on Mar 1: at a Feb origin a's later orders are a's own, at an Apr
+    origin they are c's; each order counts once, for the customer that exists at t."""
+    t = tx(
+        [
+            ("c", "2024-03-10", 10.0),
+            ("a", "2024-02-20", 4.0),  # before the merge: a's at Feb, in c's past at Apr
+            ("a", "2024-04-10", 20.0),  # after both origins
+        ]
+    )
+    identities = resolve(
+        pd.DataFrame(
+            {
+                "alias_id": ["a"],
+                "customer_id": ["c"],
+                "valid_from": [pd.Timestamp("2024-03-01", tz="UTC")],
+            }
+        )
+    )
+    feb, apr = pd.Timestamp("2024-02-01", tz="UTC"), pd.Timestamp("2024-04-01", tz="UTC")
+    entities = snaps([("c", feb), ("a", feb), ("c", apr)])
+    out = make_labels(
+        t,
+        entities,
+        horizon_days=365,
+        churn_window_days=60,
+        annual_discount_rate=0.0,
+        margin_rate=0.5,
+        data_end=pd.Timestamp("2026-01-01", tz="UTC"),
+        identities=identities,
+    )
+    assert out["clv_label"].tolist() == pytest.approx([5.0, 12.0, 10.0])  # x 0.5 margin
+    assert out["churn_label"].tolist() == [0.0, 0.0, 0.0]
+    alone = labels(t, entities)
+    assert alone["clv_label"].tolist() == pytest.approx([5.0, 12.0, 0.0])  # without: a apart
+    past = past_margins(t, entities, horizon_days=365, margin_rate=0.5, identities=identities)
+    assert past["past_margin_lifetime"].tolist() == pytest.approx([0.0, 0.0, 7.0])
+    assert past["past_days"].iloc[2] == pytest.approx(41.0)  # a's Feb 20 order, to Apr 1

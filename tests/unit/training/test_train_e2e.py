@@ -153,6 +153,48 @@ def test_cli_json_reports_version_alias_and_both_metric_sets(
     assert isinstance(doc["run_id"], str) and len(doc["run_id"]) == 32
 
 
+def test_cli_runs_the_readiness_check_and_reports_it_in_json(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, synthetic: SyntheticData
+) -> None:
+    """`clv train` hands training the readiness check (run calls it after the fail-fast
+    service checks); with `readiness.enforce: false` a refusal is said and training goes on."""
+    from dataclasses import replace
+
+    import pandas as pd
+
+    from clv.settings import load_settings
+    from clv.store import write_table
+    from training.cli import train
+
+    def fake_run(
+        settings: Settings,
+        *,
+        n_trials: int | None = None,
+        readiness: Callable[[Settings], object] | None = None,
+        **_: object,
+    ) -> TrainResult:
+        assert readiness is not None
+        checked = readiness(settings)
+        result = fit_and_log(settings, synthetic(customers=120, snapshots=5), n_trials=n_trials)
+        return replace(result, readiness=checked)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(train_module, "run", fake_run)
+    (tmp_path / "clv.yaml").write_text("model:\n  horizon_days: 30\nreadiness:\n  enforce: false\n")
+    ts = pd.to_datetime(["2023-01-05", "2023-03-01", "2023-06-01"], utc=True)
+    tx = pd.DataFrame({"customer_id": ["c0001"] * 3, "ts": ts, "amount": [10.0, 20.0, 5.0]})
+    write_table(load_settings(tmp_path, environ={}), "transactions", tx)
+    app = typer.Typer()
+    app.command()(train)
+    app.callback()(lambda: None)
+    res = CliRunner().invoke(app, ["train", "--trials", "1", "--json"], obj=CliState(tmp_path))
+    assert res.exit_code == 0, res.output
+    ready = json.loads(res.stdout)["readiness"]
+    assert ready["status"] == "refused" and ready["enforced"] is False
+    assert [f["check"] for f in ready["findings"] if f["level"] == "refuse"] == ["repeat_buyers"]
+    assert "readiness: not enforced (readiness.enforce: false)" in res.stderr
+    assert (tmp_path / "reports" / "readiness.html").exists()
+
+
 def test_frame_missing_a_feature_is_a_data_error(tmp_path: Path, synthetic: SyntheticData) -> None:
     from clv.errors import DataError
     from clv.settings import load_settings
