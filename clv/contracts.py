@@ -176,3 +176,8 @@ CHAMPION_VERSION_TAG = "eval.champion.version"
 """Version tag written by training when a champion existed: the champion scored on this
 version's test rows (`eval.champion.gini`, `.rmse`, `.churn_ece`, ...), which the gates use
 instead of the champion's own tags (evaluated on another snapshot)."""
+
+BASELINE_PREDICTORS: tuple[str, ...] = ("baseline", "last_horizon", "run_rate")
+"""The simple predictors every evaluation scores beside the model (BG/NBD + Gamma-Gamma and
+the naive rules); training tags each as `eval.<predictor>.<metric>`, the `baselines` gate
+reads them."""

@@ -18,6 +18,9 @@ Gates, in order:
   the champion here would need the training pipeline's labels; it belongs to training.
 - `primary`: normalized Gini gain over the champion >= `registry.min_gini_gain`, and above
   zero: a tie is no improvement (an identical retrain is not promoted).
+- `baselines`: the candidate's normalized Gini is above every simple baseline's on its own
+  test rows (`eval.baseline.gini`, `eval.last_horizon.gini`, `eval.run_rate.gini`): a version
+  that a rule a user writes in an afternoon beats is never promoted without `--force`.
 - `rmse`, `churn_ece`: guardrails, no worse than the champion by more than the tolerance.
 - `coverage`: the P10-P90 coverage lies in `registry.coverage_band` (absolute, no champion).
 - `feature_contract`: the model's FeatureService and ordered feature names equal what the
@@ -36,7 +39,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from clv.contracts import CHAMPION_VERSION_TAG, EMBARGOED_TAG
+from clv.contracts import BASELINE_PREDICTORS, CHAMPION_VERSION_TAG, EMBARGOED_TAG
 from clv.settings import RegistrySettings
 
 Outcome = Literal["pass", "fail", "skip"]
@@ -179,6 +182,7 @@ def evaluate_gates(
         _embargo(candidate),
         _snapshot(candidate, champion),
         _primary(candidate, champion, min_gain=settings.min_gini_gain),
+        _baselines(candidate),
         _rmse(candidate, champion, tolerance_pct=settings.rmse_tolerance_pct),
         _ece(candidate, champion, tolerance=settings.ece_tolerance),
         _coverage(candidate, band=settings.coverage_band),
@@ -275,6 +279,28 @@ def _primary(
     outcome: Outcome = "pass" if gain >= min_gain and gain > 0 else "fail"
     needs = f"needs {min_gain:+.4f}" + (" and above 0" if min_gain <= 0 else "")
     return GateCheck(name, outcome, f"gini {mine:.4f} vs {theirs:.4f}: gain {gain:+.4f} ({needs})")
+
+
+def _baselines(candidate: VersionEvidence) -> GateCheck:
+    name = "baselines"
+    mine = candidate.metric(GINI)
+    if mine is None:
+        return GateCheck(name, "fail", _no_tag(GINI))
+    scores = {
+        who: value
+        for who in BASELINE_PREDICTORS
+        if (value := candidate.metric(f"eval.{who}.gini")) is not None
+    }
+    if not scores:
+        return GateCheck(name, "skip", "no baseline scores on the candidate (eval.<baseline>.gini)")
+    best = max(scores, key=lambda who: scores[who])
+    outcome: Outcome = "pass" if mine > scores[best] else "fail"
+    return GateCheck(
+        name,
+        outcome,
+        f"gini {mine:.4f} vs the best simple baseline, {best}, {scores[best]:.4f}"
+        + ("" if outcome == "pass" else ": a simple rule ranks customers as well; --force"),
+    )
 
 
 def _rmse(

@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 import pandas as pd
 
-from clv.contracts import CHAMPION_VERSION_TAG, EMBARGOED_TAG
+from clv.contracts import BASELINE_PREDICTORS, CHAMPION_VERSION_TAG, EMBARGOED_TAG
 from clv.errors import DataError, NotReadyError
 from clv.settings import Settings
 from training.baseline import SnapshotBaselines, baseline_clv, fit_snapshot_baselines
@@ -785,8 +785,9 @@ class OriginEvaluation:
         }
 
 
-BASELINES = ("baseline", *NAIVE_RULES)
-"""The simple predictors every evaluation scores: BG/NBD + Gamma-Gamma and the naive rules."""
+BASELINES: tuple[str, ...] = BASELINE_PREDICTORS
+"""The simple predictors every evaluation scores: BG/NBD + Gamma-Gamma and the naive rules
+(the contract's names, which the `baselines` gate reads)."""
 
 
 def _finite(value: float) -> float:

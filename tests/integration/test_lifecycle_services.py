@@ -126,6 +126,7 @@ def _assert_passed(gates: Doc, *, against: str) -> None:
         "embargo",
         "test_snapshot",
         "primary",
+        "baselines",
         "rmse",
         "churn_ece",
         "coverage",

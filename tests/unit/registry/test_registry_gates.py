@@ -33,6 +33,9 @@ def tags(**overrides: str | None) -> dict[str, str]:
         "feature_names_hash": feature_names_hash(NAMES),
         "test_snapshot": "2024-06-01T00:00:00+00:00",
         "evaluation.embargoed": "true",
+        "eval.baseline.gini": "0.55",
+        "eval.last_horizon.gini": "0.50",
+        "eval.run_rate.gini": "0.52",
     }
     base.update(overrides)
     return {k: v for k, v in base.items() if v is not None}
@@ -67,6 +70,7 @@ def test_a_better_candidate_passes_every_gate() -> None:
         "embargo",
         "test_snapshot",
         "primary",
+        "baselines",
         "rmse",
         "churn_ece",
         "coverage",
@@ -216,3 +220,21 @@ def test_the_champion_scored_on_the_candidates_rows_is_the_comparison() -> None:
         tags(test_snapshot="2024-09-01", **{**same_rows, "eval.champion.version": "7"}), tags()
     )
     assert outcome(other, "test_snapshot") == "fail"
+
+
+def test_a_candidate_a_simple_baseline_beats_is_refused_unless_forced() -> None:
+    # The run-rate ranks customers better than the model on the candidate's own rows.
+    losing = tags(**{"eval.model.gini": "0.62", "eval.run_rate.gini": "0.63"})
+    result = gate(losing, tags())
+    assert outcome(result, "primary") == "pass"  # better than the champion ...
+    assert outcome(result, "baselines") == "fail"  # ... but not than a rule
+    assert not result.allowed
+    check = next(c for c in result.checks if c.name == "baselines")
+    assert "run_rate" in check.reason and "0.6300" in check.reason
+    tie = gate(tags(**{"eval.model.gini": "0.62", "eval.baseline.gini": "0.62"}), tags())
+    assert outcome(tie, "baselines") == "fail"  # a tie is no reason to run a model
+    assert gate(losing, tags(), forced=True).allowed
+    old = tags(
+        **{k: None for k in ("eval.baseline.gini", "eval.last_horizon.gini", "eval.run_rate.gini")}
+    )
+    assert outcome(gate(old, None), "baselines") == "skip"  # versions from before the tags

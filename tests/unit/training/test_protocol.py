@@ -104,3 +104,11 @@ def test_naive_rules_by_hand() -> None:
     d = mean_discount(365, 0.1)
     assert 0.95 < d < 0.96  # (1 - 1.1^-1) / ln 1.1 = 0.9538
     assert mean_discount(365, 0.1) == pytest.approx((1 - 1 / 1.1) / np.log(1.1))
+
+
+def test_the_baselines_training_scores_are_the_ones_the_gate_reads() -> None:
+    from clv.contracts import BASELINE_PREDICTORS
+    from training.naive import NAIVE_RULES
+    from training.train import BASELINES
+
+    assert BASELINES == BASELINE_PREDICTORS == ("baseline", *NAIVE_RULES)
