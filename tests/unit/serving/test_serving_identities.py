@@ -88,11 +88,29 @@ def test_a_clear_alias_is_found_by_its_pseudonym_when_alias_id_is_hashed(
     assert plain["scores"][0]["customer_id"] == "ann@example.com"
 
 
+def test_a_clear_customer_id_is_scored_by_its_pseudonym_when_customer_id_is_hashed(
+    settings: Settings, model: ClvModel, features: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CLV_PERSONAL_KEY", KEY)
+    ingest = settings.ingest.model_copy(update={"personal_columns": ("customer_id",)})
+    hashed = settings.model_copy(update={"ingest": ingest})
+    stored = pseudonym("c0003", KEY.encode())  # the store holds pseudonyms only
+    renamed = features.assign(
+        customer_id=features["customer_id"].where(features["customer_id"] != "c0003", stored)
+    )
+    with _client(hashed, model, renamed) as client:
+        scores = client.post("/score", json={"customer_ids": ["c0003", stored]}).json()["scores"]
+    assert [s["customer_id"] for s in scores] == [stored, stored]
+    assert [s["cold_start"] for s in scores] == [False, False]
+    assert scores[0]["clv"] == scores[1]["clv"] and scores[0]["requested_id"] == "c0003"
+
+
 def test_the_aliases_reload_when_the_table_changes_or_a_row_comes_into_force(
     settings: Settings,
 ) -> None:
     now = [pd.Timestamp("2024-05-01", tz="UTC")]
     holder = AliasHolder(settings, clock=lambda: now[0])
+    assert holder.refresh()  # the first refresh always loads (settings may hash ids)
     assert not holder.refresh() and holder.current.resolve(["a"]) == ["a"]  # no table
     write_table(
         settings,
