@@ -104,7 +104,47 @@ def blend() -> Figures:
     return figures
 
 
+def served(tag: str) -> Figures:
+    """The served recipe as it is in the working tree, on every development world and origin
+    (`development-<tag>.json`): compare a change with `development-blend.json`'s "served"."""
+    import training.train as train
+
+    figures: Figures = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "load_average_start": [round(x, 2) for x in os.getloadavg()],
+        "worlds": {},
+    }
+    worlds: dict[str, object] = {}
+    root = WORK.with_name(f"development-{tag}")
+    shutil.rmtree(root, ignore_errors=True)
+    for w in DEVELOPMENT:
+        _say(f"development {tag}: {w.name}")
+        fitted = _fit(root / w.name, w.name, blend=train.VALUE_BLEND, anchor=train.ANCHOR_LEVEL)
+        worlds[w.name] = [
+            {
+                "origin": origin,
+                "served": _figures(a["y"], a["model"]),
+                **{
+                    who: _figures(a["y"], a[who])
+                    for who in ("baseline", "last_horizon", "run_rate")
+                },
+            }
+            for origin, a in fitted
+        ]
+        figures["worlds"] = worlds
+        (RESULTS / f"development-{tag}.json").write_text(json.dumps(figures, indent=2) + "\n")
+    shutil.rmtree(root, ignore_errors=True)
+    figures["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
+    figures["date_end"] = datetime.now(UTC).isoformat(timespec="seconds")
+    (RESULTS / f"development-{tag}.json").write_text(json.dumps(figures, indent=2) + "\n")
+    return figures
+
+
 if __name__ == "__main__":
-    if sys.argv[1:] != ["blend"]:
-        raise SystemExit("usage: python -m benchmarks.development blend")
-    blend()
+    args = sys.argv[1:]
+    if args == ["blend"]:
+        blend()
+    elif len(args) == 2 and args[0] == "served":
+        served(args[1])
+    else:
+        raise SystemExit("usage: python -m benchmarks.development blend | served TAG")

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from feast import FeatureService
 
-from feature_repo.features import behaviour, customer_profile, rfm, spend_windows
+from feature_repo.features import behaviour, calendar, customer_profile, rfm, spend_windows
 
 clv_v1 = FeatureService(
     name="clv_v1",
-    features=[rfm, spend_windows, customer_profile, behaviour],
-    description="Every clv feature: RFM, spend windows, profile and behaviour.",
+    features=[rfm, spend_windows, customer_profile, behaviour, calendar],
+    description="Every clv feature: RFM, spend windows, profile, behaviour and calendar.",
 )

@@ -59,6 +59,24 @@ spend_windows = FeatureView(
         Field(name="gap_mean_days", dtype=Float64, description="mean inter-purchase gap"),
         Field(name="gap_std_days", dtype=Float64, description="std of inter-purchase gaps"),
         Field(name="spend_trend_90_365", dtype=Float64, description="90-day / 365-day rate"),
+        Field(
+            name="margin_ly_90d",
+            dtype=Float64,
+            description="margin in the 90 days that began a year before t: the same window a "
+            "year earlier",
+        ),
+    ],
+)
+
+calendar = FeatureView(
+    name="calendar",
+    entities=[customer],
+    ttl=TTL,
+    source=customer_features_source,
+    online=True,
+    description="Where the horizon falls in the calendar.",
+    schema=[
+        Field(name="snapshot_month", dtype=Int64, description="month of the year of t (1-12)"),
     ],
 )
 

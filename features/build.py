@@ -30,7 +30,10 @@ Rules (the model and the baseline depend on them; change them only with a new se
   of its own. active days = purchase days. spend_trend_90_365 = (spend_90d / 90) /
   (spend_365d / 365), null when the 365-day spend is not positive. Inter-purchase gaps are
   days between consecutive purchase days: mean null below 2 purchase days, sample std null
-  below 3.
+  below 3. margin_ly_90d = margin in [t - 365 days, t - 275 days): the same 90-day window a
+  year earlier (0 without rows there).
+- Calendar: snapshot_month = the month of the year of t (1-12), so that the model knows
+  which season the horizon covers.
 - Profile: tenure_days = whole days from the day the customer became known (signup or first
   transaction, whichever is earlier) to t; signup_cohort = that day's "YYYY-MM"; signup is
   the signup_ts of the customer's first version that has one. Channel, country and plan are

@@ -28,6 +28,14 @@ from clv.identities import mapped_sql
 WINDOWS: tuple[int, ...] = (30, 90, 180, 365)
 """Trailing windows (days) of the spend features."""
 
+LAST_YEAR_WINDOW: tuple[int, int] = (365, 90)
+"""margin_ly_90d: the margin in [t - 365 days, t - 275 days), the 90 days that began a year
+before t (what the same quarter brought a year earlier)."""
+
+CALENDAR_FEATURES: tuple[str, ...] = ("snapshot_month",)
+"""Features that are the same for every customer of a snapshot (where t falls in the year):
+drift monitoring never compares them, since a later snapshot always differs there."""
+
 BEHAVIOUR_WINDOWS: tuple[int, int] = (30, 90)
 """Trailing windows (days) of the behaviour features; the trend compares the two."""
 
@@ -52,6 +60,11 @@ def _window_aggregates() -> str:
             f"count(*) FILTER (WHERE d.day >= {since} AND d.orders > 0) AS active_days_{w}d",
             f"sum(d.refunds) FILTER (WHERE d.day >= {since}) AS refunds_{w}d",
         ]
+    year, window = LAST_YEAR_WINDOW
+    parts.append(
+        f"sum(d.margin) FILTER (WHERE d.day >= g.t - INTERVAL {year} DAY "
+        f"AND d.day < g.t - INTERVAL {year - window} DAY) AS margin_ly_{window}d"
+    )
     return ",\n        ".join(parts)
 
 
@@ -276,6 +289,7 @@ SELECT
     r.gap_std::DOUBLE AS gap_std_days,
     CASE WHEN w.spend_365d > 0 THEN (coalesce(w.spend_90d, 0) / 90.0) / (w.spend_365d / 365.0)
         END::DOUBLE AS spend_trend_90_365,
+    coalesce(w.margin_ly_{LAST_YEAR_WINDOW[1]}d, 0.0)::DOUBLE AS margin_ly_{LAST_YEAR_WINDOW[1]}d,
     -- customer profile
     ((epoch(g.t) - epoch(date_trunc('day', g.first_ts))) / 86400)::BIGINT AS tenure_days,
     strftime(g.first_ts, '%Y-%m') AS signup_cohort,
@@ -283,7 +297,9 @@ SELECT
     c.country::VARCHAR AS country,
     c.plan::VARCHAR AS plan,
     -- behaviour ({short} vs {long} days)
-    {_event_columns()}
+    {_event_columns()},
+    -- calendar
+    month(g.t)::BIGINT AS snapshot_month
 FROM grid g
 LEFT JOIN rfm r ON r.customer_id = g.customer_id AND r.t = g.t
 LEFT JOIN windows w ON w.customer_id = g.customer_id AND w.t = g.t

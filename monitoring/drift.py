@@ -32,6 +32,7 @@ import pandas as pd
 
 from clv.errors import DataError
 from clv.settings import Settings
+from features.definitions import CALENDAR_FEATURES
 from monitoring.backtest import (
     ChurnBacktest,
     PredictorScore,
@@ -159,6 +160,9 @@ def comparable_columns(
     skipped: list[tuple[str, str]] = []
     for c in wanted:
         if c in NOT_COMPARED:
+            continue
+        if c in CALENDAR_FEATURES:
+            skipped.append((c, "calendar: one value per snapshot, which a later one never has"))
             continue
         if c not in reference.columns or c not in current.columns:
             skipped.append((c, "not in both reference and current"))

@@ -184,6 +184,18 @@ def test_profile_without_customers_table_uses_first_transaction() -> None:
     assert "c" not in feats.index.get_level_values("customer_id")
 
 
+def test_calendar_and_the_same_window_a_year_earlier() -> None:
+    # At t = 2025-02-01 the window a year earlier is [2024-02-02, 2024-05-02): a's Feb 3 refund
+    # (margin -1) and Feb 10 order (5) are in it; the January rows are before it.
+    t = pd.Timestamp("2025-02-01", tz="UTC")
+    feats = _features(snapshots=(FEB, t))
+    assert feats.loc[("a", t), "margin_ly_90d"] == pytest.approx(-1.0 + 5.0)
+    assert feats.loc[("b", t), "margin_ly_90d"] == 0.0  # b's only order, Jan 10 2024, is before it
+    assert feats.loc[("a", FEB), "margin_ly_90d"] == 0.0  # nothing a year before Feb 2024
+    assert feats.xs(t, level="event_timestamp")["snapshot_month"].eq(2).all()
+    assert feats.xs(FEB, level="event_timestamp")["snapshot_month"].eq(2).all()
+
+
 def test_behaviour_counts_and_trend(feats: pd.DataFrame) -> None:
     a = feats.loc[("a", FEB)]
     assert (a["logins_30d"], a["logins_90d"]) == (1, 2)

@@ -87,6 +87,7 @@ def test_sqlite_layout_names_feasts_tables_and_features(settings: Settings) -> N
         "clv_spend_windows",
         "clv_customer_profile",
         "clv_behaviour",
+        "clv_calendar",
     }
     assert list(layout.feature_names) == feast_io.feature_names(settings)
     assert layout.strings == frozenset(feast_io.categorical_features(settings))

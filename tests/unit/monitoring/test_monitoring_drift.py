@@ -127,6 +127,12 @@ def test_comparable_columns_skip_ids_and_all_missing() -> None:
         "recency": "entirely missing on one side",
         "extra": "not in both reference and current",
     }
+    # the month of the snapshot always differs between a reference and a later snapshot
+    months = comparable_columns(
+        reference.assign(snapshot_month=1), current.assign(snapshot_month=4)
+    )
+    assert "snapshot_month" not in months.numerical
+    assert dict(months.skipped)["snapshot_month"].startswith("calendar")
 
 
 def test_subsample_is_seeded_and_bounded() -> None:
