@@ -211,7 +211,7 @@ def _summary(settings: Settings, report: DemoReport) -> str:
     if isinstance(ready, dict):
         lines.append(
             f"readiness: {ready['status']} ({ready['repeat_buyers']:,} repeat buyers, "
-            f"{ready['history_days']:,} days of history; reports/readiness.html)"
+            f"{ready['history_days']:,.0f} days of history; reports/readiness.html)"
         )
     lines.append(f"best trial: {train['best_trial']}")
     evaluation = train["evaluation"]
