@@ -35,7 +35,8 @@ def read_table(settings: Settings, table: TableName) -> pd.DataFrame:
 
 
 DUCKDB_MIN_MEMORY_MB = 128
-"""DuckDB's memory limit is never set below this (its own working set)."""
+"""DuckDB's memory limit never goes below this: its operators need a few blocks per thread,
+and under ~16 MiB even a tiny feature query fails instead of spilling."""
 
 
 def duckdb_connection(

@@ -89,7 +89,7 @@ from clv.contracts import TS_DTYPE, TableName
 from clv.errors import ConfigError, DataError, NotReadyError
 from clv.identities import IdentityMap, read_identities, register
 from clv.settings import Settings
-from clv.store import bucket_predicate, has_table, table_path
+from clv.store import bucket_predicate, duckdb_connection, has_table, table_path
 from features.definitions import feature_sql, snapshot_entities_sql
 
 FEATURES_FILE = "customer_features.parquet"
@@ -129,9 +129,6 @@ BYTES_PER_CUSTOMER = 300
 BYTES_PER_FEATURE_ROW = 1000
 """Peak bytes per output row (known customer x snapshot): the grid, the aggregates joined
 back, the Arrow result (~50 columns) and its sorted copy."""
-DUCKDB_MIN_MEMORY_MB = 128
-"""DuckDB's memory limit never goes below this: its operators need a few blocks per thread,
-and under ~16 MiB even a tiny feature query fails instead of spilling."""
 
 
 @dataclass(frozen=True)
@@ -346,18 +343,11 @@ _EV_COLUMNS = [("customer_id", "VARCHAR"), ("ts", "TIMESTAMPTZ"), ("event_type",
 def _duckdb(
     *, memory_limit_mb: int | None = None, temp_directory: Path | None = None
 ) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB in UTC; with a limit it spills to `temp_directory` above it."""
-    con = duckdb.connect()
-    con.execute("SET TimeZone = 'UTC'")
-    con.execute("SET enable_progress_bar = false")
-    con.execute("SET preserve_insertion_order = false")  # queries that care say ORDER BY
+    """`clv.store.duckdb_connection`, tuned for the feature query."""
+    con = duckdb_connection(memory_limit_mb=memory_limit_mb, temp_directory=temp_directory)
     # the epoch ranges of identities make DuckDB underestimate the snapshot grid, and below
     # this many rows it runs the attributes' ASOF join as a nested loop (13 s instead of 0.2)
     con.execute("SET asof_loop_join_threshold = 0")
-    if memory_limit_mb is not None:
-        con.execute(f"SET memory_limit = '{max(memory_limit_mb, DUCKDB_MIN_MEMORY_MB)}MiB'")
-    if temp_directory is not None:  # DuckDB's default is `.tmp` in the working directory
-        con.execute("SET temp_directory = ?", [str(temp_directory)])
     return con
 
 
