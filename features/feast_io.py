@@ -40,7 +40,7 @@ from clv.errors import NotReadyError
 from clv.identities import read_identities
 from clv.services import redact
 from clv.settings import Settings
-from clv.store import has_table, read_table
+from clv.store import duckdb_connection, has_table, read_table
 from features.build import DateLike, features_path, known_entities, to_utc
 
 if TYPE_CHECKING:
@@ -286,12 +286,8 @@ def _latest_rows(settings: Settings, end: pd.Timestamp) -> pa.Table:
     The rows Feast's materialization selects for an interval that starts before the first
     snapshot: the latest row per entity by event, then created, timestamp.
     """
-    import duckdb
-
-    con = duckdb.connect()
+    con = duckdb_connection()
     try:
-        con.execute("SET TimeZone = 'UTC'")
-        con.execute("SET enable_progress_bar = false")
         relation = con.sql(
             """
             SELECT * FROM read_parquet($path)

@@ -276,16 +276,13 @@ def load_training_data(
 
 def log_end(settings: Settings) -> pd.Timestamp:
     """The transaction log's last timestamp (labels are complete up to it)."""
-    import duckdb
-
-    from clv.store import table_path
+    from clv.store import duckdb_connection, table_path
 
     path = table_path(settings, "transactions")
     if not path.exists():
         raise NotReadyError("no transactions ingested: run `clv data ingest`")
-    con = duckdb.connect()
+    con = duckdb_connection()
     try:
-        con.execute("SET TimeZone = 'UTC'")
         row = con.execute("SELECT max(ts) FROM read_parquet(?)", [str(path)]).fetchone()
     finally:
         con.close()
