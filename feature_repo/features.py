@@ -24,24 +24,13 @@ rfm = FeatureView(
     ttl=TTL,
     source=customer_features_source,
     online=True,
-    description="Recency-frequency-monetary summary in lifetimes conventions (days), the "
-    "lifetime margin run rate and the longest gap between purchases.",
+    description="Recency-frequency-monetary summary in lifetimes conventions (days).",
     schema=[
         Field(name="frequency", dtype=Int64, description="repeat purchase days"),
         Field(name="recency", dtype=Float64, description="days from first to last purchase day"),
         Field(name="T", dtype=Float64, description="days from the first purchase day to t"),
         Field(name="monetary_value", dtype=Float64, description="mean value of repeat days"),
         Field(name="first_purchase_value", dtype=Float64, description="first day's value"),
-        Field(
-            name="margin_per_day",
-            dtype=Float64,
-            description="lifetime margin / days from the first transaction to t (at least 30)",
-        ),
-        Field(
-            name="longest_gap_days",
-            dtype=Float64,
-            description="longest gap between purchase days, the open one up to t included",
-        ),
     ],
 )
 

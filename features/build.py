@@ -25,11 +25,6 @@ Rules (the model and the baseline depend on them; change them only with a new se
   value of the first purchase day. Single-purchase customers: frequency 0, monetary_value 0.
   Customers without a purchase yet: frequency 0, monetary_value 0, and recency, T,
   first_purchase_value, days_since_last_purchase null (missing, not "just bought").
-- Purchase rhythm: margin_per_day = lifetime margin (every row before t, refunds included) /
-  days from the customer's first transaction (any row, to the microsecond) to t, the days
-  floored at 30: the naive run-rate rule per day (`training.naive`), 0 without a transaction.
-  longest_gap_days = the longest of the gaps between consecutive purchase days and the open
-  gap from the last purchase day to t (whole days), null without a purchase day.
 - Windows of W days cover [t - W days, t). orders = distinct orders with a row of amount > 0,
   counted per UTC day (an order's lines share its day); a row without order_id is an order
   of its own. active days = purchase days. spend_trend_90_365 = (spend_90d / 90) /

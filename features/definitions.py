@@ -32,12 +32,6 @@ LAST_YEAR_WINDOW: tuple[int, int] = (365, 90)
 """margin_ly_90d: the margin in [t - 365 days, t - 275 days), the 90 days that began a year
 before t (what the same quarter brought a year earlier)."""
 
-MARGIN_PER_DAY_MIN_DAYS = 30
-"""margin_per_day divides by at least this many days: the floor of the naive run-rate rule
-(`training.naive.RUN_RATE_MIN_DAYS`, which a unit test holds equal), so that margin_per_day x H
-is that rule's undiscounted prediction and a customer who bought yesterday is not
-extrapolated from one day."""
-
 CALENDAR_FEATURES: tuple[str, ...] = ("snapshot_month",)
 """Features that are the same for every customer of a snapshot (where t falls in the year):
 drift monitoring never compares them, since a later snapshot always differs there."""
@@ -198,7 +192,7 @@ grid AS (
 _DAILY_SUMS = (
     "sum(spend) AS spend, sum(margin) AS margin, sum(orders) AS orders, "
     "sum(purchase_value) AS purchase_value, sum(refunds) AS refunds, "
-    "min(first_ts) AS first_ts, max(last_purchase_ts) AS last_purchase_ts"
+    "max(last_purchase_ts) AS last_purchase_ts"
 )
 """A customer's day from its ids' days (orders stay distinct per id: summed)."""
 
@@ -222,7 +216,6 @@ WITH daily_own AS (
             + count(*) FILTER (WHERE amount > 0 AND order_id IS NULL)) AS orders,
         coalesce(sum(amount) FILTER (WHERE amount > 0), 0.0) AS purchase_value,
         coalesce(-sum(amount) FILTER (WHERE amount < 0), 0.0) AS refunds,
-        min(ts) AS first_ts,
         max(ts) FILTER (WHERE amount > 0) AS last_purchase_ts
     FROM tx
     GROUP BY ALL
@@ -243,8 +236,6 @@ purchase_days AS (
 windows AS (
     SELECT
         g.customer_id, g.t,
-        min(d.first_ts) AS first_tx_ts,
-        sum(d.margin) AS margin_lifetime,
         {_window_aggregates()}
     FROM grid g JOIN daily d ON d.customer_id = g.customer_id AND d.lo = g.lo AND d.day < g.t
     GROUP BY ALL
@@ -259,8 +250,7 @@ rfm AS (
         sum(p.purchase_value) FILTER (WHERE p.is_first) AS first_value,
         sum(p.purchase_value) AS total_value,
         avg(p.gap) AS gap_mean,
-        stddev_samp(p.gap) AS gap_std,
-        max(p.gap) AS gap_max
+        stddev_samp(p.gap) AS gap_std
     FROM grid g JOIN purchase_days p
         ON p.customer_id = g.customer_id AND p.lo = g.lo AND p.day < g.t
     GROUP BY ALL
@@ -292,12 +282,6 @@ SELECT
         THEN (r.total_value - r.first_value) / (r.purchase_days - 1) ELSE 0.0 END::DOUBLE
         AS monetary_value,
     r.first_value::DOUBLE AS first_purchase_value,
-    coalesce(w.margin_lifetime / greatest(
-        (epoch(g.t) - epoch(w.first_tx_ts)) / 86400.0, {MARGIN_PER_DAY_MIN_DAYS}.0), 0.0
-        )::DOUBLE AS margin_per_day,
-    -- the closed gaps and the open one (last purchase day -> t); greatest skips nulls, so a
-    -- single purchase day gives its open gap and no purchase day gives null
-    greatest(r.gap_max, (epoch(g.t) - epoch(r.last_day)) / 86400.0)::DOUBLE AS longest_gap_days,
     -- spend windows
     {_window_columns()},
     ((epoch(g.t) - epoch(r.last_ts)) / 86400.0)::DOUBLE AS days_since_last_purchase,

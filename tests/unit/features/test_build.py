@@ -14,9 +14,6 @@ from clv.ingest import ingest
 from clv.settings import Settings, load_settings
 from clv.store import write_table
 from features.build import build_features, compute_features, features_path, snapshot_dates
-from features.definitions import MARGIN_PER_DAY_MIN_DAYS
-from training.labels import past_margins
-from training.naive import RUN_RATE_MIN_DAYS, naive_predictions
 
 JAN15 = pd.Timestamp("2024-01-15", tz="UTC")
 FEB = pd.Timestamp("2024-02-01", tz="UTC")
@@ -164,50 +161,6 @@ def test_gaps_and_trend(feats: pd.DataFrame) -> None:
     # all spend within 90 days: (61/90) / (61/365)
     assert a_mar["spend_trend_90_365"] == pytest.approx(365 / 90)
     assert pd.isna(feats.loc[("c", MAR), "spend_trend_90_365"])
-
-
-def test_margin_per_day_is_lifetime_margin_over_days_floored_at_30(feats: pd.DataFrame) -> None:
-    # a at Feb 1: margins 3 + 5 x 0.3 + 10 over 26 days 14 h since Jan 5 10:00 -> the floor, 30
-    assert feats.loc[("a", FEB), "margin_per_day"] == pytest.approx(14.5 / 30)
-    # a at Mar 1: the refund's margin (-1) counts, 55 days 14 h since Jan 5 10:00
-    assert feats.loc[("a", MAR), "margin_per_day"] == pytest.approx(18.5 / (56 - 10 / 24))
-    assert feats.loc[("b", MAR), "margin_per_day"] == pytest.approx(7.0 * 0.3 / (51 - 9 / 24))
-    assert feats.loc[("c", FEB), "margin_per_day"] == 0.0  # known, no transaction: 0 like frequency
-    assert feats.loc[("d", MAR), "margin_per_day"] == 0.0
-
-
-def test_longest_gap_counts_the_open_gap_and_purchase_days_only(feats: pd.DataFrame) -> None:
-    # a at Feb 1: the gap Jan 5 -> 20 (15) beats the open gap Jan 20 -> Feb 1 (12)
-    assert feats.loc[("a", FEB), "longest_gap_days"] == 15.0
-    # a at Mar 1: gaps 15 and 21 (Jan 20 -> Feb 10: the Feb 3 refund is no purchase day, else 14
-    # and 7), open Feb 10 -> Mar 1: 20
-    assert feats.loc[("a", MAR), "longest_gap_days"] == 21.0
-    assert feats.loc[("b", FEB), "longest_gap_days"] == 22.0  # one purchase day: the open gap only
-    assert feats.loc[("b", MAR), "longest_gap_days"] == 51.0  # dormant since Jan 10
-    assert pd.isna(feats.loc[("c", FEB), "longest_gap_days"])
-    assert pd.isna(feats.loc[("d", MAR), "longest_gap_days"])
-
-
-def test_refund_only_customer_has_a_margin_rate_and_no_gap() -> None:
-    # r: a refund on Jan 3 and nothing else; a transaction (margin -2 x 0.3) but no purchase day
-    refund = pd.DataFrame({"customer_id": ["r"], "ts": _ts(["2024-01-03"]), "amount": [-2.0]})
-    feats = _features(tx=refund, customers=None, events=None)
-    r = feats.loc[("r", MAR)]
-    assert r["margin_per_day"] == pytest.approx(-0.6 / 58)  # Jan 3 -> Mar 1
-    assert feats.loc[("r", FEB), "margin_per_day"] == pytest.approx(-0.6 / 30)  # 29 days: floor
-    assert pd.isna(r["longest_gap_days"]) and r["frequency"] == 0
-
-
-def test_margin_per_day_is_the_naive_run_rate_per_day(feats: pd.DataFrame) -> None:
-    """The feature and training.naive's run-rate rule share the floor and the margin: the
-    feature x H is the rule's prediction before discounting and clipping."""
-    assert MARGIN_PER_DAY_MIN_DAYS == RUN_RATE_MIN_DAYS
-    rows = feats.index.to_frame(index=False)
-    past = past_margins(_tx(), rows, horizon_days=90, margin_rate=0.3)
-    rule = naive_predictions(past, horizon_days=90.0, annual_discount_rate=0.0)["run_rate"]
-    per_day = feats["margin_per_day"].to_numpy()
-    assert (per_day > 0).sum() == 4  # a and b at both snapshots
-    assert per_day * 90.0 == pytest.approx(rule)
 
 
 def test_profile(feats: pd.DataFrame) -> None:

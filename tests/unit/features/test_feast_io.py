@@ -83,8 +83,7 @@ def test_store_state_lives_in_the_workspace(settings: Settings) -> None:
 def test_feature_service_names_and_categoricals(settings: Settings) -> None:
     names = feast_io.feature_names(settings)
     assert names[:5] == ["frequency", "recency", "T", "monetary_value", "first_purchase_value"]
-    assert names[5:7] == ["margin_per_day", "longest_gap_days"]
-    assert len(names) == len(set(names)) == 47  # rfm 7, windows 25, profile 5, behaviour 9, month 1
+    assert len(names) == len(set(names)) == 45  # rfm 5, windows 25, profile 5, behaviour 9, month 1
     assert feast_io.categorical_features(settings) == [
         "signup_cohort",
         "acquisition_channel",

@@ -113,7 +113,7 @@ def test_materialized_rows_are_byte_identical_to_stock_feast(
     ours = _rows(settings.feast_dir / "online.db")
     stock = _rows(settings.feast_dir / "stock.db")
     assert sorted(ours) == sorted(stock) and len(ours) == 5
-    assert sum(len(rows) for rows in ours.values()) == 3 * 47  # 3 customers x 47 features
+    assert sum(len(rows) for rows in ours.values()) == 3 * 45  # 3 customers x 45 features
     for table in ours:
         assert ours[table] == stock[table], table
 
@@ -171,7 +171,7 @@ def test_write_arrow_in_small_chunks_and_twice_matches_stock(
             created_timestamp_column="created_timestamp",
             chunk=2,
         )
-        assert written == 3 * 47
+        assert written == 3 * 45
     assert _rows(tmp_path / "ours.db") == _rows(settings.feast_dir / "stock.db")
 
 
