@@ -1,12 +1,12 @@
 """Modelling choices, measured on the DEVELOPMENT worlds only (issue 13).
 
-`python -m benchmarks.development blend` decides the value blend and the level anchoring:
+`python -m benchmarks.development blend` measures fixed value blends and the level anchoring:
 per development world, the recipe is fitted twice under the default settings (horizon aside):
-once as served today (VALUE_BLEND 0.5, ANCHOR_LEVEL on) and once with the trees alone
-(blend 1, no anchoring). The unanchored blends (1 - w) x BG/NBD + w x trees for w on a grid
-are then scored on the same rows: the test origin and every embargoed backtest origin (all
-out of time; these are development worlds, so their test origin may choose). Written to
-`benchmarks/results/development-blend.json`; the decision is in
+once with the former fixed choice (w 0.5, anchored) and once with the trees alone (w 1, no
+level), through training.train.FIXED_BLEND. The unanchored blends (1 - w) x BG/NBD + w x
+trees for w on a grid are then scored on the same rows: the test origin and every embargoed
+backtest origin (all out of time; these are development worlds, so their test origin may
+choose). Written to `benchmarks/results/development-blend.json`; the decision is in
 docs/decisions/modelling-constants.md. Judgement worlds are never read here.
 """
 
@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.worlds import DEVELOPMENT, world_training_data
+from training.blend import BlendChoice
 
 WORK = Path(__file__).resolve().parent / "work" / "development"
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -46,17 +47,22 @@ def _figures(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
 Arrays = dict[str, np.ndarray]
 
 
-def _fit(root: Path, name: str, *, blend: float, anchor: bool) -> list[tuple[str, Arrays]]:
-    """One fit_and_log with the blend and anchoring patched; every origin's arrays."""
+def _fixed(weight: float, level: str) -> BlendChoice:
+    return BlendChoice(weight, level, f"fixed by benchmarks.development: w {weight}, {level}")
+
+
+def _fit(root: Path, name: str, *, fixed: BlendChoice | None) -> list[tuple[str, Arrays]]:
+    """One fit_and_log with `training.train.FIXED_BLEND` patched (None: the blend is chosen
+    per fit on validation, as served); every origin's arrays."""
     import training.train as train
 
     settings, data = world_training_data(root, name)
-    saved = train.VALUE_BLEND, train.ANCHOR_LEVEL
-    train.VALUE_BLEND, train.ANCHOR_LEVEL = blend, anchor
+    saved = train.FIXED_BLEND
+    train.FIXED_BLEND = fixed
     try:
         result = train.fit_and_log(settings, data, progress=lambda m: _say(f"  {name}: {m}"))
     finally:
-        train.VALUE_BLEND, train.ANCHOR_LEVEL = saved
+        train.FIXED_BLEND = saved
     out = []
     for ev in (result.evaluation, *result.backtests):
         if not ev.embargoed:
@@ -79,8 +85,8 @@ def blend() -> Figures:
     shutil.rmtree(WORK, ignore_errors=True)  # one folder per world: MLflow keeps its engines
     for w in DEVELOPMENT:
         _say(f"development blend: {w.name}")
-        served = _fit(WORK / w.name / "served", w.name, blend=0.5, anchor=True)
-        trees = _fit(WORK / w.name / "trees", w.name, blend=1.0, anchor=False)
+        served = _fit(WORK / w.name / "served", w.name, fixed=_fixed(0.5, "anchor"))
+        trees = _fit(WORK / w.name / "trees", w.name, fixed=_fixed(1.0, "none"))
         origins = []
         for (origin, s), (again, t) in zip(served, trees, strict=True):
             assert origin == again
@@ -105,9 +111,9 @@ def blend() -> Figures:
 
 
 def served(tag: str) -> Figures:
-    """The served recipe as it is in the working tree, on every development world and origin
-    (`development-<tag>.json`): compare a change with `development-blend.json`'s "served"."""
-    import training.train as train
+    """The served recipe as it is in the working tree (the blend chosen per fit), on every
+    development world and origin (`development-<tag>.json`): compare a change with an earlier
+    tag's "served" (e.g. `development-calendar.json`, the fixed w 0.5 anchored recipe)."""
 
     figures: Figures = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -119,7 +125,7 @@ def served(tag: str) -> Figures:
     shutil.rmtree(root, ignore_errors=True)
     for w in DEVELOPMENT:
         _say(f"development {tag}: {w.name}")
-        fitted = _fit(root / w.name, w.name, blend=train.VALUE_BLEND, anchor=train.ANCHOR_LEVEL)
+        fitted = _fit(root / w.name, w.name, fixed=None)
         worlds[w.name] = [
             {
                 "origin": origin,

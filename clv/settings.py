@@ -295,6 +295,16 @@ class RegistrySettings(_Frozen):
     coverage_band: tuple[float, float] = Field(
         (0.70, 0.90), description="P10-P90 interval coverage must lie in this band (nominal 0.8)"
     )
+    noise_level: float = Field(
+        0.95,
+        ge=0.0,
+        lt=1.0,
+        description="level of the paired bootstrap CI of candidate minus champion on the "
+        "candidate's test rows: a Gini gain counts only when its CI lies above 0 (0: off)",
+    )
+    bootstrap_samples: int = Field(
+        1000, ge=100, description="resamples of the test rows behind that CI (training)"
+    )
     canary_share: float = Field(0.1, gt=0.0, le=1.0, description="default canary traffic share")
     canary_max_error_rate: float = Field(0.01, ge=0.0, le=1.0)
     canary_max_latency_ratio: float = Field(
@@ -314,6 +324,12 @@ class RegistrySettings(_Frozen):
         lo, hi = self.coverage_band
         if not 0.0 <= lo <= hi <= 1.0:
             raise ValueError("coverage_band must be [low, high] within [0, 1]")
+        return self
+
+    @model_validator(mode="after")
+    def _noise_level_off_or_a_level(self) -> RegistrySettings:
+        if 0.0 < self.noise_level < 0.5:
+            raise ValueError("noise_level must be 0 (off) or a CI level in [0.5, 1)")
         return self
 
 

@@ -17,15 +17,25 @@ Gates, in order:
   re-evaluate the champion on the candidate's snapshot; `--force` overrides). Re-evaluating
   the champion here would need the training pipeline's labels; it belongs to training.
 - `primary`: normalized Gini gain over the champion >= `registry.min_gini_gain`, and above
-  zero: a tie is no improvement (an identical retrain is not promoted).
+  zero: a tie is no improvement (an identical retrain is not promoted). With the noise margin
+  (below), the gain's CI must also lie above 0: the candidate beats the champion by more
+  than the noise.
 - `baselines`: the candidate's normalized Gini is above every simple baseline's on its own
   test rows (`eval.baseline.gini`, `eval.last_horizon.gini`, `eval.run_rate.gini`): a version
   that a rule a user writes in an afternoon beats is never promoted without `--force`.
 - `rmse`, `churn_ece`: guardrails, no worse than the champion by more than the tolerance.
+  With the noise margin, an RMSE beyond the tolerance fails only when the CI of the
+  difference lies above 0 too (worse, and not by chance).
 - `coverage`: the P10-P90 coverage lies in `registry.coverage_band` (absolute, no champion).
 - `feature_contract`: the model's FeatureService and ordered feature names equal what the
   online store serves (name and `feature_names_hash`).
 - `smoke`: the version loaded and scored a smoke batch to finite numbers.
+
+The noise margin: when training scored this champion on the candidate's rows, it also wrote
+the paired bootstrap CI of candidate minus champion there (`eval.champion.gini_diff_low`, ...,
+`eval.champion.bootstrap_level`; training.metrics.paired_bootstrap). `registry.noise_level` 0
+switches it off; without those tags (older versions) the gates are the point rules above.
+Why and the defaults: docs/decisions/noise-margin.md.
 
 A metric missing on the candidate fails its gate ("no eval.churn.ece tag"); missing on the
 champion, the comparison is skipped and the check says so. No champion: comparisons pass.
@@ -178,12 +188,23 @@ def evaluate_gates(
 ) -> GateResult:
     """Run every gate; `served` None means the online store could not be read."""
     champion = champion_on_candidate_rows(candidate, champion)
+    level = settings.noise_level
     checks = (
         _embargo(candidate),
         _snapshot(candidate, champion),
-        _primary(candidate, champion, min_gain=settings.min_gini_gain),
+        _primary(
+            candidate,
+            champion,
+            min_gain=settings.min_gini_gain,
+            noise=_noise_margin(candidate, champion, "gini", level=level),
+        ),
         _baselines(candidate),
-        _rmse(candidate, champion, tolerance_pct=settings.rmse_tolerance_pct),
+        _rmse(
+            candidate,
+            champion,
+            tolerance_pct=settings.rmse_tolerance_pct,
+            noise=_noise_margin(candidate, champion, "rmse", level=level),
+        ),
         _ece(candidate, champion, tolerance=settings.ece_tolerance),
         _coverage(candidate, band=settings.coverage_band),
         _contract(candidate, served, smoke.contract),
@@ -225,6 +246,45 @@ def champion_on_candidate_rows(
     )
 
 
+@dataclass(frozen=True)
+class Noise:
+    """Candidate minus champion in one metric on the candidate's rows, with its bootstrap CI."""
+
+    diff: float
+    low: float
+    high: float
+    level: float
+
+    def interval(self, spec: str) -> str:
+        """`95% CI [+0.0041, +0.0190] above 0` (the ends formatted with `spec`)."""
+        where = "above 0" if self.low > 0 else "below 0" if self.high < 0 else "includes 0"
+        return f"{self.level * 100:g}% CI [{self.low:{spec}}, {self.high:{spec}}] {where}"
+
+
+BOOTSTRAP_LEVEL = "eval.champion.bootstrap_level"
+
+
+def _noise_margin(
+    candidate: VersionEvidence,
+    champion: VersionEvidence | None,
+    metric: Literal["gini", "rmse"],
+    *,
+    level: float,
+) -> Noise | None:
+    """The bootstrap CI of candidate minus `champion` in `metric` when training computed it
+    for this champion on the candidate's rows (`champion_on_candidate_rows` matched it) and
+    the margin is on (`level` > 0); else None. The CI is at the level training recorded."""
+    if level <= 0 or champion is None or champion.tags.get(SAME_ROWS) != "true":
+        return None
+    diff, low, high = (
+        candidate.metric(f"eval.champion.{metric}_diff{end}") for end in ("", "_low", "_high")
+    )
+    recorded = candidate.metric(BOOTSTRAP_LEVEL)
+    if diff is None or low is None or high is None or recorded is None:
+        return None
+    return Noise(diff, low, high, recorded)
+
+
 def _no_tag(key: str) -> str:
     return f"no {key} tag on the candidate"
 
@@ -264,8 +324,13 @@ def _snapshot(candidate: VersionEvidence, champion: VersionEvidence | None) -> G
 
 
 def _primary(
-    candidate: VersionEvidence, champion: VersionEvidence | None, *, min_gain: float
+    candidate: VersionEvidence,
+    champion: VersionEvidence | None,
+    *,
+    min_gain: float,
+    noise: Noise | None = None,
 ) -> GateCheck:
+    """Gain >= `min_gain` and above 0; with `noise`, also its CI above 0."""
     name = "primary"
     mine = candidate.metric(GINI)
     if mine is None:
@@ -276,9 +341,15 @@ def _primary(
     if theirs is None:
         return GateCheck(name, "skip", f"champion v{champion.version} has no {GINI} tag")
     gain = mine - theirs
-    outcome: Outcome = "pass" if gain >= min_gain and gain > 0 else "fail"
-    needs = f"needs {min_gain:+.4f}" + (" and above 0" if min_gain <= 0 else "")
-    return GateCheck(name, outcome, f"gini {mine:.4f} vs {theirs:.4f}: gain {gain:+.4f} ({needs})")
+    scores = f"gini {mine:.4f} vs {theirs:.4f}: gain {gain:+.4f}"
+    if noise is None:
+        outcome: Outcome = "pass" if gain >= min_gain and gain > 0 else "fail"
+        needs = f"needs {min_gain:+.4f}" + (" and above 0" if min_gain <= 0 else "")
+        return GateCheck(name, outcome, f"{scores} ({needs})")
+    outcome = "pass" if gain >= min_gain and gain > 0 and noise.low > 0 else "fail"
+    within = ": within the noise" if noise.low <= 0 <= noise.high else ""
+    needs = f"needs {min_gain:+.4f} and a CI above 0"
+    return GateCheck(name, outcome, f"{scores}, {noise.interval('+.4f')}{within} ({needs})")
 
 
 def _baselines(candidate: VersionEvidence) -> GateCheck:
@@ -304,8 +375,15 @@ def _baselines(candidate: VersionEvidence) -> GateCheck:
 
 
 def _rmse(
-    candidate: VersionEvidence, champion: VersionEvidence | None, *, tolerance_pct: float
+    candidate: VersionEvidence,
+    champion: VersionEvidence | None,
+    *,
+    tolerance_pct: float,
+    noise: Noise | None = None,
 ) -> GateCheck:
+    """At most the champion's + `tolerance_pct`, as a point rule: the noise never excuses an
+    RMSE beyond the tolerance (a guardrail is not loosened). With `noise`, the reason also
+    gives the bootstrap CI of the difference, so a reviewer sees whether a loss is real."""
     name = "rmse"
     mine = candidate.metric(RMSE)
     if mine is None:
@@ -317,9 +395,11 @@ def _rmse(
         return GateCheck(name, "skip", f"champion v{champion.version} has no {RMSE} tag")
     limit = theirs * (1.0 + tolerance_pct / 100.0)
     outcome: Outcome = "pass" if mine <= limit else "fail"
-    return GateCheck(
-        name, outcome, f"rmse {mine:.4g} vs {theirs:.4g} (at most {limit:.4g}, +{tolerance_pct}%)"
-    )
+    scores = f"rmse {mine:.4g} vs {theirs:.4g} (at most {limit:.4g}, +{tolerance_pct}%)"
+    if noise is None:
+        return GateCheck(name, outcome, scores)
+    difference = f"difference {noise.diff:+.4g}, {noise.interval('+.4g')}"
+    return GateCheck(name, outcome, f"{scores}, {difference}")
 
 
 def _ece(

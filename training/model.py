@@ -38,7 +38,7 @@ import pandas as pd
 import xgboost as xgb
 
 from training.baseline import OFFSET_COLUMNS, Baseline, log_offset, rfm_arrays
-from training.intervals import scaled_interval
+from training.intervals import BandedScale, BandedScaleDict, banded_interval, scaled_interval
 
 CARD_FILE = "model.json"
 PREDICTION_COLUMNS = ("clv", "clv_p10", "clv_p90", "churn_probability")
@@ -56,7 +56,12 @@ class ModelCard:
     churn_window_days: int = 90
     value_objective: str = "reg:tweedie"
     churn_calibration: dict[str, float] | None = None
-    """Platt scaling of the churn margin, {"a": ..., "b": ...}, when it lowered the ECE."""
+    """Platt scaling of the churn margin, {"a": ..., "b": ...}, when it was chosen
+    (training.calibration)."""
+    churn_isotonic: dict[str, list[float]] | None = None
+    """Isotonic calibration of the churn margin, when it was chosen: breakpoints {"x": margins
+    (increasing), "y": probabilities}, P(churn) = np.interp(margin, x, y) (flat beyond the
+    ends). At most one of it and `churn_calibration`; None in bundles written before it."""
     excluded_features: list[str] = field(default_factory=list)
     """Features of the service the boosters do not use (their column is NaN in `matrix`):
     calendar-time features such as `signup_cohort`, whose newest levels no past snapshot has."""
@@ -70,12 +75,20 @@ class ModelCard:
     None = no offset (the feature service lacks the RFM columns, or an older bundle)."""
     interval_scale: list[float] | None = None
     """Conformal [lower, upper] scales of [P10, P90] around P50 in log1p space
-    (training.intervals.scaled_interval)."""
+    (training.intervals.scaled_interval), one pair for all rows. Used only by bundles without
+    `interval_bands`; kept beside them (the same fit on one band) for older readers."""
     value_blend: float = 1.0
     """Weight w of the trees' prediction against the offset's baseline (module docstring);
     ignored without `value_offset`. 1.0 in bundles written before it existed."""
     value_scale: float = 1.0
     """Multiplier c of clv (module docstring, `level_scale`); 1.0 = none."""
+    interval_bands: BandedScaleDict | None = None
+    """Conformal scales per band of the predicted clv (training.intervals.BandedScale:
+    {"edges": inner edges, ascending; "scales": [[lower, upper], ...], one per band});
+    None in bundles written before it existed."""
+    value_level: str = "anchor"
+    """How `value_scale` was set (training.blend): "anchor" (`level_scale` at the anchor
+    snapshot) or "none" (1.0). "anchor" in bundles written before the choice existed."""
 
 
 class ClvModel:
@@ -94,6 +107,7 @@ class ClvModel:
             raise ValueError(f"unknown value model {card.value_model!r}")
         if card.value_model == "hurdle" and purchase is None:
             raise ValueError("a hurdle value model needs its purchase booster")
+        self._isotonic = _isotonic_breakpoints(card)
         self.card = card
         self.value = value
         self.churn = churn
@@ -101,6 +115,9 @@ class ClvModel:
         self.quantiles = dict(quantiles or {})
         self._offset: Baseline | None = None
         self._offset_columns: list[int] = []
+        self._bands = (
+            BandedScale.from_dict(card.interval_bands) if card.interval_bands is not None else None
+        )
         self._intercept: float | None = None  # measured on first use (see _booster_intercept)
         if card.value_offset is not None:
             self._offset = Baseline.from_dict(card.value_offset)
@@ -218,14 +235,22 @@ class ClvModel:
         if self.churn is not None:
             margin = self._predict(self.churn, x, margin=True)
             cal = self.card.churn_calibration
-            if cal is not None:
-                margin = cal["a"] * margin + cal["b"]
-            out["churn_probability"] = 1.0 / (1.0 + np.exp(-margin))
+            if self._isotonic is not None:
+                out["churn_probability"] = np.interp(margin, *self._isotonic)
+            else:  # Platt or raw, as in every bundle written before isotonic
+                if cal is not None:
+                    margin = cal["a"] * margin + cal["b"]
+                out["churn_probability"] = 1.0 / (1.0 + np.exp(-margin))
         else:
             out["churn_probability"] = np.full(n, np.nan)
         # Quantiles are fitted separately; keep the interval ordered and around the point.
         lo, hi = out["clv_p10"], out["clv_p90"]
         if np.isnan(lo).all():
+            return out
+        if self._bands is not None:
+            out["clv_p10"], out["clv_p90"] = banded_interval(
+                lo, out["clv_p50"], hi, clv, self._bands
+            )
             return out
         if self.card.interval_scale is not None:
             s_lo, s_hi = self.card.interval_scale
@@ -334,6 +359,20 @@ class ClvModel:
             quantiles=quantiles,
             purchase=booster("purchase"),
         )
+
+
+def _isotonic_breakpoints(card: ModelCard) -> tuple[np.ndarray, np.ndarray] | None:
+    """The card's isotonic churn breakpoints as arrays for np.interp, checked; None without."""
+    iso = card.churn_isotonic
+    if iso is None:
+        return None
+    if card.churn_calibration is not None:
+        raise ValueError("a card has both Platt and isotonic churn calibration")
+    x = np.asarray(iso["x"], dtype=np.float64)
+    y = np.asarray(iso["y"], dtype=np.float64)
+    if x.size == 0 or x.shape != y.shape or (np.diff(x) < 0).any():
+        raise ValueError("isotonic churn breakpoints need equal, non-empty x and y, x sorted")
+    return x, y
 
 
 def _dense(x: np.ndarray) -> np.ndarray:

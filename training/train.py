@@ -7,9 +7,11 @@ in-memory frame, so that tests and other callers can feed it synthetic data.
 
 The recipe (`fit_recipe`), fitted at an origin from the rows known there (training.protocol):
 Tweedie vs hurdle and an Optuna study on an embargoed train / validation split; churn and
-quantile boosters early-stopped on validation; Platt scaling and the interval scales on
-validation; then every booster refitted with those rounds on every row known at the origin,
-the BG/NBD + Gamma-Gamma offset parameters and the level frozen at the anchor snapshot.
+quantile boosters early-stopped on validation; the value blend and level, the churn
+calibration (raw, Platt or isotonic) and the interval scales per value band chosen on
+validation from train-only fits; then every booster refitted with those rounds on every row
+known at the origin, the BG/NBD + Gamma-Gamma offset parameters and the level frozen at the
+anchor snapshot. Every choice's evidence is logged with the run (choices.json).
 
 Evaluation (`evaluate_recipe`): the recipe fitted at the test origin (the latest snapshot with
 a complete label) and at up to `evaluation.backtest_origins` earlier origins is scored on that
@@ -20,8 +22,9 @@ is the same recipe fitted at the end of the log. An unembargoed evaluation is re
 (`evaluation.embargoed`), and the gates refuse it.
 
 Value prediction: the boosted model (a log correction to the BG/NBD + Gamma-Gamma offset) is
-blended with the baseline (VALUE_BLEND) and scaled so that its total over the anchor snapshot
-equals the baseline's (ANCHOR_LEVEL); both are issue 13's to re-decide.
+blended with the baseline, and possibly scaled so that its total over the anchor snapshot
+equals the baseline's: the weight and the level are chosen per fit on validation
+(training.blend), and the run logs the evidence (choices.json).
 """
 
 from __future__ import annotations
@@ -44,15 +47,25 @@ from clv.contracts import BASELINE_PREDICTORS, CHAMPION_VERSION_TAG, EMBARGOED_T
 from clv.errors import DataError, NotReadyError
 from clv.settings import Settings
 from training.baseline import SnapshotBaselines, baseline_clv, fit_snapshot_baselines
-from training.calibration import CalibrationChoice, choose_calibration, reliability_table
+from training.blend import FIXED, BlendChoice, choose_blend
+from training.calibration import (
+    CalibrationChoice,
+    choose_calibration,
+    reliability_by_segment,
+    reliability_table,
+)
 from training.evaluation import metric_table as evaluation_metric_table
 from training.evaluation import slice_metrics
 from training.intervals import (
     QUANTILES,
+    BandCoverage,
+    BandedScale,
     IntervalMetrics,
+    band_coverage,
+    banded_interval,
+    banded_interval_scale,
     interval_metrics,
     interval_scale,
-    scaled_interval,
 )
 from training.labels import KEYS, LABEL_COLUMNS, PAST_COLUMNS, as_utc, make_labels, past_margins
 from training.metrics import (
@@ -60,6 +73,7 @@ from training.metrics import (
     ValueMetrics,
     churn_metrics,
     decile_table,
+    paired_bootstrap,
     value_metrics,
 )
 from training.model import ClvModel, ModelCard, level_scale
@@ -83,13 +97,9 @@ EXCLUDED_FEATURES = ("signup_cohort",)
 """Calendar-time features the boosters do not use (an unseen newest cohort is a NaN level);
 the column stays in the contract for the evaluation slices. Chosen on the old protocol: see
 docs/decisions/modelling-constants.md."""
-VALUE_BLEND = 0.5
-"""clv = (1 - w) x baseline + w x boosted model with this fixed w (training.model). Chosen on
-the demo world cut 3/6 months under the old protocol: docs/decisions/modelling-constants.md."""
-ANCHOR_LEVEL = True
-"""Scale the value model so that its total over the anchor snapshot (fit time, frozen) equals
-the baseline's there (training.model.level_scale). Chosen on the old protocol:
-docs/decisions/modelling-constants.md."""
+FIXED_BLEND: BlendChoice | None = None
+"""None: every fit chooses its blend weight and level on validation (training.blend); a
+BlendChoice here serves that one instead (benchmarks.development compares the two)."""
 Progress = Callable[[str], None]
 
 
@@ -355,20 +365,31 @@ class ChampionModel:
     model: ClvModel
 
 
-def champion_tags(champion: ChampionModel, test: OriginEvaluation) -> dict[str, str]:
-    """`eval.champion.*`: the champion scored on `test`'s rows (labels after its origin)."""
+def champion_tags(
+    champion: ChampionModel, test: OriginEvaluation, *, samples: int, level: float, seed: int
+) -> dict[str, str]:
+    """`eval.champion.*`: the champion scored on `test`'s rows (labels after its origin), and
+    the paired bootstrap of the candidate minus the champion there (none when `level` is 0)."""
     rows = test.rows
     try:
         pred = champion.model.predict(rows)
     except (KeyError, ValueError) as exc:  # another feature contract: no same-rows evidence
         return {"eval.champion.error": f"v{champion.version} could not score: {exc}"[:500]}
     y = _value_target(rows)
-    value = value_metrics(y, pred["clv"].to_numpy(np.float64))
+    theirs = pred["clv"].to_numpy(np.float64)
+    value = value_metrics(y, theirs)
     prob = pred["churn_probability"].to_numpy(np.float64)
     has_churn = rows["churn_label"].notna().to_numpy() & np.isfinite(prob)
     churn = churn_metrics(rows["churn_label"].to_numpy(np.float64)[has_churn], prob[has_churn])
     cover = interval_metrics(
         y, pred["clv_p10"].to_numpy(np.float64), pred["clv_p90"].to_numpy(np.float64)
+    )
+    noise = (
+        paired_bootstrap(
+            y, test.predictions["model"], theirs, samples=samples, level=level, seed=seed
+        ).as_dict()
+        if level > 0
+        else {}
     )
     return {
         CHAMPION_VERSION_TAG: champion.version,
@@ -377,7 +398,7 @@ def champion_tags(champion: ChampionModel, test: OriginEvaluation) -> dict[str, 
         "eval.champion.bias_pct": repr(value.bias_pct),
         "eval.champion.churn_ece": repr(churn.ece),
         "eval.champion.coverage_p10_p90": repr(cover.coverage_p10_p90),
-    }
+    } | {f"eval.champion.{key}": repr(v) for key, v in noise.items()}
 
 
 def card_for(settings: Settings, data: TrainingData, fitted_on: pd.DataFrame) -> ModelCard:
@@ -436,9 +457,12 @@ class Recipe:
     study: optuna.Study
     final_params: ValueParams
     choice: ObjectiveChoice
+    blend: BlendChoice
     calibration: CalibrationChoice
     scale: tuple[float, float]
     valid_interval: IntervalMetrics
+    bands: BandedScale
+    valid_bands: BandCoverage
     tune_rows: int
     tune_customers: int
     counts: dict[str, int]
@@ -457,9 +481,10 @@ def fit_recipe(
     progress: Progress | None = None,
 ) -> Recipe:
     """The whole recipe at `split.origin`, from the rows known then: Tweedie vs hurdle and
-    Optuna on train / validation, churn and quantile boosters early-stopped on validation,
-    Platt and interval scales on validation; then the final boosters on every known row with
-    those rounds, the baseline parameters and the level frozen at the anchor snapshot."""
+    Optuna on train / validation, churn and quantile boosters early-stopped on validation;
+    the blend and level, the churn calibration and the interval scales chosen on validation
+    with the train-only fits; then the final boosters on every known row with those rounds,
+    the baseline parameters and the level frozen at the anchor snapshot."""
     import optuna
     import xgboost as xgb
 
@@ -522,33 +547,45 @@ def fit_recipe(
     churn = _fit_churn_eval(split, enc, names, nthread=nthread, seed=seed)
     calibration = _churn_calibration(split, enc, churn, seed=seed)
     quantiles = _fit_quantiles(split, enc, names, nthread=nthread, seed=seed)
-    blend = VALUE_BLEND if offsets is not None else 1.0
     x_fit = np.concatenate([x_tr, x_va])
     y_fit = np.concatenate([y_tr, y_va])
-    off_fit = None if off_tr is None or off_va is None else np.concatenate([off_tr, off_va])
     from training.objective import fit_value_model
 
+    # The tuned value model on the train rows only: validation is out of time for it.
     value_tv, purchase_tv = fit_value_model(
         kind,
         final_params,
-        ValueRows(x_fit, y_fit, off_fit),
+        ValueRows(x_tr, y_tr, off_tr),
         names,
         purchase_rounds=comparison.purchase_rounds,
         nthread=nthread,
         seed=seed,
     )
-    scale, valid_interval = _interval_scale(
-        settings,
-        replace(enc.card, value_model=kind, value_blend=blend),
-        split,
-        offsets,
+    on_valid = ClvModel(
+        replace(
+            enc.card,
+            value_model=kind,
+            value_offset=_offset_card(offsets, split.validation_time, settings),
+        ),
         value=value_tv,
-        purchase=purchase_tv,
         quantiles=quantiles,
+        purchase=purchase_tv,
+    )
+    blend = _blend_choice(split, on_valid)
+    say(f"blend: {blend.reason}")
+    scale, valid_interval, bands, valid_bands = _interval_scale(
+        split,
+        ClvModel(
+            replace(on_valid.card, value_blend=blend.weight, value_level=blend.level),
+            value=value_tv,
+            quantiles=quantiles,
+            purchase=purchase_tv,
+        ),
     )
     say(
-        f"intervals: scales {scale[0]:.3f} / {scale[1]:.3f} around P50 cover "
-        f"{valid_interval.coverage_p10_p90:.3f} of validation"
+        f"intervals: scales per predicted-value band ({len(bands.scales)}) cover "
+        f"{valid_interval.coverage_p10_p90:.3f} of validation, per decile "
+        f"{valid_bands.describe()}; one band: {scale[0]:.3f} / {scale[1]:.3f} around P50"
     )
     d_default = xgb.QuantileDMatrix(x_fit, label=y_fit, feature_names=names, nthread=nthread)
     default = fit_value(DEFAULT_VALUE_PARAMS, d_default, nthread=nthread, seed=seed).booster
@@ -562,6 +599,7 @@ def fit_recipe(
         blend=blend,
         calibration=calibration,
         scale=scale,
+        bands=bands,
         value=(final_params, comparison.purchase_rounds),
         rounds={"churn": churn, **quantiles},
         backend=refit_backend,
@@ -573,9 +611,12 @@ def fit_recipe(
         study=study,
         final_params=final_params,
         choice=choice,
+        blend=blend,
         calibration=calibration,
         scale=scale,
         valid_interval=valid_interval,
+        bands=bands,
+        valid_bands=valid_bands,
         tune_rows=len(tune_rows),
         tune_customers=int(split.train["customer_id"].iloc[tune_rows].nunique()),
         counts=counts,
@@ -584,33 +625,41 @@ def fit_recipe(
     )
 
 
-def _interval_scale(
-    settings: Settings,
-    card: ModelCard,
-    split: RecipeSplit,
-    offsets: SnapshotBaselines | None,
-    *,
-    value: xgb.Booster,
-    purchase: xgb.Booster | None,
-    quantiles: dict[str, xgb.Booster],
-) -> tuple[tuple[float, float], IntervalMetrics]:
-    """The conformal scales that make [P10, P90] cover 80% of validation (one snapshot,
-    scored with its own snapshot's offset parameters), and the coverage they reach there."""
-    x_va, y_va = _encoder(card).matrix(split.validation), _value_target(split.validation)
-    on_valid = _anchored(
-        ClvModel(
-            replace(card, value_offset=_offset_card(offsets, split.validation_time, settings)),
-            value=value,
-            quantiles=quantiles,
-            purchase=purchase,
-        ),
-        x_va,
+def _blend_choice(split: RecipeSplit, on_valid: ClvModel) -> BlendChoice:
+    """The blend weight and level (training.blend) of `on_valid` (the train-only boosters with
+    the validation snapshot's own offset parameters) on the validation snapshot."""
+    if FIXED_BLEND is not None and on_valid.card.value_offset is not None:
+        return FIXED_BLEND
+    x_va = on_valid.matrix(split.validation)
+    offset = on_valid.value_offset(x_va)
+    if offset is None:
+        return FIXED
+    unblended = ClvModel(
+        replace(on_valid.card, value_blend=1.0, value_scale=1.0),
+        value=on_valid.value,
+        purchase=on_valid.purchase,
     )
+    return choose_blend(_value_target(split.validation), offset, unblended.value_margin(x_va))
+
+
+def _interval_scale(
+    split: RecipeSplit, on_valid: ClvModel
+) -> tuple[tuple[float, float], IntervalMetrics, BandedScale, BandCoverage]:
+    """The conformal scales that make [P10, P90] cover 80% of validation for `on_valid` (the
+    train-only boosters as served, with the validation snapshot's own offset parameters): one
+    pair over all rows (for readers of `interval_scale`) and the served pairs per
+    predicted-value band; the coverage the banded scales reach there, overall and per
+    predicted-value decile."""
+    x_va, y_va = on_valid.matrix(split.validation), _value_target(split.validation)
+    on_valid = _anchored(on_valid, x_va)
+    quantiles = on_valid.quantiles
     point = on_valid.predict_matrix(x_va)["clv"]
     raw = {k: np.asarray(b.inplace_predict(x_va), dtype=np.float64) for k, b in quantiles.items()}
     lo, mid, hi = raw["clv_p10"], raw["clv_p50"], raw["clv_p90"]
     scale = interval_scale(y_va, lo, mid, hi, point)
-    return scale, interval_metrics(y_va, *scaled_interval(lo, mid, hi, point, scale))
+    bands = banded_interval_scale(y_va, lo, mid, hi, point)
+    served = banded_interval(lo, mid, hi, point, bands)
+    return scale, interval_metrics(y_va, *served), bands, band_coverage(y_va, *served, point)
 
 
 def _final_model(
@@ -620,9 +669,10 @@ def _final_model(
     offsets: SnapshotBaselines | None,
     *,
     kind: str,
-    blend: float,
+    blend: BlendChoice,
     calibration: CalibrationChoice,
     scale: tuple[float, float],
+    bands: BandedScale,
     value: tuple[ValueParams, int],
     rounds: dict[str, xgb.Booster | None],
     backend: RefitBackend | None,
@@ -640,9 +690,12 @@ def _final_model(
     card = replace(
         card_for(settings, data, value_rows),
         value_model=kind,
-        value_blend=blend,
+        value_blend=blend.weight,
+        value_level=blend.level,
         churn_calibration=calibration.platt.as_dict() if calibration.platt else None,
+        churn_isotonic=calibration.isotonic.as_dict() if calibration.isotonic else None,
         interval_scale=list(scale),
+        interval_bands=bands.as_dict(),
         value_offset=_offset_card(offsets, split.anchor_time, settings),
     )
     has_offset = offsets is not None
@@ -765,6 +818,8 @@ class OriginEvaluation:
     rows: pd.DataFrame
     churn_scored: tuple[np.ndarray, np.ndarray, np.ndarray]
     """The rows with a churn label and a churn probability: (label, calibrated, raw)."""
+    churn_value: np.ndarray = field(default_factory=lambda: np.empty(0))
+    """The served clv on the `churn_scored` rows (reliability per value segment)."""
 
     @property
     def best_baseline(self) -> str:
@@ -843,6 +898,7 @@ def evaluate_recipe(
         predictions=predictions,
         rows=test,
         churn_scored=(y_churn, pred["churn_probability"][has_churn], raw_prob),
+        churn_value=pred["clv"][has_churn],
     )
 
 
@@ -1035,13 +1091,16 @@ def _log_version(
             "evaluation.origins": ",".join(e.origin.date().isoformat() for e in evaluations),
             "tuning.rows": served.tune_rows,
             "tuning.customers": served.tune_customers,
-            "churn.calibration": "platt" if served.calibration.platt else "none",
-            "interval.method": "xgboost quantile, conformal log1p scale around P50",
+            "churn.calibration": served.calibration.method,
+            "interval.method": INTERVAL_METHOD,
+            "interval.bands": len(served.bands.scales),
             "interval.scale_lower": served.scale[0],
             "interval.scale_upper": served.scale[1],
             "value_model": served.choice.kind,
             "value_model.reason": served.choice.reason,
             "value_blend": served.model.card.value_blend,
+            "value_level": served.model.card.value_level,
+            "value_blend.reason": served.blend.reason[:500],
             "value_scale": served.model.card.value_scale,
             "value_offset": "log BG/NBD+GG CLV, per-snapshot fits; served: frozen at "
             f"{served_split.anchor_time.date()}"
@@ -1075,8 +1134,11 @@ def _log_version(
             "validation_rmse_hurdle": served.choice.hurdle_rmse,
             "validation_interval_coverage": served.valid_interval.coverage_p10_p90,
             "validation_interval_mean_width": served.valid_interval.mean_width,
-            "validation_churn_ece_raw": served.calibration.ece_raw,
-            "validation_churn_ece_platt": served.calibration.ece_platt,
+            **{
+                f"validation_churn_{stat}_{method}": value
+                for method, score in served.calibration.candidates.items()
+                for stat, value in score.as_dict().items()
+            },
             "best_validation_score": _best_value(served.study),
             "best_trial": float(served.study.best_trial.number),
             "trials_complete": float(served.counts.get("complete", 0)),
@@ -1124,6 +1186,7 @@ def _log_version(
             },
             "baseline.json": base_params,
             "importance_gain.json": gain_importance(served.model.value),
+            "choices.json": choices_evidence(served, recipes, backtests),
         },
     )
     mrun.log_record(record)
@@ -1154,7 +1217,17 @@ def _log_version(
             evaluation_reason=split.reason,
             aggregate=aggregate,
         )
-        | (champion_tags(champion, test) if champion is not None else {}),
+        | (
+            champion_tags(
+                champion,
+                test,
+                samples=settings.registry.bootstrap_samples,
+                level=settings.registry.noise_level,
+                seed=seed,
+            )
+            if champion is not None
+            else {}
+        ),
     )
     return logged
 
@@ -1188,6 +1261,9 @@ def _log_evaluation_files(
             frame.to_csv(out / f"deciles_{name}.csv", index=False)
         for name, frame in reliability.items():
             frame.to_csv(out / f"reliability_{name}.csv", index=False)
+        by_value = _reliability_by_value(test)
+        if by_value is not None:
+            by_value.to_csv(out / "reliability_by_value.csv", index=False)
         sample = test.rows.head(EXPLAIN_ROWS)
         contrib = evaluated.contributions(sample)
         contrib.insert(0, "customer_id", sample["customer_id"].to_numpy())
@@ -1196,6 +1272,78 @@ def _log_evaluation_files(
         plots.reliability_diagram(reliability, out / "reliability_diagram.png")
         plots.optuna_history(study, out / "optuna_history.png")
         mrun.log_files(out, artifact_path="evaluation")
+
+
+INTERVAL_METHOD = (
+    "xgboost quantile, conformal log1p scales around P50 per predicted-value band (validation)"
+)
+VALUE_SEGMENTS = ("low value", "middle value", "high value")
+
+
+def _reliability_by_value(test: OriginEvaluation) -> pd.DataFrame | None:
+    """The calibrated churn probability's reliability within terciles of the served clv."""
+    y_churn, prob, _raw = test.churn_scored
+    value = test.churn_value
+    if value.size != y_churn.size or value.size < 10 * len(VALUE_SEGMENTS):
+        return None
+    ranks = pd.Series(value).rank(method="first")
+    segments = pd.qcut(ranks, len(VALUE_SEGMENTS), labels=list(VALUE_SEGMENTS))
+    return reliability_by_segment(y_churn, prob, segments)
+
+
+def choices_evidence(
+    served: Recipe, recipes: list[Recipe], backtests: pd.DataFrame
+) -> dict[str, object]:
+    """What each choice of the recipe was and the evidence that made it: the served fit's,
+    and the same choices at every evaluation origin (test origin first); how the tuned model
+    did against a default XGBoost at each origin."""
+
+    def one(r: Recipe) -> dict[str, object]:
+        return {
+            "origin": r.split.origin.date().isoformat(),
+            "objective": {
+                "kind": r.choice.kind,
+                "validation_rmse": {
+                    "tweedie": r.choice.tweedie_rmse,
+                    "hurdle": r.choice.hurdle_rmse,
+                },
+                "reason": r.choice.reason,
+            },
+            "blend": r.blend.as_evidence(),
+            "churn_calibration": r.calibration.as_evidence(),
+            "intervals": {
+                "method": INTERVAL_METHOD,
+                "one_band_scale": list(r.scale),
+                "bands": r.bands.as_dict(),
+                "validation": r.valid_interval.as_dict(),
+                "validation_coverage_by_decile": r.valid_bands.coverage,
+                "validation_rows_by_decile": r.valid_bands.n,
+            },
+            "tuning": {
+                "trials": r.counts,
+                "best_validation_rmse": _best_value(r.study),
+                "params": r.final_params.as_dict(),
+            },
+        }
+
+    by_origin = backtests.set_index(["origin", "predictor"])
+    tuned_vs_default = [
+        {
+            "origin": origin,
+            **{
+                f"{who}_{k}": float(by_origin.loc[(origin, who), k])
+                for who in ("model", "default")
+                for k in ("gini", "rmse")
+                if (origin, who) in by_origin.index
+            },
+        }
+        for origin in backtests["origin"].unique()
+    ]
+    return {
+        "served": one(served),
+        "evaluation_origins": [one(r) for r in recipes],
+        "tuned_vs_default": tuned_vs_default,
+    }
 
 
 def backtest_table(evaluations: list[OriginEvaluation]) -> pd.DataFrame:
@@ -1255,8 +1403,9 @@ def _parallel_params(outcomes: list[ParallelOutcome]) -> dict[str, str | int | f
 
 def _anchored(model: ClvModel, x: np.ndarray) -> ClvModel:
     """The model with `value_scale` set on one snapshot's feature rows (training.model.
-    level_scale: no labels are used, so the test snapshot's own rows are fair game)."""
-    if not ANCHOR_LEVEL:
+    level_scale: no labels are used, so the test snapshot's own rows are fair game) when its
+    card's level is "anchor"; else the model as it is."""
+    if model.card.value_level != "anchor":
         return model
     card = replace(model.card, value_scale=level_scale(model, x))
     return ClvModel(
@@ -1356,10 +1505,11 @@ def _take(values: np.ndarray | None, rows: np.ndarray) -> np.ndarray | None:
 def _churn_calibration(
     split: RecipeSplit, enc: ClvModel, churn: xgb.Booster | None, *, seed: int
 ) -> CalibrationChoice:
-    """Platt scaling of the churn margin on validation, kept only when it lowers the ECE."""
+    """Raw, Platt or isotonic calibration of the churn margin, chosen on validation by
+    cross-fitted ECE (training.calibration.choose_calibration)."""
     valid = split.validation.loc[split.validation["churn_label"].notna()]
     if churn is None or valid.empty:
-        return CalibrationChoice(None, float("nan"), float("nan"), "no churn model")
+        return CalibrationChoice.uncalibrated("no churn model")
     margin = churn.inplace_predict(enc.matrix(valid), predict_type="margin")
     return choose_calibration(
         np.asarray(margin, dtype=np.float64),

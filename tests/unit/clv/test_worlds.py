@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from benchmarks.worlds import DEVELOPMENT, JUDGEMENT, TEST_WORLDS, World, generate_world, world
@@ -49,10 +47,8 @@ def test_test_worlds_are_small_judgement_worlds() -> None:
 
 
 @pytest.mark.parametrize("w", TEST_WORLDS, ids=lambda w: w.name)
-def test_test_worlds_generate_in_well_under_a_second(w: World) -> None:
-    t = time.perf_counter()
+def test_test_worlds_generate_their_family_seed_and_size(w: World) -> None:
     data = generate_world(w)
-    assert time.perf_counter() - t < 0.8
     assert data.world == w.family
     assert data.seed == w.seed
     assert data.customers["customer_id"].nunique() == w.customers

@@ -63,6 +63,33 @@ def outcome(result: GateResult, name: str) -> str:
     return next(c.outcome for c in result.checks if c.name == name)
 
 
+def on_rows(gini: str, rmse: str = "100.0") -> dict[str, str]:
+    """Training scored champion v1 on the candidate's test rows (eval.champion.*)."""
+    return {
+        "eval.champion.version": "1",
+        "eval.champion.gini": gini,
+        "eval.champion.rmse": rmse,
+        "eval.champion.churn_ece": "0.03",
+        "eval.champion.coverage_p10_p90": "0.80",
+    }
+
+
+def bootstrap(
+    gini: tuple[float, float, float], rmse: tuple[float, float, float] = (0.0, -2.0, 2.0)
+) -> dict[str, str]:
+    """Training's paired bootstrap of candidate minus champion: (diff, low, high) per metric."""
+    out = {"eval.champion.bootstrap_samples": "1000", "eval.champion.bootstrap_level": "0.95"}
+    for metric, ends in (("gini", gini), ("rmse", rmse)):
+        for suffix, value in zip(("", "_low", "_high"), ends, strict=True):
+            out[f"eval.champion.{metric}_diff{suffix}"] = repr(value)
+    return out
+
+
+def check(result: GateResult, name: str) -> tuple[str, str]:
+    found = next(c for c in result.checks if c.name == name)
+    return found.outcome, found.reason
+
+
 def test_a_better_candidate_passes_every_gate() -> None:
     result = gate(tags(**{"eval.model.gini": "0.62"}), tags())
     assert result.passed and result.allowed and not result.failures
@@ -201,13 +228,7 @@ def test_a_tie_with_the_champion_is_no_gain() -> None:
 def test_the_champion_scored_on_the_candidates_rows_is_the_comparison() -> None:
     # The champion's own tags are from another snapshot; training scored it on the
     # candidate's test rows (eval.champion.*), where it is worse: the candidate passes.
-    same_rows = {
-        "eval.champion.version": "1",
-        "eval.champion.gini": "0.55",
-        "eval.champion.rmse": "104.0",
-        "eval.champion.churn_ece": "0.03",
-        "eval.champion.coverage_p10_p90": "0.75",
-    }
+    same_rows = on_rows("0.55", rmse="104.0")
     cand = tags(test_snapshot="2024-09-01", **same_rows)
     result = gate(cand, tags(**{"eval.model.gini": "0.70"}))
     assert result.passed, result.summary()
@@ -238,3 +259,114 @@ def test_a_candidate_a_simple_baseline_beats_is_refused_unless_forced() -> None:
         **{k: None for k in ("eval.baseline.gini", "eval.last_horizon.gini", "eval.run_rate.gini")}
     )
     assert outcome(gate(old, None), "baselines") == "skip"  # versions from before the tags
+
+
+def test_a_gain_within_the_noise_is_no_gain() -> None:
+    # gain 0.015 >= min_gini_gain 0.01, but the bootstrap CI of the difference includes 0
+    cand = tags(
+        **on_rows("0.600"), **bootstrap((0.015, -0.004, 0.034)), **{"eval.model.gini": "0.615"}
+    )
+    outcome_, reason = check(gate(cand, tags()), "primary")
+    assert outcome_ == "fail"
+    assert reason == (
+        "gini 0.6150 vs 0.6000: gain +0.0150, 95% CI [-0.0040, +0.0340] includes 0: "
+        "within the noise (needs +0.0100 and a CI above 0)"
+    )
+
+
+def test_a_gain_beyond_the_noise_passes_and_states_its_interval() -> None:
+    cand = tags(
+        **on_rows("0.600"), **bootstrap((0.06, 0.031, 0.089)), **{"eval.model.gini": "0.66"}
+    )
+    result = gate(cand, tags())
+    assert result.passed, result.summary()
+    assert "gain +0.0600, 95% CI [+0.0310, +0.0890] above 0" in check(result, "primary")[1]
+
+
+def test_a_gain_beyond_the_noise_still_needs_the_minimum_gain() -> None:
+    cand = tags(
+        **on_rows("0.600"), **bootstrap((0.005, 0.001, 0.009)), **{"eval.model.gini": "0.605"}
+    )
+    assert check(gate(cand, tags()), "primary")[0] == "fail"  # significant, but < 0.01
+
+
+def test_an_identical_retrain_has_a_zero_width_interval_and_fails() -> None:
+    cand = tags(**on_rows("0.600"), **bootstrap((0.0, 0.0, 0.0), (0.0, 0.0, 0.0)))
+    outcome_, reason = check(gate(cand, tags()), "primary")
+    assert outcome_ == "fail" and "gain +0.0000, 95% CI [+0.0000, +0.0000] includes 0" in reason
+
+
+def test_without_bootstrap_tags_the_gates_are_the_point_rules() -> None:
+    # The same gain as test_a_gain_within_the_noise_is_no_gain, from a version trained before
+    # the bootstrap: today's rule and reason.
+    cand = tags(**on_rows("0.600"), **{"eval.model.gini": "0.615"})
+    assert check(gate(cand, tags()), "primary") == (
+        "pass",
+        "gini 0.6150 vs 0.6000: gain +0.0150 (needs +0.0100)",
+    )
+    # A bootstrap against another champion (v7) is no evidence about v1: the champion's own
+    # tags are compared, point rule.
+    other = tags(
+        **{**on_rows("0.600"), "eval.champion.version": "7"},
+        **bootstrap((0.015, -0.004, 0.034)),
+        **{"eval.model.gini": "0.615"},
+    )
+    assert check(gate(other, tags()), "primary") == (
+        "pass",
+        "gini 0.6150 vs 0.6000: gain +0.0150 (needs +0.0100)",
+    )
+
+
+def test_noise_level_zero_switches_the_margin_off() -> None:
+    cand = tags(
+        **on_rows("0.600"), **bootstrap((0.015, -0.004, 0.034)), **{"eval.model.gini": "0.615"}
+    )
+    off = RegistrySettings(min_gini_gain=0.01, noise_level=0.0)
+    result = evaluate_gates(
+        VersionEvidence("2", cand),
+        VersionEvidence("1", tags()),
+        settings=off,
+        served=SERVED,
+        smoke=SMOKE,
+    )
+    assert check(result, "primary") == (
+        "pass",
+        "gini 0.6150 vs 0.6000: gain +0.0150 (needs +0.0100)",
+    )
+    assert "CI" not in check(result, "rmse")[1]
+
+
+@pytest.mark.parametrize(
+    ("rmse", "ends", "expected", "says"),
+    [
+        ("104.0", (4.0, 1.0, 7.0), "pass", "difference +4, 95% CI [+1, +7] above 0"),
+        ("108.0", (8.0, -1.5, 17.0), "fail", "difference +8, 95% CI [-1.5, +17] includes 0"),
+        ("108.0", (8.0, 2.0, 14.0), "fail", "difference +8, 95% CI [+2, +14] above 0"),
+    ],
+)
+def test_an_rmse_over_the_tolerance_fails_even_within_the_noise(
+    rmse: str, ends: tuple[float, float, float], expected: str, says: str
+) -> None:
+    cand = tags(
+        **on_rows("0.600", rmse="100.0"),
+        **bootstrap((0.06, 0.031, 0.089), ends),
+        **{"eval.model.gini": "0.66", "eval.model.rmse": rmse},
+    )
+    outcome_, reason = check(gate(cand, tags()), "rmse")
+    assert outcome_ == expected and says in reason, reason
+    assert reason.startswith(f"rmse {float(rmse):g} vs 100 (at most 105, +5.0%)")
+    # Without the bootstrap, the point rule: 108 > 105 fails.
+    point = tags(
+        **on_rows("0.600", rmse="100.0"), **{"eval.model.gini": "0.66", "eval.model.rmse": rmse}
+    )
+    assert check(gate(point, tags()), "rmse")[0] == ("pass" if rmse == "104.0" else "fail")
+
+
+def test_noise_level_is_off_or_a_confidence_level() -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="noise_level must be 0"):
+        RegistrySettings(noise_level=0.2)
+    with pytest.raises(ValidationError, match="bootstrap_samples"):
+        RegistrySettings(bootstrap_samples=10)
+    assert RegistrySettings(noise_level=0.0).noise_level == 0.0

@@ -50,6 +50,34 @@ def test_run_logs_parent_and_nested_trial_runs(trained: tuple[Settings, TrainRes
     assert (settings.state_dir / "mlflow.db").exists()
 
 
+def test_run_logs_the_evidence_of_every_choice(trained: tuple[Settings, TrainResult]) -> None:
+    import json
+
+    import mlflow
+
+    settings, result = trained
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    path = mlflow.artifacts.download_artifacts(run_id=result.run_id, artifact_path="choices.json")
+    choices = json.loads(Path(path).read_text())
+    served = choices["served"]
+    objective = served["objective"]
+    rmse = objective["validation_rmse"]
+    # the kind served is the one with the lower validation RMSE (ties to Tweedie)
+    assert objective["kind"] == ("hurdle" if rmse["hurdle"] < rmse["tweedie"] else "tweedie")
+    calibration = served["churn_calibration"]
+    scores = {m: calibration[f"{m}.ece"] for m in ("raw", "platt", "isotonic")}
+    assert calibration["method"] in scores
+    assert scores[calibration["method"]] <= min(scores.values()) + calibration["tolerance"]
+    # no RFM columns here: no baseline offset, so nothing to blend with
+    assert (served["blend"]["weight"], served["blend"]["level"]) == (1.0, "none")
+    intervals = served["intervals"]
+    assert len(intervals["bands"]["scales"]) == len(intervals["bands"]["edges"]) + 1
+    assert [o["origin"] for o in choices["evaluation_origins"]] == [
+        row["origin"] for row in choices["tuned_vs_default"]
+    ]
+    assert {"model_gini", "default_gini"} <= set(choices["tuned_vs_default"][0])
+
+
 def test_study_persisted_in_workspace_storage(trained: tuple[Settings, TrainResult]) -> None:
     settings, result = trained
     study = optuna.load_study(study_name=result.study_name, storage=settings.optuna_storage)
