@@ -20,7 +20,6 @@ from training.train import BASELINES, TrainResult, fit_and_log
 pytestmark = pytest.mark.slow
 TRIALS = 5
 KNOWN_LOSSES = {
-    ("test-comeback-s302", "gini"): "loses to the lifetime run-rate on Gini (measured 2026-12-01)",
     ("test-comeback-s302", "rmse"): "loses to the lifetime run-rate on RMSE (measured 2026-12-01)",
 }
 
