@@ -213,7 +213,9 @@ def test_whole_lifecycle_on_postgres_and_redis(
     assert stored["customers"] > CUSTOMERS
     assert clv("features", "build")["customers"] == CUSTOMERS
     applied = clv("features", "apply")
-    assert applied["feature_services"] == [settings.features.service]
+    # every service the repo declares (feature_repo/feature_services.py), the served one among them
+    assert applied["feature_services"] == ["clv_profile", "clv_v1"]
+    assert settings.features.service == "clv_v1"
     assert applied["registry"] == redact(uris["feast"])  # the SQL registry, password hidden
     assert clv("features", "materialize")["customers"] == CUSTOMERS
     assert online.dbsize() == CUSTOMERS
