@@ -27,7 +27,7 @@ def measure(rows: int = ROWS) -> dict[str, object]:
 
     rng = np.random.default_rng(0)
     value = rng.gamma(0.8, 60.0, rows)
-    y = rng.poisson(value / 10.0) * 10.0
+    y = (rng.poisson(value / 10.0) * 10.0).astype(np.float64)
     base = np.log(np.clip(value * rng.lognormal(0.0, 0.6, rows), 1e-3, None))
     trees = np.log(np.clip(value * rng.lognormal(0.0, 0.2, rows), 1e-3, None))
     margin = rng.normal(0.0, 2.0, rows)
