@@ -22,7 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 from training.metrics import value_metrics
-from training.model import blend_log
+from training.model import anchor_scale, blend_log
 
 FloatArray = npt.NDArray[np.float64]
 BLEND_GRID: tuple[float, ...] = tuple(round(0.1 * i, 1) for i in range(11))
@@ -53,13 +53,6 @@ class BlendChoice:
 
 FIXED = BlendChoice(1.0, "none", "no baseline offset: the trees alone")
 """The choice for a model without an offset (nothing to blend with)."""
-
-
-def anchor_scale(offset: FloatArray, margin: FloatArray) -> float:
-    """c with sum(c exp(margin)) = sum(exp(offset)) over one snapshot (1.0 when undefined)."""
-    total = float(np.exp(margin).sum())
-    base = float(np.exp(offset).sum())
-    return base / total if total > 0 and np.isfinite(total) and np.isfinite(base) else 1.0
 
 
 def blended_margin(offset: FloatArray, margin: FloatArray, weight: float) -> FloatArray:

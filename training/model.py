@@ -499,6 +499,11 @@ def level_scale(model: ClvModel, x: np.ndarray) -> float:
         value=model.value,
         purchase=model.purchase,
     )
-    total = float(np.exp(unscaled.value_margin(x)).sum())
+    return anchor_scale(offset, unscaled.value_margin(x))
+
+
+def anchor_scale(offset: np.ndarray, margin: np.ndarray) -> float:
+    """c with sum(c exp(margin)) = sum(exp(offset)) over one snapshot (1.0 when undefined)."""
+    total = float(np.exp(margin).sum())
     base = float(np.exp(offset).sum())
     return base / total if total > 0 and np.isfinite(total) and np.isfinite(base) else 1.0
