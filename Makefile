@@ -6,6 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_WORKSPACE ?= demo-workspace
 PYTEST_ARGS ?=
+NAMESPACE := build/namespace
 
 .PHONY: env demo test lint format bench clean
 
@@ -29,10 +30,16 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
+## mypy and the import contracts read the folders as the one `clv` tree a wheel installs:
+## $(NAMESPACE)/clv links each subpackage folder (clv.SUBPACKAGES) under its name.
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	rm -rf $(NAMESPACE) && mkdir -p $(NAMESPACE)/clv
+	ln -s $(CURDIR)/clv/*.py $(NAMESPACE)/clv/
+	for pkg in $$($(BIN)/python -c 'import clv; print(*clv.SUBPACKAGES)'); do ln -s $(CURDIR)/$$pkg $(NAMESPACE)/clv/$$pkg; done
 	$(BIN)/mypy
+	cd $(NAMESPACE) && $(CURDIR)/$(BIN)/lint-imports $(CURDIR)/pyproject.toml --no-cache
 
 format: $(STAMP)
 	$(BIN)/ruff format .
@@ -42,4 +49,4 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run
 
 clean:
-	rm -rf $(VENV) $(DEMO_WORKSPACE) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(DEMO_WORKSPACE) build .mypy_cache .ruff_cache .pytest_cache

@@ -30,7 +30,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from clv.contracts import RejectReason
+from clv.core.contracts import RejectReason
 
 Format = Literal["csv", "csv.gz", "parquet"]
 FORMATS: tuple[Format, ...] = ("csv", "csv.gz", "parquet")

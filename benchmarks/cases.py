@@ -17,12 +17,12 @@ from typing import TYPE_CHECKING
 
 from benchmarks.ingest_big import ingest_big
 from benchmarks.quality import model_quality
-from clv.compute import peak_rss_mib
-from clv.demo import free_port, stop_process, wait_for_http
-from clv.settings import Settings, load_settings
+from clv.core.compute import peak_rss_mib
+from clv.core.settings import Settings, load_settings
+from clv.jobs.demo import free_port, stop_process, wait_for_http
 
 if TYPE_CHECKING:
-    from training.train import TrainingData
+    from clv.training.train import TrainingData
 
 WORK = Path(__file__).resolve().parent / "work"
 
@@ -41,8 +41,8 @@ def workspace(name: str) -> Settings:
 
 def generate_and_ingest(*, quick: bool) -> Figures:
     """The demo-size generator and ingest of its three tables."""
-    from clv.generator import generate, write_raw
-    from clv.ingest import ingest_all
+    from clv.inputs.generator import generate, write_raw
+    from clv.inputs.ingest import ingest_all
 
     customers, months = (2_000, 24) if quick else (20_000, 36)
     settings = workspace("generate")
@@ -77,11 +77,11 @@ def serving_workspace(*, quick: bool) -> Settings:
     generate -> ingest -> features (apply, build, apply, materialize) -> train (3 trials) ->
     champion. Reused while `.clv/serving-ready.txt` exists; delete the folder to rebuild.
     """
-    from clv.generator import generate, write_raw
-    from clv.ingest import ingest_all
-    from features import feast_io
-    from features.build import build_features
-    from training.train import run as train_run
+    from clv.features import feast_io
+    from clv.features.build import build_features
+    from clv.inputs.generator import generate, write_raw
+    from clv.inputs.ingest import ingest_all
+    from clv.training.train import run as train_run
 
     name = "serving-quick" if quick else "serving"
     path = WORK / name
@@ -112,8 +112,8 @@ def synthetic_log(settings: Settings, *, customers: int, transactions: int, seed
     import numpy as np
     import pandas as pd
 
-    from clv.contracts import TS_DTYPE
-    from clv.store import write_table
+    from clv.core.contracts import TS_DTYPE
+    from clv.core.store import write_table
 
     rng = np.random.default_rng(seed)
     start = np.datetime64("2023-01-01T00:00:00", "us").astype(np.int64)
@@ -147,9 +147,9 @@ def synthetic_log(settings: Settings, *, customers: int, transactions: int, seed
 
 _BUILD_ONE = """
 import json, sys, time
-from clv.settings import load_settings
-from features.build import build_features
-from clv.compute import peak_rss_mib
+from clv.core.settings import load_settings
+from clv.features.build import build_features
+from clv.core.compute import peak_rss_mib
 settings = load_settings(sys.argv[1], environ={})
 result = build_features(settings)
 peak = peak_rss_mib()
@@ -200,9 +200,9 @@ def feature_build_scaling(*, quick: bool) -> Figures:
 _BUILD_CHUNKED = """
 import json, sys
 import duckdb
-from clv.compute import peak_rss_mib
-from clv.settings import load_settings
-from features.build import build_features
+from clv.core.compute import peak_rss_mib
+from clv.core.settings import load_settings
+from clv.features.build import build_features
 workspace, budget, buckets = sys.argv[1], sys.argv[2], sys.argv[3]
 settings = load_settings(workspace, environ={"CLV_COMPUTE__MEMORY_BUDGET_MB": budget})
 result = build_features(settings, buckets=None if buckets == "auto" else int(buckets))
@@ -282,8 +282,8 @@ def materialize_online(*, quick: bool) -> Figures:
     import pandas as pd
     from feast import FeatureStore, RepoConfig
 
-    from features import feast_io
-    from features.build import build_features
+    from clv.features import feast_io
+    from clv.features.build import build_features
 
     customers = 2_000 if quick else 200_000
     settings = workspace("materialize")
@@ -339,9 +339,9 @@ def materialize_online(*, quick: bool) -> Figures:
 
 def ingest_1m(*, quick: bool) -> Figures:
     """A 1,000,000-row transactions CSV with 1% corrupted rows of five kinds, ingested."""
-    from clv.generator import corrupted_transactions_csv
-    from clv.ingest import ingest
-    from clv.store import read_table
+    from clv.core.store import read_table
+    from clv.inputs.generator import corrupted_transactions_csv
+    from clv.inputs.ingest import ingest
 
     rows = 20_000 if quick else 1_000_000
     settings = workspace("ingest-1m")
@@ -401,8 +401,8 @@ def _score_body(ids: list[str]) -> Callable[[int], bytes]:
 
 
 def _champion(settings: Settings) -> str:
-    from registry.aliases import ensure_champion
-    from registry.mlflow_io import alias_version
+    from clv.registry.aliases import ensure_champion
+    from clv.registry.mlflow_io import alias_version
 
     if alias_version(settings, "champion") is None:
         ensure_champion(settings, "1")
@@ -435,7 +435,7 @@ def serve_latency(*, quick: bool) -> Figures:
     import json
 
     from benchmarks.loadgen import closed_loop, open_loop
-    from features.feast_io import online_features
+    from clv.features.feast_io import online_features
 
     settings = serving_workspace(quick=quick)
     version = _champion(settings)
@@ -501,9 +501,9 @@ def batch_1m(*, quick: bool) -> Figures:
     import numpy as np
     import pandas as pd
 
-    from registry.mlflow_io import load_alias, reference_frame
-    from serving.batch import at_risk, at_risk_thresholds, score_snapshot
-    from serving.scorer import load_champion
+    from clv.registry.mlflow_io import load_alias, reference_frame
+    from clv.serving.batch import at_risk, at_risk_thresholds, score_snapshot
+    from clv.serving.scorer import load_champion
 
     settings = serving_workspace(quick=quick)
     _champion(settings)
@@ -550,7 +550,7 @@ def _canary_version(settings: Settings, champion: str) -> str:
     benchmark tightens a guardrail (p95 latency ratio) so that the server's automatic rollback
     fires on live traffic.
     """
-    from training.mlflow_io import connect
+    from clv.training.mlflow_io import connect
 
     marker = settings.state_dir / "serving-canary-version.txt"
     if marker.exists():
@@ -579,13 +579,13 @@ def load_canary(*, quick: bool) -> Figures:
     import json
 
     from benchmarks.loadgen import closed_loop, open_loop, sustainable_rate
-    from registry.mlflow_io import aliases
-    from registry.promotion import history
+    from clv.registry.mlflow_io import aliases
+    from clv.registry.promotion import history
 
     settings = serving_workspace(quick=quick)
     champion = _champion(settings)
     if aliases(settings).get("canary"):
-        from registry.promotion import rollback
+        from clv.registry.promotion import rollback
 
         rollback(settings, reason="benchmark reset")
     second = _canary_version(settings, champion)
@@ -706,10 +706,10 @@ def labelled_world(settings: Settings, *, customers: int, months: int) -> Traini
     """
     import pandas as pd
 
-    from clv.generator import generate, write_raw
-    from clv.ingest import ingest_all
-    from features.build import build_features
-    from training.train import TrainingData, load_training_data
+    from clv.features.build import build_features
+    from clv.inputs.generator import generate, write_raw
+    from clv.inputs.ingest import ingest_all
+    from clv.training.train import TrainingData, load_training_data
 
     generated = generate(customers=customers, months=months, seed=7, world="btyd")
     write_raw(generated, settings.raw_dir, fmt="parquet")
@@ -771,8 +771,8 @@ def train_study(*, quick: bool) -> Figures:
     """
     from optuna.pruners import NopPruner
 
-    from training.objective import default_pruner
-    from training.train import fit_and_log
+    from clv.training.objective import default_pruner
+    from clv.training.train import fit_and_log
 
     customers, months = (3_000, 24) if quick else (100_000, 24)
     trials, nop_trials, thread_trials = (6, 6, 3) if quick else (50, 10, 3)
@@ -865,7 +865,7 @@ def _monitor_frames(rows: int, columns: int, *, seed: int = 3) -> tuple[object, 
 
 def _evidently_alone(rows: int, columns: int, queue: object) -> None:
     """Evidently's DataDriftPreset on the full frames (run in a child process)."""
-    from monitoring.evidently_io import DriftConfig, run_drift
+    from clv.monitoring.evidently_io import DriftConfig, run_drift
 
     reference, current = _monitor_frames(rows, columns)
     cols = [c for c in reference.columns if c.startswith("f")]  # type: ignore[attr-defined]
@@ -890,7 +890,8 @@ def monitor_1m(*, quick: bool) -> Figures:
     (capped at 300 s)."""
     import multiprocessing as mp
 
-    from monitoring.drift import MonitorInputs, evaluate
+    from clv.monitoring.drift import MonitorInputs
+    from clv.monitoring.run import evaluate
 
     rows, columns, cap = (20_000, 40, 120.0) if quick else (1_000_000, 40, 300.0)
     settings = workspace("monitor_1m")
@@ -952,7 +953,7 @@ def tuning_workers(*, quick: bool) -> Figures:
     import optuna
     from optuna.pruners import NopPruner
 
-    from training.train import fit_and_log
+    from clv.training.train import fit_and_log
 
     customers, months, trials = (3_000, 24, 6) if quick else (20_000, 24, 20)
     name = "tuning-workers-quick" if quick else "tuning-workers"
@@ -960,7 +961,7 @@ def tuning_workers(*, quick: bool) -> Figures:
     settings = load_settings(WORK / name, environ={"CLV_EVALUATION__BACKTEST_ORIGINS": "0"})
     data = labelled_world(settings, customers=customers, months=months)
     # Create the MLflow and Optuna databases first, so that neither run pays for it.
-    from training import mlflow_io
+    from clv.training import mlflow_io
 
     mlflow_io.ensure_experiment(settings, mlflow_io.connect(settings))
     optuna.delete_study(
@@ -1026,7 +1027,7 @@ def online_store_latency(*, quick: bool) -> Figures:
     import shutil as sh
 
     from benchmarks.loadgen import closed_loop, open_loop
-    from features import feast_io
+    from clv.features import feast_io
 
     server = sh.which("redis-server")
     if server is None:
@@ -1074,11 +1075,11 @@ def online_store_latency(*, quick: bool) -> Figures:
 
 _TRAIN_ONE = """
 import json, sys, time
-from clv.settings import load_settings
-from features import feast_io
-from training import distributed
-from clv.compute import peak_rss_mib
-from training.train import run
+from clv.core.settings import load_settings
+from clv.features import feast_io
+from clv.training import distributed
+from clv.core.compute import peak_rss_mib
+from clv.training.train import run
 import mlflow
 workspace, budget, trials = sys.argv[1], sys.argv[2], int(sys.argv[3])
 settings = load_settings(workspace, environ={"CLV_COMPUTE__MEMORY_BUDGET_MB": budget,
@@ -1113,10 +1114,10 @@ def train_dask(*, quick: bool) -> Figures:
     """
     import json
 
-    from clv.generator import generate, write_raw
-    from clv.ingest import ingest_all
-    from features import feast_io
-    from features.build import build_features
+    from clv.features import feast_io
+    from clv.features.build import build_features
+    from clv.inputs.generator import generate, write_raw
+    from clv.inputs.ingest import ingest_all
 
     customers, months, trials = (3_000, 24, 2) if quick else (40_000, 24, 5)
     budget = "64" if quick else "1024"

@@ -1,6 +1,7 @@
 """Seconds the recipe's evidence-based choices cost at one demo snapshot's size (12,000 rows):
-the blend and level (training.blend), the churn calibration (training.calibration), the banded
-interval scales (training.intervals) and the champion's paired bootstrap (training.metrics).
+the blend and level (clv.training.blend), the churn calibration
+(clv.evaluation.calibration), the banded interval scales (clv.model.intervals) and the champion's
+paired bootstrap (clv.evaluation.metrics).
 
 `python -m benchmarks.choice_costs` prints one JSON line with the date and the load average;
 the arrays are seeded synthetic values of the shapes training passes (no world is read).
@@ -20,10 +21,10 @@ ROWS = 12_000
 
 
 def measure(rows: int = ROWS) -> dict[str, object]:
-    from training.blend import choose_blend
-    from training.calibration import choose_calibration
-    from training.intervals import banded_interval_scale, interval_scale
-    from training.metrics import paired_bootstrap
+    from clv.evaluation.calibration import choose_calibration
+    from clv.evaluation.metrics import paired_bootstrap
+    from clv.model.intervals import banded_interval_scale, interval_scale
+    from clv.training.blend import choose_blend
 
     rng = np.random.default_rng(0)
     value = rng.gamma(0.8, 60.0, rows)

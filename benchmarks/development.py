@@ -3,7 +3,7 @@
 `python -m benchmarks.development blend` measures fixed value blends and the level anchoring:
 per development world, the recipe is fitted twice under the default settings (horizon aside):
 once with the former fixed choice (w 0.5, anchored) and once with the trees alone (w 1, no
-level), through training.train.FIXED_BLEND. The unanchored blends (1 - w) x BG/NBD + w x
+level), through clv.training.train.FIXED_BLEND. The unanchored blends (1 - w) x BG/NBD + w x
 trees for w on a grid are then scored on the same rows: the test origin and every embargoed
 backtest origin (all out of time; these are development worlds, so their test origin may
 choose). Written to `benchmarks/results/development-blend.json`; the decision is in
@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.worlds import DEVELOPMENT, world_training_data
-from training.blend import BlendChoice
+from clv.training.blend import BlendChoice
 
 WORK = Path(__file__).resolve().parent / "work" / "development"
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -35,7 +35,7 @@ def _say(msg: str) -> None:
 
 
 def _figures(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
-    from training.metrics import bias_pct, normalized_gini, rmse
+    from clv.evaluation.metrics import bias_pct, normalized_gini, rmse
 
     return {
         "gini": round(float(normalized_gini(y, pred)), 4),
@@ -52,9 +52,9 @@ def _fixed(weight: float, level: str) -> BlendChoice:
 
 
 def _fit(root: Path, name: str, *, fixed: BlendChoice | None) -> list[tuple[str, Arrays]]:
-    """One fit_and_log with `training.train.FIXED_BLEND` patched (None: the blend is chosen
+    """One fit_and_log with `clv.training.train.FIXED_BLEND` patched (None: the blend is chosen
     per fit on validation, as served); every origin's arrays."""
-    import training.train as train
+    import clv.training.train as train
 
     settings, data = world_training_data(root, name)
     saved = train.FIXED_BLEND

@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from benchmarks.bigfile import FORMATS, SUFFIX, BigFile, Format, write_transactions
-from clv.settings import load_settings
+from clv.core.settings import load_settings
 
 Figures = dict[str, object]
 WORK = Path(__file__).resolve().parent / "work" / "ingest-big"

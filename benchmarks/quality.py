@@ -23,8 +23,8 @@ import numpy as np
 from benchmarks.worlds import JUDGEMENT, World, world_training_data
 
 if TYPE_CHECKING:
-    from clv.settings import Settings
-    from training.train import OriginEvaluation, TrainResult
+    from clv.core.settings import Settings
+    from clv.training.train import OriginEvaluation, TrainResult
 
 Figures = dict[str, object]
 WORK = Path(__file__).resolve().parent / "work"
@@ -63,7 +63,7 @@ def _predictor_figures(ev: OriginEvaluation) -> dict[str, dict[str, float | None
 
 def _versus_baselines(ev: OriginEvaluation) -> dict[str, object]:
     """The best simple baseline on Gini and on RMSE, and whether the recipe beats each."""
-    from training.train import BASELINES
+    from clv.training.train import BASELINES
 
     by_gini = ev.best_baseline
     by_rmse = min(
@@ -123,10 +123,10 @@ def _backtest_figures(backtests: tuple[OriginEvaluation, ...]) -> dict[str, obje
 
 def _decile_coverage(settings: Settings, result: TrainResult) -> dict[str, object]:
     """P10-P90 coverage within each predicted-value decile of the recipe at the test origin
-    (decile 1 = highest predicted, as training.metrics.decile_table), re-scored with the
+    (decile 1 = highest predicted, as clv.evaluation.metrics.decile_table), re-scored with the
     version's evaluated (held-out) bundle."""
-    from registry.mlflow_io import load_version
-    from training.intervals import interval_metrics
+    from clv.model.intervals import interval_metrics
+    from clv.registry.mlflow_io import load_version
 
     ev = result.evaluation
     rows = ev.rows
@@ -155,7 +155,7 @@ def _decile_coverage(settings: Settings, result: TrainResult) -> dict[str, objec
 def _world_figures(w: World, root: Path, *, trials: int | None) -> Figures:
     """Generate, ingest, build, fit_and_log and score one world (default settings bar its
     horizon; `trials` None = `tuning.n_trials`)."""
-    from training.train import fit_and_log
+    from clv.training.train import fit_and_log
 
     started = time.perf_counter()
     settings, data = world_training_data(root, w.name)

@@ -19,12 +19,12 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from clv.generator import GeneratedData, generate
-from clv.worlds import WorldName
+from clv.inputs.generator import GeneratedData, generate
+from clv.inputs.worlds import WorldName
 
 if TYPE_CHECKING:
-    from clv.settings import Settings
-    from training.train import TrainingData
+    from clv.core.settings import Settings
+    from clv.training.train import TrainingData
 
 CATEGORICAL = ("signup_cohort", "acquisition_channel", "country", "plan")
 
@@ -113,11 +113,11 @@ def world_training_data(
     """A world generated, ingested and built in a workspace under `root`, with its horizon
     (every other setting the default; `backtest_origins` overrides the evaluation's); the
     training frame read through `ParquetSource`."""
-    from clv.generator import write_raw
-    from clv.ingest import ingest_all
-    from clv.settings import load_settings
-    from features.build import build_features
-    from training.train import load_training_data
+    from clv.core.settings import load_settings
+    from clv.features.build import build_features
+    from clv.inputs.generator import write_raw
+    from clv.inputs.ingest import ingest_all
+    from clv.training.train import load_training_data
 
     w = world(name)
     env = {"CLV_MODEL__HORIZON_DAYS": str(w.horizon_days)}

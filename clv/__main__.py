@@ -1,5 +1,5 @@
 """`python -m clv` is the `clv` command."""
 
-from clv.cli import run
+from clv.cli.main import run
 
 run()

@@ -3,7 +3,7 @@
 The path is relative to the Feast repo_path, which clv sets to the workspace's state folder
 (`<ws>/.clv`), so the source resolves to `<ws>/.clv/offline/features/customer_features.parquet`
 and nothing depends on the code tree or the current directory. (Feast's DuckDB reader does not
-resolve relative paths itself; `features.feast_io` resolves it with
+resolve relative paths itself; `clv.features.feast_io` resolves it with
 `FileSource.get_uri_for_file_path(repo_path, path)` before apply.)
 """
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from feast import FeatureService
 
-from feature_repo.features import behaviour, calendar, customer_profile, rfm, spend_windows
+from .features import behaviour, calendar, customer_profile, rfm, spend_windows
 
 clv_v1 = FeatureService(
     name="clv_v1",

@@ -1,4 +1,4 @@
-"""Feature views, split by kind. Rules and formulas: the docstring of `features.build`.
+"""Feature views, split by kind. Rules and formulas: the docstring of `clv.features.build`.
 
 TTL: 400 days. A snapshot older than the TTL is not served (point-in-time joins return null).
 400 days covers the longest sensible snapshot spacing (12M) with slack, so a scoring date
@@ -13,8 +13,8 @@ from datetime import timedelta
 from feast import FeatureView, Field
 from feast.types import Float64, Int64, String
 
-from feature_repo.data_sources import customer_features_source
-from feature_repo.entities import customer
+from .data_sources import customer_features_source
+from .entities import customer
 
 TTL = timedelta(days=400)
 

@@ -3,7 +3,7 @@
 `build_features` writes `<ws>/.clv/offline/features/customer_features.parquet`, the file behind
 the Feast FileSource, with `customer_id`, `event_timestamp` (= the snapshot instant t),
 `created_timestamp` (when the build ran) and every feature of the FeatureService `clv_v1`.
-The SQL is in `features.definitions`; it is one DuckDB query over a snapshot calendar.
+The SQL is in `clv.features.definitions`; it is one DuckDB query over a snapshot calendar.
 
 Rules (the model and the baseline depend on them; change them only with a new service):
 - UTC everywhere. Snapshot instants are UTC midnights; a snapshot at t uses only rows with
@@ -37,13 +37,13 @@ Rules (the model and the baseline depend on them; change them only with a new se
 - Profile: tenure_days = whole days from the day the customer became known (signup or first
   transaction, whichever is earlier) to t; signup_cohort = that day's "YYYY-MM"; signup is
   the signup_ts of the customer's first version that has one. Channel, country and plan are
-  the customer version in force strictly before t (`clv.versions`: from valid_from, else from
+  the customer version in force strictly before t (`clv.inputs.versions`: from valid_from, else from
   ingested_at; a first version without valid_from from the beginning); null before a
   customer's first version and without a customers table.
 - Behaviour: counts of `login`, `support_ticket`, `feature_use` events in the last 30 and 90
   days (0 without an events table); *_trend = (30-day rate) / (90-day rate), null without
   events in 90 days.
-- Identities (`clv.identities`, the one rule): at t an alias is the customer its row in force
+- Identities (`clv.inputs.identities`, the one rule): at t an alias is the customer its row in force
   strictly before t names (latest valid_from wins; chains followed; a cycle drops its oldest
   row). The customer's features at t hold every transaction and event of its ids before t
   (an alias's rows from before valid_from too) and the alias has no row of its own; before
@@ -53,7 +53,7 @@ Rules (the model and the baseline depend on them; change them only with a new se
   over the merged ids. Without an identities table every id is its own customer.
 
 Memory: every feature is per customer, so the build runs in disjoint customer buckets
-(`clv.store.bucket_predicate`, the one hash the training side uses too; with identities it
+(`clv.core.store.bucket_predicate`, the one hash the training side uses too; with identities it
 hashes each id's group, every id ever linked to it, so no customer's ids are split) and appends each
 bucket's rows to one Parquet file. The bucket count is the estimated memory of a one-shot
 build (`MemoryEstimate`: Parquet row counts and a streaming distinct count of customer ids,
@@ -85,12 +85,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from clv.contracts import TS_DTYPE, TableName
-from clv.errors import ConfigError, DataError, NotReadyError
-from clv.identities import IdentityMap, read_identities, register
-from clv.settings import Settings
-from clv.store import bucket_predicate, duckdb_connection, has_table, table_path
-from features.definitions import feature_sql, snapshot_entities_sql
+from clv.core.contracts import TS_DTYPE, TableName
+from clv.core.errors import ConfigError, DataError, NotReadyError
+from clv.core.settings import Settings
+from clv.core.store import bucket_predicate, duckdb_connection, has_table, table_path
+from clv.features.definitions import feature_sql, snapshot_entities_sql
+from clv.inputs.identities import IdentityMap, read_identities, register
 
 FEATURES_FILE = "customer_features.parquet"
 """File name of the feature snapshots inside `Settings.features_dir`."""
@@ -343,7 +343,7 @@ _EV_COLUMNS = [("customer_id", "VARCHAR"), ("ts", "TIMESTAMPTZ"), ("event_type",
 def _duckdb(
     *, memory_limit_mb: int | None = None, temp_directory: Path | None = None
 ) -> duckdb.DuckDBPyConnection:
-    """`clv.store.duckdb_connection`, tuned for the feature query."""
+    """`clv.core.store.duckdb_connection`, tuned for the feature query."""
     con = duckdb_connection(memory_limit_mb=memory_limit_mb, temp_directory=temp_directory)
     # the epoch ranges of identities make DuckDB underestimate the snapshot grid, and below
     # this many rows it runs the attributes' ASOF join as a nested loop (13 s instead of 0.2)
@@ -432,7 +432,7 @@ def compute_features_arrow(
 ) -> pa.Table:
     """The feature rows as an Arrow table (UTC microsecond timestamps); see the module rules.
 
-    `identities` (`clv.identities.resolve`) files each alias's rows under its customer;
+    `identities` (`clv.inputs.identities.resolve`) files each alias's rows under its customer;
     `memory_limit_mb` caps DuckDB's memory (it spills to `temp_directory` above it)."""
     tx = _frame_source("tx", transactions)
     assert tx is not None
@@ -572,7 +572,7 @@ def _bucket_features(
     identities: IdentityMap | None,
 ) -> pa.Table:
     """The feature rows of one customer bucket: DuckDB reads that bucket's rows of every table
-    straight from the offline store (the predicate of `clv.store.read_table_bucket`; with
+    straight from the offline store (the predicate of `clv.core.store.read_table_bucket`; with
     identities, a customer's aliases are in its bucket)."""
     where = bucket_predicate(buckets, bucket, grouped=identities is not None)
 
@@ -620,7 +620,7 @@ def _bucket_tables(
                 identities=identities,
             )
         return
-    from clv.compute import dask_client
+    from clv.core.compute import dask_client
 
     with dask_client(settings) as client:
         futures = client.map(

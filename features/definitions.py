@@ -3,27 +3,27 @@
 The query reads the relations registered by the caller:
 `tx(customer_id, ts, amount, margin, order_id)`, `cust(customer_id, signup_ts,
 acquisition_channel, country, plan, valid_from, ingested_at, file_row_number)` (one row per
-customer version, see `clv.versions`), `ev(customer_id, ts, event_type)`, `snaps(t)`
-(snapshot instants, UTC midnights) and the identity intervals of `clv.identities.register`.
+customer version, see `clv.inputs.versions`), `ev(customer_id, ts, event_type)`, `snaps(t)`
+(snapshot instants, UTC midnights) and the identity intervals of `clv.inputs.identities.register`.
 It returns one row per (customer known before t, t). Every snapshot instant is a UTC midnight,
 so "a day before t" and "a row with ts < t" are the same thing: the query works on per-day
 aggregates and only ever joins days strictly before t (no leakage); customer attributes are the
 version in force strictly before t (an ASOF join on `in_force_from < t`).
 
 Identities: the per-day aggregates of each id are filed under the customer it is at t
-(`clv.identities.mapped_sql`: once per epoch (lo, hi] of its group, the same canonical
+(`clv.inputs.identities.mapped_sql`: once per epoch (lo, hi] of its group, the same canonical
 customer for every t in it) and summed again per (customer, lo, day); every later step keys on
 (customer_id, lo), and a snapshot row (customer, t) joins the epoch with lo < t <= hi. Without
 an identities table every id has one epoch (-infinity, infinity] and the numbers are those of
 the ids alone.
 
-The rules are documented in `features.build`; the declarations that serve these columns are in
+The rules are documented in `clv.features.build`; the declarations that serve these columns are in
 `feature_repo/features.py` (a unit test checks that both agree).
 """
 
 from __future__ import annotations
 
-from clv.identities import mapped_sql
+from clv.inputs.identities import mapped_sql
 
 WINDOWS: tuple[int, ...] = (30, 90, 180, 365)
 """Trailing windows (days) of the spend features."""
@@ -199,7 +199,7 @@ _DAILY_SUMS = (
 
 def feature_sql(*, identities: bool = False) -> str:
     """The whole feature query (parameter `$margin_rate`, `$created`), rows in no order;
-    `identities`: the caller registered the identity views (`clv.identities.register`).
+    `identities`: the caller registered the identity views (`clv.inputs.identities.register`).
 
     The caller sorts: DuckDB's ORDER BY over ~50 columns held the whole result twice (about
     40% more peak memory than the query itself) and doubled its time."""

@@ -35,24 +35,25 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from clv.contracts import TS_DTYPE
-from clv.errors import NotReadyError
-from clv.identities import read_identities
-from clv.services import redact
-from clv.settings import Settings
-from clv.store import duckdb_connection, has_table, read_table
-from features.build import DateLike, features_path, known_entities, to_utc
+from clv.core.contracts import TS_DTYPE
+from clv.core.errors import NotReadyError
+from clv.core.services import redact
+from clv.core.settings import Settings
+from clv.core.store import duckdb_connection, has_table, read_table
+from clv.features.build import DateLike, features_path, known_entities, to_utc
+from clv.inputs.identities import read_identities
 
 if TYPE_CHECKING:
     from feast import FeatureService, FeatureStore, FeatureView, RepoConfig
 
-    from features.online_store import BatchedSqliteOnlineStore
+    from clv.features.online_store import BatchedSqliteOnlineStore
 
 PACKAGE = "feature_repo"
 """The import name of the declarations package (whatever folder `feast.repo_path` names)."""
 
-BATCHED_SQLITE = "features.online_store.BatchedSqliteOnlineStore"
-"""The SQLite online store clv configures: Feast's, with batched writes (features.online_store)."""
+BATCHED_SQLITE = "clv.features.online_store.BatchedSqliteOnlineStore"
+"""The SQLite online store clv configures: Feast's, with batched writes
+(clv.features.online_store)."""
 
 _SQL_SCHEMES = ("postgresql", "postgres", "mysql", "sqlite", "mssql", "oracle")
 _ROW = "_clv_row"
@@ -315,7 +316,7 @@ def _microseconds_utc(table: pa.Table) -> pa.Table:
 
 
 def _batched_store(store: FeatureStore) -> BatchedSqliteOnlineStore | None:
-    from features.online_store import BatchedSqliteOnlineStore
+    from clv.features.online_store import BatchedSqliteOnlineStore
 
     online = getattr(store._get_provider(), "online_store", None)
     return online if isinstance(online, BatchedSqliteOnlineStore) else None

@@ -6,7 +6,7 @@ tables Feast writes (`<project>_<view>`: entity_key = Feast's `serialize_entity_
 per feature, `value` a serialized ValueProto, `event_ts` epoch seconds) with one prepared
 `SELECT ... WHERE entity_key IN (...)` per feature view on a per-thread connection, and decodes
 the values itself (a double's 9-byte wire form directly, anything else with the protobuf parser,
-memoized). `OnlineBatch.frame()` equals `features.feast_io.online_features` (a tested property).
+memoized). `OnlineBatch.frame()` equals `clv.features.feast_io.online_features` (a tested property).
 
 Redis gets the same treatment: Feast keeps one hash per entity under `serialize_entity_key(...)
 + project`, with fields `mmh3("<view>:<feature>")` (serialized ValueProto) and `_ts:<view>` (a
@@ -35,8 +35,8 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 import pandas as pd
 
-from clv.contracts import TS_DTYPE
-from clv.settings import Settings
+from clv.core.contracts import TS_DTYPE
+from clv.core.settings import Settings
 
 if TYPE_CHECKING:
     import redis
@@ -59,7 +59,7 @@ class OnlineBatch:
     timestamps: list[float | None]
 
     def frame(self) -> pd.DataFrame:
-        """The frame `features.feast_io.online_features` returns for the same ids."""
+        """The frame `clv.features.feast_io.online_features` returns for the same ids."""
         out = pd.DataFrame({"customer_id": pd.Series(self.customer_ids, dtype=object)})
         for name in self.feature_names:
             col = self.values[name]
@@ -372,7 +372,7 @@ class FeastOnlineReader:
         self.settings = settings
 
     def read(self, customer_ids: Sequence[str]) -> OnlineBatch:
-        from features.feast_io import categorical_features, feature_names, online_features
+        from clv.features.feast_io import categorical_features, feature_names, online_features
 
         frame = online_features(self.settings, list(customer_ids))
         return OnlineBatch.from_frame(
@@ -405,7 +405,7 @@ def _service_views(settings: Settings) -> _ServiceViews:
     """The FeatureService's views, features and entity key format, from the Feast registry."""
     from feast.infra.online_stores.helpers import compute_table_id, compute_versioned_name
 
-    from features.feast_io import _feature_store, _require_service
+    from clv.features.feast_io import _feature_store, _require_service
 
     store = _feature_store(settings)
     service = _require_service(settings, store)
@@ -438,7 +438,7 @@ def _service_views(settings: Settings) -> _ServiceViews:
 
 def sqlite_layout(settings: Settings) -> OnlineLayout:
     """The tables, key format and features of the FeatureService, from the Feast registry."""
-    from features.feast_io import _online_config
+    from clv.features.feast_io import _online_config
 
     views = _service_views(settings)
     return OnlineLayout(
@@ -453,7 +453,7 @@ def sqlite_layout(settings: Settings) -> OnlineLayout:
 
 def redis_layout(settings: Settings) -> RedisLayout:
     """The hash fields, key format and features of the FeatureService in Redis."""
-    from features.feast_io import _online_config
+    from clv.features.feast_io import _online_config
 
     views = _service_views(settings)
     return RedisLayout(

@@ -20,10 +20,10 @@ there:
   unpivots that BLOB into Feast's rows in C (`_unpivot_sql`: a recursive CTE over the packed
   rows crossed with the view's feature names, `substr` per field, Feast's upsert), sorted by
   (entity key, feature name) so every B-tree insert is an append.
-  `features.feast_io.materialize` uses it; `tests/unit/features/test_online_store.py` checks
+  `clv.features.feast_io.materialize` uses it; `tests/unit/features/test_online_store.py` checks
   that it stores byte-identical rows to stock Feast.
 
-Use it with `online_store: {type: features.online_store.BatchedSqliteOnlineStore, path: ...}`
+Use it with `online_store: {type: clv.features.online_store.BatchedSqliteOnlineStore, path: ...}`
 (Feast imports `<module>.<Name>` and its config class `<Name>Config`).
 """
 
@@ -73,8 +73,8 @@ class BatchedSqliteOnlineStoreConfig(SqliteOnlineStoreConfig):
     """Same options as Feast's SQLite store (`path`); only the type differs."""
 
     # Feast picks the store class by this `type`; narrowing the parent's Literal is intended.
-    type: Literal["features.online_store.BatchedSqliteOnlineStore"] = (
-        "features.online_store.BatchedSqliteOnlineStore"  # type: ignore[assignment]
+    type: Literal["clv.features.online_store.BatchedSqliteOnlineStore"] = (
+        "clv.features.online_store.BatchedSqliteOnlineStore"  # type: ignore[assignment]
     )
 
 

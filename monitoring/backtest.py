@@ -6,7 +6,7 @@ Two cohorts, both scored by the judged model on point-in-time features of their 
   ranking is checked early against the value realised in that window;
 - the value cohort: the newest snapshot t with t + horizon <= as-of; normalized Gini, RMSE,
   MAE, bias, the decile table and the P10-P90 coverage; and the same value metrics, on the same
-  rows, for every simple baseline training scores beside the model (monitoring.baselines).
+  rows, for every simple baseline training scores beside the model (clv.monitoring.baselines).
 A cohort is "in training" when the registered model was fitted on its rows (the model is refit
 on every complete row): then its metrics are in-sample and the report says so.
 """
@@ -20,10 +20,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from monitoring.baselines import BASELINES, BaselinePredictions, label
-from training.calibration import expected_calibration_error, reliability_table
-from training.intervals import interval_metrics
-from training.metrics import bias_pct, decile_table, mae, normalized_gini, rmse
+from clv.evaluation.calibration import expected_calibration_error, reliability_table
+from clv.evaluation.metrics import bias_pct, decile_table, mae, normalized_gini, rmse
+from clv.model.intervals import interval_metrics
+from clv.monitoring.baselines import BASELINES, BaselinePredictions, label
 
 
 @dataclass(frozen=True)
@@ -101,7 +101,8 @@ class ValueBacktest:
     deciles: pd.DataFrame
     mae: float = float("nan")
     baselines: tuple[PredictorScore, ...] = ()
-    """Every simple baseline (monitoring.baselines.BASELINES) on the same rows, in that order."""
+    """Every simple baseline (clv.monitoring.baselines.BASELINES) on the same rows, in
+    that order."""
 
     @property
     def champion(self) -> PredictorScore:
@@ -148,7 +149,7 @@ def value_backtest(
     """Ranking, error, bias, deciles and interval coverage on a matured value cohort, and the
     value metrics of every simple baseline on the same labelled rows (None: none given).
 
-    The label is clipped at 0 like the value model's target (training.objective)."""
+    The label is clipped at 0 like the value model's target (clv.training.objective)."""
     y = np.asarray(clv_label, dtype=np.float64)
     ok = np.isfinite(y)
     y = np.clip(y[ok], 0.0, None)

@@ -1,9 +1,9 @@
 """The simple baselines training scores beside the model, rebuilt on a matured cohort's rows.
 
-The same predictors as `training.train.evaluate_recipe`: `baseline`, BG/NBD + Gamma-Gamma
-fitted on the snapshot's own RFM features (training.baseline; features only, no label, so no
-leakage), and the naive rules `last_horizon` and `run_rate` (training.naive) on the margins
-the log holds strictly before the snapshot (training.labels.past_margins).
+The same predictors as `clv.training.train.evaluate_recipe`: `baseline`, BG/NBD + Gamma-Gamma
+fitted on the snapshot's own RFM features (clv.model.baseline; features only, no label, so no
+leakage), and the naive rules `last_horizon` and `run_rate` (clv.model.naive) on the margins
+the log holds strictly before the snapshot (clv.training.labels.past_margins).
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from clv.identities import IdentityMap
-from training.baseline import OFFSET_COLUMNS, OFFSET_FIT_ROWS, baseline_clv, fit_baseline
-from training.labels import past_margins
-from training.naive import NAIVE_RULES, naive_predictions
+from clv.inputs.identities import IdentityMap
+from clv.model.baseline import OFFSET_COLUMNS, OFFSET_FIT_ROWS, baseline_clv, fit_baseline
+from clv.model.naive import NAIVE_RULES, naive_predictions
+from clv.training.labels import past_margins
 
 FloatArray = npt.NDArray[np.float64]
 BASELINES = ("baseline", *NAIVE_RULES)

@@ -11,40 +11,37 @@ Reference (`monitoring.reference_window`):
 - "latest": the logged reference sample's latest snapshot; "all": all of it.
 Current: every customer's features at `as_of` (default: the latest snapshot) + predictions.
 
-Evidence: PSI per column on all rows (monitoring.psi), importance-weighted over the models'
-key features; data quality (monitoring.quality); the matured cohorts (monitoring.backtest),
-the value cohort with every simple baseline beside the champion (monitoring.baselines);
+Evidence: PSI per column on all rows (clv.evaluation.psi), importance-weighted over the models'
+key features; data quality (clv.monitoring.quality); the matured cohorts (clv.monitoring.backtest),
+the value cohort with every simple baseline beside the champion (clv.monitoring.baselines);
 Evidently's report on a seeded sample of at most `monitoring.sample_rows` rows per side.
-The verdict is `monitoring.policy.decide`. Writes `reports/<as-of>/`: index.html,
+The verdict is `clv.monitoring.policy.decide`. Writes `reports/<as-of>/`: index.html,
 data_drift.html (Evidently), data_drift.json, summary.json and plots; updates reports/index.html.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from clv.errors import DataError
-from clv.settings import Settings
-from features.definitions import CALENDAR_FEATURES
-from monitoring.backtest import (
+from clv.core.errors import DataError
+from clv.core.settings import Settings
+from clv.evaluation.psi import ColumnPsi, column_psi
+from clv.features.definitions import CALENDAR_FEATURES
+from clv.monitoring.backtest import (
     ChurnBacktest,
-    PredictorScore,
     ValueBacktest,
-    compare_with_baselines,
-    comparison_sentence,
 )
-from monitoring.baselines import label
-from monitoring.evidently_io import DriftConfig, run_drift
-from monitoring.policy import Decision, Evidence, Verdict, decide
-from monitoring.psi import ColumnPsi, column_psi
-from monitoring.quality import QualityReport, check_quality
+from clv.monitoring.baselines import label
+from clv.monitoring.evidently_io import DriftConfig, run_drift
+from clv.monitoring.policy import Decision, Evidence, Verdict, decide
+from clv.monitoring.quality import QualityReport, check_quality
+from clv.monitoring.report import INDEX_FILE, SUMMARY_FILE
 
 SEED = 20240601
 PREDICTIONS = ("clv", "churn_probability")
@@ -67,7 +64,6 @@ NOT_COMPARED = frozenset(
 )
 HTML_FILE = "data_drift.html"
 JSON_FILE = "data_drift.json"
-SUMMARY_FILE = "summary.json"
 Z99 = 2.576
 
 
@@ -131,6 +127,10 @@ class MonitorResult:
     seconds: float = 0.0
     value_backtest: ValueBacktest | None = None
     """The matured value cohort as scored (champion and baselines), judged or not."""
+    keys: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    """Per model, its key features and their importance shares."""
+    evidently_drift: float = float("nan")
+    """The share of drifted columns in the Evidently report."""
 
     @property
     def reasons(self) -> tuple[str, ...]:
@@ -223,8 +223,9 @@ def proportion_bound(n: int) -> float:
     return Z99 * 0.5 / math.sqrt(n) if n else float("inf")
 
 
-def evaluate(settings: Settings, inputs: MonitorInputs) -> MonitorResult:
-    """Judge one window and write its report folder (no registry or feature store access)."""
+def judge(settings: Settings, inputs: MonitorInputs) -> MonitorResult:
+    """Judge one window; the Evidently report is written to its folder, the rest of the folder by
+    clv.monitoring.run.evaluate (no registry or feature store access)."""
     import time
 
     started = time.perf_counter()
@@ -275,11 +276,11 @@ def evaluate(settings: Settings, inputs: MonitorInputs) -> MonitorResult:
         churn_ece=_usable(churn.ece, churn.n, m.min_backtest_rows)
         if churn is not None and churn_judged
         else None,
-        churn_ece_test=_tag(inputs.model_tags, "eval.churn.ece"),
+        churn_ece_test=tag_value(inputs.model_tags, "eval.churn.ece"),
         value_gini=_usable(value.gini, value.n, m.min_backtest_rows)
         if value is not None and value_judged
         else None,
-        value_gini_test=_tag(inputs.model_tags, "eval.model.gini"),
+        value_gini_test=tag_value(inputs.model_tags, "eval.model.gini"),
         value_rmse=_usable(value.rmse, value.n, m.min_backtest_rows)
         if value is not None and value_judged
         else None,
@@ -313,17 +314,10 @@ def evaluate(settings: Settings, inputs: MonitorInputs) -> MonitorResult:
         html_path=out_dir / HTML_FILE,
         json_path=out_dir / JSON_FILE,
     )
-    from monitoring import report
-
-    report.distribution_chart(
-        {c: _floats(reference[c]) for c in PREDICTIONS if c in by_column},
-        {c: _floats(current[c]) for c in PREDICTIONS if c in by_column},
-        out_dir / "predictions.png",
-    )
     result = MonitorResult(
         as_of=inputs.as_of,
         report_dir=out_dir,
-        index_path=out_dir / report.INDEX_FILE,
+        index_path=out_dir / INDEX_FILE,
         html_path=drift.html_path,
         json_path=drift.json_path,
         summary_path=out_dir / SUMMARY_FILE,
@@ -339,247 +333,20 @@ def evaluate(settings: Settings, inputs: MonitorInputs) -> MonitorResult:
         model_version=inputs.model_version,
         seconds=time.perf_counter() - started,
         value_backtest=value,
+        keys=keys,
+        evidently_drift=drift.drift_share,
     )
-    doc = summary(result, settings, inputs=inputs, keys=keys, evidently_drift=drift.drift_share)
-    result.summary_path.write_text(json.dumps(doc, indent=2, default=_json_default) + "\n")
-    report.write_run_page(doc, out_dir)
-    report.write_runs_index(settings.reports_dir)
     return result
-
-
-def run_monitor(
-    settings: Settings,
-    *,
-    as_of: pd.Timestamp | None = None,
-    reference: pd.DataFrame | None = None,
-    current: pd.DataFrame | None = None,
-    log_to_mlflow: bool = True,
-) -> MonitorResult:
-    """Gather the champion's reference and the current window, judge them, write the reports.
-
-    With both frames given (tests), nothing is read from the registry or the feature store
-    and nothing is logged to MLflow.
-    """
-    if reference is not None and current is not None:
-        when = as_of if as_of is not None else _date_of(current)
-        window = settings.monitoring.reference_window
-        ref = reference_window(reference, window="all" if window == "all" else "latest")
-        return evaluate(settings, MonitorInputs(as_of=when, reference=ref, current=current))
-    from monitoring.gather import gather
-
-    inputs = gather(settings, as_of=as_of)
-    result = evaluate(settings, inputs)
-    if log_to_mlflow:
-        from monitoring.mlflow_io import log_monitor_run
-
-        log_monitor_run(settings, result)
-    return result
-
-
-def summary(
-    result: MonitorResult,
-    settings: Settings,
-    *,
-    inputs: MonitorInputs,
-    keys: Mapping[str, Mapping[str, float]],
-    evidently_drift: float,
-) -> dict[str, object]:
-    """The summary.json document: metrics, thresholds, sampling, the decision and its reasons."""
-    m = settings.monitoring
-    importance = {f: max(imp.get(f, 0.0) for imp in keys.values()) for f in result.key_features}
-    psi_rows = [
-        {
-            "column": p.column,
-            "kind": p.kind,
-            "psi": _finite(p.psi),
-            "noise_bound": _finite(p.noise_bound),
-            "bins": p.bins,
-            "drifted": p.drifted(m.psi_threshold),
-            "key": p.column in importance,
-            "importance": importance.get(p.column),
-            "prediction": p.column in (*PREDICTIONS, *INTERVALS),
-        }
-        for p in result.psi
-    ]
-    ev = result.evidence
-    n_ref, n_cur = result.reference.rows_used, result.current.rows_used
-    statement = (
-        f"PSI, data quality and the backtests use every row ({result.reference.rows_total:,} "
-        f"reference, {result.current.rows_total:,} current); a PSI below its noise bound "
-        "(the 99th percentile of PSI between two samples of one distribution) is not counted "
-        "as drift. "
-        + (
-            f"The Evidently report compares a seeded random sample of {n_ref:,} reference and "
-            f"{n_cur:,} current rows (at most {m.sample_rows:,} per side): a share it reports is "
-            f"within +/-{proportion_bound(min(n_ref, n_cur)):.2%} of the full data's at 99%."
-            if result.reference.sampled or result.current.sampled
-            else "The Evidently report uses every row (no sampling)."
-        )
-    )
-
-    def trained(note_in: bool) -> str:
-        return (
-            "in the model's training data: in-sample, optimistic"
-            if note_in
-            else "after the model's training data: out-of-sample"
-        )
-
-    churn_doc: dict[str, object] | None = None
-    if inputs.churn is not None:
-        c = inputs.churn
-        churn_doc = {
-            "snapshot": c.cohort.snapshot.isoformat(),
-            "window_days": c.cohort.window_days,
-            "in_training": c.cohort.in_training,
-            "training_note": trained(c.cohort.in_training),
-            "n": c.n,
-            "churn_rate": _finite(c.churn_rate),
-            "mean_predicted": _finite(c.mean_predicted),
-            "ece": _finite(c.ece),
-            "ece_test": ev.churn_ece_test,
-            "brier": _finite(c.brier),
-            "brier_test": _tag(inputs.model_tags, "eval.churn.brier"),
-            "early_gini": _finite(c.early_gini),
-            "reliability": c.reliability.to_dict(orient="records"),
-        }
-    value_doc: dict[str, object] | None = None
-    if inputs.value is not None:
-        v = inputs.value
-        value_doc = {
-            "snapshot": v.cohort.snapshot.isoformat(),
-            "window_days": v.cohort.window_days,
-            "in_training": v.cohort.in_training,
-            "training_note": trained(v.cohort.in_training),
-            "n": v.n,
-            "gini": _finite(v.gini),
-            "gini_test": ev.value_gini_test,
-            "rmse": _finite(v.rmse),
-            "rmse_test": _tag(inputs.model_tags, "eval.model.rmse"),
-            "bias_pct": _finite(v.bias_pct),
-            "bias_test": _tag(inputs.model_tags, "eval.model.bias_pct"),
-            "mae": _finite(v.mae),
-            "mae_test": _tag(inputs.model_tags, "eval.model.mae"),
-            **_baselines_doc(v, inputs.model_tags),
-            "coverage": _finite(v.coverage),
-            "coverage_test": _tag(inputs.model_tags, "eval.interval.coverage_p10_p90"),
-            "deciles": v.deciles.to_dict(orient="records"),
-        }
-    pred_psi = [v for v in ev.prediction_psi.values() if math.isfinite(v)]
-    return {
-        "as_of": result.as_of.isoformat(),
-        "model_version": result.model_version,
-        "verdict": result.verdict.value,
-        "reasons": list(result.reasons),
-        "findings": [asdict(f) for f in result.decision.findings],
-        "reference": inputs.reference_label,
-        "current": inputs.current_label,
-        "notes": list(inputs.notes),
-        "metrics": {
-            "drift_share": {k: _finite(v) for k, v in ev.drift_share.items()},
-            "drifted_key_features": list(ev.drifted_key_features),
-            "key_features": list(result.key_features),
-            "prediction_psi": {k: _finite(v) for k, v in ev.prediction_psi.items()},
-            "evidently_drift_share": _finite(evidently_drift),
-            "psi": psi_rows,
-            "quality": {
-                "issues": list(result.quality.issues),
-                "columns": [asdict(q) for q in result.quality.columns],
-            },
-            "churn_backtest": churn_doc,
-            "value_backtest": value_doc,
-        },
-        "trend": {
-            "drift_share": _finite(result.drift_share),
-            "max_prediction_psi": max(pred_psi) if pred_psi else None,
-            "churn_ece": _finite(inputs.churn.ece) if inputs.churn else None,
-            "value_gini": _finite(inputs.value.gini) if inputs.value else None,
-        },
-        "thresholds": m.model_dump(mode="json"),
-        "sampling": {
-            "statement": statement,
-            "max_rows": m.sample_rows,
-            "seed": SEED,
-            "reference": _sample(result.reference),
-            "current": _sample(result.current),
-            "share_bound_99": _finite(proportion_bound(min(n_ref, n_cur))),
-        },
-        "skipped_columns": [{"column": c, "reason": r} for c, r in result.skipped],
-        "seconds": round(result.seconds, 2),
-        "files": {
-            "evidently_html": result.html_path.name,
-            "evidently_json": result.json_path.name,
-            "summary": SUMMARY_FILE,
-        },
-    }
-
-
-def _baselines_doc(value: ValueBacktest, tags: Mapping[str, str]) -> dict[str, object]:
-    """The champion and every simple baseline on the matured value cohort's rows (with each
-    one's test-origin Gini and RMSE at training, from the version's `eval.<predictor>.*` tags),
-    and the sentence saying whether the champion beats the best baseline on Gini and on RMSE."""
-
-    def row(score: PredictorScore) -> dict[str, object]:
-        tag = "model" if score.predictor == "champion" else score.predictor
-        return {
-            "predictor": score.predictor,
-            "n": score.n,
-            "gini": _finite(score.gini),
-            "rmse": _finite(score.rmse),
-            "mae": _finite(score.mae),
-            "bias_pct": _finite(score.bias_pct),
-            "reason": score.reason,
-            "gini_test": _tag(tags, f"eval.{tag}.gini"),
-            "rmse_test": _tag(tags, f"eval.{tag}.rmse"),
-        }
-
-    comparison = {
-        c.metric: {
-            "champion": _finite(c.champion),
-            "best_baseline": c.best.predictor if c.best is not None else None,
-            "best_value": _finite(c.best_value),
-            "champion_beats": c.beats,
-        }
-        for c in compare_with_baselines(value)
-    }
-    return {
-        "predictors": [row(s) for s in (value.champion, *value.baselines)],
-        "comparison": {**comparison, "sentence": comparison_sentence(value)},
-    }
-
-
-def _sample(s: Sample) -> dict[str, object]:
-    return {"rows_total": s.rows_total, "rows_used": s.rows_used, "sampled": s.sampled}
 
 
 def _usable(value: float, n: int, minimum: int) -> float | None:
     return value if n >= minimum and math.isfinite(value) else None
 
 
-def _tag(tags: Mapping[str, str], key: str) -> float | None:
+def tag_value(tags: Mapping[str, str], key: str) -> float | None:
+    """A version tag as a finite float, else None."""
     try:
         value = float(tags[key])
     except (KeyError, ValueError):
         return None
     return value if math.isfinite(value) else None
-
-
-def _floats(series: pd.Series) -> np.ndarray:
-    return pd.to_numeric(series, errors="coerce").to_numpy(np.float64, na_value=np.nan)
-
-
-def _date_of(frame: pd.DataFrame) -> pd.Timestamp:
-    if "event_timestamp" in frame.columns and frame["event_timestamp"].notna().any():
-        return pd.Timestamp(pd.to_datetime(frame["event_timestamp"], utc=True).max())
-    return pd.Timestamp.now(tz="UTC").normalize()
-
-
-def _finite(v: float) -> float | None:
-    return float(v) if math.isfinite(v) else None
-
-
-def _json_default(o: object) -> object:
-    if isinstance(o, pd.Timestamp):
-        return o.isoformat()
-    if hasattr(o, "item"):
-        return o.item()
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")

@@ -2,8 +2,8 @@
 
 Monitoring reads what the others write: the champion from the registry (its bundle, version
 tags and run params), point-in-time features from Feast, labels from the transaction log
-through `training.labels.make_labels`, and the simple baselines of the matured value cohort
-from its own features and the log before it (monitoring.baselines). Nothing is written here.
+through `clv.training.labels.make_labels`, and the simple baselines of the matured value cohort
+from its own features and the log before it (clv.monitoring.baselines). Nothing is written here.
 """
 
 from __future__ import annotations
@@ -13,11 +13,12 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from clv.errors import DataError
-from clv.identities import IdentityMap, read_identities
-from clv.settings import Settings
-from features.build import snapshot_times
-from monitoring.backtest import (
+from clv.core.errors import DataError
+from clv.core.settings import Settings
+from clv.features.build import snapshot_times
+from clv.inputs.identities import IdentityMap, read_identities
+from clv.model.bundle import ClvModel
+from clv.monitoring.backtest import (
     ChurnBacktest,
     Cohort,
     ValueBacktest,
@@ -26,9 +27,8 @@ from monitoring.backtest import (
     matured_snapshot,
     value_backtest,
 )
-from monitoring.baselines import cohort_baselines
-from monitoring.drift import MonitorInputs, reference_window
-from training.model import ClvModel
+from clv.monitoring.baselines import cohort_baselines
+from clv.monitoring.drift import MonitorInputs, reference_window
 
 
 def importance(model: ClvModel) -> dict[str, dict[str, float]]:
@@ -48,7 +48,7 @@ def importance(model: ClvModel) -> dict[str, dict[str, float]]:
 
 def scored(settings: Settings, model: ClvModel, when: pd.Timestamp) -> pd.DataFrame:
     """Every customer known before `when`: point-in-time features plus the model's predictions."""
-    from features.feast_io import historical_features, snapshot_entities
+    from clv.features.feast_io import historical_features, snapshot_entities
 
     features = historical_features(settings, snapshot_entities(settings, when))
     if features.empty:
@@ -58,9 +58,9 @@ def scored(settings: Settings, model: ClvModel, when: pd.Timestamp) -> pd.DataFr
 
 def gather(settings: Settings, *, as_of: pd.Timestamp | None = None) -> MonitorInputs:
     """The judged champion, its reference and current windows, and the matured cohorts."""
-    from clv.store import read_table
-    from registry.mlflow_io import load_alias, reference_frame, version_info
-    from training.labels import as_utc
+    from clv.core.store import read_table
+    from clv.registry.mlflow_io import load_alias, reference_frame, version_info
+    from clv.training.labels import as_utc
 
     loaded = load_alias(settings, alias="champion")
     model = loaded.model
@@ -134,7 +134,7 @@ def _labelled(
     label_end: pd.Timestamp,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The cohort's predictions and its labels over `cohort.window_days` (same row order)."""
-    from training.labels import make_labels
+    from clv.training.labels import make_labels
 
     frame = scored(settings, model, cohort.snapshot)
     m = settings.model

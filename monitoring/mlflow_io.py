@@ -1,6 +1,6 @@
 """The monitoring run in MLflow: experiment `clv-monitoring`, tagged with the judged version.
 
-Same tracking store as training (`training.mlflow_io.connect`); artifacts are the run's report
+Same tracking store as training (`clv.training.mlflow_io.connect`); artifacts are the run's report
 folder (index.html, the Evidently report, summary.json and plots). The matured value cohort's
 metrics are logged per predictor (`backtest_<champion|baseline|last_horizon|run_rate>_<gini|rmse|
 mae|bias_pct>`), with the comparison sentence as the tag `backtest_comparison`.
@@ -11,11 +11,11 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
-from clv.settings import Settings
-from monitoring.backtest import comparison_sentence
+from clv.core.settings import Settings
+from clv.monitoring.backtest import comparison_sentence
 
 if TYPE_CHECKING:
-    from monitoring.drift import MonitorResult
+    from clv.monitoring.drift import MonitorResult
 
 EXPERIMENT = "clv-monitoring"
 
@@ -24,7 +24,7 @@ def log_monitor_run(settings: Settings, result: MonitorResult) -> str:
     """Log one monitoring run (tags, metrics, the report folder); returns its run id."""
     import mlflow
 
-    from training.mlflow_io import connect
+    from clv.training.mlflow_io import connect
 
     client = connect(settings)
     found = client.get_experiment_by_name(EXPERIMENT)

@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from clv.settings import MonitoringSettings
+from clv.core.settings import MonitoringSettings
 
 
 class Verdict(StrEnum):

@@ -4,7 +4,7 @@
 (there is nothing to gate it against) when its evaluation was embargoed (the `embargo` gate's
 rule: overlapping label windows are no evidence); otherwise, and for every later version, it
 becomes `challenger`, waiting for `clv registry canary` or `clv registry promote` (which run
-the gates, `registry.promotion`; `--force` overrides).
+the gates, `clv.registry.promotion`; `--force` overrides).
 Both moves are written to the alias history.
 """
 
@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from clv.settings import Settings
-from registry import mlflow_io
-from registry.mlflow_io import CHALLENGER, CHAMPION
+from clv.core.settings import Settings
+from clv.registry import mlflow_io
+from clv.registry.mlflow_io import CHALLENGER, CHAMPION
 
 
 @dataclass(frozen=True)
@@ -54,8 +54,8 @@ def decide_initial_champion(
 
 def ensure_champion(settings: Settings, version: str) -> bool:
     """Make `version` champion when the model has none (else challenger); True when champion."""
-    from clv.contracts import EMBARGOED_TAG
-    from registry.promotion import mark_challenger, record_initial_champion
+    from clv.core.contracts import EMBARGOED_TAG
+    from clv.registry.promotion import mark_challenger, record_initial_champion
 
     current = mlflow_io.alias_version(settings, CHAMPION)
     embargoed = mlflow_io.version_tags(settings, version).get(EMBARGOED_TAG) == "true"

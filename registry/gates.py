@@ -3,11 +3,11 @@
 Evidence comes from the version's evaluation tags (written by training: `eval.model.gini`,
 `eval.model.rmse`, `eval.churn.ece`, `eval.interval.coverage_p10_p90`, `feature_service`,
 `feature_names_hash`, `test_snapshot`), from the online store (the contract it serves) and
-from a smoke test (the version loads and scores a batch). `registry.promotion` gathers it.
+from a smoke test (the version loads and scores a batch). `clv.registry.promotion` gathers it.
 
 Gates, in order:
 - `embargo`: the candidate's evaluation was embargoed out of time (`evaluation.embargoed`,
-  training.protocol); evidence whose label windows overlap is no ground for a promotion
+  clv.evaluation.protocol); evidence whose label windows overlap is no ground for a promotion
   (`--force` overrides).
 - Same rows: when the candidate carries the champion's scores on its own test rows
   (`eval.champion.*`, written by training while that version was champion), the comparisons
@@ -33,7 +33,7 @@ Gates, in order:
 
 The noise margin: when training scored this champion on the candidate's rows, it also wrote
 the paired bootstrap CI of candidate minus champion there (`eval.champion.gini_diff_low`, ...,
-`eval.champion.bootstrap_level`; training.metrics.paired_bootstrap). `registry.noise_level` 0
+`eval.champion.bootstrap_level`; clv.evaluation.metrics.paired_bootstrap). `registry.noise_level` 0
 switches it off; without those tags (older versions) the gates are the point rules above.
 Why and the defaults: docs/decisions/noise-margin.md.
 
@@ -49,8 +49,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from clv.contracts import BASELINE_PREDICTORS, CHAMPION_VERSION_TAG, EMBARGOED_TAG
-from clv.settings import RegistrySettings
+from clv.core.contracts import BASELINE_PREDICTORS, CHAMPION_VERSION_TAG, EMBARGOED_TAG
+from clv.core.settings import RegistrySettings
 
 Outcome = Literal["pass", "fail", "skip"]
 GATE_TAG_PREFIX = "gate."

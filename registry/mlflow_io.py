@@ -10,22 +10,26 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 
-from clv.errors import ClvError, NotReadyError
-from clv.settings import Settings
-from training.mlflow_io import (
+from clv.core.errors import ClvError, NotReadyError
+from clv.core.settings import Settings
+from clv.model.bundle import CARD_FILE, ClvModel
+from clv.training.mlflow_io import (
     BUNDLE_PATH,
     EVAL_BUNDLE_PATH,
     REFERENCE_FILE,
     REFERENCE_PATH,
     connect,
 )
-from training.model import CARD_FILE, ClvModel
+
+if TYPE_CHECKING:
+    from clv.training.train import ChampionModel
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
@@ -334,3 +338,18 @@ def _info(
         tags=tags,
         version_tags={str(k): str(v) for k, v in (mv.tags or {}).items()},
     )
+
+
+def live_champion(settings: Settings) -> ChampionModel | None:
+    """The champion's held-out evaluation bundle (its served bundle when it has none), to be
+    scored on the new version's test rows; None without a champion."""
+    from clv.training.train import ChampionModel  # lazy: serving imports this module
+
+    version = alias_version(settings, CHAMPION)
+    if version is None:
+        return None
+    try:
+        model = load_version(settings, version, evaluated=True).model
+    except NotReadyError:
+        model = load_version(settings, version).model
+    return ChampionModel(version, model)

@@ -1,11 +1,11 @@
 """Promotion workflows: canary, promote (finalize), rollback, status; every alias move audited.
 
 Each workflow gathers evidence (tags, the online store's contract, a smoke test), calls a pure
-decision (`registry.gates.evaluate_gates`, `registry.canary.judge_canary`), then applies alias
-moves with `apply_moves`: under the model's lock it checks that the aliases still point where
-the caller saw them (compare-and-set), writes a pending history row, moves the MLflow alias,
-and marks the row done. If the alias call fails the row is removed; if the history write fails
-after the alias moved, the alias is restored. Two concurrent promotions: one wins, the other
+decision (`clv.registry.gates.evaluate_gates`, `clv.registry.canary.judge_canary`), then
+applies alias moves with `apply_moves`: under the model's lock it checks that the aliases still
+point where the caller saw them (compare-and-set), writes a pending history row, moves the MLflow
+alias, and marks the row done. If the alias call fails the row is removed; if the history write
+fails after the alias moved, the alias is restored. Two concurrent promotions: one wins, the other
 gets a ConflictError naming the version that moved.
 """
 
@@ -23,11 +23,11 @@ from pathlib import Path
 
 import numpy as np
 
-from clv.errors import ClvError
-from clv.settings import Settings
-from registry import mlflow_io
-from registry.canary import AliasStats, CanaryGuardrails, CanaryVerdict, judge_canary, psi
-from registry.gates import (
+from clv.core.errors import ClvError
+from clv.core.settings import Settings
+from clv.registry import mlflow_io
+from clv.registry.canary import AliasStats, CanaryGuardrails, CanaryVerdict, judge_canary, psi
+from clv.registry.gates import (
     GateResult,
     ModelContract,
     ServedContract,
@@ -35,8 +35,8 @@ from registry.gates import (
     VersionEvidence,
     evaluate_gates,
 )
-from registry.history import DONE, FAILED, History, HistoryRow, default_actor
-from registry.mlflow_io import CANARY, CANARY_SHADOW_TAG, CANARY_SHARE_TAG, CHALLENGER, CHAMPION
+from clv.registry.history import DONE, FAILED, History, HistoryRow, default_actor
+from clv.registry.mlflow_io import CANARY, CANARY_SHADOW_TAG, CANARY_SHARE_TAG, CHALLENGER, CHAMPION
 
 LIVE_STATS_FILE = "live_stats.json"
 STATS_MAX_AGE_SECONDS = 120.0
@@ -167,7 +167,7 @@ def _v(version: str | None) -> str:
 def served_contract(settings: Settings) -> ServedContract | None:
     """The FeatureService the online store serves, or None when Feast cannot be read."""
     try:
-        from features.feast_io import feature_names
+        from clv.features.feast_io import feature_names
 
         names = feature_names(settings)
     except Exception:
@@ -387,7 +387,7 @@ def mark_challenger(
 
 
 def live_stats_path(settings: Settings) -> Path:
-    """Where the server writes its per-alias live stats (`serving.app`)."""
+    """Where the server writes its per-alias live stats (`clv.serving.app`)."""
     return settings.state_dir / "serving" / LIVE_STATS_FILE
 
 

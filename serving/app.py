@@ -1,10 +1,10 @@
 """The scoring service: `POST /score`, `GET /healthz`, `GET /readyz`, `GET /metrics`.
 
 `create_app` wires a model registry (default: MLflow aliases `champion` and `canary`) and an
-online feature reader (default: `features.online_read.online_source`, direct SQLite reads of
+online feature reader (default: `clv.features.online_read.online_source`, direct SQLite reads of
 Feast's online tables) into a FastAPI app. Both are injectable.
 
-Routing: a customer goes to the canary when `registry.canary.route(id, share, salt)` says so
+Routing: a customer goes to the canary when `clv.registry.canary.route(id, share, salt)` says so
 (a stable hash; batch scoring uses the same function). In shadow mode the canary scores its
 share too, but the champion answers. A canary that fails falls back to the champion for those
 customers (counted as a canary error), so a bad canary never fails a request.
@@ -14,9 +14,9 @@ Hot reload: a background task polls the registry every `serving.reload_seconds` 
 loop and swaps the whole routing state in one reference assignment: a request keeps the state
 it started with. The same task writes live per-alias stats to `.clv/serving/live_stats.json`
 every `serving.stats_seconds` and, with `serving.auto_rollback`, rolls back a canary that
-breaches a guardrail (`registry.canary.judge_canary`; the history row says why).
+breaches a guardrail (`clv.registry.canary.judge_canary`; the history row says why).
 
-Identities: `/score` accepts any alias of a customer (`serving.identities`: the workspace's
+Identities: `/score` accepts any alias of a customer (`clv.serving.identities`: the workspace's
 identities table as of now, read at start and re-read on the registry poll when it changed) and
 answers for the customer it is: each score row carries that `customer_id` and the
 `requested_id` as sent.
@@ -47,13 +47,13 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from clv.settings import Settings
-from features.online_read import FeatureReader, OnlineBatch
-from registry.canary import route_many
-from serving.identities import AliasHolder
-from serving.metrics import LiveMetrics
-from serving.routing import CANARY, CHAMPION, MlflowRegistry, ModelRegistry, SingleModel
-from serving.scorer import (
+from clv.core.settings import Settings
+from clv.features.online_read import FeatureReader, OnlineBatch
+from clv.registry.canary import route_many
+from clv.serving.identities import AliasHolder
+from clv.serving.metrics import LiveMetrics
+from clv.serving.routing import CANARY, CHAMPION, MlflowRegistry, ModelRegistry, SingleModel
+from clv.serving.scorer import (
     Champion,
     Explanation,
     LoadedModelLike,
@@ -629,7 +629,7 @@ def _first_line(exc: BaseException) -> str:
 
 def _reader(settings: Settings, source: FeatureSource | FeatureReader | None) -> FeatureReader:
     if source is None:
-        from features.online_read import online_source
+        from clv.features.online_read import online_source
 
         return online_source(settings)
     if hasattr(source, "read") and hasattr(source, "ping"):
@@ -723,8 +723,8 @@ def _freeze_heap(*, collect: bool = False) -> None:
 
 def _judge(settings: Settings, snapshot: dict[str, object]) -> str | None:
     """The rollback reason when the live canary breaches a guardrail, else None."""
-    from registry.canary import judge_canary
-    from registry.promotion import guardrails, parse_live_stats
+    from clv.registry.canary import judge_canary
+    from clv.registry.promotion import guardrails, parse_live_stats
 
     live = parse_live_stats({**snapshot, "written_at": time.time()})
     if live.champion is None or live.canary is None:
@@ -735,7 +735,7 @@ def _judge(settings: Settings, snapshot: dict[str, object]) -> str | None:
 
 def write_live_stats(settings: Settings, snapshot: dict[str, object]) -> None:
     """Atomically replace `.clv/serving/live_stats.json` with the current snapshot."""
-    from registry.promotion import live_stats_path
+    from clv.registry.promotion import live_stats_path
 
     path = live_stats_path(settings)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -3,13 +3,13 @@
 Features come from the offline store as of `as_of` (default: the latest feature snapshot), the
 models from the registry: customers are routed to champion or canary by the same stable hash as
 `/score` (shadow mode: the champion scores everyone). The numbers come from
-`serving.scorer.score_matrix`, the function `/score` uses. Writes `scores.parquet` and, beside
+`clv.serving.scorer.score_matrix`, the function `/score` uses. Writes `scores.parquet` and, beside
 it, `at_risk.csv`: customers at or above `serving.at_risk_min_clv` (default: the high-value
 cut) and `serving.at_risk_min_churn` (default: `churn_threshold`), cold starts excluded, highest
 CLV first; when `serving.webhook_url` is set they are POSTed there (the CRM trigger).
 
 `clv score ID...` (`score_ids`) scores chosen customers the same way: each id may be an alias
-(`clv.identities`), answered for the customer it is at `as_of`, with the id as sent in
+(`clv.inputs.identities`), answered for the customer it is at `as_of`, with the id as sent in
 `requested_id`.
 """
 
@@ -23,11 +23,11 @@ from typing import TypeAlias
 import numpy as np
 import pandas as pd
 
-from clv.errors import DataError, NotReadyError
-from clv.settings import ServingSettings, Settings
-from registry.canary import route_many
-from serving.routing import CANARY, CHAMPION, MlflowRegistry, ModelRegistry, SingleModel
-from serving.scorer import (
+from clv.core.errors import DataError, NotReadyError
+from clv.core.settings import ServingSettings, Settings
+from clv.registry.canary import route_many
+from clv.serving.routing import CANARY, CHAMPION, MlflowRegistry, ModelRegistry, SingleModel
+from clv.serving.scorer import (
     Champion,
     ModelSource,
     ReferenceSource,
@@ -35,7 +35,7 @@ from serving.scorer import (
     registry_reference,
     score_features,
 )
-from serving.webhook import WebhookResult, post_at_risk
+from clv.serving.webhook import WebhookResult, post_at_risk
 
 SnapshotSource: TypeAlias = Callable[[pd.Timestamp], pd.DataFrame]
 EntitySource: TypeAlias = Callable[[pd.DataFrame], pd.DataFrame]
@@ -74,7 +74,7 @@ def parse_as_of(text: str) -> pd.Timestamp:
 
 def latest_snapshot(settings: Settings) -> pd.Timestamp:
     """The newest snapshot date in the built feature table."""
-    from features.build import snapshot_times
+    from clv.features.build import snapshot_times
 
     return snapshot_times(settings)[-1]
 
@@ -226,7 +226,7 @@ def score_ids(
     """Scores of the given ids at `as_of` (default: the latest snapshot), in request order:
     an alias is scored as the customer it is then (`customer_id`), the id as sent is
     `requested_id`; an id without features is a cold start."""
-    from clv.identities import canonical_ids, read_identities
+    from clv.inputs.identities import canonical_ids, read_identities
 
     if not customer_ids:
         raise DataError("no customer ids to score")
@@ -292,7 +292,7 @@ def _models(
 
 def _offline_features(settings: Settings) -> EntitySource:
     def load(entities: pd.DataFrame) -> pd.DataFrame:
-        from features.feast_io import historical_features
+        from clv.features.feast_io import historical_features
 
         frame: pd.DataFrame = historical_features(settings, entities)
         return frame
@@ -302,7 +302,7 @@ def _offline_features(settings: Settings) -> EntitySource:
 
 def _offline_snapshot(settings: Settings) -> SnapshotSource:
     def load(when: pd.Timestamp) -> pd.DataFrame:
-        from features.feast_io import historical_features, snapshot_entities
+        from clv.features.feast_io import historical_features, snapshot_entities
 
         entities = snapshot_entities(settings, when)
         frame: pd.DataFrame = historical_features(settings, entities)

@@ -1,11 +1,11 @@
 """The aliases `/score` accepts: the workspace's identities, resolved as of now, held in memory.
 
-A requested id is answered for the customer it is now (`clv.identities`: the rows with
+A requested id is answered for the customer it is now (`clv.inputs.identities`: the rows with
 valid_from before now). An id the identities table does not hold as-is is looked up by its
 pseudonym too when `alias_id` is a hashed personal column (`ingest.personal_columns` holds it
-and `ingest.personal_action` is hash; `clv.personal`): a caller may send the clear e-mail whose
-hash was ingested. When `customer_id` itself is a hashed personal column, every stored id is
-a pseudonym, so a requested id that is not one is hashed first. The table is read once at
+and `ingest.personal_action` is hash; `clv.inputs.personal`): a caller may send the clear
+e-mail whose hash was ingested. When `customer_id` itself is a hashed personal column, every stored
+id is a pseudonym, so a requested id that is not one is hashed first. The table is read once at
 start and again, off the request path, when its file changes or when a row's valid_from
 passes (`AliasHolder.refresh`, on the registry poll).
 """
@@ -18,11 +18,11 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from clv.errors import ConfigError
-from clv.identities import read_identities
-from clv.personal import PREFIX, personal_key, pseudonym
-from clv.settings import Settings
-from clv.store import table_path
+from clv.core.errors import ConfigError
+from clv.core.settings import Settings
+from clv.core.store import table_path
+from clv.inputs.identities import read_identities
+from clv.inputs.personal import PREFIX, personal_key, pseudonym
 
 
 @dataclass(frozen=True)

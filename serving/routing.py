@@ -1,6 +1,6 @@
 """Which versions serve: the routing plan read from the registry, and loading them.
 
-`ModelRegistry` is what `serving.app` and `serving.batch` need from a registry: the plan
+`ModelRegistry` is what `clv.serving.app` and `clv.serving.batch` need from a registry: the plan
 (champion, canary, share, shadow), loading a version, rolling a canary back. `MlflowRegistry`
 reads the MLflow aliases and model tags in one call; `SingleModel` wraps a plain model source.
 """
@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from clv.settings import Settings
-from serving.scorer import LoadedModelLike, ModelSource
+from clv.core.settings import Settings
+from clv.serving.scorer import LoadedModelLike, ModelSource
 
 CHAMPION, CANARY = "champion", "canary"
 
@@ -43,7 +43,7 @@ class MlflowRegistry:
         self.settings = settings
 
     def plan(self) -> RoutingPlan:
-        from registry.mlflow_io import registry_state
+        from clv.registry.mlflow_io import registry_state
 
         state = registry_state(self.settings)
         canary = state.aliases.get(CANARY)
@@ -55,13 +55,13 @@ class MlflowRegistry:
         )
 
     def load(self, version: str, alias: str) -> LoadedModelLike:
-        from registry.mlflow_io import load_version
+        from clv.registry.mlflow_io import load_version
 
         loaded: LoadedModelLike = load_version(self.settings, version, alias=alias)
         return loaded
 
     def rollback_canary(self, version: str, reason: str) -> None:
-        from registry.promotion import rollback
+        from clv.registry.promotion import rollback
 
         rollback(self.settings, reason=reason, actor="clv serve (auto)", canary_version=version)
 

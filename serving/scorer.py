@@ -15,11 +15,11 @@ import numpy as np
 import pandas as pd
 import xgboost as xgb
 
-from clv.errors import NotReadyError
-from clv.settings import ServingSettings, Settings
-from features.online_read import OnlineBatch
-from serving.segments import segment, tercile_thresholds
-from training.model import PREDICTION_COLUMNS, ClvModel
+from clv.core.errors import NotReadyError
+from clv.core.settings import ServingSettings, Settings
+from clv.features.online_read import OnlineBatch
+from clv.model.bundle import PREDICTION_COLUMNS, ClvModel
+from clv.serving.segments import segment, tercile_thresholds
 
 TENURE_COLUMNS = ("tenure_days", "T")
 """Reference columns that measure how long a customer has been known (first found wins)."""
@@ -29,7 +29,7 @@ SCORE_COLUMNS = ("customer_id", *PREDICTION_COLUMNS, "segment", "cold_start")
 
 
 class LoadedModelLike(Protocol):
-    """What serving needs from `registry.mlflow_io.LoadedModel` (structural, not imported)."""
+    """What serving needs from `clv.registry.mlflow_io.LoadedModel` (structural, not imported)."""
 
     @property
     def model(self) -> ClvModel: ...
@@ -287,7 +287,7 @@ def registry_champion(settings: Settings, *, alias: str = "champion") -> ModelSo
     """A model source reading `alias` from the registry (imported when called, not before)."""
 
     def load() -> LoadedModelLike:
-        from registry.mlflow_io import load_alias
+        from clv.registry.mlflow_io import load_alias
 
         loaded: LoadedModelLike = load_alias(settings, alias=alias)
         return loaded
@@ -299,7 +299,7 @@ def registry_reference(settings: Settings) -> ReferenceSource:
     """A reference source: the training reference sample logged with a run."""
 
     def load(run_id: str) -> pd.DataFrame:
-        from registry.mlflow_io import reference_frame
+        from clv.registry.mlflow_io import reference_frame
 
         frame: pd.DataFrame = reference_frame(settings, run_id)
         return frame

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from clv.cli import main
+from clv.cli.main import main
 
 
 def run_clv(workspace: Path, *argv: str) -> tuple[int, str]:

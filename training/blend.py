@@ -1,14 +1,14 @@
 """How much the served value trusts the trees against the BG/NBD + Gamma-Gamma baseline, and
 where its level comes from: chosen per fit on the validation snapshot, with the evidence.
 
-The served value is clv = c x baseline x (1 - w + w exp(t)) (training.model): t is the trees'
+The served value is clv = c x baseline x (1 - w + w exp(t)) (clv.model.bundle): t is the trees'
 log correction to the baseline, w the blend weight, c the level. Every (w, level) candidate is
 scored on the validation snapshot with the value trees fitted on the train rows only, so the
 choice is out of time: validation's labels start after every train label window closed.
 
 - w runs over BLEND_GRID (0 = the baseline alone, 1 = the trees alone).
 - The level is "anchor" (c makes the model's total over one snapshot's customers equal the
-  baseline's total there, training.model.level_scale; no labels are used) or "none" (c = 1).
+  baseline's total there, clv.model.bundle.level_scale; no labels are used) or "none" (c = 1).
 - The candidate with the lowest validation RMSE (the tuning's selection metric) is served;
   within TIE_PCT of the best, the one nearest the trees alone without a level is taken,
   so that a choice needs evidence to move away from the fitted model.
@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from training.metrics import value_metrics
-from training.model import anchor_scale, blend_log
+from clv.evaluation.metrics import value_metrics
+from clv.model.bundle import anchor_scale, blend_log
 
 FloatArray = npt.NDArray[np.float64]
 BLEND_GRID: tuple[float, ...] = tuple(round(0.1 * i, 1) for i in range(11))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import xgboost as xgb
 
-from training.objective import MAX_BIN, BoosterParams
+from clv.training.booster import MAX_BIN, BoosterParams
 
 CHURN_ROUNDS = 500
 CHURN_EARLY_STOPPING = 30

@@ -7,11 +7,11 @@ point-in-time join, the matrices, the split copies, XGBoost's own). Within
 `compute.memory_budget_mb` training runs in this process, as always. Above it:
 
 1. `write_parts`: the training set is assembled customer bucket by customer bucket
-   (clv.store.bucket_predicate; features through the same FeatureService, labels from the
+   (clv.core.store.bucket_predicate; features through the same FeatureService, labels from the
    log) and written as one Parquet part per bucket; each bucket's estimate is under the budget.
 2. Tuning, the value-model choice, evaluation, calibration and intervals run in this process on
    one bucket, a uniform customer sample (`sample_data`) that fits the budget.
-3. `DaskRefit` fits the registered model's boosters (training.refit) with `xgboost.dask` on a
+3. `DaskRefit` fits the registered model's boosters (clv.training.refit) with `xgboost.dask` on a
    Dask cluster from every part: a local cluster of `compute.dask_workers` processes, each
    limited to `compute.dask_worker_memory_mb` (default: the budget), or the scheduler at
    `compute.dask_scheduler`. Workers then need clv installed and the workspace's parts path
@@ -34,11 +34,11 @@ from typing import TYPE_CHECKING
 import pandas as pd
 import pyarrow.parquet as pq
 
-from clv.compute import peak_rss_mib
-from clv.errors import ClvError, DataError
-from clv.settings import Settings
-from training.labels import as_utc
-from training.refit import (
+from clv.core.compute import peak_rss_mib
+from clv.core.errors import ClvError, DataError
+from clv.core.settings import Settings
+from clv.training.labels import as_utc
+from clv.training.refit import (
     OFFSET,
     BoosterJob,
     OffsetFn,
@@ -47,7 +47,7 @@ from training.refit import (
     prepare_rows,
     row_mask,
 )
-from training.train import (
+from clv.training.train import (
     FeatureSource,
     Progress,
     TrainingData,
@@ -60,7 +60,7 @@ if TYPE_CHECKING:
     import xgboost as xgb
     from distributed import Client
 
-    from training.model import ClvModel, ModelCard
+    from clv.model.bundle import ClvModel, ModelCard
 
 IN_PROCESS_FACTOR = 10.0
 """Peak memory of in-process training over its training frame's bytes. Measured on the demo
@@ -106,7 +106,7 @@ class TrainingScale:
 
 def plan_scale(settings: Settings) -> TrainingScale:
     """The in-process estimate from the feature file's metadata and its first rows."""
-    from features.build import require_features
+    from clv.features.build import require_features
 
     path = require_features(settings)
     handle = pq.ParquetFile(path)
@@ -197,7 +197,7 @@ class _Prepare:
     def __call__(self, frame: pd.DataFrame) -> pd.DataFrame:
         import xgboost as xgb
 
-        from training.model import ClvModel
+        from clv.model.bundle import ClvModel
 
         # The encoder only maps features (its empty booster does not pickle): made per task.
         encoder = ClvModel(self.card, value=xgb.Booster())
@@ -209,7 +209,7 @@ class _Prepare:
 
 @dataclass(frozen=True)
 class DaskRefit:
-    """`xgboost.dask` from the training set's parts (training.refit.RefitBackend)."""
+    """`xgboost.dask` from the training set's parts (clv.training.refit.RefitBackend)."""
 
     client: Client
     parts: TrainingParts
@@ -263,7 +263,7 @@ class DaskRefit:
         import xgboost as xgb
         from xgboost import dask as dxgb
 
-        from training.objective import MAX_BIN
+        from clv.training.booster import MAX_BIN
 
         sel = prepared[row_mask(prepared, job.rows)]
         matrix = dxgb.DaskQuantileDMatrix(

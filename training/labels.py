@@ -14,10 +14,10 @@ An order exactly at t belongs to the snapshot's past (the features), not to its 
 churn_label(c, t) = 1 when the customer makes no purchase (amount > 0) in (t, t + W], W the churn
 window, else 0.
 
-Identities (`clv.identities`): the customer is the one that exists at the origin t. A row of an
-alias counts for the customer the alias is at t (before or after t), so a merged customer's
-future purchases under an alias count once, for them; an alias mapped only after t is still its
-own customer in the labels at t. Without identities every id is its own customer.
+Identities (`clv.inputs.identities`): the customer is the one that exists at the origin t. A
+row of an alias counts for the customer the alias is at t (before or after t), so a merged
+customer's future purchases under an alias count once, for them; an alias mapped only after t is
+still its own customer in the labels at t. Without identities every id is its own customer.
 
 A label exists only when its window is fully observed: clv_label is NaN when t + H > data_end,
 churn_label is NaN when t + W > data_end (the two completeness rules are separate).
@@ -34,9 +34,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from clv.contracts import TS_DTYPE
-from clv.errors import DataError
-from clv.identities import IdentityMap, epoch_keys, expand_rows
+from clv.core.contracts import TS_DTYPE
+from clv.core.errors import DataError
+from clv.inputs.identities import IdentityMap, epoch_keys, expand_rows
 
 LABEL_COLUMNS = ("clv_label", "churn_label")
 KEYS = ("customer_id", "event_timestamp")
@@ -124,7 +124,8 @@ def _prepared(
     transactions: pd.DataFrame, *, margin_rate: float, identities: IdentityMap | None
 ) -> pd.DataFrame:
     """customer_id, ts, margin per order, a purchase flag and `_lo`, the epoch of the row's
-    customer (`clv.identities.expand_rows`: an alias's row once per epoch), sorted by time."""
+    customer (`clv.inputs.identities.expand_rows`: an alias's row once per epoch), sorted by
+    time."""
     amount = pd.to_numeric(transactions["amount"], errors="coerce").fillna(0.0)
     margin = amount * margin_rate
     if "margin" in transactions.columns:

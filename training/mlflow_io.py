@@ -8,8 +8,10 @@ explicitly so that logging a model never inspects the network or the environment
 from __future__ import annotations
 
 import functools
+import importlib.util
 import logging
 import os
+import shutil
 import subprocess
 import tempfile
 import time
@@ -26,8 +28,8 @@ import pandas as pd
 from mlflow import MlflowClient
 from mlflow.pyfunc.model import PythonModel, PythonModelContext
 
-from clv.settings import CODE_ROOT, Settings
-from training.model import ClvModel
+from clv.core.settings import CODE_ROOT, Settings
+from clv.model.bundle import ClvModel
 
 if TYPE_CHECKING:
     import optuna
@@ -38,6 +40,8 @@ EVAL_BUNDLE_PATH = "bundle_eval"
 REFERENCE_FILE = "reference.parquet"
 MODEL_NAME = "model"
 _PINNED = ("xgboost", "pandas", "numpy", "pyarrow", "mlflow")
+PYFUNC_PACKAGES = ("core", "model", "training")
+"""The clv subpackages the logged pyfunc model imports (its code travels with it)."""
 _QUIET_ENV = {
     "MLFLOW_DISABLE_TELEMETRY": "true",
     "DO_NOT_TRACK": "true",
@@ -195,7 +199,7 @@ class TrainingRun:
                 model_id=logged.model_id,
                 python_model=str(Path(__file__).with_name("pyfunc_model.py")),
                 artifacts={BUNDLE_PATH: str(bundle)},
-                code_paths=[str(CODE_ROOT / "training"), str(CODE_ROOT / "clv")],
+                code_paths=[str(pyfunc_code(Path(tmp) / "code"))],
                 registered_model_name=self.settings.mlflow.model_name,
                 signature=signature,
                 input_example=input_example,
@@ -278,6 +282,22 @@ def pip_requirements() -> list[str]:
         except metadata.PackageNotFoundError:  # pragma: no cover
             pins.append(dist)
     return pins
+
+
+def pyfunc_code(into: Path) -> Path:
+    """`clv` with the subpackages the pyfunc imports, as one folder tree under `into` (in a
+    checkout the subpackages are sibling folders; installed, they are already under clv/)."""
+    root = into / "clv"
+    skip = shutil.ignore_patterns("__pycache__", "*.pyc")
+    init = importlib.util.find_spec("clv")
+    assert init is not None and init.origin is not None
+    root.mkdir(parents=True)
+    shutil.copy2(init.origin, root / "__init__.py")
+    for name in PYFUNC_PACKAGES:
+        spec = importlib.util.find_spec(f"clv.{name}")
+        assert spec is not None and spec.submodule_search_locations
+        shutil.copytree(spec.submodule_search_locations[0], root / name, ignore=skip)
+    return root
 
 
 def git_commit() -> str | None:

@@ -14,7 +14,7 @@ customers: test RMSE 179 against 161 when stopped on RMSE, same configuration.)
 
 Data is prepared once (`TuningData`) and shared by every trial; the objective never reloads or
 re-splits it. The value booster's `base_margin` (the log of the BG/NBD + Gamma-Gamma baseline,
-training.model) lives in the matrices, so every trial learns a correction to the same offset.
+clv.model.bundle) lives in the matrices, so every trial learns a correction to the same offset.
 
 The kind of value model is chosen by evidence before tuning (`choose_value_model`): a Tweedie
 booster on every row against a hurdle, P(purchase) from a `binary:logistic` booster times a
@@ -36,14 +36,14 @@ import optuna
 import xgboost as xgb
 from optuna_integration import XGBoostPruningCallback
 
+from clv.training.booster import MAX_BIN, BoosterParams
+from clv.training.churn import CHURN_ROUNDS, fit_churn
+
 SELECTION_METRIC = "rmse"
 OBSERVATION_KEY = f"validation-{SELECTION_METRIC}"
 EARLY_STOPPING_ROUNDS = 30
 REPORT_EVERY = 10
 """Rounds between reports to the pruner: each report is a storage write and read."""
-MAX_BIN = 256
-
-BoosterParams = dict[str, float | int | str]
 EvalsLog = dict[str, dict[str, list[float] | list[tuple[float, float]]]]
 
 
@@ -352,9 +352,7 @@ def _purchase_classifier(
     seed: int,
     rounds: int | None = None,
 ) -> xgb.Booster:
-    """P(value > 0): the churn classifier's fixed parameters (training.churn) on y > 0."""
-    from training.churn import CHURN_ROUNDS, fit_churn
-
+    """P(value > 0): the churn classifier's fixed parameters (clv.training.churn) on y > 0."""
     dtrain = train.matrix(
         feature_names, nthread=nthread, label=(train.y > 0).astype(np.float64), offset=False
     )

@@ -1,11 +1,11 @@
 """The registered model's final fits, as data: which boosters, on which rows, for how long.
 
-After evaluation, `training.train` refits every booster of the registered model with fixed
+After evaluation, `clv.training.train` refits every booster of the registered model with fixed
 parameters and rounds on every row with a complete label (`refit_jobs`). What is fitted is
 decided once, here; where it is fitted is a backend:
 
 - `InMemoryRefit`: XGBoost in this process, on the training frame it holds;
-- `training.distributed.DaskRefit`: `xgboost.dask` on a Dask cluster, from the training set's
+- `clv.training.distributed.DaskRefit`: `xgboost.dask` on a Dask cluster, from the training set's
   Parquet parts on disk (training sets larger than `compute.memory_budget_mb`).
 
 Both read the same columns (`prepare_rows`): the model's feature matrix in contract order, the
@@ -22,13 +22,13 @@ from typing import TYPE_CHECKING, Literal, Protocol
 import numpy as np
 import pandas as pd
 
-from training.baseline import SnapshotBaselines
-from training.objective import MAX_BIN, BoosterParams
+from clv.model.baseline import SnapshotBaselines
+from clv.training.booster import MAX_BIN, BoosterParams
 
 if TYPE_CHECKING:
     import xgboost as xgb
 
-    from training.model import ClvModel
+    from clv.model.bundle import ClvModel
 
 RowSet = Literal["value", "buyers", "churn"]
 """value: rows with a CLV label; buyers: value rows with a positive target; churn: rows with

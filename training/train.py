@@ -5,7 +5,7 @@ fitted at the end of the log -> MLflow run and registered version.
 the naive rules' past margins from the transaction log); `fit_and_log` does the rest on an
 in-memory frame, so that tests and other callers can feed it synthetic data.
 
-The recipe (`fit_recipe`), fitted at an origin from the rows known there (training.protocol):
+The recipe (`fit_recipe`), fitted at an origin from the rows known there (clv.evaluation.protocol):
 Tweedie vs hurdle and an Optuna study on an embargoed train / validation split; churn and
 quantile boosters early-stopped on validation; the value blend and level, the churn
 calibration (raw, Platt or isotonic) and the interval scales per value band chosen on
@@ -16,7 +16,7 @@ anchor snapshot. Every choice's evidence is logged with the run (choices.json).
 Evaluation (`evaluate_recipe`): the recipe fitted at the test origin (the latest snapshot with
 a complete label) and at up to `evaluation.backtest_origins` earlier origins is scored on that
 origin's snapshot beside every simple baseline (BG/NBD + Gamma-Gamma fitted on the origin's
-histories, the naive rules of training.naive, a default XGBoost). Nothing it freezes is
+histories, the naive rules of clv.model.naive, a default XGBoost). Nothing it freezes is
 refitted on the scored rows, so the metrics describe what serving does. The registered model
 is the same recipe fitted at the end of the log. An unembargoed evaluation is recorded as such
 (`evaluation.embargoed`), and the gates refuse it.
@@ -24,7 +24,7 @@ is the same recipe fitted at the end of the log. An unembargoed evaluation is re
 Value prediction: the boosted model (a log correction to the BG/NBD + Gamma-Gamma offset) is
 blended with the baseline, and possibly scaled so that its total over the anchor snapshot
 equals the baseline's: the weight and the level are chosen per fit on validation
-(training.blend), and the run logs the evidence (choices.json).
+(clv.training.blend), and the run logs the evidence (choices.json).
 """
 
 from __future__ import annotations
@@ -43,20 +43,29 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 import pandas as pd
 
-from clv.contracts import BASELINE_PREDICTORS, CHAMPION_VERSION_TAG, EMBARGOED_TAG
-from clv.errors import DataError, NotReadyError
-from clv.settings import Settings
-from training.baseline import SnapshotBaselines, baseline_clv, fit_snapshot_baselines
-from training.blend import FIXED, BlendChoice, choose_blend
-from training.calibration import (
+from clv.core.contracts import BASELINE_PREDICTORS, CHAMPION_VERSION_TAG, EMBARGOED_TAG
+from clv.core.errors import DataError, NotReadyError
+from clv.core.settings import Settings
+from clv.evaluation.calibration import (
     CalibrationChoice,
     choose_calibration,
     reliability_by_segment,
     reliability_table,
 )
-from training.evaluation import metric_table as evaluation_metric_table
-from training.evaluation import slice_metrics
-from training.intervals import (
+from clv.evaluation.metrics import (
+    ChurnMetrics,
+    ValueMetrics,
+    churn_metrics,
+    decile_table,
+    paired_bootstrap,
+    value_metrics,
+)
+from clv.evaluation.protocol import Origins, RecipeSplit, evaluation_origins, split_at
+from clv.evaluation.tables import metric_table as evaluation_metric_table
+from clv.evaluation.tables import slice_metrics
+from clv.model.baseline import SnapshotBaselines, baseline_clv, fit_snapshot_baselines
+from clv.model.bundle import ClvModel, ModelCard, level_scale
+from clv.model.intervals import (
     QUANTILES,
     BandCoverage,
     BandedScale,
@@ -67,28 +76,19 @@ from training.intervals import (
     interval_metrics,
     interval_scale,
 )
-from training.labels import KEYS, LABEL_COLUMNS, PAST_COLUMNS, as_utc, make_labels, past_margins
-from training.metrics import (
-    ChurnMetrics,
-    ValueMetrics,
-    churn_metrics,
-    decile_table,
-    paired_bootstrap,
-    value_metrics,
-)
-from training.model import ClvModel, ModelCard, level_scale
-from training.naive import NAIVE_RULES, naive_predictions
-from training.protocol import Origins, RecipeSplit, evaluation_origins, split_at
-from training.refit import BaselineOffset, InMemoryRefit, RefitBackend, refit_jobs
+from clv.model.naive import NAIVE_RULES, naive_predictions
+from clv.training.blend import FIXED, BlendChoice, choose_blend
+from clv.training.labels import KEYS, LABEL_COLUMNS, PAST_COLUMNS, as_utc, make_labels, past_margins
+from clv.training.refit import BaselineOffset, InMemoryRefit, RefitBackend, refit_jobs
 
 if TYPE_CHECKING:
     import optuna
     import xgboost as xgb
 
-    from clv.readiness import Readiness
-    from training.mlflow_io import LoggedVersion, TrainingRun, TrialLogger
-    from training.objective import ObjectiveChoice, TuningArrays, ValueParams
-    from training.tuning import ParallelOutcome
+    from clv.training.mlflow_io import LoggedVersion, TrainingRun, TrialLogger
+    from clv.training.objective import ObjectiveChoice, TuningArrays, ValueParams
+    from clv.training.readiness import Readiness
+    from clv.training.tuning import ParallelOutcome
 
 REFERENCE_ROWS = 20_000
 EXPLAIN_ROWS = 1_000
@@ -98,13 +98,13 @@ EXCLUDED_FEATURES = ("signup_cohort",)
 the column stays in the contract for the evaluation slices. Chosen on the old protocol: see
 docs/decisions/modelling-constants.md."""
 FIXED_BLEND: BlendChoice | None = None
-"""None: every fit chooses its blend weight and level on validation (training.blend); a
+"""None: every fit chooses its blend weight and level on validation (clv.training.blend); a
 BlendChoice here serves that one instead (benchmarks.development compares the two)."""
 Progress = Callable[[str], None]
 
 
 class FeatureSource(Protocol):
-    """Where training gets features; `features.feast_io` (the module) satisfies it."""
+    """Where training gets features; `clv.features.feast_io` (the module) satisfies it."""
 
     def feature_names(self, settings: Settings) -> list[str]: ...
 
@@ -200,11 +200,11 @@ def run(
     """Train on the workspace's features and transactions; log and register one version.
 
     `workers` (default `tuning.workers`) processes tune each Optuna study (one per evaluated
-    origin and one for the registered model; training.tuning). `readiness` checks the data
-    once the services are known to answer (clv.readiness_io.require_ready: it raises to
+    origin and one for the registered model; clv.training.tuning). `readiness` checks the data
+    once the services are known to answer (clv.training.readiness_io.require_ready: it raises to
     refuse); its result is the TrainResult's `readiness`. `champion` loads the live champion
     (see fit_and_log) after it."""
-    from clv.services import check_database
+    from clv.core.services import check_database
 
     say = progress or (lambda _msg: None)
     # Fail fast, in one line, before any work: the services this run will write to.
@@ -213,11 +213,11 @@ def run(
     checked = readiness(settings) if readiness is not None else None
     live = champion(settings) if champion is not None else None
     if source is None:
-        from features import feast_io
+        from clv.features import feast_io
 
         source = feast_io
-    from clv.compute import dask_client, worker_memory_mb
-    from training import distributed
+    from clv.core.compute import dask_client, worker_memory_mb
+    from clv.training import distributed
 
     scale = distributed.plan_scale(settings)
     if scale.in_process:
@@ -262,7 +262,7 @@ def load_training_data(
 ) -> TrainingData:
     """Entity rows of the feature build, labels from the log, features through `source`.
 
-    With `buckets` > 1, only the customers of one hash bucket (clv.store.bucket_predicate):
+    With `buckets` > 1, only the customers of one hash bucket (clv.core.store.bucket_predicate):
     labels and features are per customer, so the buckets' frames together are the whole
     training set. `data_end` (default: the log's last timestamp) must then be passed, the same
     for every bucket. Raises DataError when no row has a complete label."""
@@ -286,7 +286,7 @@ def load_training_data(
 
 def log_end(settings: Settings) -> pd.Timestamp:
     """The transaction log's last timestamp (labels are complete up to it)."""
-    from clv.store import duckdb_connection, table_path
+    from clv.core.store import duckdb_connection, table_path
 
     path = table_path(settings, "transactions")
     if not path.exists():
@@ -310,9 +310,9 @@ def labelled_rows(
     data_end: pd.Timestamp | None,
 ) -> tuple[pd.DataFrame, pd.Timestamp]:
     """One bucket's rows with at least one complete label, features joined point in time."""
-    from clv.identities import read_identities
-    from clv.store import read_parquet_bucket, read_table_bucket
-    from features.build import require_features
+    from clv.core.store import read_parquet_bucket, read_table_bucket
+    from clv.features.build import require_features
+    from clv.inputs.identities import read_identities
 
     path = require_features(settings)
     end = data_end if data_end is not None else log_end(settings)
@@ -417,7 +417,7 @@ def card_for(settings: Settings, data: TrainingData, fitted_on: pd.DataFrame) ->
 
 
 def split_at_origin(settings: Settings, data: TrainingData, origin: pd.Timestamp) -> RecipeSplit:
-    """What the recipe fitted at `origin` sees (training.protocol.split_at)."""
+    """What the recipe fitted at `origin` sees (clv.evaluation.protocol.split_at)."""
     m = settings.model
     return split_at(
         data.frame, origin, horizon_days=m.horizon_days, churn_window_days=m.churn_window_days
@@ -488,7 +488,7 @@ def fit_recipe(
     import optuna
     import xgboost as xgb
 
-    from training.objective import (
+    from clv.training.objective import (
         DEFAULT_VALUE_PARAMS,
         TuningArrays,
         ValueRows,
@@ -549,7 +549,7 @@ def fit_recipe(
     quantiles = _fit_quantiles(split, enc, names, nthread=nthread, seed=seed)
     x_fit = np.concatenate([x_tr, x_va])
     y_fit = np.concatenate([y_tr, y_va])
-    from training.objective import fit_value_model
+    from clv.training.objective import fit_value_model
 
     # The tuned value model on the train rows only: validation is out of time for it.
     value_tv, purchase_tv = fit_value_model(
@@ -626,7 +626,7 @@ def fit_recipe(
 
 
 def _blend_choice(split: RecipeSplit, on_valid: ClvModel) -> BlendChoice:
-    """The blend weight and level (training.blend) of `on_valid` (the train-only boosters with
+    """The blend weight and level (clv.training.blend) of `on_valid` (the train-only boosters with
     the validation snapshot's own offset parameters) on the validation snapshot."""
     if FIXED_BLEND is not None and on_valid.card.value_offset is not None:
         return FIXED_BLEND
@@ -681,7 +681,7 @@ def _final_model(
     with the rounds found on validation (`value`: the tuned parameters and the hurdle's
     purchase rounds; `rounds`: the churn and quantile boosters), the calibration and scales
     found there, the baseline parameters and the level frozen at the anchor snapshot."""
-    from training.churn import churn_params
+    from clv.training.churn import churn_params
 
     nthread, seed = settings.tuning.nthread, settings.tuning.seed
     known = split.known
@@ -746,8 +746,8 @@ def _tune(
     """One Optuna study of the value booster on the arrays (seeded TPE, pruning)."""
     import optuna
 
-    from training.objective import ValueObjective
-    from training.tuning import WorkerJob, optimize_parallel, parallel_sampler, rdb_storage
+    from clv.training.objective import ValueObjective
+    from clv.training.tuning import WorkerJob, optimize_parallel, parallel_sampler, rdb_storage
 
     nthread, seed = settings.tuning.nthread, settings.tuning.seed
     name = f"{tuning.study_prefix}-origin-{origin.date().isoformat()}"
@@ -792,7 +792,7 @@ def _tune(
 
 def _final_params(study: optuna.Study) -> ValueParams:
     """The best trial's parameters with its early-stopped number of rounds."""
-    from training.objective import params_from_trial
+    from clv.training.objective import params_from_trial
 
     best = study.best_trial
     params = params_from_trial(dict(best.params))
@@ -808,7 +808,7 @@ class OriginEvaluation:
     embargoed: bool
     value: dict[str, ValueMetrics]
     """By predictor: model (the served recipe), baseline (BG/NBD + Gamma-Gamma fitted on the
-    origin's histories), last_horizon and run_rate (training.naive), default (XGBoost with
+    origin's histories), last_horizon and run_rate (clv.model.naive), default (XGBoost with
     default parameters)."""
     churn: ChurnMetrics
     churn_raw: ChurnMetrics
@@ -937,14 +937,14 @@ def fit_and_log(
     the rows known there, and scored on that origin's snapshot beside every simple baseline
     (`evaluate_recipe`); the version's metrics are the test origin's. The registered model is
     the same recipe fitted at the end of the log (`served_origin`); `refit_backend` fits its
-    final boosters (training.refit; by default in this process; `DaskRefit` on a cluster, with
+    final boosters (clv.training.refit; by default in this process; `DaskRefit` on a cluster, with
     `data` then a customer sample that tuning and evaluation use).
 
     With `workers` > 1 (default `tuning.workers`) that many processes tune each study
-    (training.tuning); the trial sequence is then not reproducible. With `champion`, the live
+    (clv.training.tuning); the trial sequence is then not reproducible. With `champion`, the live
     champion's held-out bundle is scored on the test origin's rows too (`champion_tags`)."""
-    from training import mlflow_io
-    from training.objective import default_pruner
+    from clv.training import mlflow_io
+    from clv.training.objective import default_pruner
 
     say = progress or (lambda _msg: None)
     started = time.perf_counter()
@@ -1062,7 +1062,7 @@ def _log_version(
 ) -> LoggedVersion:
     """The MLflow run (params, metrics, tags, documents, evaluation files) and the version;
     `recipes` are the evaluation fits, the test origin's first."""
-    from training import mlflow_io
+    from clv.training import mlflow_io
 
     evaluated = recipes[0]
     names = list(data.feature_names)
@@ -1240,7 +1240,7 @@ def _log_evaluation_files(
     study: optuna.Study,
 ) -> None:
     """Metric tables, slices, deciles, reliability, contributions and plots under evaluation/."""
-    from training import plots
+    from clv.training import plots
 
     y_te = _value_target(test.rows)
     y_churn, prob, raw_prob = test.churn_scored
@@ -1402,7 +1402,7 @@ def _parallel_params(outcomes: list[ParallelOutcome]) -> dict[str, str | int | f
 
 
 def _anchored(model: ClvModel, x: np.ndarray) -> ClvModel:
-    """The model with `value_scale` set on one snapshot's feature rows (training.model.
+    """The model with `value_scale` set on one snapshot's feature rows (clv.model.bundle.
     level_scale: no labels are used, so the test snapshot's own rows are fair game) when its
     card's level is "anchor"; else the model as it is."""
     if model.card.value_level != "anchor":
@@ -1418,7 +1418,7 @@ def _anchored(model: ClvModel, x: np.ndarray) -> ClvModel:
 
 
 def _value_target(frame: pd.DataFrame) -> np.ndarray:
-    """The value model's target: the CLV label clipped at 0 (see training.objective)."""
+    """The value model's target: the CLV label clipped at 0 (see clv.training.objective)."""
     return np.clip(frame["clv_label"].to_numpy(dtype=np.float64), 0.0, None)
 
 
@@ -1447,7 +1447,7 @@ def _fit_churn_eval(
     """Churn booster on train, early-stopped on validation; None without two classes."""
     import xgboost as xgb
 
-    from training.churn import fit_churn
+    from clv.training.churn import fit_churn
 
     train = split.train.loc[split.train["churn_label"].notna()]
     valid = split.validation.loc[split.validation["churn_label"].notna()]
@@ -1469,7 +1469,7 @@ def fit_offsets(data: TrainingData, *, margin_rate: float, seed: int) -> Snapsho
     """The baseline fitted on each snapshot of the frame, each on that snapshot's features
     only (no labels, so a fit is the same whichever origin uses it); None when the feature
     service lacks the RFM columns."""
-    from training.baseline import OFFSET_COLUMNS
+    from clv.model.baseline import OFFSET_COLUMNS
 
     if any(c not in data.feature_names for c in OFFSET_COLUMNS):
         return None
@@ -1506,7 +1506,7 @@ def _churn_calibration(
     split: RecipeSplit, enc: ClvModel, churn: xgb.Booster | None, *, seed: int
 ) -> CalibrationChoice:
     """Raw, Platt or isotonic calibration of the churn margin, chosen on validation by
-    cross-fitted ECE (training.calibration.choose_calibration)."""
+    cross-fitted ECE (clv.evaluation.calibration.choose_calibration)."""
     valid = split.validation.loc[split.validation["churn_label"].notna()]
     if churn is None or valid.empty:
         return CalibrationChoice.uncalibrated("no churn model")

@@ -30,8 +30,8 @@ if TYPE_CHECKING:
 
     import optuna
 
-    from training.mlflow_io import TrialLogger
-    from training.objective import TuningArrays
+    from clv.training.mlflow_io import TrialLogger
+    from clv.training.objective import TuningArrays
 
 HEARTBEAT_SECONDS = 5
 """A running trial's heartbeat interval in the study's storage."""
@@ -126,8 +126,8 @@ def _worker(
     """A spawned worker's body: its own storage, study, matrices and MLflow client."""
     import optuna
 
-    from training.mlflow_io import quiet
-    from training.objective import ValueObjective
+    from clv.training.mlflow_io import quiet
+    from clv.training.objective import ValueObjective
 
     quiet()
     optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from clv.cli import main
+from clv.cli.main import main
 
 
 @pytest.mark.slow

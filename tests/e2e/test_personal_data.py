@@ -31,10 +31,10 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from clv.cli import main
-from clv.contracts import RejectReason
-from clv.generator import generate, write_raw
-from clv.personal import pseudonym
+from clv.cli.main import main
+from clv.core.contracts import RejectReason
+from clv.inputs.generator import generate, write_raw
+from clv.inputs.personal import pseudonym
 
 KEY = "test-personal-key-5d1e"
 EMAIL = "planted.person.7f3a@example.org"

@@ -19,8 +19,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from clv.cli import main
-from clv.settings import load_settings
+from clv.cli.main import main
+from clv.core.settings import load_settings
 
 CUSTOMERS, MONTHS, CHANGE_MONTHS, SEED, TRIALS = 3_000, 30, 26, 7, 3
 START = pd.Timestamp("2023-01-01", tz="UTC")
@@ -40,12 +40,12 @@ def world(
     customers: int = CUSTOMERS,
 ) -> None:
     """Champion trained before the change date; then the whole period ingested and built."""
-    from clv.generator import generate, write_raw
-    from clv.ingest import ingest_all
-    from features import feast_io
-    from features.build import build_features
-    from registry.aliases import ensure_champion
-    from training.train import run as train_run
+    from clv.features import feast_io
+    from clv.features.build import build_features
+    from clv.inputs.generator import generate, write_raw
+    from clv.inputs.ingest import ingest_all
+    from clv.registry.aliases import ensure_champion
+    from clv.training.train import run as train_run
 
     (ws / "clv.yaml").write_text(config)
     settings = load_settings(ws, environ={})
@@ -100,7 +100,7 @@ def test_baseline_world_is_ok_and_does_not_retrain(
     assert warned <= {"baselines:rmse"}, summary["findings"]
     assert out["verdict"] == summary["verdict"] == ("WARN" if warned else "OK")
     assert summary["metrics"]["churn_backtest"]["in_training"] is False  # matured after training
-    from registry.mlflow_io import aliases
+    from clv.registry.mlflow_io import aliases
 
     assert aliases(load_settings(tmp_path, environ={})) == {"champion": "1"}
 
@@ -126,7 +126,7 @@ def test_engagement_drop_retrains_a_challenger_into_a_canary(
     # The champion was re-scored with its held-out (embargoed) model, not its all-rows refit.
     assert (tmp_path / ".clv" / "models" / "1-bundle_eval" / "model.json").exists()
     assert snapshot["outcome"] == "pass"  # the champion was re-scored on the same snapshot
-    from registry.mlflow_io import registry_state
+    from clv.registry.mlflow_io import registry_state
 
     state = registry_state(load_settings(tmp_path, environ={}))
     assert state.aliases == {"canary": "2", "challenger": "2", "champion": "1"}
@@ -149,7 +149,7 @@ def test_engagement_drop_retrains_a_challenger_into_a_canary(
 
     settings = load_settings(tmp_path, environ={})
     mlflow.set_tracking_uri(settings.tracking_uri)
-    from registry.mlflow_io import version_info
+    from clv.registry.mlflow_io import version_info
 
     run_id = version_info(settings, "2").run_id
     path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="choices.json")
@@ -171,7 +171,7 @@ def test_a_challenger_that_loses_to_a_simple_rule_is_refused(
     # The team serves the lean `clv_profile` contract (profile and engagement, no purchase
     # history). Engagement drops, the monitor asks for a retrain, and the challenger, which
     # cannot see what customers bought, ranks them worse than the lifetime run-rate: refused.
-    from registry.mlflow_io import aliases
+    from clv.registry.mlflow_io import aliases
 
     profile = CONFIG + "features:\n  service: clv_profile\n"
     world(tmp_path, "engagement_drop", change_months=18, config=profile, customers=1_500)
@@ -184,7 +184,7 @@ def test_a_challenger_that_loses_to_a_simple_rule_is_refused(
     settings = load_settings(tmp_path, environ={})
     assert aliases(settings) == {"champion": "1", "challenger": "2"}
     # The gate compared with the scores training logged for the baselines on the same rows.
-    from registry.mlflow_io import version_tags
+    from clv.registry.mlflow_io import version_tags
 
     tags = version_tags(settings, "2")
     best = max(float(tags[f"eval.{who}.gini"]) for who in ("baseline", "last_horizon", "run_rate"))
@@ -195,13 +195,13 @@ def test_a_challenger_that_loses_to_a_simple_rule_is_refused(
 def test_a_retrain_with_nothing_new_stops_at_the_gates(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from clv.generator import generate, write_raw
-    from clv.ingest import ingest_all
-    from features import feast_io
-    from features.build import build_features
-    from registry.aliases import ensure_champion
-    from registry.mlflow_io import aliases
-    from training.train import run as train_run
+    from clv.features import feast_io
+    from clv.features.build import build_features
+    from clv.inputs.generator import generate, write_raw
+    from clv.inputs.ingest import ingest_all
+    from clv.registry.aliases import ensure_champion
+    from clv.registry.mlflow_io import aliases
+    from clv.training.train import run as train_run
 
     (tmp_path / "clv.yaml").write_text(CONFIG)
     settings = load_settings(tmp_path, environ={})

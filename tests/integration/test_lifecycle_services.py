@@ -29,7 +29,7 @@ import pandas as pd
 import pytest
 from clv_cli import run_clv
 
-from clv.demo import free_port, stop_process, wait_for_http
+from clv.jobs.demo import free_port, stop_process, wait_for_http
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -154,9 +154,9 @@ def test_whole_lifecycle_on_postgres_and_redis(
     import redis
     from sqlalchemy.engine import make_url
 
-    from clv.services import redact
-    from clv.settings import load_settings
-    from registry.canary import route_many
+    from clv.core.services import redact
+    from clv.core.settings import load_settings
+    from clv.registry.canary import route_many
 
     ws, uris = tmp_path, production_profile
     clv = Cli(ws)

@@ -9,16 +9,21 @@ import pandas as pd
 import pytest
 from clv_cli import clv_json as _clv
 
-from clv.demo import free_port
+from clv.jobs.demo import free_port
 
 pytestmark = [pytest.mark.integration]
 
 
 def test_direct_redis_read_equals_feast_online_features(tmp_path: Path, redis_address: str) -> None:
-    from clv.settings import load_settings
-    from clv.store import read_table
-    from features import feast_io
-    from features.online_read import RedisOnlineReader, online_frame, online_source, redis_layout
+    from clv.core.settings import load_settings
+    from clv.core.store import read_table
+    from clv.features import feast_io
+    from clv.features.online_read import (
+        RedisOnlineReader,
+        online_frame,
+        online_source,
+        redis_layout,
+    )
 
     (tmp_path / "clv.yaml").write_text(
         f"feast:\n  online_store: redis\n  redis_connection: {redis_address}\n"
@@ -60,7 +65,7 @@ def test_direct_redis_read_equals_feast_online_features(tmp_path: Path, redis_ad
 def test_unreachable_redis_pings_unreachable_and_read_raises() -> None:
     import redis
 
-    from features.online_read import RedisLayout, RedisOnlineReader, ViewTable
+    from clv.features.online_read import RedisLayout, RedisOnlineReader, ViewTable
 
     port = free_port()  # nothing listens there
     layout = RedisLayout(

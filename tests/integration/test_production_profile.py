@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from clv_cli import clv_json as _clv
 
-from clv.cli import main
-from clv.demo import free_port
+from clv.cli.main import main
+from clv.jobs.demo import free_port
 
 pytestmark = [pytest.mark.integration]
 

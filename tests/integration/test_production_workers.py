@@ -125,8 +125,8 @@ def test_killed_worker_does_not_stop_the_study(
 ) -> None:
     import mlflow
 
-    from clv.settings import load_settings
-    from training.train import log_end
+    from clv.core.settings import load_settings
+    from clv.training.train import log_end
 
     uris = _world(tmp_path, db=postgres_db)
     # The served recipe's study (fitted at the end of the log): the one whose processes the

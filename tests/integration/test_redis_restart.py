@@ -15,7 +15,7 @@ import httpx
 import pytest
 from clv_cli import clv_json as _clv
 
-from clv.demo import free_port
+from clv.jobs.demo import free_port
 
 pytestmark = [pytest.mark.integration]
 
@@ -58,11 +58,11 @@ def served(
     """A small world on the production profile, trained, materialized into Redis and served
     in-process by uvicorn. The Redis connection turns redis-py's retries off (`retry=null`,
     passed to the client by Feast), so that an outage surfaces at once (clv's default, see
-    features.feast_io._online_config)."""
+    clv.features.feast_io._online_config)."""
     import uvicorn
 
-    from clv.settings import load_settings
-    from serving.app import create_app
+    from clv.core.settings import load_settings
+    from clv.serving.app import create_app
 
     # `production_profile` wrote clv.yaml; its Redis is the one `restartable_redis` restarts.
     with (tmp_path / "clv.yaml").open("a") as config:  # 24 months: enough for an embargo
@@ -144,8 +144,8 @@ def test_redis_outage_is_503_and_service_recovers_by_itself(
 def test_default_redis_connection_fails_fast_when_redis_is_down(
     tmp_path: Path, restartable_redis: str
 ) -> None:
-    from clv.settings import load_settings
-    from features.online_read import online_source
+    from clv.core.settings import load_settings
+    from clv.features.online_read import online_source
 
     (tmp_path / "clv.yaml").write_text(
         f"feast:\n  online_store: redis\n  redis_connection: {restartable_redis}\n"

@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from clv.settings import load_settings
-from monitoring.drift import run_monitor
+from clv.core.settings import load_settings
+from clv.monitoring.run import run_monitor
 
 CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = [

@@ -7,18 +7,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from clv.settings import Settings, load_settings
+from clv.core.settings import Settings, load_settings
+from clv.training.train import TrainingData, TrainResult, fit_and_log, load_training_data
 from tests.model.world_data import ParquetSource
-from training.train import TrainingData, TrainResult, fit_and_log, load_training_data
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def generated(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, TrainingData]:
-    from clv.generator import generate, write_raw
-    from clv.ingest import ingest_all
-    from features.build import build_features
+    from clv.features.build import build_features
+    from clv.inputs.generator import generate, write_raw
+    from clv.inputs.ingest import ingest_all
 
     ws = tmp_path_factory.mktemp("ws")
     settings = load_settings(ws, environ={"CLV_MODEL__HORIZON_DAYS": "180"})
@@ -50,7 +50,7 @@ def test_minimum_function_beats_a_constant_and_is_calibrated_enough(
 def test_scores_do_not_depend_on_the_customer_id(
     generated: tuple[Settings, TrainingData], trained: TrainResult
 ) -> None:
-    from registry.mlflow_io import load_version
+    from clv.registry.mlflow_io import load_version
 
     settings, data = generated
     model = load_version(settings, trained.version).model
@@ -64,7 +64,7 @@ def test_scores_do_not_depend_on_the_customer_id(
 def test_a_recent_frequent_buyer_scores_no_lower_than_a_lapsed_twin(
     generated: tuple[Settings, TrainingData], trained: TrainResult
 ) -> None:
-    from registry.mlflow_io import load_version
+    from clv.registry.mlflow_io import load_version
 
     settings, data = generated
     model = load_version(settings, trained.version).model

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from clv.cli import main
+from clv.cli.main import main
 
 GROUPS = ["data", "features", "train", "registry", "serve", "score", "monitor", "retrain", "demo"]
 

@@ -9,22 +9,22 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-import clv.cli
-from clv import data_cli
-from clv.generator import generate
-from clv.worlds import WORLDS
+import clv.cli.main
+from clv.cli import data as data_cli
+from clv.inputs.generator import generate
+from clv.inputs.worlds import WORLDS
 
 
 @pytest.fixture(scope="module")
 def app() -> typer.Typer:
     """The real root when every component is importable; else a root with only `data`."""
     try:
-        if not any(g.name == "data" for g in clv.cli.app.registered_groups):
-            clv.cli._register()
-        return clv.cli.app
+        if not any(g.name == "data" for g in clv.cli.main.app.registered_groups):
+            clv.cli.main._register()
+        return clv.cli.main.app
     except ImportError:
         root = typer.Typer(add_completion=False)
-        root.callback()(clv.cli.root)
+        root.callback()(clv.cli.main.root)
         root.add_typer(data_cli.app, name="data")
         return root
 

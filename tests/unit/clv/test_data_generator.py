@@ -1,5 +1,5 @@
 """The seeded generator: determinism, referential sanity, believable structure, scenarios,
-and the defining property of each world family (clv/worlds.py)."""
+and the defining property of each world family (inputs/worlds.py)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from clv.contracts import CONTRACTS, TS_DTYPE
-from clv.errors import DataError
-from clv.generator import PERSONAL_COLUMNS, GeneratedData, Scenario, generate, write_raw
-from clv.worlds import WORLDS, WorldName
+from clv.core.contracts import CONTRACTS, TS_DTYPE
+from clv.core.errors import DataError
+from clv.inputs.generator import PERSONAL_COLUMNS, GeneratedData, Scenario, generate, write_raw
+from clv.inputs.worlds import WORLDS, WorldName
 
 N, MONTHS, SEED = 3000, 24, 11
 SCENARIO_CHANGES: tuple[Scenario, ...] = ("price_increase", "channel_shift", "engagement_drop")

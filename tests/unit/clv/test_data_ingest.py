@@ -8,11 +8,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from clv.contracts import TS_DTYPE, RejectReason
-from clv.errors import DataError
-from clv.ingest import infer_table, ingest, ingest_all, status, validate
-from clv.settings import Settings, load_settings
-from clv.store import read_table
+from clv.core.contracts import TS_DTYPE, RejectReason
+from clv.core.errors import DataError
+from clv.core.settings import Settings, load_settings
+from clv.core.store import read_table
+from clv.inputs.ingest import infer_table, ingest, ingest_all, status, validate
 
 NOW = pd.Timestamp("2024-06-01", tz="UTC")
 JAN, FEB, MAR, MAY, JUN = (pd.Timestamp(f"2024-{m:02d}-01", tz="UTC") for m in (1, 2, 3, 5, 6))
@@ -396,7 +396,7 @@ def test_folder_ingest_and_status(settings: Settings, tmp_path: Path) -> None:
 
 
 def test_implausible_amounts_and_dates_before_the_minimum_are_quarantined() -> None:
-    from clv.ingest import Plausibility
+    from clv.inputs.ingest import Plausibility
 
     frame = tx(
         GOOD,

@@ -7,10 +7,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from clv.generator import corrupted_transactions_csv
-from clv.ingest import ingest
-from clv.settings import load_settings
-from clv.store import read_table
+from clv.core.settings import load_settings
+from clv.core.store import read_table
+from clv.inputs.generator import corrupted_transactions_csv
+from clv.inputs.ingest import ingest
 
 ROWS = 1_000_000
 

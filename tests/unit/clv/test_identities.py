@@ -7,9 +7,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from clv.identities import canonical_ids, epoch_keys, expand_rows, resolve
-from clv.settings import load_settings
-from clv.store import read_table_bucket, write_table
+from clv.core.settings import load_settings
+from clv.core.store import read_table_bucket, write_table
+from clv.inputs.identities import canonical_ids, epoch_keys, expand_rows, resolve
 
 JAN = pd.Timestamp("2024-01-01", tz="UTC")
 FEB = pd.Timestamp("2024-02-01", tz="UTC")

@@ -9,10 +9,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from clv.ingest import ingest, ingest_all, validate
-from clv.reconcile import FileRules
-from clv.settings import Settings, load_settings
-from clv.store import read_table
+from clv.core.settings import Settings, load_settings
+from clv.core.store import read_table
+from clv.inputs.ingest import ingest, ingest_all, validate
+from clv.inputs.reconcile import FileRules
 
 NOW = pd.Timestamp("2024-06-01", tz="UTC")
 INVOICE = ["customer_id", "ts", "amount", "order_id"]

@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from clv.errors import ConfigError
-from clv.personal import personal_key, protect, pseudonym, pseudonymize
-from clv.settings import IngestSettings, Settings
+from clv.core.errors import ConfigError
+from clv.core.settings import IngestSettings, Settings
+from clv.inputs.personal import personal_key, protect, pseudonym, pseudonymize
 
 KEY = b"unit-test-key"
 ENV = {"CLV_PERSONAL_KEY": KEY.decode()}

@@ -1,5 +1,5 @@
-"""The readiness report (clv.readiness): figures computed by hand on tiny frames, the horizon
-fit against the protocol, and the refusal on a generated world too short for its horizon."""
+"""The readiness report (clv.training.readiness): figures computed by hand on tiny frames, the
+horizon fit against the protocol, and the refusal on a generated world too short for its horizon."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from clv.cli import main
-from clv.demo import DEMO_END
-from clv.errors import ReadinessError
-from clv.readiness import Finding, Readiness, profile
-from clv.settings import Settings, load_settings
+from clv.cli.main import main
+from clv.core.errors import ReadinessError
+from clv.core.settings import Settings, load_settings
+from clv.jobs.demo import DEMO_END
+from clv.training.readiness import Finding, Readiness, profile
 
 
 def settings_with(tmp_path: Path, yaml_text: str = "") -> Settings:
@@ -191,8 +191,8 @@ def test_a_year_of_history_refuses_a_year_horizon_and_names_the_override(tmp_pat
 @pytest.fixture(scope="module")
 def short_world(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A generated mixed world of 12 months, ingested: too short for the 365-day horizon."""
-    from clv.generator import generate, write_raw
-    from clv.ingest import ingest_all
+    from clv.inputs.generator import generate, write_raw
+    from clv.inputs.ingest import ingest_all
 
     ws = tmp_path_factory.mktemp("short")
     settings = load_settings(ws, environ={})
@@ -224,7 +224,7 @@ def test_profile_refuses_a_world_too_short_for_the_horizon(
 def test_train_refuses_before_any_work_unless_overridden(
     short_world: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from clv.readiness_io import require_ready
+    from clv.training.readiness_io import require_ready
 
     code = main(["--workspace", str(short_world), "train", "--trials", "1"])
     err = capsys.readouterr().err
@@ -248,9 +248,9 @@ def test_train_refuses_before_any_work_unless_overridden(
 def test_a_demo_shaped_world_is_ready(tmp_path: Path) -> None:
     """The demo's shape (mixed world, 48 months to DEMO_END, 365-day horizon), fewer customers
     (still above 500 repeat buyers)."""
-    from clv.generator import generate, write_raw
-    from clv.ingest import ingest_all
-    from clv.readiness_io import profile_store
+    from clv.inputs.generator import generate, write_raw
+    from clv.inputs.ingest import ingest_all
+    from clv.training.readiness_io import profile_store
 
     settings = load_settings(tmp_path, environ={})
     start = pd.Timestamp(DEMO_END, tz="UTC") - pd.DateOffset(months=48)

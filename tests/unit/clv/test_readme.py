@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from clv.settings import CODE_ROOT, reference_table
+from clv.core.settings import CODE_ROOT, reference_table
 
 README = (CODE_ROOT / "README.md").read_text()
 

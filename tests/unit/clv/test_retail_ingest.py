@@ -12,14 +12,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from clv.generator import GeneratedData, generate, ingest_block, plant_bad_rows, write_raw
-from clv.ingest import ingest_all
-from clv.settings import Settings, load_settings
-from clv.store import read_table
+from clv.core.settings import Settings, load_settings
+from clv.core.store import read_table
+from clv.inputs.generator import GeneratedData, generate, ingest_block, plant_bad_rows, write_raw
+from clv.inputs.ingest import ingest_all
 
 KEY = "retail-test-key"
 TOLERANCE = 1e-6
-"""Per order: the truth sums in another order than ingest (clv.generator._order_totals)."""
+"""Per order: the truth sums in another order than ingest (clv.inputs.generator._order_totals)."""
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""The `retail` world (clv/worlds.py): a shop's point-of-sale export, checked on the raw frames
+"""The `retail` world (inputs/worlds.py): a shop's point-of-sale export, checked on the raw frames
 without ingest: invoice lines, lines written twice, cancellation invoices, currencies, aliases,
 personal columns, the order-total truth, the planted bad rows and the CLI."""
 
@@ -14,9 +14,10 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from clv import data_cli
-from clv.contracts import TS_DTYPE, RejectReason
-from clv.generator import (
+from clv.cli import data as data_cli
+from clv.core.contracts import TS_DTYPE, RejectReason
+from clv.core.settings import IngestSettings
+from clv.inputs.generator import (
     BAD_CELLS,
     PERSONAL_COLUMNS,
     PLANTED_KINDS,
@@ -26,8 +27,7 @@ from clv.generator import (
     plant_bad_rows,
     write_raw,
 )
-from clv.settings import IngestSettings
-from clv.worlds import WORLD_SPECS, Retail
+from clv.inputs.worlds import WORLD_SPECS, Retail
 
 N, MONTHS, SEED = 1500, 24, 21
 SPEC = WORLD_SPECS["retail"].retail

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from clv.errors import ConfigError
-from clv.settings import load_settings
+from clv.core.errors import ConfigError
+from clv.core.settings import load_settings
 
 
 def test_defaults_bind_state_to_the_workspace(tmp_path: Path) -> None:

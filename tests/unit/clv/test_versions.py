@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from clv.ingest import canonical
-from clv.versions import BEGINNING, in_force_order, merge_versions
+from clv.inputs.ingest import canonical
+from clv.inputs.versions import BEGINNING, in_force_order, merge_versions
 
 FEB = pd.Timestamp("2024-02-01", tz="UTC")
 MAR = pd.Timestamp("2024-03-01", tz="UTC")

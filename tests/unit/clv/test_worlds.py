@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from benchmarks.worlds import DEVELOPMENT, JUDGEMENT, TEST_WORLDS, World, generate_world, world
-from clv.worlds import WORLDS
+from clv.inputs.worlds import WORLDS
 
 MIN_MONTHS = {90: 18, 365: 48}
 """Months of history an embargoed evaluation of each horizon needs."""

@@ -8,12 +8,12 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from clv.errors import ConfigError, NotReadyError
-from clv.identities import resolve
-from clv.ingest import ingest
-from clv.settings import Settings, load_settings
-from clv.store import write_table
-from features.build import build_features, compute_features, features_path, snapshot_dates
+from clv.core.errors import ConfigError, NotReadyError
+from clv.core.settings import Settings, load_settings
+from clv.core.store import write_table
+from clv.features.build import build_features, compute_features, features_path, snapshot_dates
+from clv.inputs.identities import resolve
+from clv.inputs.ingest import ingest
 
 JAN15 = pd.Timestamp("2024-01-15", tz="UTC")
 FEB = pd.Timestamp("2024-02-01", tz="UTC")

@@ -16,12 +16,11 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from clv.errors import ConfigError
-from clv.generator import generate, write_raw
-from clv.ingest import ingest, ingest_all
-from clv.settings import Settings, load_settings
-from clv.store import read_table, write_table
-from features.build import (
+from clv.cli.features import app
+from clv.core.errors import ConfigError
+from clv.core.settings import Settings, load_settings
+from clv.core.store import read_table, write_table
+from clv.features.build import (
     BYTES_PER_CUSTOMER,
     BYTES_PER_EVENT,
     BYTES_PER_FEATURE_ROW,
@@ -33,7 +32,8 @@ from features.build import (
     features_path,
     plan_buckets,
 )
-from features.cli import app
+from clv.inputs.generator import generate, write_raw
+from clv.inputs.ingest import ingest, ingest_all
 
 KEYS = ["customer_id", "event_timestamp"]
 FEB = pd.Timestamp("2024-02-01", tz="UTC")

@@ -9,10 +9,10 @@ import duckdb
 import pandas as pd
 import pytest
 
-from clv.identities import IdentityMap, resolve
-from clv.settings import load_settings
-from clv.store import write_table
-from features.build import build_features, compute_features, known_entities
+from clv.core.settings import load_settings
+from clv.core.store import write_table
+from clv.features.build import build_features, compute_features, known_entities
+from clv.inputs.identities import IdentityMap, resolve
 
 FEB = pd.Timestamp("2024-02-01", tz="UTC")
 MAR = pd.Timestamp("2024-03-01", tz="UTC")

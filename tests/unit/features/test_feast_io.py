@@ -12,12 +12,12 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from clv.errors import NotReadyError
-from clv.settings import Settings, load_settings
-from clv.store import write_table
-from features import feast_io
-from features.build import build_features
-from features.cli import app
+from clv.cli.features import app
+from clv.core.errors import NotReadyError
+from clv.core.settings import Settings, load_settings
+from clv.core.store import write_table
+from clv.features import feast_io
+from clv.features.build import build_features
 
 FEB = pd.Timestamp("2024-02-01", tz="UTC")
 MAR = pd.Timestamp("2024-03-01", tz="UTC")

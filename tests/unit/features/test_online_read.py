@@ -7,11 +7,11 @@ from collections.abc import Iterator
 import pandas as pd
 import pytest
 
-from clv.settings import Settings, load_settings
-from clv.store import write_table
-from features import feast_io
-from features.build import build_features
-from features.online_read import (
+from clv.core.settings import Settings, load_settings
+from clv.core.store import write_table
+from clv.features import feast_io
+from clv.features.build import build_features
+from clv.features.online_read import (
     FeastOnlineReader,
     OnlineBatch,
     RedisOnlineReader,
@@ -127,7 +127,7 @@ def test_decode_value_reads_feasts_wire_forms() -> None:
 def test_missing_store_is_reported_by_ping(tmp_path: object) -> None:
     from pathlib import Path
 
-    from features.online_read import OnlineLayout
+    from clv.features.online_read import OnlineLayout
 
     layout = OnlineLayout(
         path=str(Path(str(tmp_path)) / "none.db"),

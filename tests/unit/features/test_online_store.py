@@ -19,11 +19,11 @@ from feast.type_map import python_values_to_proto_values
 from feast.utils import _convert_arrow_to_proto
 from feast.value_type import ValueType
 
-from clv.settings import Settings, load_settings
-from clv.store import write_table
-from features import feast_io
-from features.build import build_features, features_path
-from features.online_store import (
+from clv.core.settings import Settings, load_settings
+from clv.core.store import write_table
+from clv.features import feast_io
+from clv.features.build import build_features, features_path
+from clv.features.online_store import (
     BatchedSqliteOnlineStore,
     _double_values,
     _field_sql,

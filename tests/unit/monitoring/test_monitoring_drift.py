@@ -8,22 +8,21 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from clv.errors import DataError
-from clv.settings import Settings, load_settings
-from monitoring.backtest import Cohort, ValueBacktest, value_backtest
-from monitoring.baselines import BaselinePredictions
-from monitoring.drift import (
+from clv.core.errors import DataError
+from clv.core.settings import Settings, load_settings
+from clv.monitoring.backtest import Cohort, ValueBacktest, value_backtest
+from clv.monitoring.baselines import BaselinePredictions
+from clv.monitoring.drift import (
     MonitorInputs,
     comparable_columns,
     drift_shares,
-    evaluate,
     key_features,
     reference_window,
-    run_monitor,
     subsample,
 )
-from monitoring.evidently_io import DriftConfig, parse_drift, run_drift
-from monitoring.policy import Verdict
+from clv.monitoring.evidently_io import DriftConfig, parse_drift, run_drift
+from clv.monitoring.policy import Verdict
+from clv.monitoring.run import evaluate, run_monitor
 
 
 def _frame(n: int, seed: int) -> pd.DataFrame:
@@ -215,18 +214,18 @@ def test_cli_exit_code_follows_the_verdict(
     import typer
     from typer.testing import CliRunner
 
-    import monitoring.drift
-    from clv.console import CliState
-    from monitoring.cli import app
+    import clv.monitoring.run
+    from clv.cli.monitoring import app
+    from clv.core.console import CliState
 
     reference = _frame(300, 1)
     current = _later(reference, **shifts)
-    real = monitoring.drift.run_monitor
+    real = clv.monitoring.run.run_monitor
 
     def with_frames(s: Settings, *, as_of: pd.Timestamp | None = None) -> object:
         return real(s, as_of=as_of, reference=reference, current=current)
 
-    monkeypatch.setattr(monitoring.drift, "run_monitor", with_frames)
+    monkeypatch.setattr(clv.monitoring.run, "run_monitor", with_frames)
     root = typer.Typer()
     root.add_typer(app, name="monitor")
     result = CliRunner().invoke(

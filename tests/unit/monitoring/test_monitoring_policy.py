@@ -4,8 +4,8 @@ import math
 
 import pytest
 
-from clv.settings import MonitoringSettings
-from monitoring.policy import Decision, Evidence, Finding, Verdict, decide
+from clv.core.settings import MonitoringSettings
+from clv.monitoring.policy import Decision, Evidence, Finding, Verdict, decide
 
 T = MonitoringSettings()  # warn 0.15 / retrain 0.3 drift share; PSI 0.1 / 0.25; ECE +0.03 / +0.06
 

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from monitoring.psi import categorical_psi, noise_bound, numeric_psi, psi_from_shares
+from clv.evaluation.psi import categorical_psi, noise_bound, numeric_psi, psi_from_shares
 
 
 def test_psi_from_shares_by_hand() -> None:

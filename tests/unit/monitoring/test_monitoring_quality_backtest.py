@@ -4,7 +4,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from monitoring.backtest import (
+from clv.evaluation.metrics import value_metrics
+from clv.model.baseline import OFFSET_FIT_ROWS, baseline_clv, fit_baseline
+from clv.model.naive import mean_discount, naive_predictions
+from clv.monitoring.backtest import (
     Cohort,
     choose_cohort,
     churn_backtest,
@@ -13,12 +16,9 @@ from monitoring.backtest import (
     matured_snapshot,
     value_backtest,
 )
-from monitoring.baselines import BASELINES, BaselinePredictions, cohort_baselines
-from monitoring.quality import check_quality
-from training.baseline import OFFSET_FIT_ROWS, baseline_clv, fit_baseline
-from training.labels import make_labels, past_margins
-from training.metrics import value_metrics
-from training.naive import mean_discount, naive_predictions
+from clv.monitoring.baselines import BASELINES, BaselinePredictions, cohort_baselines
+from clv.monitoring.quality import check_quality
+from clv.training.labels import make_labels, past_margins
 
 SNAPS = [pd.Timestamp(f"2024-{m:02d}-01", tz="UTC") for m in range(1, 13)]
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from clv.settings import Settings, load_settings
-from monitoring.retrain import LOCKED_EXIT, RetrainLockedError, retrain_lock, run_retrain
+from clv.core.settings import Settings, load_settings
+from clv.jobs.retrain import LOCKED_EXIT, RetrainLockedError, retrain_lock, run_retrain
 
 
 @pytest.fixture
@@ -29,8 +29,8 @@ def test_a_second_run_is_refused_while_the_lock_is_held(settings: Settings) -> N
 
 def test_the_lock_is_held_across_processes(settings: Settings) -> None:
     code = (
-        "import sys, time; from clv.settings import load_settings; "
-        "from monitoring.retrain import retrain_lock\n"
+        "import sys, time; from clv.core.settings import load_settings; "
+        "from clv.jobs.retrain import retrain_lock\n"
         f"with retrain_lock(load_settings({str(settings.workspace)!r}, environ={{}})):\n"
         "    print('held', flush=True); time.sleep(30)"
     )
@@ -51,7 +51,7 @@ def test_no_retrain_on_ok_writes_a_run_record(
 ) -> None:
     import numpy as np
 
-    import monitoring.drift
+    import clv.monitoring.run
 
     rng = np.random.default_rng(1)
     reference = pd.DataFrame(
@@ -61,12 +61,12 @@ def test_no_retrain_on_ok_writes_a_run_record(
             "clv": rng.gamma(2.0, 100.0, 300),
         }
     )
-    real = monitoring.drift.run_monitor
+    real = clv.monitoring.run.run_monitor
 
     def with_frames(s: Settings, **_: object) -> object:
         return real(s, reference=reference, current=reference.sample(frac=1.0, random_state=3))
 
-    monkeypatch.setattr(monitoring.drift, "run_monitor", with_frames)
+    monkeypatch.setattr(clv.monitoring.run, "run_monitor", with_frames)
     result = run_retrain(settings)
     assert result.outcome == "no_retrain" and result.exit_code == 0
     record = json.loads(result.record_path.read_text())
@@ -81,14 +81,14 @@ def test_no_retrain_on_ok_writes_a_run_record(
 def test_a_retrain_on_an_unready_workspace_refuses_like_train(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The scheduled job runs the check `clv train` runs (clv.readiness_io.require_ready)
+    """The scheduled job runs the check `clv train` runs (clv.training.readiness_io.require_ready)
     before rebuilding features: 12 months cannot hold a 365-day horizon."""
     import numpy as np
 
-    import monitoring.drift
-    from clv.errors import ReadinessError
-    from clv.generator import generate, write_raw
-    from clv.ingest import ingest_all
+    import clv.monitoring.run
+    from clv.core.errors import ReadinessError
+    from clv.inputs.generator import generate, write_raw
+    from clv.inputs.ingest import ingest_all
 
     settings = load_settings(tmp_path, environ={})
     data = generate(customers=300, months=12, seed=3, world="mixed", start="2025-01-01")
@@ -102,12 +102,12 @@ def test_a_retrain_on_an_unready_workspace_refuses_like_train(
             "clv": rng.gamma(2.0, 100.0, 300),
         }
     )
-    real = monitoring.drift.run_monitor
+    real = clv.monitoring.run.run_monitor
 
     def with_frames(s: Settings, **_: object) -> object:
         return real(s, reference=reference, current=reference)
 
-    monkeypatch.setattr(monitoring.drift, "run_monitor", with_frames)
+    monkeypatch.setattr(clv.monitoring.run, "run_monitor", with_frames)
     with pytest.raises(ReadinessError, match=r"not ready to train: .*--skip-readiness"):
         run_retrain(settings, force=True)
     record = json.loads(max((settings.state_dir / "retrain").glob("*.json")).read_text())

@@ -8,10 +8,10 @@ import pandas as pd
 import pytest
 import xgboost as xgb
 
-from clv.contracts import EMBARGOED_TAG
-from clv.settings import Settings, load_settings
-from training.mlflow_io import training_run
-from training.model import ClvModel, ModelCard
+from clv.core.contracts import EMBARGOED_TAG
+from clv.core.settings import Settings, load_settings
+from clv.model.bundle import ClvModel, ModelCard
+from clv.training.mlflow_io import training_run
 
 FEATURES = ["spend", "channel"]
 

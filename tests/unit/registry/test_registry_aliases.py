@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from registry.aliases import decide_initial_champion
+from clv.registry.aliases import decide_initial_champion
 
 
 def test_first_version_becomes_champion() -> None:

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from registry.canary import (
+from clv.registry.canary import (
     AliasStats,
     CanaryGuardrails,
     judge_canary,
@@ -25,7 +25,7 @@ def test_routing_is_deterministic_and_stable_across_processes() -> None:
     here = [route(c, 0.3, "clv") for c in ids]
     assert here == [route(c, 0.3, "clv") for c in ids]
     code = (
-        "from registry.canary import route;"
+        "from clv.registry.canary import route;"
         "print(''.join('1' if route(f'C{i:06d}', 0.3, 'clv') == 'canary' else '0'"
         " for i in range(200)))"
     )

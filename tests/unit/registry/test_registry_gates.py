@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from clv.settings import RegistrySettings
-from registry.gates import (
+from clv.core.settings import RegistrySettings
+from clv.registry.gates import (
     GateResult,
     ModelContract,
     ServedContract,

@@ -10,19 +10,19 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from clv.console import CliState
-from clv.errors import ClvError, NotReadyError
-from clv.settings import Settings
-from registry import cli as registry_cli
-from registry.aliases import ensure_champion
-from registry.mlflow_io import (
+from clv.cli import registry as registry_cli
+from clv.core.console import CliState
+from clv.core.errors import ClvError, NotReadyError
+from clv.core.settings import Settings
+from clv.registry.aliases import ensure_champion
+from clv.registry.mlflow_io import (
     aliases,
     list_versions,
     load_alias,
     reference_frame,
     version_info,
 )
-from registry.promotion import promote
+from clv.registry.promotion import promote
 
 pytestmark = pytest.mark.slow
 Register = Callable[..., tuple[str, str]]

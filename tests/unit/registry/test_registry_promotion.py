@@ -10,15 +10,15 @@ from collections.abc import Callable
 import pytest
 from typer.testing import CliRunner
 
-from clv.console import CliState
-from clv.errors import ClvError
-from clv.settings import Settings
-from registry import cli as registry_cli
-from registry import mlflow_io, promotion
-from registry.aliases import ensure_champion
-from registry.gates import ServedContract, feature_names_hash
-from registry.history import History
-from registry.promotion import (
+from clv.cli import registry as registry_cli
+from clv.core.console import CliState
+from clv.core.errors import ClvError
+from clv.core.settings import Settings
+from clv.registry import mlflow_io, promotion
+from clv.registry.aliases import ensure_champion
+from clv.registry.gates import ServedContract, feature_names_hash
+from clv.registry.history import History
+from clv.registry.promotion import (
     AliasMove,
     ConflictError,
     GateError,

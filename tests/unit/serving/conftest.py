@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 from serving_fixtures import synthetic_features, train_model
 
-from clv.settings import Settings, load_settings
-from training.model import ClvModel
+from clv.core.settings import Settings, load_settings
+from clv.model.bundle import ClvModel
 
 
 @pytest.fixture(scope="session")

@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import xgboost as xgb
 
-from serving.routing import RoutingPlan
-from training.model import ClvModel, ModelCard
+from clv.model.bundle import ClvModel, ModelCard
+from clv.serving.routing import RoutingPlan
 
 NUMERIC = [
     "frequency",
@@ -28,7 +28,7 @@ SNAPSHOT = pd.Timestamp("2024-06-01", tz="UTC")
 
 @dataclass(frozen=True)
 class Loaded:
-    """Shaped like registry.mlflow_io.LoadedModel."""
+    """Shaped like clv.registry.mlflow_io.LoadedModel."""
 
     model: ClvModel
     version: str
@@ -100,7 +100,7 @@ def train_model(frame: pd.DataFrame, *, quantiles: bool = True, scale: float = 1
 
 
 def online_rows(features: pd.DataFrame, ids: Sequence[str]) -> pd.DataFrame:
-    """What features.feast_io.online_features returns: one row per id; unknown ids all null."""
+    """What clv.features.feast_io.online_features returns: one row per id; unknown ids all null."""
     known = features.set_index("customer_id")
     rows = known.reindex(list(ids))[FEATURES].reset_index()
     rows["feature_timestamp"] = known["event_timestamp"].reindex(list(ids)).to_numpy()

@@ -10,11 +10,11 @@ import xgboost as xgb
 from fastapi.testclient import TestClient
 from serving_fixtures import Loaded, online_rows, train_model
 
-from clv.settings import Settings
-from serving.app import create_app
-from serving.scorer import cold_start_prior, load_champion
-from serving.segments import tercile_thresholds
-from training.model import ClvModel
+from clv.core.settings import Settings
+from clv.model.bundle import ClvModel
+from clv.serving.app import create_app
+from clv.serving.scorer import cold_start_prior, load_champion
+from clv.serving.segments import tercile_thresholds
 
 
 def _client(

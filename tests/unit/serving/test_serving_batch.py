@@ -9,13 +9,13 @@ from fastapi.testclient import TestClient
 from serving_fixtures import SNAPSHOT, Loaded, online_rows
 from typer.testing import CliRunner
 
-from clv.errors import ClvError, DataError, NotReadyError
-from clv.settings import Settings
-from serving.app import create_app
-from serving.batch import BatchResult, latest_snapshot, parse_as_of, score_all
-from serving.cli import score
-from serving.segments import HIGH_VALUE_AT_RISK
-from training.model import ClvModel
+from clv.cli.serving import score
+from clv.core.errors import ClvError, DataError, NotReadyError
+from clv.core.settings import Settings
+from clv.model.bundle import ClvModel
+from clv.serving.app import create_app
+from clv.serving.batch import BatchResult, latest_snapshot, parse_as_of, score_all
+from clv.serving.segments import HIGH_VALUE_AT_RISK
 
 
 def _score_all(

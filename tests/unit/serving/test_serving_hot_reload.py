@@ -12,11 +12,11 @@ import pytest
 import uvicorn
 from serving_fixtures import FakeRegistry, online_rows, train_model
 
-from clv.demo import free_port
-from clv.settings import Settings
-from serving.app import create_app
-from serving.routing import RoutingPlan
-from training.model import ClvModel
+from clv.core.settings import Settings
+from clv.jobs.demo import free_port
+from clv.model.bundle import ClvModel
+from clv.serving.app import create_app
+from clv.serving.routing import RoutingPlan
 
 
 @pytest.fixture

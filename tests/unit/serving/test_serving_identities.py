@@ -9,15 +9,15 @@ from fastapi.testclient import TestClient
 from serving_fixtures import SNAPSHOT, Loaded, online_rows
 from typer.testing import CliRunner
 
-from clv.errors import ClvError
-from clv.personal import pseudonym
-from clv.settings import Settings
-from clv.store import write_table
-from serving.app import create_app
-from serving.batch import score_ids
-from serving.cli import score
-from serving.identities import AliasHolder
-from training.model import ClvModel
+from clv.cli.serving import score
+from clv.core.errors import ClvError
+from clv.core.settings import Settings
+from clv.core.store import write_table
+from clv.inputs.personal import pseudonym
+from clv.model.bundle import ClvModel
+from clv.serving.app import create_app
+from clv.serving.batch import score_ids
+from clv.serving.identities import AliasHolder
 
 KEY = "test-personal-key"
 NEXT_YEAR = pd.Timestamp.now(tz="UTC") + pd.Timedelta(days=365)
@@ -180,7 +180,7 @@ def test_cli_score_prints_each_requested_id_and_its_customer(
             }
         )
 
-    monkeypatch.setattr("serving.batch.score_ids", fake)
+    monkeypatch.setattr("clv.serving.batch.score_ids", fake)
     app = typer.Typer()
     app.command("score")(score)
     app.command("other")(score)  # two commands keep `score` a subcommand

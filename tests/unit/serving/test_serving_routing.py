@@ -14,13 +14,13 @@ import pytest
 from fastapi.testclient import TestClient
 from serving_fixtures import FakeRegistry, online_rows, train_model
 
-from clv.settings import Settings
-from registry.canary import route
-from registry.promotion import live_stats_path
-from serving.app import create_app
-from serving.routing import RoutingPlan
-from serving.scorer import Champion, batch_matrix, cold_start_prior, load_champion
-from training.model import ClvModel, ModelCard
+from clv.core.settings import Settings
+from clv.model.bundle import ClvModel, ModelCard
+from clv.registry.canary import route
+from clv.registry.promotion import live_stats_path
+from clv.serving.app import create_app
+from clv.serving.routing import RoutingPlan
+from clv.serving.scorer import Champion, batch_matrix, cold_start_prior, load_champion
 
 IDS = [f"c{i:04d}" for i in range(0, 300, 7)] + ["nobody"]
 
@@ -200,7 +200,7 @@ def test_server_rolls_back_a_breaching_canary_and_writes_live_stats(
 
 
 def test_batch_matrix_equals_the_models_matrix(model: ClvModel, features: pd.DataFrame) -> None:
-    from serving.app import _CallableReader
+    from clv.serving.app import _CallableReader
 
     ids = [*features["customer_id"].head(40), "nobody"]
     frame = online_rows(features, ids)
@@ -255,7 +255,7 @@ def test_coalesced_requests_get_their_own_rows_with_the_same_numbers(
 ) -> None:
     import asyncio
 
-    from serving.app import Coalescer, ServingState, _CallableReader, score_batch
+    from clv.serving.app import Coalescer, ServingState, _CallableReader, score_batch
 
     serving = Settings.model_fields["serving"].default
     bind = load_champion(
@@ -302,7 +302,7 @@ def test_background_work_runs_off_the_event_loop_thread(
     """The registry poll, the stats snapshot/write and the canary judgement block no request."""
     import threading
 
-    import serving.app as app_module
+    import clv.serving.app as app_module
 
     seen: dict[str, set[str]] = {"plan": set(), "write": set(), "loop": set()}
     write = app_module.write_live_stats

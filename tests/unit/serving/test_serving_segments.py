@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from serving.segments import segment, tercile_thresholds
+from clv.serving.segments import segment, tercile_thresholds
 
 NAN = math.nan
 

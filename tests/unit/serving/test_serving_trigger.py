@@ -13,11 +13,11 @@ import pytest
 from fastapi.testclient import TestClient
 from serving_fixtures import SNAPSHOT, FakeRegistry, online_rows, train_model
 
-from clv.settings import Settings
-from serving.app import create_app
-from serving.batch import score_all
-from serving.routing import RoutingPlan
-from training.model import ClvModel
+from clv.core.settings import Settings
+from clv.model.bundle import ClvModel
+from clv.serving.app import create_app
+from clv.serving.batch import score_all
+from clv.serving.routing import RoutingPlan
 
 
 @pytest.fixture

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from clv.settings import Settings, load_settings
-from training.train import TrainingData, TrainResult, fit_and_log
+from clv.core.settings import Settings, load_settings
+from clv.training.train import TrainingData, TrainResult, fit_and_log
 
 SyntheticData = Callable[..., TrainingData]
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from training.baseline import Baseline, BgNbdParams, GammaGammaParams
-from training.model import ModelCard
+from clv.model.baseline import Baseline, BgNbdParams, GammaGammaParams
+from clv.model.bundle import ModelCard
 
 BASE = Baseline(
     BgNbdParams(r=0.243, alpha=4.414, a=0.793, b=2.426),

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from training.baseline import (
+from clv.model.baseline import (
     BgNbdParams,
     GammaGammaParams,
     baseline_clv,

@@ -1,11 +1,11 @@
-"""The blend weight and level are chosen on validation from the evidence (training.blend)."""
+"""The blend weight and level are chosen on validation from the evidence (clv.training.blend)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from training.blend import BLEND_GRID, LEVELS, anchor_scale, blended_margin, choose_blend
+from clv.training.blend import BLEND_GRID, LEVELS, anchor_scale, blended_margin, choose_blend
 
 
 def world(seed: int, *, truth: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -9,7 +9,7 @@ import pytest
 import xgboost as xgb
 from sklearn.isotonic import IsotonicRegression
 
-from training.calibration import (
+from clv.evaluation.calibration import (
     ECE_TOLERANCE,
     CalibrationChoice,
     choose_calibration,
@@ -19,7 +19,7 @@ from training.calibration import (
     reliability_by_segment,
     reliability_table,
 )
-from training.model import CARD_FILE, ClvModel, ModelCard
+from clv.model.bundle import CARD_FILE, ClvModel, ModelCard
 
 
 def sigmoid(s: np.ndarray) -> np.ndarray:

@@ -12,18 +12,18 @@ import pandas as pd
 import pytest
 from clv_cli import clv_json
 
-from clv import compute
-from clv.demo import free_port
-from clv.errors import ConfigError
-from clv.settings import Settings, load_settings
-from features import feast_io
-from training import distributed
-from training.churn import churn_params
-from training.labels import KEYS
-from training.model import ClvModel
-from training.objective import ValueParams
-from training.refit import BaselineOffset, InMemoryRefit, refit_jobs
-from training.train import _encoder, card_for, fit_offsets, load_training_data, run
+from clv.core import compute
+from clv.core.errors import ConfigError
+from clv.core.settings import Settings, load_settings
+from clv.features import feast_io
+from clv.jobs.demo import free_port
+from clv.model.bundle import ClvModel
+from clv.training import distributed
+from clv.training.churn import churn_params
+from clv.training.labels import KEYS
+from clv.training.objective import ValueParams
+from clv.training.refit import BaselineOffset, InMemoryRefit, refit_jobs
+from clv.training.train import _encoder, card_for, fit_offsets, load_training_data, run
 
 pytestmark = pytest.mark.slow
 WORKER_MB = "1024"
@@ -158,7 +158,7 @@ def test_run_over_budget_registers_a_model_fitted_on_dask(world: Path) -> None:
     at_test = int((every["event_timestamp"] == result.evaluation.origin).sum())
     assert 0 < len(result.evaluation.rows) < 1.6 * at_test / buckets
     assert not any((settings.state_dir / "training-sets").iterdir())  # parts removed
-    from registry.mlflow_io import load_version
+    from clv.registry.mlflow_io import load_version
 
     model = load_version(settings, result.version).model
     features = pd.read_parquet(settings.features_dir / "customer_features.parquet")
@@ -211,7 +211,7 @@ def test_peak_memory_is_the_process_own_not_its_parents() -> None:
     import sys
 
     ballast = np.ones(50_000_000)  # 400 MB held by this (parent) process while the child runs
-    code = "from clv.compute import peak_rss_mib; print(peak_rss_mib())"
+    code = "from clv.core.compute import peak_rss_mib; print(peak_rss_mib())"
     child = float(
         subprocess.run(
             [sys.executable, "-c", code], capture_output=True, text=True, check=True

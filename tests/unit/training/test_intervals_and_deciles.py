@@ -8,7 +8,9 @@ import pandas as pd
 import pytest
 import xgboost as xgb
 
-from training.intervals import (
+from clv.evaluation.metrics import decile_table
+from clv.model.bundle import CARD_FILE, ClvModel, ModelCard
+from clv.model.intervals import (
     BandCoverage,
     BandedScale,
     adjusted,
@@ -21,8 +23,6 @@ from training.intervals import (
     interval_scale,
     scaled_interval,
 )
-from training.metrics import decile_table
-from training.model import CARD_FILE, ClvModel, ModelCard
 
 Quantiles = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 

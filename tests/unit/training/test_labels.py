@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from clv.errors import DataError
-from clv.identities import resolve
-from training.labels import make_labels, past_margins
+from clv.core.errors import DataError
+from clv.inputs.identities import resolve
+from clv.training.labels import make_labels, past_margins
 
 T0 = pd.Timestamp("2024-01-01", tz="UTC")
 

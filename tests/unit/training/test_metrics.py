@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from training.metrics import (
+from clv.evaluation.metrics import (
     _resampled_gini,
     bias_pct,
     churn_metrics,
@@ -142,7 +142,7 @@ def test_bootstrap_options_are_checked(level: float, samples: int, match: str) -
 def test_the_resamples_do_not_depend_on_how_many_are_scored_at_once(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from training import metrics
+    from clv.evaluation import metrics
 
     y, good, poor = _labels_and_two_models(n=500)
     whole = paired_bootstrap(y, good, poor, samples=100, seed=6)  # one block

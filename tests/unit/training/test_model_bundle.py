@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import xgboost as xgb
 
-from training.model import ClvModel, ModelCard
+from clv.model.bundle import ClvModel, ModelCard
 
 
 def card() -> ModelCard:

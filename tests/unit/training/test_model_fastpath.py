@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import xgboost as xgb
 
-from training.baseline import (
+from clv.model.baseline import (
     WEEK_DAYS,
     Baseline,
     BgNbdParams,
@@ -24,7 +24,7 @@ from training.baseline import (
     expected_clv,
     rfm_of,
 )
-from training.model import ClvModel, ModelCard, _InplacePredictor
+from clv.model.bundle import ClvModel, ModelCard, _InplacePredictor
 
 BASE = Baseline(
     BgNbdParams(r=0.243, alpha=4.414, a=0.793, b=2.426),

@@ -9,13 +9,13 @@ import pytest
 import xgboost as xgb
 from offset_world import BASE, card, frame
 
-from training.baseline import (
+from clv.model.baseline import (
     baseline_clv,
     rfm_of,
 )
-from training.intervals import interval_metrics, interval_scale, scaled_interval
-from training.model import ClvModel
-from training.objective import choose_value_model
+from clv.model.bundle import ClvModel
+from clv.model.intervals import interval_metrics, interval_scale, scaled_interval
+from clv.training.objective import choose_value_model
 
 
 def test_offset_prediction_is_exp_of_base_margin_plus_trees() -> None:

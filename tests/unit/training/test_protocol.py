@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from clv.errors import DataError
-from training.naive import mean_discount, naive_predictions
-from training.protocol import evaluation_origins, known_at, split_at
+from clv.core.errors import DataError
+from clv.evaluation.protocol import evaluation_origins, known_at, split_at
+from clv.model.naive import mean_discount, naive_predictions
 
 
 def monthly(n: int, *, customers: int = 3) -> pd.DataFrame:
@@ -107,8 +107,8 @@ def test_naive_rules_by_hand() -> None:
 
 
 def test_the_baselines_training_scores_are_the_ones_the_gate_reads() -> None:
-    from clv.contracts import BASELINE_PREDICTORS
-    from training.naive import NAIVE_RULES
-    from training.train import BASELINES
+    from clv.core.contracts import BASELINE_PREDICTORS
+    from clv.model.naive import NAIVE_RULES
+    from clv.training.train import BASELINES
 
     assert BASELINES == BASELINE_PREDICTORS == ("baseline", *NAIVE_RULES)

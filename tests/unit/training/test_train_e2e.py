@@ -14,12 +14,12 @@ from mlflow import MlflowClient
 from scipy.stats import spearmanr
 from typer.testing import CliRunner
 
-from clv.console import CliState
-from clv.settings import Settings
-from registry.aliases import ensure_champion
-from registry.mlflow_io import list_versions, load_alias, reference_frame
-from training import train as train_module
-from training.train import TrainingData, TrainResult, fit_and_log
+from clv.core.console import CliState
+from clv.core.settings import Settings
+from clv.registry.aliases import ensure_champion
+from clv.registry.mlflow_io import list_versions, load_alias, reference_frame
+from clv.training import train as train_module
+from clv.training.train import TrainingData, TrainResult, fit_and_log
 
 SyntheticData = Callable[..., TrainingData]
 
@@ -158,7 +158,7 @@ def test_pyfunc_model_serves_the_same_predictions(
 def test_cli_json_reports_version_alias_and_both_metric_sets(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, synthetic: SyntheticData
 ) -> None:
-    from training.cli import train
+    from clv.cli.training import train
 
     def fake_run(settings: Settings, *, n_trials: int | None = None, **_: object) -> TrainResult:
         frame = synthetic(customers=120, snapshots=5)
@@ -190,9 +190,9 @@ def test_cli_runs_the_readiness_check_and_reports_it_in_json(
 
     import pandas as pd
 
-    from clv.settings import load_settings
-    from clv.store import write_table
-    from training.cli import train
+    from clv.cli.training import train
+    from clv.core.settings import load_settings
+    from clv.core.store import write_table
 
     def fake_run(
         settings: Settings,
@@ -224,8 +224,8 @@ def test_cli_runs_the_readiness_check_and_reports_it_in_json(
 
 
 def test_frame_missing_a_feature_is_a_data_error(tmp_path: Path, synthetic: SyntheticData) -> None:
-    from clv.errors import DataError
-    from clv.settings import load_settings
+    from clv.core.errors import DataError
+    from clv.core.settings import load_settings
 
     data = synthetic(customers=20, snapshots=4)
     broken = train_module.TrainingData(
@@ -239,8 +239,8 @@ def test_frame_missing_a_feature_is_a_data_error(tmp_path: Path, synthetic: Synt
 def test_a_short_history_is_trained_but_marked_not_embargoed(
     tmp_path: Path, synthetic: SyntheticData
 ) -> None:
-    from clv.settings import load_settings
-    from registry.mlflow_io import version_tags
+    from clv.core.settings import load_settings
+    from clv.registry.mlflow_io import version_tags
 
     # Six monthly snapshots cannot hold three disjoint 365-day label windows.
     settings = load_settings(tmp_path, environ={"CLV_MODEL__HORIZON_DAYS": "365"})

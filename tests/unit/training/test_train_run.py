@@ -1,4 +1,4 @@
-"""`training.train.run` over a workspace: entity rows + transactions -> labels -> features."""
+"""`clv.training.train.run` over a workspace: entity rows + transactions -> labels -> features."""
 
 from __future__ import annotations
 
@@ -8,18 +8,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from clv.errors import NotReadyError
-from clv.settings import Settings, load_settings
-from clv.store import write_table
-from features.build import FEATURES_FILE
-from training.train import load_training_data, run
+from clv.core.errors import NotReadyError
+from clv.core.settings import Settings, load_settings
+from clv.core.store import write_table
+from clv.features.build import FEATURES_FILE
+from clv.training.train import load_training_data, run
 
 pytestmark = pytest.mark.slow
 SNAPSHOTS = pd.date_range("2023-01-01", periods=8, freq="MS", tz="UTC")
 
 
 class FakeSource:
-    """Stands in for features.feast_io: one numeric and one categorical feature."""
+    """Stands in for clv.features.feast_io: one numeric and one categorical feature."""
 
     def __init__(self) -> None:
         self.calls: list[int] = []

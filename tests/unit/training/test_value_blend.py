@@ -11,8 +11,8 @@ import pytest
 import xgboost as xgb
 from offset_world import BASE, card, frame
 
-from training.baseline import baseline_clv
-from training.model import ClvModel, ModelCard, blend_log, level_scale
+from clv.model.baseline import baseline_clv
+from clv.model.bundle import ClvModel, ModelCard, blend_log, level_scale
 
 
 def fitted(kind: str, data: pd.DataFrame) -> tuple[xgb.Booster, xgb.Booster | None]:

@@ -1,0 +1,1 @@
+"""The `clv` command: one Typer app, one module per group. Nothing imports it."""

@@ -1,0 +1,205 @@
+"""`clv data`: generate a seeded demo world, ingest raw files, show what is stored."""
+
+from __future__ import annotations
+
+import time
+from enum import StrEnum
+from pathlib import Path
+
+import typer
+
+from clv.core.console import JsonOption, emit, progress, settings_of
+
+app = typer.Typer(
+    help="Raw data: generate seeded customers, ingest CSV/Parquet into the offline store, status.",
+    no_args_is_help=True,
+)
+
+
+class ScenarioChoice(StrEnum):
+    baseline = "baseline"
+    price_increase = "price_increase"
+    channel_shift = "channel_shift"
+    engagement_drop = "engagement_drop"
+
+
+class WorldChoice(StrEnum):
+    """The generator's world families (inputs/worlds.py says what each switches on)."""
+
+    btyd = "btyd"
+    seasonal = "seasonal"
+    growth = "growth"
+    decline = "decline"
+    tenure = "tenure"
+    comeback = "comeback"
+    behaviour = "behaviour"
+    lines = "lines"
+    mixed = "mixed"
+    retail = "retail"
+
+
+class FormatChoice(StrEnum):
+    csv = "csv"
+    parquet = "parquet"
+
+
+class TableChoice(StrEnum):
+    transactions = "transactions"
+    customers = "customers"
+    events = "events"
+    identities = "identities"
+
+
+@app.command()
+def generate(
+    ctx: typer.Context,
+    customers: int = typer.Option(20_000, "--customers", min=1, help="Customers to generate."),
+    months: int = typer.Option(36, "--months", min=1, help="Length of the period in months."),
+    seed: int = typer.Option(42, "--seed", help="Random seed (same seed, same data)."),
+    scenario: ScenarioChoice = typer.Option(
+        ScenarioChoice.baseline, "--scenario", help="What changes after the change date."
+    ),
+    world: WorldChoice = typer.Option(
+        WorldChoice.mixed, "--world", help="World family: the mechanisms behind the data."
+    ),
+    start: str = typer.Option("2023-01-01", "--start", help="First day of the period (UTC)."),
+    change_date: str | None = typer.Option(
+        None, "--change-date", help="When the scenario starts (default: 2/3 through the period)."
+    ),
+    out: Path | None = typer.Option(None, "--out", help="Output folder (default: data/raw)."),
+    fmt: FormatChoice = typer.Option(FormatChoice.csv, "--format", help="File format."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Write transactions, customers and events files (retail: and identities) from a seeded
+    generator."""
+    from clv.inputs.generator import generate as run_generate
+    from clv.inputs.generator import ingest_block, ingest_overrides, write_raw
+
+    settings = settings_of(ctx)
+    out_dir = out or settings.raw_dir
+    progress(
+        f"generating {customers:,} customers over {months} months "
+        f"(world {world.value}, seed {seed})"
+    )
+    t = time.perf_counter()
+    data = run_generate(
+        customers=customers,
+        months=months,
+        seed=seed,
+        scenario=scenario.value,
+        world=world.value,
+        start=start,
+        change_date=change_date,
+    )
+    paths = write_raw(data, out_dir, fmt=fmt.value)
+    seconds = round(time.perf_counter() - t, 2)
+    rows = {table: len(frame) for table, frame in data.tables().items()}
+    payload: dict[str, object] = {
+        "out_dir": str(out_dir),
+        "format": fmt.value,
+        "customers": customers,
+        "months": months,
+        "seed": seed,
+        "world": data.world,
+        "scenario": scenario.value,
+        "start": data.start.isoformat(),
+        "end": data.end.isoformat(),
+        "change_date": data.change_date.isoformat(),
+        "rows": rows,
+        "files": {table: str(p) for table, p in paths.items()},
+        "seconds": seconds,
+    }
+    identities = f", {rows['identities']:,} aliases" if "identities" in rows else ""
+    summary = (
+        f"wrote {rows['transactions']:,} transactions, {rows['customers']:,} customer rows"
+        f"{identities} and {rows['events']:,} events to {out_dir} ({fmt.value}, {seconds} s)\n"
+        f"period {data.start.date()} .. {data.end.date()}, world {data.world}, "
+        f"scenario {scenario.value}"
+        f" from {data.change_date.date()}\n"
+    )
+    if data.ingest_settings is not None:
+        block = ingest_block(data.ingest_settings)
+        payload["ingest_settings"] = ingest_overrides(data.ingest_settings)
+        summary += (
+            "this export's conventions, for clv.yaml (personal columns are hashed with the key "
+            f"in ${data.ingest_settings.personal_key_env}):\n{block}"
+        )
+    emit(summary + f"next: clv data ingest {out_dir}", payload, as_json=as_json)
+
+
+@app.command()
+def ingest(
+    ctx: typer.Context,
+    path: Path = typer.Argument(..., help="A CSV/Parquet file, or a folder holding them."),
+    table: TableChoice | None = typer.Option(
+        None, "--table", help="The table the file holds (default: from the file name)."
+    ),
+    as_json: bool = JsonOption,
+) -> None:
+    """Validate raw files into the offline store; bad rows go to .clv/quarantine/."""
+    from clv.core.errors import DataError
+    from clv.inputs.ingest import ingest_all
+
+    settings = settings_of(ctx)
+    if not path.exists():
+        raise DataError(f"{path}: no such file or folder")
+    progress(f"ingesting {path}")
+    results = ingest_all(settings, path, table=table.value if table else None)
+    lines = []
+    for r in results:
+        bad = sum(r.quarantined.values())
+        line = (
+            f"{r.table}: read {r.read:,}, accepted {r.accepted:,}, "
+            f"already present {r.already_present:,}, quarantined {bad:,}"
+        )
+        if r.superseded:
+            line += f", superseded {r.superseded:,}"
+        if r.lines.lines_summed:
+            line += f", identical order lines summed {r.lines.lines_summed:,}"
+        if r.lines.refunds:
+            line += f", refunds {r.lines.refunds:,} ({r.lines.refunds_linked:,} linked to orders)"
+        if r.lines.converted:
+            line += f", converted to {r.lines.currency} {r.lines.converted:,}"
+        if bad:
+            reasons = ", ".join(f"{k} {v:,}" for k, v in r.quarantined.items())
+            line += f" ({reasons}) -> {r.quarantine_path}"
+        lines.append(line + f"; stored {r.stored_rows:,} rows")
+    emit("\n".join(lines), {"results": [r.as_dict() for r in results]}, as_json=as_json)
+
+
+@app.command()
+def status(ctx: typer.Context, as_json: bool = JsonOption) -> None:
+    """Rows and time range of each stored table."""
+    from clv.inputs.ingest import status as store_status
+
+    settings = settings_of(ctx)
+    tables = store_status(settings)
+    lines = []
+    for s in tables:
+        if not s.stored:
+            lines.append(f"{s.table}: not ingested (run `clv data ingest PATH`)")
+        else:
+            span = f"{s.start} .. {s.end}" if s.start is not None else "no timestamps"
+            lines.append(f"{s.table}: {s.rows:,} rows, {span}")
+    payload = {
+        "offline_dir": str(settings.offline_dir),
+        "tables": {s.table: s.as_dict() for s in tables},
+    }
+    emit("\n".join(lines), payload, as_json=as_json)
+
+
+@app.command()
+def profile(ctx: typer.Context, as_json: bool = JsonOption) -> None:
+    """Readiness report of the stored transactions: figures, warnings, and the minimums below
+    which `clv train` refuses; writes reports/readiness.html and .json; exit 1 when refused."""
+    from clv.core.errors import ReadinessError
+    from clv.training.readiness_io import profile_and_report
+
+    settings = settings_of(ctx)
+    progress(f"profiling the transactions in {settings.offline_dir}")
+    report = profile_and_report(settings)
+    r = report.readiness
+    lines = [f"readiness: {r.status}", *r.describe(), f"report: {report.html}"]
+    emit("\n".join(lines), report.payload(), as_json=as_json)
+    if r.refused and settings.readiness.enforce:
+        raise ReadinessError(r.refusal())

@@ -1,0 +1,580 @@
+"""Settings: one YAML file (`clv.yaml` in the workspace) plus `CLV_*` environment variables.
+
+Precedence, lowest first: documented defaults, `clv.yaml`, environment variables.
+`${NAME}` in YAML values expands from the environment (secrets stay out of the file).
+Nested keys in the environment use a double underscore: `CLV_MODEL__HORIZON_DAYS=180`,
+`CLV_MLFLOW__TRACKING_URI=postgresql://...`. Nothing is read at import time.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from clv.core.errors import ConfigError
+
+CONFIG_FILE = "clv.yaml"
+ENV_PREFIX = "CLV_"
+STATE_DIR = ".clv"
+CODE_ROOT = Path(__file__).resolve().parent.parent
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ModelSettings(_Frozen):
+    """What the models predict."""
+
+    horizon_days: int = Field(365, gt=0, description="CLV prediction horizon in days")
+    churn_window_days: int = Field(90, gt=0, description="churn = no purchase in this window")
+    annual_discount_rate: float = Field(0.10, ge=0.0, lt=1.0, description="annual discount rate")
+    margin_rate: float = Field(
+        0.30, gt=0.0, le=1.0, description="gross margin rate when the data has no margin column"
+    )
+
+
+class FeatureSettings(_Frozen):
+    """How feature snapshots are built."""
+
+    snapshot_every: str = Field("1M", description="snapshot spacing: Nd, Nw or NM")
+    service: str = Field("clv_v1", description="the FeatureService that training and serving use")
+
+
+class IngestSettings(_Frozen):
+    """How raw files are read: plausibility bounds (clv.inputs.ingest.Plausibility), order lines,
+    cancellations, currencies, personal data (clv.inputs.personal) and chunked reading."""
+
+    min_date: str = Field(
+        "1970-01-01", description="timestamps before this date are quarantined (before_min_date)"
+    )
+    max_abs_amount: float | None = Field(
+        None,
+        gt=0,
+        description="amounts above this magnitude are quarantined (implausible_amount); "
+        "default: 10000 x the file's median nonzero amount",
+    )
+    grain: Literal["auto", "order", "line"] = Field(
+        "auto",
+        description="transactions rows are orders or order lines; auto: lines when the file has "
+        "line_id, sku, quantity or unit_price, or an order id on rows that differ",
+    )
+    cancellation_pattern: str | None = Field(
+        None,
+        description="regular expression an order id matches when the row cancels an order "
+        "(e.g. '^C'): the row becomes a refund, linked to the order it cancels",
+    )
+    currency: str | None = Field(
+        None,
+        description="the workspace's currency; default: the stored rows' currency, else the "
+        "file's most frequent one; rows in another currency without a rate: mixed_currency",
+    )
+    currency_rates: tuple[tuple[str, float], ...] = Field(
+        (),
+        description="units of `currency` per unit of another currency, as a mapping "
+        "(EUR: 0.86): rows in those currencies are converted",
+    )
+    personal_columns: tuple[str, ...] = Field(
+        (),
+        description="columns holding personal data (email, name, phone, address, or an id): "
+        "never stored in clear (see personal_action)",
+    )
+    personal_action: Literal["hash", "drop"] = Field(
+        "hash", description="hash: keyed HMAC-SHA256 pseudonym; drop: the column is removed"
+    )
+    personal_key_env: str = Field(
+        "CLV_PERSONAL_KEY",
+        description="environment variable holding the key of the personal-data hash",
+    )
+
+    @field_validator("currency_rates", mode="before")
+    @classmethod
+    def _rates_as_pairs(cls, value: object) -> object:
+        """A mapping in YAML; stored as sorted pairs (settings are frozen and hashable)."""
+        if isinstance(value, Mapping):
+            return tuple(sorted((str(k).strip().upper(), v) for k, v in value.items()))
+        return value
+
+    chunk_rows: int = Field(
+        500_000, gt=0, description="rows parsed per chunk (memory is bounded by the chunk)"
+    )
+
+
+class EvaluationSettings(_Frozen):
+    """The out-of-time evaluation protocol (clv.evaluation.protocol)."""
+
+    backtest_origins: int = Field(
+        3, ge=0, description="earlier origins the recipe is also fitted and scored at"
+    )
+    origin_spacing_days: int = Field(
+        90, ge=1, description="days between the test origin and each backtest origin"
+    )
+
+
+class ReadinessSettings(_Frozen):
+    """The readiness report (clv.training.readiness): warnings, and the minimums below which
+    training refuses unless overridden (`--skip-readiness` or `enforce: false`)."""
+
+    min_repeat_buyers: int = Field(
+        500,
+        ge=0,
+        description="refuse below this many repeat buyers (customers with purchases on 2+ days)",
+    )
+    min_history_horizons: float = Field(
+        2.0,
+        ge=0.0,
+        description="refuse when the history is shorter than this many horizons "
+        "(model.horizon_days) plus one snapshot spacing (features.snapshot_every)",
+    )
+    enforce: bool = Field(
+        True,
+        description="refuse below the minimums; false: report the refusals as warnings and train",
+    )
+    gap_warn_days: int = Field(
+        7, gt=0, description="warn when the calendar has a run of this many days without rows"
+    )
+    refund_share_warn: float = Field(
+        0.2, ge=0.0, description="warn when refunds reach this share of gross sales"
+    )
+    zero_value_share_warn: float = Field(
+        0.05, ge=0.0, le=1.0, description="warn when this share of orders totals zero"
+    )
+    top1_share_warn: float = Field(
+        0.5,
+        ge=0.0,
+        le=1.0,
+        description="warn when the top 1% of customers hold this share of net revenue",
+    )
+    seasonality_warn: float = Field(
+        0.5,
+        ge=0.0,
+        le=1.0,
+        description="warn when seasonality strength reaches this and the horizon is not a "
+        "whole number of years",
+    )
+
+
+class TuningSettings(_Frozen):
+    """The Optuna study's budget."""
+
+    n_trials: int = Field(20, gt=0)
+    timeout_seconds: float | None = Field(None, gt=0)
+    seed: int = 42
+    sample_customers: int | None = Field(
+        None, gt=0, description="tune on a sample of customers; final models use all"
+    )
+    storage: str | None = Field(None, description="Optuna storage URI; default SQLite in .clv/")
+    nthread: int = Field(1, gt=0, description="XGBoost threads per model")
+    workers: int = Field(
+        1, gt=0, description="processes tuning the one study (> 1: trial order not reproducible)"
+    )
+
+
+class ComputeSettings(_Frozen):
+    """How much one process may hold, and the Dask cluster that takes over above it."""
+
+    memory_budget_mb: int = Field(
+        4096,
+        gt=0,
+        description="memory one process may use for the data of a training run or a "
+        "feature-build chunk (the interpreter and libraries come on top: ~0.5 GiB for "
+        "training); larger work is chunked (features) or goes to Dask (training)",
+    )
+    dask_scheduler: str | None = Field(
+        None, description="Dask scheduler address (tcp://host:8786); default: a local cluster"
+    )
+    dask_workers: int = Field(2, gt=0, description="workers of the local Dask cluster")
+    dask_worker_memory_mb: int | None = Field(
+        None, gt=0, description="memory limit of each local Dask worker; default memory_budget_mb"
+    )
+
+
+class MLflowSettings(_Frozen):
+    """Where runs and registered models live."""
+
+    tracking_uri: str | None = Field(None, description="default: SQLite file .clv/mlflow.db")
+    artifact_root: str | None = Field(None, description="default: .clv/mlartifacts")
+    experiment: str = "clv"
+    model_name: str = "clv"
+
+
+class FeastSettings(_Frozen):
+    """The Feast feature store."""
+
+    repo_path: Path = Field(CODE_ROOT / "feature_repo", description="Feast declarations")
+    project: str = "clv"
+    registry: str | None = Field(None, description="default: .clv/feast/registry.db")
+    online_store: Literal["sqlite", "redis"] = "sqlite"
+    online_path: str | None = Field(None, description="SQLite file; default .clv/feast/online.db")
+    redis_connection: str = "localhost:6379"
+
+
+class ServingSettings(_Frozen):
+    """The scoring server."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, gt=0, lt=65536)
+    max_batch: int = Field(1000, gt=0)
+    value_thresholds: tuple[float, float] | None = Field(
+        default=None,
+        description="CLV cut points low|mid and mid|high; default: terciles of the champion's "
+        "predictions on its training reference sample",
+    )
+    churn_threshold: float = Field(
+        default=0.5,
+        ge=0.0,
+        le=1.0,
+        description="churn probability at or above which a customer is at risk",
+    )
+    reload_seconds: float = Field(
+        default=5.0,
+        ge=0.0,
+        description="poll the registry aliases every N seconds and swap models; 0 = off",
+    )
+    auth_token_env: str = Field(
+        default="CLV_SERVING_TOKEN",
+        description="environment variable holding the bearer token /score requires (unset: open)",
+    )
+    webhook_url: str | None = Field(
+        default=None, description="`clv score --all` posts the at-risk customers here (JSON)"
+    )
+    at_risk_min_clv: float | None = Field(
+        default=None, description="at-risk trigger: CLV at or above; default the high-tier cut"
+    )
+    at_risk_min_churn: float | None = Field(
+        default=None,
+        ge=0.0,
+        le=1.0,
+        description="at-risk trigger: churn probability at or above; default churn_threshold",
+    )
+    cold_start_tenure_days: float = Field(
+        default=30.0,
+        gt=0.0,
+        description="cold-start prior: reference customers with tenure_days below this",
+    )
+    stats_seconds: float = Field(
+        default=2.0, gt=0.0, description="write live canary stats (.clv/serving/) every N seconds"
+    )
+    auto_rollback: bool = Field(
+        default=True, description="the server rolls back a canary that breaches a guardrail"
+    )
+
+    @model_validator(mode="after")
+    def _ordered_thresholds(self) -> ServingSettings:
+        t = self.value_thresholds
+        if t is not None and t[0] > t[1]:
+            raise ValueError("value_thresholds must be ascending: [low|mid, mid|high]")
+        return self
+
+
+class RegistrySettings(_Frozen):
+    """Promotion gates and canary guardrails (see clv.registry.gates, clv.registry.canary)."""
+
+    min_gini_gain: float = Field(
+        0.0, description="candidate normalized Gini minus champion's must be at least this"
+    )
+    rmse_tolerance_pct: float = Field(
+        5.0, ge=0.0, description="candidate RMSE may exceed the champion's by at most this %"
+    )
+    ece_tolerance: float = Field(
+        0.02, ge=0.0, description="candidate churn ECE may exceed the champion's by at most this"
+    )
+    coverage_band: tuple[float, float] = Field(
+        (0.70, 0.90), description="P10-P90 interval coverage must lie in this band (nominal 0.8)"
+    )
+    noise_level: float = Field(
+        0.95,
+        ge=0.0,
+        lt=1.0,
+        description="level of the paired bootstrap CI of candidate minus champion on the "
+        "candidate's test rows: a Gini gain counts only when its CI lies above 0 (0: off)",
+    )
+    bootstrap_samples: int = Field(
+        1000, ge=100, description="resamples of the test rows behind that CI (training)"
+    )
+    canary_share: float = Field(0.1, gt=0.0, le=1.0, description="default canary traffic share")
+    canary_max_error_rate: float = Field(0.01, ge=0.0, le=1.0)
+    canary_max_latency_ratio: float = Field(
+        1.5, gt=0.0, description="canary p95 latency / champion p95 latency at most this"
+    )
+    canary_max_psi: float = Field(
+        0.2, ge=0.0, description="PSI of canary vs champion CLV predictions at most this"
+    )
+    canary_min_requests: int = Field(
+        200, ge=1, description="requests the canary must have served before it is judged"
+    )
+    route_salt: str = Field("clv", description="salt of the customer-id hash that routes")
+    lock_timeout_seconds: float = Field(30.0, gt=0.0, description="wait this long for the lock")
+
+    @model_validator(mode="after")
+    def _ordered_band(self) -> RegistrySettings:
+        lo, hi = self.coverage_band
+        if not 0.0 <= lo <= hi <= 1.0:
+            raise ValueError("coverage_band must be [low, high] within [0, 1]")
+        return self
+
+    @model_validator(mode="after")
+    def _noise_level_off_or_a_level(self) -> RegistrySettings:
+        if 0.0 < self.noise_level < 0.5:
+            raise ValueError("noise_level must be 0 (off) or a CI level in [0.5, 1)")
+        return self
+
+
+class MonitoringSettings(_Frozen):
+    """Monitoring evidence and the retrain policy's thresholds (see clv.monitoring.policy)."""
+
+    drift_share_warn: float = Field(
+        0.15,
+        ge=0.0,
+        le=1.0,
+        description="WARN when drifted key features carry this share of a model's importance",
+    )
+    drift_share_retrain: float = Field(
+        0.3,
+        ge=0.0,
+        le=1.0,
+        description="RETRAIN when drifted key features carry this share of a model's importance",
+    )
+    sample_rows: int = Field(
+        default=50_000,
+        gt=0,
+        description="the Evidently report compares at most this many rows per side (seeded)",
+    )
+    reference_window: Literal["training_end", "latest", "all"] = Field(
+        default="training_end",
+        description="reference: the snapshot at the champion's training data end (rebuilt "
+        "point-in-time), or the logged reference sample's latest snapshot, or all of it",
+    )
+    psi_threshold: float = Field(
+        default=0.1, gt=0.0, description="a feature drifted at PSI at or above this"
+    )
+    key_features: int = Field(
+        default=10, gt=0, description="key features: the top N by the models' importance"
+    )
+    prediction_psi_warn: float = Field(
+        default=0.1, ge=0.0, description="WARN when a prediction's PSI is at or above this"
+    )
+    prediction_psi_retrain: float = Field(
+        default=0.25, ge=0.0, description="RETRAIN when a prediction's PSI is at or above this"
+    )
+    ece_warn: float = Field(
+        default=0.03, ge=0.0, description="WARN: matured-cohort churn ECE above test ECE by this"
+    )
+    ece_retrain: float = Field(
+        default=0.06, ge=0.0, description="RETRAIN: matured-cohort churn ECE above test ECE by this"
+    )
+    gini_drop_warn: float = Field(
+        default=0.05, ge=0.0, description="WARN: backtest normalized Gini below test Gini by this"
+    )
+    gini_drop_retrain: float = Field(
+        default=0.10, ge=0.0, description="RETRAIN: backtest normalized Gini below test by this"
+    )
+    coverage_band: tuple[float, float] = Field(
+        default=(0.70, 0.90), description="WARN when backtest P10-P90 coverage leaves this band"
+    )
+    missing_share_warn: float = Field(
+        default=0.10,
+        ge=0.0,
+        le=1.0,
+        description="WARN when a feature's missing share rises by this",
+    )
+    out_of_range_warn: float = Field(
+        default=0.05,
+        ge=0.0,
+        le=1.0,
+        description="WARN when this share of a feature's values lies outside the reference range",
+    )
+    min_backtest_rows: int = Field(
+        default=200, gt=0, description="a matured cohort smaller than this is not judged"
+    )
+    baseline_loss_warns: bool = Field(
+        True,
+        description="WARN when the champion loses to the best simple baseline on a matured "
+        "cohort (Gini or RMSE)",
+    )
+    retrain_approval: Literal["auto", "manual"] = Field(
+        default="auto",
+        description="`clv retrain`: start the canary itself (auto) or stop for a human (manual)",
+    )
+
+    @model_validator(mode="after")
+    def _ordered_shares(self) -> MonitoringSettings:
+        if self.drift_share_warn > self.drift_share_retrain:
+            raise ValueError("drift_share_warn must not exceed drift_share_retrain")
+        return self
+
+
+class Settings(_Frozen):
+    """Everything clv reads from configuration, bound to one workspace."""
+
+    workspace: Path
+    model: ModelSettings = ModelSettings()
+    features: FeatureSettings = FeatureSettings()
+    ingest: IngestSettings = IngestSettings()
+    tuning: TuningSettings = TuningSettings()
+    evaluation: EvaluationSettings = EvaluationSettings()
+    readiness: ReadinessSettings = ReadinessSettings()
+    compute: ComputeSettings = ComputeSettings()
+    mlflow: MLflowSettings = MLflowSettings()
+    feast: FeastSettings = FeastSettings()
+    serving: ServingSettings = ServingSettings()
+    registry: RegistrySettings = RegistrySettings()
+    monitoring: MonitoringSettings = MonitoringSettings()
+
+    # Paths inside the workspace: the only place clv writes.
+    @property
+    def state_dir(self) -> Path:
+        return self.workspace / STATE_DIR
+
+    @property
+    def raw_dir(self) -> Path:
+        return self.workspace / "data" / "raw"
+
+    @property
+    def offline_dir(self) -> Path:
+        return self.state_dir / "offline"
+
+    @property
+    def quarantine_dir(self) -> Path:
+        return self.state_dir / "quarantine"
+
+    @property
+    def features_dir(self) -> Path:
+        return self.offline_dir / "features"
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.workspace / "reports"
+
+    @property
+    def feast_dir(self) -> Path:
+        return self.state_dir / "feast"
+
+    @property
+    def tracking_uri(self) -> str:
+        return self.mlflow.tracking_uri or f"sqlite:///{self.state_dir / 'mlflow.db'}"
+
+    @property
+    def artifact_root(self) -> str:
+        return self.mlflow.artifact_root or (self.state_dir / "mlartifacts").as_uri()
+
+    @property
+    def optuna_storage(self) -> str:
+        return self.tuning.storage or f"sqlite:///{self.state_dir / 'optuna.db'}"
+
+    def ensure_dirs(self) -> None:
+        """Create the workspace's state folders (idempotent)."""
+        for d in (self.state_dir, self.offline_dir, self.quarantine_dir, self.feast_dir):
+            d.mkdir(parents=True, exist_ok=True)
+
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def _expand(value: object, source: str, env: Mapping[str, str]) -> object:
+    if isinstance(value, str):
+
+        def repl(m: re.Match[str]) -> str:
+            name = m.group(1)
+            if name not in env:
+                raise ConfigError(f"{source}: ${{{name}}} is not set in the environment")
+            return env[name]
+
+        return _ENV_REF.sub(repl, value)
+    if isinstance(value, dict):
+        return {k: _expand(v, source, env) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand(v, source, env) for v in value]
+    return value
+
+
+def _env_overrides(environ: Mapping[str, str]) -> dict[str, object]:
+    """`CLV_SECTION__KEY=value` -> {"section": {"key": value}}; CLV_WORKSPACE is not a setting."""
+    out: dict[str, object] = {}
+    for key, value in environ.items():
+        if not key.startswith(ENV_PREFIX) or key == "CLV_WORKSPACE" or key == "CLV_DEBUG":
+            continue
+        parts = key[len(ENV_PREFIX) :].lower().split("__")
+        if len(parts) != 2:
+            continue
+        section = out.setdefault(parts[0], {})
+        assert isinstance(section, dict)
+        section[parts[1]] = value
+    return out
+
+
+def _merge(base: dict[str, object], extra: Mapping[str, object]) -> dict[str, object]:
+    merged = dict(base)
+    for k, v in extra.items():
+        cur = merged.get(k)
+        if isinstance(cur, dict) and isinstance(v, Mapping):
+            merged[k] = _merge(cur, v)
+        else:
+            merged[k] = v
+    return merged
+
+
+def resolve_workspace(workspace: Path | str | None = None) -> Path:
+    """The workspace: the argument, else $CLV_WORKSPACE, else the current directory."""
+    chosen = workspace or os.environ.get("CLV_WORKSPACE") or Path.cwd()
+    return Path(chosen).expanduser().resolve()
+
+
+def load_settings(
+    workspace: Path | str | None = None, *, environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Load settings for a workspace from its `clv.yaml` (if any) and the environment."""
+    env = os.environ if environ is None else environ
+    ws = resolve_workspace(workspace)
+    data: dict[str, object] = {}
+    cfg = ws / CONFIG_FILE
+    if cfg.exists():
+        try:
+            loaded = yaml.safe_load(cfg.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{cfg}: not valid YAML ({exc.__class__.__name__})") from exc
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{cfg}: expected a mapping at the top level")
+        expanded = _expand(loaded, str(cfg), env)
+        assert isinstance(expanded, dict)
+        data = expanded
+    data = _merge(data, _env_overrides(env))
+    data["workspace"] = ws
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(
+            f"{cfg if cfg.exists() else 'environment'}: {where}: {first['msg']}"
+        ) from exc
+
+
+def reference_table() -> str:
+    """The configuration reference as a Markdown table (the README's copy is checked by a test)."""
+    rows = ["| key | default | meaning |", "|---|---|---|"]
+    for section, info in Settings.model_fields.items():
+        model = info.annotation
+        if section == "workspace" or not isinstance(model, type):
+            continue
+        for key, field in model.model_fields.items():
+            default = field.default
+            if isinstance(default, Path):
+                default = "<repo>/" + default.name if default.is_absolute() else str(default)
+            shown = "null" if default is None else default
+            doc = (field.description or "").replace("|", "\\|")
+            rows.append(f"| `{section}.{key}` | `{shown}` | {doc} |")
+    return "\n".join(rows)

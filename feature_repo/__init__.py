@@ -1,0 +1,1 @@
+"""The Feast declarations: entity, sources, views and the FeatureServices (`clv_v1`)."""

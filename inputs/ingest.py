@@ -1,0 +1,663 @@
+"""Ingest raw CSV/Parquet files into the offline store, validated against core/contracts.py.
+
+A file (CSV, gzip CSV or Parquet; or a folder of parts of one table) is read in chunks of
+`ingest.chunk_rows` rows. Each chunk has its personal columns pseudonymized (`clv.inputs.personal`)
+and its rows parsed (`clv.inputs.parse`); the rows that parse are staged to Parquet in the
+workspace. DuckDB then applies the rules that need the whole file and the stored table
+(`clv.inputs.reconcile`: currencies, the amount bound, refunds, order lines, duplicates,
+rows already stored), writes the quarantine file (original cells, 1-based data-row number and one
+reason, the first that applies in `RejectReason` order) and the new stored table. Memory is bounded
+by the chunk and DuckDB's limit (`compute.memory_budget_mb`; above it DuckDB spills to disk), not
+by the file. Customers are versioned, not deduplicated by key (`clv.inputs.versions`).
+
+`validate` runs the same rules on a frame in memory, without a store.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from clv.core.contracts import CONTRACTS, TABLES, TS_DTYPE, RejectReason, TableName
+from clv.core.errors import DataError
+from clv.core.settings import Settings
+from clv.core.store import duckdb_connection, has_table, read_table, table_path, write_table
+from clv.inputs.parse import (
+    MIN_DATE,
+    RAW,
+    REASON,
+    ROW_NUMBER,
+    arrow_schema,
+    check_columns,
+    empty_table,
+    parse_rows,
+    utc,
+)
+from clv.inputs.personal import protect
+from clv.inputs.reconcile import (
+    AMOUNT_BOUND_FACTOR,
+    FileRules,
+    Reconciled,
+    fresh_rows,
+    q,
+    reconcile,
+    stored_view,
+)
+from clv.inputs.versions import merge_versions
+
+__all__ = [
+    "AMOUNT_BOUND_FACTOR",
+    "MIN_DATE",
+    "IngestResult",
+    "Plausibility",
+    "Validation",
+    "canonical",
+    "empty_table",
+    "infer_table",
+    "ingest",
+    "ingest_all",
+    "status",
+    "validate",
+]
+
+REASONS: tuple[RejectReason, ...] = tuple(RejectReason)
+CSV_SUFFIXES = (".csv", ".csv.gz", ".txt")
+PARQUET_SUFFIXES = (".parquet", ".pq")
+SOURCE_FILE = "source_file"
+"""Quarantine column naming the part a row came from (folder ingests only)."""
+
+
+@dataclass(frozen=True)
+class Plausibility:
+    """Bounds beyond which a value is quarantined rather than believed (`ingest` settings)."""
+
+    min_date: pd.Timestamp = MIN_DATE
+    max_abs_amount: float | None = None
+    """None: AMOUNT_BOUND_FACTOR x the file's median nonzero |amount|."""
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Plausibility:
+        return cls(utc(pd.Timestamp(settings.ingest.min_date)), settings.ingest.max_abs_amount)
+
+
+def file_rules(settings: Settings, bounds: Plausibility | None = None) -> FileRules:
+    """The file rules the `ingest` settings ask for."""
+    s = settings.ingest
+    return FileRules(
+        max_abs_amount=bounds.max_abs_amount if bounds is not None else s.max_abs_amount,
+        grain=s.grain,
+        cancellation_pattern=s.cancellation_pattern,
+        currency=s.currency,
+        rates=dict(s.currency_rates),
+    )
+
+
+@dataclass(frozen=True)
+class LineCounts:
+    """What the transactions rules changed (zero for other tables)."""
+
+    lines_summed: int = 0
+    """Identical lines of one order summed into one stored line."""
+    refunds: int = 0
+    refunds_linked: int = 0
+    converted: int = 0
+    """Rows converted from another currency."""
+    currency: str | None = None
+    line_level: bool = False
+
+    @classmethod
+    def of(cls, r: Reconciled) -> LineCounts:
+        return cls(r.summed, r.refunds, r.linked, r.converted, r.currency, r.line_level)
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "lines_summed": self.lines_summed,
+            "refunds": self.refunds,
+            "refunds_linked": self.refunds_linked,
+            "converted": self.converted,
+            "currency": self.currency,
+            "line_level": self.line_level,
+        }
+
+
+@dataclass(frozen=True, eq=False)
+class Validation:
+    """A raw frame split by the contract: what to store and what to quarantine (and why)."""
+
+    table: TableName
+    accepted: pd.DataFrame
+    rejected: pd.DataFrame
+    counts: dict[str, int]
+    """Rejected rows per `RejectReason` value (only reasons that occurred)."""
+    lines: LineCounts = LineCounts()
+
+    @property
+    def read(self) -> int:
+        return len(self.accepted) + len(self.rejected) + self.lines.lines_summed
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    """What one ingest run did.
+    read = accepted + already_present + superseded + quarantined + lines summed."""
+
+    table: TableName
+    path: Path
+    read: int
+    accepted: int
+    """Rows newly stored (for customers: new versions, or corrections of a stored one)."""
+    already_present: int
+    quarantined: dict[str, int]
+    quarantine_path: Path | None
+    stored_rows: int
+    superseded: int = 0
+    """customers only: earlier rows in the same file for the same customer and version time
+    (valid_from, else the ingest instant)."""
+    lines: LineCounts = LineCounts()
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "table": self.table,
+            "path": str(self.path),
+            "read": self.read,
+            "accepted": self.accepted,
+            "already_present": self.already_present,
+            "superseded": self.superseded,
+            "quarantined": dict(self.quarantined),
+            "quarantine_path": str(self.quarantine_path) if self.quarantine_path else None,
+            "stored_rows": self.stored_rows,
+            **self.lines.as_dict(),
+        }
+
+
+@dataclass(frozen=True)
+class TableStatus:
+    """One stored table: its row count and time range (None when empty or not stored)."""
+
+    table: TableName
+    stored: bool
+    rows: int
+    start: pd.Timestamp | None
+    end: pd.Timestamp | None
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "table": self.table,
+            "stored": self.stored,
+            "rows": self.rows,
+            "start": self.start.isoformat() if self.start is not None else None,
+            "end": self.end.isoformat() if self.end is not None else None,
+        }
+
+
+def canonical(frame: pd.DataFrame, table: TableName) -> pd.DataFrame:
+    """A stored or accepted frame in the contract's column order and canonical dtypes."""
+    out = empty_table(table)
+    contract = CONTRACTS[table]
+    data: dict[str, pd.Series] = {}
+    for column in contract.columns:
+        if column.name not in frame.columns:
+            data[column.name] = pd.Series([None] * len(frame), dtype=out[column.name].dtype)
+            continue
+        s = frame[column.name].reset_index(drop=True)
+        if column.kind == "timestamp":
+            s = pd.to_datetime(s, utc=True) if not hasattr(s, "dt") else s
+            s = s.dt.tz_localize("UTC") if s.dt.tz is None else s.dt.tz_convert("UTC")
+            data[column.name] = s.astype(TS_DTYPE)
+        elif column.kind == "number":
+            data[column.name] = s.astype("float64")
+        else:
+            data[column.name] = s.astype(object).where(s.notna(), None)
+    return pd.DataFrame(data, columns=list(contract.names))
+
+
+def _rename_raw(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.rename(columns=lambda c: c[len(RAW) :] if c.startswith(RAW) else c)
+
+
+def _sorted_rejects(con: duckdb.DuckDBPyConnection, raw_columns: list[str]) -> str:
+    """SQL of every rejected row: row_number, reason, the original cells, by row number."""
+    cells = ", ".join(f"s.{q(RAW + c)} AS {q(c)}" for c in raw_columns)
+    early = ", ".join(f"{q(RAW + c)} AS {q(c)}" for c in raw_columns)
+    return f"""SELECT {ROW_NUMBER}, {REASON}{", " + early if early else ""} FROM row_rejects
+        UNION ALL
+        SELECT r.{ROW_NUMBER}, r.{REASON}{", " + cells if cells else ""}
+        FROM rejects r JOIN staged s ON r.{ROW_NUMBER} = s.{ROW_NUMBER}
+        ORDER BY {ROW_NUMBER}"""
+
+
+def _counts(row_counts: dict[str, int], file_counts: dict[str, int]) -> dict[str, int]:
+    """Rejected rows per reason, in `RejectReason` order."""
+    return {
+        r.value: row_counts.get(r.value, 0) + file_counts.get(r.value, 0)
+        for r in REASONS
+        if row_counts.get(r.value, 0) + file_counts.get(r.value, 0)
+    }
+
+
+def validate(
+    frame: pd.DataFrame,
+    table: TableName,
+    *,
+    now: pd.Timestamp,
+    bounds: Plausibility | None = None,
+    rules: FileRules | None = None,
+) -> Validation:
+    """Split `frame` into accepted rows (canonical dtypes) and rejected rows with a reason, by
+    the same row and file rules as `ingest` (without a store).
+
+    Exact duplicates are judged on the parsed contract columns (so "2024-01-01" and
+    "2024-01-01T00:00:00Z" are the same time); the first occurrence is kept. So are rows that
+    repeat the key of an earlier row with other values (`duplicate_line`: one order line).
+    A missing amount is quantity x unit_price when both are given.
+    """
+    contract = CONTRACTS[table]
+    frame = frame.rename(columns=lambda c: str(c).strip())
+    check_columns(frame.columns, contract, source=table)
+    limits = bounds if bounds is not None else Plausibility()
+    chosen = rules if rules is not None else FileRules(max_abs_amount=limits.max_abs_amount)
+    parsed = parse_rows(frame, table, now=now, min_date=limits.min_date)
+    raw_columns = [str(c) for c in frame.columns]
+    con = duckdb_connection()
+    try:
+        schema = arrow_schema(table, tuple(raw_columns))
+        con.register(
+            "staged", pa.Table.from_pandas(parsed.valid, schema=schema, preserve_index=False)
+        )
+        rejected_schema = pa.schema(
+            [pa.field(ROW_NUMBER, pa.int64()), pa.field(REASON, pa.string())]
+            + [pa.field(RAW + c, pa.string()) for c in raw_columns]
+        )
+        con.register(
+            "row_rejects",
+            pa.Table.from_pandas(parsed.rejected, schema=rejected_schema, preserve_index=False),
+        )
+        stored_view(con, table, None)
+        done = reconcile(con, table, chosen, file_columns=tuple(raw_columns))
+        accepted = con.execute(
+            f"SELECT * EXCLUDE ({ROW_NUMBER}) FROM candidates ORDER BY {ROW_NUMBER}"
+        ).df()
+        rejected = con.execute(_sorted_rejects(con, raw_columns)).df()
+    finally:
+        con.close()
+    row_counts = parsed.rejected[REASON].value_counts().to_dict()
+    rejected[ROW_NUMBER] = rejected[ROW_NUMBER].astype(np.int64)
+    return Validation(
+        table=table,
+        accepted=canonical(accepted, table),
+        rejected=rejected.reset_index(drop=True),
+        counts=_counts({str(k): int(v) for k, v in row_counts.items()}, done.counts),
+        lines=LineCounts.of(done) if table == "transactions" else LineCounts(),
+    )
+
+
+# --- adapter: files and the offline store ------------------------------------------------
+
+
+def infer_table(path: Path) -> TableName | None:
+    """The table a file holds, from its name: `transactions.csv`, `events-2024-01.parquet`..."""
+    stem = path.name.lower()
+    for suffix in CSV_SUFFIXES + PARQUET_SUFFIXES:
+        if stem.endswith(suffix):
+            stem = stem[: -len(suffix)]
+            break
+    for table in TABLES:
+        if stem == table or (stem.startswith(table) and stem[len(table)] in "-_."):
+            return table
+    return None
+
+
+def _is_raw_file(path: Path) -> bool:
+    return path.is_file() and path.name.lower().endswith(CSV_SUFFIXES + PARQUET_SUFFIXES)
+
+
+def _parts(folder: Path) -> list[Path]:
+    """The parts of one table in a folder (CSV or Parquet files, hidden files ignored)."""
+    parts = sorted(p for p in folder.iterdir() if _is_raw_file(p) and not p.name.startswith("."))
+    if not parts:
+        raise DataError(f"{folder}: no .csv or .parquet parts in this folder")
+    return parts
+
+
+def _header(path: Path) -> list[str]:
+    name = path.name.lower()
+    if not name.endswith(CSV_SUFFIXES + PARQUET_SUFFIXES):
+        raise DataError(f"{path}: unknown format {path.suffix!r}; use .csv or .parquet")
+    try:
+        if name.endswith(CSV_SUFFIXES):
+            return [str(c) for c in pd.read_csv(path, dtype=str, nrows=0).columns]
+        return _data_columns(pq.ParquetFile(path).schema_arrow.names)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, OSError, ValueError) as exc:
+        raise DataError(f"{path}: cannot read ({_first_line(exc)})") from exc
+
+
+def _data_columns(names: list[str]) -> list[str]:
+    """A Parquet file's columns without the index pandas may have written with them."""
+    return [str(c) for c in names if not re.fullmatch(r"__index_level_\d+__", str(c))]
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def read_chunks(path: Path, rows: int) -> Iterator[pd.DataFrame]:
+    """A raw file in frames of at most `rows` rows: CSV cells stay text (the row rules parse
+    them), Parquet as stored."""
+    name = path.name.lower()
+    try:
+        if name.endswith(CSV_SUFFIXES):
+            reader = pd.read_csv(
+                path, dtype=str, keep_default_na=False, na_filter=False, chunksize=rows
+            )
+            with reader:
+                yield from reader
+            return
+        if name.endswith(PARQUET_SUFFIXES):
+            parquet = pq.ParquetFile(path)
+            columns = _data_columns(parquet.schema_arrow.names)
+            for batch in parquet.iter_batches(batch_size=rows, columns=columns):
+                yield batch.to_pandas()
+            return
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, OSError, ValueError) as exc:
+        raise DataError(f"{path}: cannot read ({_first_line(exc)})") from exc
+    raise DataError(f"{path}: unknown format {path.suffix!r}; use .csv or .parquet")
+
+
+def read_raw(path: Path) -> pd.DataFrame:
+    """A whole raw file as one frame (small files and tests; ingest streams `read_chunks`)."""
+    frames = list(read_chunks(path, 1 << 62))
+    return frames[0] if frames else pd.DataFrame(columns=_header(path))
+
+
+def _quarantine_path(settings: Settings, table: TableName) -> Path:
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    path = settings.quarantine_dir / f"{table}-{stamp}.csv"
+    k = 1
+    while path.exists():
+        k += 1
+        path = settings.quarantine_dir / f"{table}-{stamp}-{k}.csv"
+    return path
+
+
+@dataclass(frozen=True)
+class _Staged:
+    read: int
+    valid: Path
+    rejected: Path
+    raw_columns: list[str]
+
+
+def _stage(
+    settings: Settings, files: list[Path], table: TableName, *, now: pd.Timestamp, work: Path
+) -> _Staged:
+    """Read, protect and parse every chunk; stage parsed rows and row rejects to Parquet."""
+    header = [c.strip() for c in _header(files[0])]
+    for part in files[1:]:
+        if [c.strip() for c in _header(part)] != header:
+            raise DataError(f"{part}: its columns differ from {files[0].name}'s")
+    check_columns(pd.Index(header), CONTRACTS[table], source=str(files[0]))
+    raw_columns = [c for c in protect(pd.DataFrame(columns=header), settings).columns]
+    if len(files) > 1:
+        raw_columns.append(SOURCE_FILE)
+    schema = arrow_schema(table, tuple(raw_columns))
+    rejected_schema = pa.schema(
+        [pa.field(ROW_NUMBER, pa.int64()), pa.field(REASON, pa.string())]
+        + [pa.field(RAW + c, pa.string()) for c in raw_columns]
+    )
+    valid_path, rejected_path = work / "valid.parquet", work / "rejected.parquet"
+    min_date = Plausibility.from_settings(settings).min_date
+    read = 0
+    with (
+        pq.ParquetWriter(valid_path, schema) as valid_out,
+        pq.ParquetWriter(rejected_path, rejected_schema) as rejected_out,
+    ):
+        for part in files:
+            for chunk in read_chunks(part, settings.ingest.chunk_rows):
+                frame = protect(chunk, settings).rename(columns=lambda c: str(c).strip())
+                if len(files) > 1:
+                    frame[SOURCE_FILE] = part.name
+                parsed = parse_rows(frame, table, now=now, min_date=min_date, first_row=read + 1)
+                read += len(frame)
+                valid_out.write_table(
+                    pa.Table.from_pandas(parsed.valid, schema=schema, preserve_index=False)
+                )
+                rejected_out.write_table(
+                    pa.Table.from_pandas(
+                        parsed.rejected, schema=rejected_schema, preserve_index=False
+                    )
+                )
+    return _Staged(read, valid_path, rejected_path, raw_columns)
+
+
+def _sql_path(path: Path) -> str:
+    return "'" + str(path).replace("'", "''") + "'"
+
+
+def ingest(
+    settings: Settings,
+    path: Path | str,
+    *,
+    table: TableName | None = None,
+    now: pd.Timestamp | None = None,
+) -> IngestResult:
+    """Validate one raw file (or a folder of parts of one table) into the offline store; bad
+    rows go to a quarantine CSV."""
+    source = Path(path)
+    if not source.exists():
+        raise DataError(f"{source}: no such file")
+    chosen = table or infer_table(source)
+    if chosen is None:
+        raise DataError(
+            f"{source}: cannot tell the table from the file name; pass --table {'|'.join(TABLES)}"
+        )
+    if chosen not in CONTRACTS:
+        raise DataError(f"{source}: unknown table {chosen!r}; use {', '.join(TABLES)}")
+    files = _parts(source) if source.is_dir() else [source]
+    instant = utc(pd.Timestamp.now(tz="UTC") if now is None else now)
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    work = settings.state_dir / "staging" / uuid.uuid4().hex
+    work.mkdir(parents=True)
+    try:
+        staged = _stage(settings, files, chosen, now=instant, work=work)
+        return _reconcile_and_store(settings, source, chosen, staged, now=instant, work=work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _reconcile_and_store(
+    settings: Settings,
+    source: Path,
+    table: TableName,
+    staged: _Staged,
+    *,
+    now: pd.Timestamp,
+    work: Path,
+) -> IngestResult:
+    stored_path = table_path(settings, table)
+    con = duckdb_connection(
+        memory_limit_mb=settings.compute.memory_budget_mb, temp_directory=work / "spill"
+    )
+    try:
+        con.execute(
+            f"CREATE TEMP VIEW staged AS SELECT * FROM read_parquet({_sql_path(staged.valid)})"
+        )
+        con.execute(
+            f"CREATE TEMP VIEW row_rejects AS "
+            f"SELECT * FROM read_parquet({_sql_path(staged.rejected)})"
+        )
+        stored_view(con, table, str(stored_path) if stored_path.exists() else None)
+        done = reconcile(con, table, file_rules(settings), file_columns=tuple(staged.raw_columns))
+        row_counts = {
+            str(k): int(n)
+            for k, n in con.execute(
+                f"SELECT {REASON}, count(*) FROM row_rejects GROUP BY 1"
+            ).fetchall()
+        }
+        counts = _counts(row_counts, done.counts)
+        quarantine: Path | None = None
+        if counts:
+            settings.quarantine_dir.mkdir(parents=True, exist_ok=True)
+            quarantine = _quarantine_path(settings, table)
+            con.execute(
+                f"COPY ({_sorted_rejects(con, staged.raw_columns)}) TO {_sql_path(quarantine)} "
+                "(HEADER, DELIMITER ',')"
+            )
+        lines = LineCounts.of(done) if table == "transactions" else LineCounts()
+        if CONTRACTS[table].versioned:
+            return _store_versions(settings, source, table, staged, con, counts, quarantine, now)
+        present = fresh_rows(con, table)
+        new = int(con.execute("SELECT count(*) FROM fresh").fetchone()[0])  # type: ignore[index]
+        stored_rows = _write_stored(
+            con, settings, table, rewrite=bool(new) or not stored_path.exists()
+        )
+    finally:
+        con.close()
+    return IngestResult(
+        table=table,
+        path=source,
+        read=staged.read,
+        accepted=new,
+        already_present=present,
+        quarantined=counts,
+        quarantine_path=quarantine,
+        stored_rows=stored_rows,
+        lines=lines,
+    )
+
+
+def _write_stored(
+    con: duckdb.DuckDBPyConnection, settings: Settings, table: TableName, *, rewrite: bool
+) -> int:
+    """Stored rows then fresh rows, by time, as the new stored table (atomic rename)."""
+    contract = CONTRACTS[table]
+    if not rewrite:
+        return int(con.execute("SELECT count(*) FROM stored").fetchone()[0])  # type: ignore[index]
+    names = ", ".join(q(n) for n in contract.names)
+    order = "ts, " if "ts" in contract.names else ""
+    settings.offline_dir.mkdir(parents=True, exist_ok=True)
+    path = table_path(settings, table)
+    tmp = path.with_suffix(".parquet.tmp")
+    con.execute(
+        f"""COPY (
+            SELECT {names} FROM (
+                SELECT {names}, 0 AS _src, _stored_row AS _n FROM stored
+                UNION ALL
+                SELECT {names}, 1 AS _src, {ROW_NUMBER} AS _n FROM fresh)
+            ORDER BY {order}_src, _n
+        ) TO {_sql_path(tmp)} (FORMAT parquet)"""
+    )
+    rows = pq.ParquetFile(tmp).metadata.num_rows
+    tmp.replace(path)
+    return int(rows)
+
+
+def _store_versions(
+    settings: Settings,
+    source: Path,
+    table: TableName,
+    staged: _Staged,
+    con: duckdb.DuckDBPyConnection,
+    counts: dict[str, int],
+    quarantine: Path | None,
+    now: pd.Timestamp,
+) -> IngestResult:
+    """Customers: the candidates are versions, merged with the stored history in memory (one
+    row per customer version, small next to the logs)."""
+    accepted = canonical(
+        con.execute(f"SELECT * EXCLUDE ({ROW_NUMBER}) FROM candidates ORDER BY {ROW_NUMBER}").df(),
+        table,
+    )
+    stored = (
+        canonical(read_table(settings, table), table)
+        if has_table(settings, table)
+        else empty_table(table)
+    )
+    merged = merge_versions(stored, accepted, ingested_at=utc(now))
+    if merged.new or not has_table(settings, table):
+        write_table(settings, table, merged.frame)
+    return IngestResult(
+        table=table,
+        path=source,
+        read=staged.read,
+        accepted=merged.new,
+        already_present=merged.already_present,
+        quarantined=counts,
+        quarantine_path=quarantine,
+        stored_rows=len(merged.frame),
+        superseded=merged.superseded,
+    )
+
+
+def raw_files(directory: Path, *, table: TableName | None = None) -> list[tuple[TableName, Path]]:
+    """The raw tables in a folder: files named by table, and subfolders named by table (parts
+    of one table); identities first, then customers, transactions, events."""
+    order = {"identities": 0, "customers": 1, "transactions": 2, "events": 3}
+    found: list[tuple[TableName, Path]] = []
+    for p in sorted(directory.iterdir()):
+        if p.name.startswith("."):
+            continue
+        if p.is_dir():
+            t = p.name.lower() if p.name.lower() in TABLES else None
+        elif _is_raw_file(p):
+            t = infer_table(p)
+        else:
+            continue
+        if t is not None and (table is None or t == table):
+            found.append((t, p))  # type: ignore[arg-type]
+    return sorted(found, key=lambda tp: order[tp[0]])
+
+
+def ingest_all(
+    settings: Settings,
+    path: Path | str,
+    *,
+    table: TableName | None = None,
+    now: pd.Timestamp | None = None,
+) -> tuple[IngestResult, ...]:
+    """Ingest a file, a folder of table files (identities and customers first), or a folder of
+    parts of one table (named by the table, or with `table`)."""
+    source = Path(path)
+    if not source.exists():
+        raise DataError(f"{source}: no such file or folder")
+    if not source.is_dir():
+        return (ingest(settings, source, table=table, now=now),)
+    files = raw_files(source, table=table)
+    if not files and (table is not None or source.name.lower() in TABLES):
+        return (ingest(settings, source, table=table, now=now),)
+    if not files:
+        raise DataError(f"{source}: no {' / '.join(TABLES)} .csv or .parquet files in this folder")
+    return tuple(ingest(settings, p, table=t, now=now) for t, p in files)
+
+
+def status(settings: Settings) -> tuple[TableStatus, ...]:
+    """Rows and time range of every stored table."""
+    out: list[TableStatus] = []
+    for table in TABLES:
+        if not has_table(settings, table):
+            out.append(TableStatus(table, False, 0, None, None))
+            continue
+        col = {"customers": "signup_ts", "identities": "valid_from"}.get(table, "ts")
+        times = pd.read_parquet(table_path(settings, table), columns=[col])[col]
+        lo, hi = times.min(), times.max()
+        out.append(
+            TableStatus(
+                table,
+                True,
+                len(times),
+                None if pd.isna(lo) else pd.Timestamp(lo),
+                None if pd.isna(hi) else pd.Timestamp(hi),
+            )
+        )
+    return tuple(out)

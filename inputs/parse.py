@@ -1,0 +1,261 @@
+"""Row rules of ingest: parse one chunk of a raw file against its contract, row by row.
+
+`parse_rows` is pure. Each row either parses (contract columns in canonical dtypes: strings,
+float64, `datetime64[us, UTC]`) or gets the first per-row `RejectReason` that applies. Every
+row keeps its 1-based data-row number and its original cells as text, so the rules that need
+the whole file (`clv.inputs.reconcile`: currencies, the amount bound, refunds, order lines,
+duplicates) can quarantine it later with what the file said.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+import pyarrow as pa
+
+from clv.core.contracts import CONTRACTS, TS_DTYPE, Column, RejectReason, TableContract, TableName
+from clv.core.errors import DataError
+
+ROW_NUMBER = "row_number"
+REASON = "reason"
+RAW = "raw__"
+"""Prefix of the staged columns that hold a row's original cells as text."""
+
+ROW_REASONS: tuple[RejectReason, ...] = (
+    RejectReason.MISSING_ID,
+    RejectReason.BAD_TIMESTAMP,
+    RejectReason.FUTURE_TIMESTAMP,
+    RejectReason.BAD_AMOUNT,
+    RejectReason.BAD_VALUE,
+    RejectReason.MISSING_VALUE,
+    RejectReason.BEFORE_MIN_DATE,
+)
+"""The reasons one row shows by itself, in `RejectReason` order (the others need the file)."""
+
+MIN_DATE = pd.Timestamp("1970-01-01", tz="UTC")
+"""Default `ingest.min_date` (the Unix epoch: no real customer log starts before it)."""
+
+_ARROW = {
+    "string": pa.string(),
+    "category": pa.string(),
+    "number": pa.float64(),
+    "timestamp": pa.timestamp("us", tz="UTC"),
+}
+
+
+def utc(ts: pd.Timestamp | str) -> pd.Timestamp:
+    """A timestamp in UTC; a naive one is taken as UTC."""
+    ts = pd.Timestamp(ts)
+    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+
+
+def _text(col: pd.Series) -> pd.Series:
+    """Strings, stripped; empty -> missing."""
+    s = col.astype("string").str.strip()
+    return s.mask(s == "")
+
+
+def _to_object(s: pd.Series) -> pd.Series:
+    """A nullable string series as plain Python strings with None for missing (Parquet-friendly)."""
+    out = s.astype(object)
+    return out.where(s.notna(), None)
+
+
+def parse_ts(col: pd.Series) -> tuple[pd.Series, npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
+    """(UTC microsecond timestamps, missing mask, unparseable mask). Naive values are UTC."""
+    if pd.api.types.is_datetime64_any_dtype(col.dtype):
+        parsed = col.dt.tz_localize("UTC") if col.dt.tz is None else col.dt.tz_convert("UTC")
+        missing = parsed.isna().to_numpy()
+        return parsed.astype(TS_DTYPE), missing, np.zeros(len(col), dtype=bool)
+    text = _text(col)
+    missing = text.isna().to_numpy()
+    parsed = pd.to_datetime(text, utc=True, errors="coerce", format="ISO8601")
+    failed = parsed.isna().to_numpy() & ~missing
+    if failed.any():
+        # Common non-ISO forms ("01/31/2024 10:00", "Jan 5 2024"): slower, so only where needed.
+        retry = pd.to_datetime(text[failed], utc=True, errors="coerce", format="mixed")
+        parsed = parsed.copy()
+        parsed[failed] = retry
+        failed = parsed.isna().to_numpy() & ~missing
+    return parsed.astype(TS_DTYPE), missing, failed
+
+
+def _parse_number(
+    col: pd.Series,
+) -> tuple[pd.Series, npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
+    """(float64 values, missing mask, non-numeric mask); infinities count as non-numeric."""
+    if pd.api.types.is_numeric_dtype(col.dtype) and not pd.api.types.is_bool_dtype(col.dtype):
+        values = col.astype("float64")
+        missing = values.isna().to_numpy()
+        bad = ~np.isfinite(values.to_numpy()) & ~missing
+        return values.where(~bad), missing, bad
+    text = _text(col)
+    missing = text.isna().to_numpy()
+    values = pd.to_numeric(text, errors="coerce").astype("float64")
+    bad = ~np.isfinite(values.to_numpy()) & ~missing
+    return values.where(~bad), missing, bad
+
+
+def original_as_text(frame: pd.DataFrame) -> pd.DataFrame:
+    """A raw frame's cells as text ("" for missing), as the quarantine file shows them."""
+    columns = {}
+    for name in frame.columns:
+        col = frame[name]
+        if col.dtype == object and not col.isna().any():
+            columns[name] = col  # CSV cells: already text (no conversion of every cell)
+        else:
+            columns[name] = col.astype(object).where(col.notna(), "").astype(str)
+    return pd.DataFrame(columns, index=frame.index)
+
+
+def empty_table(table: TableName) -> pd.DataFrame:
+    """A zero-row frame with the contract's columns and canonical dtypes."""
+    dtypes = {
+        "string": object,
+        "category": object,
+        "number": "float64",
+        "timestamp": TS_DTYPE,
+    }
+    contract = CONTRACTS[table]
+    return pd.DataFrame({c.name: pd.Series(dtype=dtypes[c.kind]) for c in contract.columns})
+
+
+def arrow_schema(table: TableName, raw_columns: tuple[str, ...] = ()) -> pa.Schema:
+    """The staged rows' schema: row number, the contract's columns, the original cells."""
+    fields = [pa.field(ROW_NUMBER, pa.int64())]
+    fields += [pa.field(c.name, _ARROW[c.kind]) for c in CONTRACTS[table].columns]
+    fields += [pa.field(RAW + c, pa.string()) for c in raw_columns]
+    return pa.schema(fields)
+
+
+def check_columns(columns: pd.Index, contract: TableContract, *, source: str) -> None:
+    """Raise DataError naming the source and the first missing required column (a column that
+    is the product of others may be absent when they are all there)."""
+    present = {str(c) for c in columns}
+    for column in contract.inputs:
+        if not column.required or column.name in present:
+            continue
+        if column.product_of and all(c in present for c in column.product_of):
+            continue
+        instead = " and ".join(repr(c) for c in column.product_of)
+        # Name only the contract's columns: without a header row, the "columns" are the
+        # first row's cells, and those may be personal data.
+        known = sorted(present & set(contract.names))
+        others = len(present) - len(known)
+        has = ", ".join(known) or "none of its columns"
+        if others:
+            has += f"; {others} other column{'s' if others != 1 else ''}"
+        hint = "" if known else "; is the header row missing?"
+        raise DataError(
+            f"{source}: missing required column {column.name!r}"
+            + (f" (or {instead})" if instead else "")
+            + f" for table {contract.name} (has: {has}{hint})"
+        )
+
+
+def _fill_product(
+    column: Column, clean: dict[str, pd.Series], missing: dict[str, npt.NDArray[np.bool_]]
+) -> None:
+    """Where `column` is missing and every factor of `column.product_of` parsed: the product."""
+    fill = missing[column.name].copy()
+    product = pd.Series(1.0, index=clean[column.name].index)
+    for factor in column.product_of:
+        fill &= clean[factor].notna().to_numpy()
+        product = product * clean[factor]
+    if fill.any():
+        clean[column.name] = clean[column.name].where(~fill, product)
+        missing[column.name] = missing[column.name] & ~fill
+
+
+@dataclass(frozen=True, eq=False)
+class ParsedRows:
+    """One chunk split by the row rules."""
+
+    valid: pd.DataFrame
+    """row_number, the contract's columns (canonical dtypes), RAW + each file column."""
+    rejected: pd.DataFrame
+    """row_number, reason, RAW + each file column."""
+
+
+def parse_rows(
+    frame: pd.DataFrame,
+    table: TableName,
+    *,
+    now: pd.Timestamp,
+    min_date: pd.Timestamp = MIN_DATE,
+    first_row: int = 1,
+) -> ParsedRows:
+    """Parse a raw chunk whose first data row is number `first_row` (columns already checked).
+
+    A missing amount is quantity x unit_price when both parsed."""
+    contract = CONTRACTS[table]
+    n = len(frame)
+    now_utc = utc(now)
+    flags = {r: np.zeros(n, dtype=bool) for r in ROW_REASONS}
+    clean: dict[str, pd.Series] = {}
+    missing_by: dict[str, npt.NDArray[np.bool_]] = {}
+    # Without an amount column, a bad quantity or unit price is a bad amount.
+    derived_from = {f for c in contract.inputs if c.name not in frame.columns for f in c.product_of}
+    for column in contract.inputs:
+        if column.name not in frame.columns:  # absent: missing everywhere, nothing to parse
+            clean[column.name] = _absent(column, n)
+            missing_by[column.name] = np.ones(n, dtype=bool)
+            continue
+        raw = frame[column.name].reset_index(drop=True)
+        if column.kind == "timestamp":
+            values, missing, bad = parse_ts(raw)
+            flags[RejectReason.BAD_TIMESTAMP] |= bad
+            future = (values > now_utc).fillna(False).to_numpy(dtype=bool)
+            flags[RejectReason.FUTURE_TIMESTAMP] |= future
+            early = (values < min_date).fillna(False).to_numpy(dtype=bool)
+            flags[RejectReason.BEFORE_MIN_DATE] |= early
+            clean[column.name] = values
+        elif column.kind == "number":
+            values, missing, bad = _parse_number(raw)
+            of_amount = column.name == "amount" or column.name in derived_from
+            key = RejectReason.BAD_AMOUNT if of_amount else RejectReason.BAD_VALUE
+            flags[key] |= bad
+            clean[column.name] = values
+        else:
+            text = _text(raw)
+            missing = text.isna().to_numpy()
+            clean[column.name] = _to_object(text)
+        missing_by[column.name] = missing
+    for column in contract.inputs:
+        if column.product_of:
+            _fill_product(column, clean, missing_by)
+    for column in contract.inputs:
+        if column.name == "customer_id":
+            flags[RejectReason.MISSING_ID] |= missing_by[column.name]
+        elif column.required:
+            flags[RejectReason.MISSING_VALUE] |= missing_by[column.name]
+    for column in contract.columns:
+        if column.source == "ingest":
+            clean[column.name] = _absent(column, n)
+
+    code = np.full(n, -1, dtype=np.int64)
+    for k, reason in enumerate(ROW_REASONS):
+        code[(code < 0) & flags[reason]] = k
+    numbers = np.arange(first_row, first_row + n, dtype=np.int64)
+    raw_text = original_as_text(frame.reset_index(drop=True)).add_prefix(RAW)
+    good = code < 0
+    valid = pd.DataFrame(clean).loc[good].reset_index(drop=True)
+    valid.insert(0, ROW_NUMBER, numbers[good])
+    valid = pd.concat([valid, raw_text.loc[good].reset_index(drop=True)], axis=1)
+    reasons = np.array([r.value for r in ROW_REASONS], dtype=object)[code[~good]]
+    rejected = raw_text.loc[~good].reset_index(drop=True)
+    rejected.insert(0, REASON, reasons)
+    rejected.insert(0, ROW_NUMBER, numbers[~good])
+    return ParsedRows(valid=valid, rejected=rejected)
+
+
+def _absent(column: Column, n: int) -> pd.Series:
+    """A column the file does not have: missing in every row, in the canonical dtype."""
+    if column.kind == "timestamp":
+        return pd.Series(pd.NaT, index=range(n), dtype=TS_DTYPE)
+    if column.kind == "number":
+        return pd.Series(np.nan, index=range(n), dtype="float64")
+    return pd.Series(np.full(n, None, dtype=object))

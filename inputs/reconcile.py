@@ -1,0 +1,353 @@
+"""File rules of ingest: what needs the whole file (and the stored table), in DuckDB SQL.
+
+The caller registers `staged`: the rows that passed the row rules (`clv.inputs.parse`: row_number,
+the contract's columns, the original cells), one chunk after another, in memory or as
+Parquet on disk; DuckDB spills above its memory limit, so a file of any length fits. In
+order, for transactions:
+1. Currency: rows in the workspace's currency stay; others are converted with
+   `ingest.currency_rates`, or rejected `mixed_currency` without a rate.
+2. Plausibility: |amount| above the bound (set, or AMOUNT_BOUND_FACTOR x the file's median
+   nonzero |amount|) is `implausible_amount`.
+3. Refunds: a row whose order id matches `ingest.cancellation_pattern`, or with a negative
+   quantity, is a refund (negative amount, margin and quantity); `refund_of` names the order
+   it refunds (the id without the pattern, or its own order) when that order has a positive
+   row of the same customer in the file or the store.
+4. Order lines: in a line-level file (`ingest.grain`), rows of one order without a line_id
+   that are identical in every column are one line bought twice: summed, not dropped.
+Then, for every table: exact duplicates (every contract column equal; the first row is kept)
+are `exact_duplicate`; a keyed row repeating an earlier row's key with other values is
+`duplicate_line`; rows already stored (a keyed row: its key is stored) are skipped.
+Why these rules: docs/decisions/real-exports.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+import duckdb
+
+from clv.core.contracts import CONTRACTS, RejectReason, TableName
+from clv.inputs.parse import REASON, ROW_NUMBER
+
+AMOUNT_BOUND_FACTOR = 10_000.0
+"""Default plausibility bound of |amount|: this many times the file's median nonzero |amount|
+(a guard against 1e308 and unit mix-ups, far above any real order; not a modelling choice)."""
+
+LINE_HINTS = ("line_id", "sku", "quantity", "unit_price")
+"""Columns that make a transactions file line-level under `ingest.grain: auto`."""
+
+_SQL_TYPES = {"string": "VARCHAR", "category": "VARCHAR", "number": "DOUBLE"}
+
+
+def q(name: str) -> str:
+    """A quoted SQL identifier."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def sql_type(kind: str) -> str:
+    return _SQL_TYPES.get(kind, "TIMESTAMPTZ")
+
+
+@dataclass(frozen=True)
+class FileRules:
+    """The settings the file rules follow (from `ingest` settings, or a test)."""
+
+    max_abs_amount: float | None = None
+    grain: Literal["auto", "order", "line"] = "auto"
+    cancellation_pattern: str | None = None
+    currency: str | None = None
+    rates: Mapping[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Reconciled:
+    """What the file rules did; the kept rows are in the temp table `candidates`."""
+
+    counts: dict[str, int]
+    """Rows rejected by a file rule, per reason."""
+    summed: int
+    """Identical lines of an order folded into the line before them."""
+    refunds: int
+    linked: int
+    """Refunds whose original order was found (refund_of set)."""
+    converted: int
+    currency: str | None
+    amount_bound: float | None
+    line_level: bool
+
+
+def _literal(text: str) -> str:
+    """A SQL string literal."""
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _scalar(con: duckdb.DuckDBPyConnection, sql: str, params: list[object] | None = None) -> object:
+    row = con.execute(sql, params or []).fetchone()
+    return None if row is None else row[0]
+
+
+def stored_view(
+    con: duckdb.DuckDBPyConnection, table: TableName, path: str | None, *, name: str = "stored"
+) -> None:
+    """`name`: the stored table's contract columns (missing ones null: an older store), or
+    no rows when nothing is stored."""
+    contract = CONTRACTS[table]
+    have: set[str] = set()
+    if path is not None:
+        have = {
+            r[0] for r in con.execute("DESCRIBE SELECT * FROM read_parquet(?)", [path]).fetchall()
+        }
+    cols = ", ".join(
+        (q(c.name) if c.name in have else f"NULL::{sql_type(c.kind)}") + f" AS {q(c.name)}"
+        for c in contract.columns
+    )
+    if path is None:
+        con.execute(
+            f"CREATE OR REPLACE TEMP VIEW {name} AS "
+            f"SELECT {cols}, NULL::BIGINT AS _stored_row WHERE false"
+        )
+    else:
+        source = f"read_parquet('{path.replace(chr(39), chr(39) * 2)}', file_row_number = true)"
+        con.execute(
+            f"CREATE OR REPLACE TEMP VIEW {name} AS "
+            f"SELECT {cols}, file_row_number AS _stored_row FROM {source}"
+        )
+
+
+def _currency(
+    con: duckdb.DuckDBPyConnection, rules: FileRules
+) -> tuple[str | None, list[tuple[str, float]]]:
+    """The workspace currency and the rate of each currency the rows may be in."""
+    base = rules.currency.strip().upper() if rules.currency else None
+    if base is None:
+        base = _scalar(con, "SELECT currency FROM stored WHERE currency IS NOT NULL LIMIT 1")  # type: ignore[assignment]
+    if base is None:
+        base = _scalar(  # type: ignore[assignment]
+            con,
+            "SELECT upper(trim(currency)) AS c FROM staged WHERE currency IS NOT NULL "
+            "GROUP BY c ORDER BY count(*) DESC, c LIMIT 1",
+        )
+    rates = [(str(k).strip().upper(), float(v)) for k, v in rules.rates.items()]
+    if base is not None:
+        rates = [r for r in rates if r[0] != base] + [(base, 1.0)]
+    return base, rates
+
+
+def reconcile(
+    con: duckdb.DuckDBPyConnection,
+    table: TableName,
+    rules: FileRules,
+    *,
+    file_columns: tuple[str, ...],
+) -> Reconciled:
+    """Apply the file rules to `staged` (and the view `stored`, see `stored_view`).
+
+    Leaves the temp tables `candidates` (kept rows: row_number and the contract's columns, not
+    yet checked against the store) and `rejects` (row_number, reason)."""
+    contract = CONTRACTS[table]
+    names = list(contract.names)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE rejects ({ROW_NUMBER} BIGINT, {REASON} VARCHAR)")
+    summed = refunds = linked = converted = 0
+    base: str | None = None
+    bound: float | None = None
+    line_level = False
+    source = "staged"
+    if table == "transactions":
+        base, rates = _currency(con, rules)
+        con.execute("CREATE OR REPLACE TEMP TABLE rates (code VARCHAR, rate DOUBLE)")
+        if rates:
+            con.executemany("INSERT INTO rates VALUES (?, ?)", rates)
+        rate = "(CASE WHEN s.currency IS NULL THEN 1.0 ELSE r.rate END)"
+        priced = {
+            "amount": f"s.amount * {rate}",
+            "margin": f"s.margin * {rate}",
+            "unit_price": f"s.unit_price * {rate}",
+            "currency": "CASE WHEN s.currency IS NULL THEN NULL ELSE "
+            + (_literal(base) if base else "NULL")
+            + " END",
+        }
+        columns = ", ".join(f"{priced.get(n, 's.' + q(n))} AS {q(n)}" for n in names)
+        other = _literal(base or "")
+        # Views, not tables, until the rows are linked: the staged file is read, not copied
+        # (the original cells stay behind; only the quarantine needs them).
+        con.execute(
+            f"""CREATE OR REPLACE TEMP VIEW priced AS
+            SELECT s.{ROW_NUMBER}, {columns},
+                {rate} IS NULL AS _unpriced,
+                coalesce(s.currency IS NOT NULL AND upper(trim(s.currency)) <> {other},
+                    false) AND {rate} IS NOT NULL AS _converted
+            FROM staged s LEFT JOIN rates r ON upper(trim(s.currency)) = r.code"""
+        )
+        con.execute(
+            f"INSERT INTO rejects SELECT {ROW_NUMBER}, ? FROM priced WHERE _unpriced",
+            [RejectReason.MIXED_CURRENCY.value],
+        )
+        converted = int(_scalar(con, "SELECT count(*) FROM priced WHERE _converted") or 0)  # type: ignore[call-overload]
+        if rules.max_abs_amount is not None:
+            bound = float(rules.max_abs_amount)
+        else:
+            median = _scalar(
+                con,
+                "SELECT median(abs(amount)) FROM priced "
+                "WHERE NOT _unpriced AND amount IS NOT NULL AND amount <> 0",
+            )
+            bound = float("inf") if median is None else float(median) * AMOUNT_BOUND_FACTOR  # type: ignore[arg-type]
+        con.execute(
+            f"INSERT INTO rejects SELECT {ROW_NUMBER}, ? FROM priced "
+            "WHERE NOT _unpriced AND abs(amount) > ?",
+            [RejectReason.IMPLAUSIBLE_AMOUNT.value, bound],
+        )
+        pattern = _literal(rules.cancellation_pattern) if rules.cancellation_pattern else None
+        cancel = f"coalesce(regexp_matches(order_id, {pattern}), false)" if pattern else "false"
+        refunded = f"regexp_replace(order_id, {pattern}, '')" if pattern else "order_id"
+        con.execute(
+            f"""CREATE OR REPLACE TEMP VIEW signed AS
+            SELECT * EXCLUDE (_unpriced, _converted, _cancel) REPLACE (
+                CASE WHEN _cancel OR quantity < 0 THEN -abs(amount) ELSE amount END AS amount,
+                CASE WHEN _cancel OR quantity < 0 THEN -abs(margin) ELSE margin END AS margin,
+                CASE WHEN _cancel THEN -abs(quantity) ELSE quantity END AS quantity),
+                CASE WHEN _cancel THEN {refunded} ELSE order_id END AS _refunded_order
+            FROM (SELECT *, {cancel} AS _cancel FROM priced)
+            WHERE NOT _unpriced AND NOT (abs(amount) > '{bound!r}'::DOUBLE)"""
+        )
+        con.execute(
+            """CREATE OR REPLACE TEMP VIEW linked AS
+            WITH orders AS (
+                SELECT DISTINCT customer_id, order_id FROM signed
+                WHERE amount > 0 AND order_id IS NOT NULL
+                UNION
+                SELECT DISTINCT customer_id, order_id FROM stored
+                WHERE amount > 0 AND order_id IS NOT NULL)
+            SELECT s.* EXCLUDE (_refunded_order) REPLACE (
+                CASE WHEN s.amount < 0 THEN o.order_id END AS refund_of)
+            FROM signed s LEFT JOIN orders o
+              ON s.amount < 0 AND s.customer_id = o.customer_id
+             AND s._refunded_order = o.order_id"""
+        )
+        line_level = _line_level(con, rules, file_columns)
+        source = _sum_identical_lines(con, names) if line_level else "linked"
+    _deduplicate(con, table, source)
+    if table == "transactions":
+        row = con.execute(
+            "SELECT coalesce(sum(_n) - count(*), 0), count(*) FILTER (WHERE amount < 0), "
+            "count(*) FILTER (WHERE refund_of IS NOT NULL) FROM ranked"
+        ).fetchone()
+        assert row is not None
+        summed, refunds, linked = (int(x) for x in row)
+    counts = {
+        str(reason): int(n)
+        for reason, n in con.execute(
+            f"SELECT {REASON}, count(*) FROM rejects GROUP BY 1"
+        ).fetchall()
+    }
+    return Reconciled(
+        counts=counts,
+        summed=summed,
+        refunds=refunds,
+        linked=linked,
+        converted=converted,
+        currency=base,
+        amount_bound=bound,
+        line_level=line_level,
+    )
+
+
+def _line_level(
+    con: duckdb.DuckDBPyConnection, rules: FileRules, file_columns: tuple[str, ...]
+) -> bool:
+    if rules.grain != "auto":
+        return rules.grain == "line"
+    if any(c in file_columns for c in LINE_HINTS):
+        return True
+    differing = _scalar(
+        con,
+        """SELECT count(*) FROM (
+            SELECT customer_id, order_id FROM (SELECT DISTINCT customer_id, order_id, ts, amount,
+                margin, channel FROM linked WHERE order_id IS NOT NULL)
+            GROUP BY customer_id, order_id HAVING count(*) > 1 LIMIT 1)""",
+    )
+    return bool(differing)
+
+
+def _sum_identical_lines(con: duckdb.DuckDBPyConnection, names: list[str]) -> str:
+    """Rows of one order without a line_id, identical in every column: one row, summed.
+
+    `_summed` marks those rows: two of them can be equal after summing (A x1 twice and
+    A x2 on one invoice) and both are lines, never exact duplicates."""
+    summed = {"amount", "margin", "quantity"}
+    keys = ", ".join(q(n) for n in names)
+    out = ", ".join(f"sum({q(n)}) AS {q(n)}" if n in summed else q(n) for n in names)
+    con.execute(
+        f"""CREATE OR REPLACE TEMP VIEW lines AS
+        SELECT min({ROW_NUMBER}) AS {ROW_NUMBER}, {out}, true AS _summed, count(*) AS _n
+        FROM linked WHERE order_id IS NOT NULL AND line_id IS NULL
+        GROUP BY {keys}
+        UNION ALL BY NAME
+        SELECT {ROW_NUMBER}, {keys}, false AS _summed, 1 AS _n FROM linked
+        WHERE NOT (order_id IS NOT NULL AND line_id IS NULL)"""
+    )
+    return "lines"
+
+
+def _deduplicate(con: duckdb.DuckDBPyConnection, table: TableName, source: str) -> None:
+    """`ranked` (materialized once) and the view `candidates` from `source`: an exact
+    duplicate repeats an earlier row; a keyed row repeating the key of an earlier row with
+    other values is a duplicate line. Both go to `rejects`; the first row is kept."""
+    contract = CONTRACTS[table]
+    every = ", ".join(q(n) for n in contract.names)
+    summed, count = ("_summed", "_n") if source == "lines" else ("false", "1")
+    keyed = not contract.versioned and not set(contract.key) >= set(contract.names)
+    first_key = "NULL::BIGINT"
+    if keyed:
+        has_key = " AND ".join(f"{q(k)} IS NOT NULL" for k in contract.key)
+        key = ", ".join(q(k) for k in contract.key)
+        first_key = (
+            f"CASE WHEN {has_key} THEN min({ROW_NUMBER}) OVER (PARTITION BY {key}, ({has_key})) END"
+        )
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE ranked AS
+        SELECT {ROW_NUMBER}, {every}, {count} AS _n,
+            CASE WHEN {summed} THEN {ROW_NUMBER}
+                 ELSE min({ROW_NUMBER}) OVER (PARTITION BY {every}, {summed}) END AS _first_row,
+            {first_key} AS _first_key
+        FROM {source}"""
+    )
+    con.execute(
+        f"""INSERT INTO rejects SELECT {ROW_NUMBER},
+            CASE WHEN _first_row < {ROW_NUMBER} THEN ? ELSE ? END
+        FROM ranked WHERE _first_row < {ROW_NUMBER} OR _first_key < {ROW_NUMBER}""",
+        [RejectReason.DUPLICATE.value, RejectReason.DUPLICATE_LINE.value],
+    )
+    con.execute(
+        f"""CREATE OR REPLACE TEMP VIEW candidates AS SELECT {ROW_NUMBER}, {every} FROM ranked
+        WHERE _first_row = {ROW_NUMBER} AND coalesce(_first_key = {ROW_NUMBER}, true)"""
+    )
+
+
+def fresh_rows(con: duckdb.DuckDBPyConnection, table: TableName) -> int:
+    """`fresh`: the candidates not already in `stored` (a keyed row: by its key). Returns how
+    many candidates were already stored."""
+    contract = CONTRACTS[table]
+    keyed = not contract.versioned and not set(contract.key) >= set(contract.names)
+    same_row = " AND ".join(f"c.{q(n)} IS NOT DISTINCT FROM s.{q(n)}" for n in contract.names)
+    if keyed:
+        has_key = " AND ".join(f"c.{q(k)} IS NOT NULL" for k in contract.key)
+        same_key = " AND ".join(f"c.{q(k)} = s.{q(k)}" for k in contract.key)
+        con.execute(
+            f"""CREATE OR REPLACE TEMP TABLE fresh AS
+            SELECT c.* FROM (SELECT * FROM candidates c WHERE {has_key}) c
+                ANTI JOIN stored s ON {same_key}
+            UNION ALL
+            SELECT c.* FROM (SELECT * FROM candidates c WHERE NOT ({has_key})) c
+                ANTI JOIN stored s ON {same_row}"""
+        )
+    else:
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE fresh AS "
+            f"SELECT c.* FROM candidates c ANTI JOIN stored s ON {same_row}"
+        )
+    total = int(_scalar(con, "SELECT count(*) FROM candidates") or 0)  # type: ignore[call-overload]
+    new = int(_scalar(con, "SELECT count(*) FROM fresh") or 0)  # type: ignore[call-overload]
+    return total - new

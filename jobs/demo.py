@@ -1,0 +1,267 @@
+"""`clv demo`: the whole lifecycle, in order, on generated customers in one workspace.
+
+generate -> ingest -> features (apply, build, materialize) -> train (Optuna + MLflow, register,
+champion) -> monitor (Evidently) -> serve (a real HTTP server in a child process) -> score a few
+customers over HTTP -> stop the server -> say what was made and where to look.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from functools import partial
+
+import httpx
+import typer
+
+from clv.core.console import JsonOption, emit, progress, settings_of
+from clv.core.errors import ClvError
+from clv.core.settings import Settings
+
+DEMO_END = "2026-01-01"
+"""The demo's history ends here, whatever its length: fixed (the data are reproducible) and
+before today (later rows would be quarantined as future timestamps)."""
+
+
+@dataclass
+class DemoReport:
+    """What the demo made, step by step, for the summary and `--json`."""
+
+    steps: dict[str, dict[str, object]] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port on `host` that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def stop_process(proc: subprocess.Popen[bytes], *, timeout: float = 15) -> None:
+    """SIGTERM, then SIGKILL if the process has not exited within `timeout` seconds."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def wait_for_http(url: str, proc: subprocess.Popen[bytes], *, timeout: float) -> None:
+    """Poll `url` until it answers 200; fail at once if the server process has exited."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise ClvError(f"the server exited with code {proc.returncode} before {url} answered")
+        try:
+            if httpx.get(url, timeout=1.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.25)
+    raise ClvError(f"{url} did not answer 200 within {timeout:.0f} s")
+
+
+def score_over_http(settings: Settings, customer_ids: list[str]) -> dict[str, object]:
+    """Start `clv serve` in a child process, POST /score, stop it; return the JSON answer."""
+    host = settings.serving.host
+    port = free_port(host)
+    url = f"http://{host}:{port}"
+    cmd = [sys.executable, "-m", "clv", "--workspace", str(settings.workspace)]
+    cmd += ["serve", "--host", host, "--port", str(port)]
+    log_path = settings.state_dir / "demo-server.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            wait_for_http(f"{url}/readyz", proc, timeout=120)
+            resp = httpx.post(f"{url}/score", json={"customer_ids": customer_ids}, timeout=30)
+            if resp.status_code != 200:
+                raise ClvError(f"POST /score answered {resp.status_code}: {resp.text[:200]}")
+            answer: dict[str, object] = resp.json()
+            return answer
+        finally:
+            stop_process(proc)
+
+
+def run_demo(
+    settings: Settings,
+    *,
+    customers: int,
+    months: int,
+    seed: int,
+    trials: int | None,
+) -> DemoReport:
+    """Run every stage of the lifecycle; each stage is the same function its command calls."""
+    from clv.features import feast_io
+    from clv.features.build import build_features
+    from clv.inputs.generator import generate, write_raw
+    from clv.inputs.ingest import ingest
+    from clv.monitoring.run import run_monitor
+    from clv.registry.aliases import ensure_champion
+    from clv.registry.mlflow_io import aliases
+    from clv.training.readiness_io import require_ready
+    from clv.training.train import run as train_run
+
+    report = DemoReport()
+    settings.ensure_dirs()
+    last = [time.perf_counter()]
+
+    def timed(step: str) -> None:
+        now = time.perf_counter()
+        report.seconds[step] = round(now - last[0], 1)
+        last[0] = now
+
+    progress(
+        f"[1/7] generating {customers:,} customers over {months} months "
+        f"(world mixed, seed {seed}, ending {DEMO_END})"
+    )
+    import pandas as pd
+
+    start = pd.Timestamp(DEMO_END, tz="UTC") - pd.DateOffset(months=months)
+    data = generate(customers=customers, months=months, seed=seed, start=start)
+    paths = write_raw(data, settings.raw_dir, fmt="parquet")
+    timed("generate")
+
+    progress("[2/7] ingesting into the offline store")
+    ingested: dict[str, object] = {}
+    for table, path in paths.items():
+        res = ingest(settings, path, table=table)
+        ingested[table] = {
+            "read": res.read,
+            "accepted": res.accepted,
+            "already_present": res.already_present,
+            "quarantined": sum(res.quarantined.values()),
+            "stored": res.stored_rows,
+        }
+    report.steps["data"] = ingested
+    timed("ingest")
+
+    progress("[3/7] features: apply, build snapshots, materialize")
+    built = build_features(settings)
+    feast_io.apply(settings)
+    feast_io.materialize(settings)
+    report.steps["features"] = {
+        "rows": built.rows,
+        "snapshots": len(built.snapshots),
+        "service": settings.features.service,
+    }
+    timed("features")
+
+    progress("[4/7] training: Optuna-tuned XGBoost, logged to MLflow")
+    trained = train_run(
+        settings,
+        n_trials=trials,
+        readiness=partial(require_ready, skip=False, progress=progress),
+    )
+    ensure_champion(settings, trained.version)
+    report.steps["train"] = {
+        "run_id": trained.run_id,
+        "version": trained.version,
+        "readiness": trained.readiness.summary() if trained.readiness is not None else None,
+        "aliases": [a for a, v in aliases(settings).items() if v == trained.version],
+        "best_trial": trained.best_trial,
+        "test_metrics": trained.metrics,
+        "evaluation": {
+            "embargoed": trained.embargoed,
+            "test_origin": trained.evaluation.origin.date().isoformat(),
+            "backtest_origins": [b.origin.date().isoformat() for b in trained.backtests],
+        },
+    }
+    timed("train")
+
+    progress("[5/7] monitoring: Evidently drift report against the training reference")
+    monitored = run_monitor(settings)
+    report.steps["monitor"] = {
+        "verdict": str(monitored.verdict),
+        "report": str(monitored.report_dir),
+        "page": str(monitored.report_dir / "index.html"),
+    }
+    timed("monitor")
+
+    progress("[6/7] serving: start `clv serve`, score customers over HTTP")
+    ids = [*data.customers["customer_id"].head(3).tolist(), "C_NEW_CUSTOMER"]
+    report.steps["score"] = score_over_http(settings, ids)
+    timed("serve")
+    return report
+
+
+def _summary(settings: Settings, report: DemoReport) -> str:
+    data = report.steps["data"]
+    train = report.steps["train"]
+    monitor = report.steps["monitor"]
+    lines = ["", "clv demo: the whole lifecycle ran.", ""]
+    lines.append(f"data{'read':>20} {'new':>10} {'quarantined':>12} {'stored':>10}")
+    for table, c in data.items():
+        assert isinstance(c, dict)
+        lines.append(
+            f"  {table:<13}{c['read']:>9,} {c['accepted']:>10,} {c['quarantined']:>12,}"
+            f" {c['stored']:>10,}"
+        )
+    feats = report.steps["features"]
+    lines.append(
+        f"features: {feats['rows']:,} rows over {feats['snapshots']} snapshots "
+        f"(FeatureService {feats['service']})"
+    )
+    ready = train["readiness"]
+    if isinstance(ready, dict):
+        lines.append(
+            f"readiness: {ready['status']} ({ready['repeat_buyers']:,} repeat buyers, "
+            f"{ready['history_days']:,.0f} days of history; reports/readiness.html)"
+        )
+    lines.append(f"best trial: {train['best_trial']}")
+    evaluation = train["evaluation"]
+    assert isinstance(evaluation, dict)
+    lines.append(
+        f"test-origin metrics ({evaluation['test_origin']}, out of time, "
+        + ("embargoed" if evaluation["embargoed"] else "NOT EMBARGOED")
+        + f"; {len(evaluation['backtest_origins'])} backtest origins in the MLflow run):"
+    )
+    metrics = train["test_metrics"]
+    assert isinstance(metrics, dict)
+    for who, table in metrics.items():
+        assert isinstance(table, dict)
+        shown = ", ".join(f"{k}={v:.4g}" for k, v in table.items() if isinstance(v, float))
+        lines.append(f"  {who:<12} {shown}")
+    held_aliases = train["aliases"]
+    assert isinstance(held_aliases, list)
+    held = ", ".join(held_aliases) or "none (champion unchanged)"
+    lines.append(
+        f"registered: model '{settings.mlflow.model_name}' version {train['version']}, "
+        f"aliases: {held}"
+    )
+    lines.append(f"monitor verdict: {monitor['verdict']}")
+    lines.append("score from the running server (POST /score):")
+    lines.append(json.dumps(report.steps["score"], indent=2))
+    lines.append("")
+    lines.append("where to look:")
+    lines.append(f"  report:       {monitor['page']}")
+    lines.append(f"  MLflow UI:    .venv/bin/mlflow ui --backend-store-uri {settings.tracking_uri}")
+    lines.append(f"  workspace:    {settings.workspace}")
+    secs = ", ".join(f"{k} {v:.0f}s" for k, v in report.seconds.items())
+    lines.append(f"time: {sum(report.seconds.values()):.0f} s ({secs})")
+    return "\n".join(lines)
+
+
+def demo(
+    ctx: typer.Context,
+    customers: int = typer.Option(20_000, "--customers", min=100, help="Customers to generate."),
+    months: int = typer.Option(
+        48,
+        "--months",
+        min=18,
+        help="Months of history (a 365-day horizon needs about 40 for an embargoed evaluation).",
+    ),
+    seed: int = typer.Option(7, "--seed", help="Generator seed."),
+    trials: int | None = typer.Option(None, "--trials", min=1, help="Optuna trials."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Run the whole lifecycle on generated customers, then score a few over HTTP."""
+    settings = settings_of(ctx)
+    report = run_demo(settings, customers=customers, months=months, seed=seed, trials=trials)
+    payload = {"steps": report.steps, "seconds": report.seconds, "workspace": settings.workspace}
+    emit(_summary(settings, report), payload, as_json=as_json)

@@ -1,0 +1,79 @@
+"""One monitoring run, in order: gather the champion's reference and the current window, judge
+them (clv.monitoring.drift), publish the report folder, log the run to MLflow."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+
+from clv.core.settings import Settings
+from clv.monitoring import report
+from clv.monitoring.drift import (
+    PREDICTIONS,
+    MonitorInputs,
+    MonitorResult,
+    judge,
+    reference_window,
+)
+from clv.monitoring.gather import gather
+from clv.monitoring.mlflow_io import log_monitor_run
+from clv.monitoring.summary import json_default, summary
+
+
+def run_monitor(
+    settings: Settings,
+    *,
+    as_of: pd.Timestamp | None = None,
+    reference: pd.DataFrame | None = None,
+    current: pd.DataFrame | None = None,
+    log_to_mlflow: bool = True,
+) -> MonitorResult:
+    """Gather the champion's reference and the current window, judge them, write the reports.
+
+    With both frames given (tests), nothing is read from the registry or the feature store
+    and nothing is logged to MLflow.
+    """
+    if reference is not None and current is not None:
+        when = as_of if as_of is not None else _date_of(current)
+        window = settings.monitoring.reference_window
+        ref = reference_window(reference, window="all" if window == "all" else "latest")
+        given = MonitorInputs(as_of=when, reference=ref, current=current)
+        return evaluate(settings, given)
+    inputs = gather(settings, as_of=as_of)
+    result = evaluate(settings, inputs)
+    if log_to_mlflow:
+        log_monitor_run(settings, result)
+    return result
+
+
+def evaluate(settings: Settings, inputs: MonitorInputs) -> MonitorResult:
+    """Judge one window and write its report folder: the Evidently report, the prediction chart,
+    summary.json, the run page, and the index of every run."""
+    result = judge(settings, inputs)
+    reference, current = inputs.reference, inputs.current
+    by_column = {p.column for p in result.psi}
+    out_dir = result.report_dir
+    report.distribution_chart(
+        {c: _floats(reference[c]) for c in PREDICTIONS if c in by_column},
+        {c: _floats(current[c]) for c in PREDICTIONS if c in by_column},
+        out_dir / "predictions.png",
+    )
+    doc = summary(
+        result, settings, inputs=inputs, keys=result.keys, evidently_drift=result.evidently_drift
+    )
+    result.summary_path.write_text(json.dumps(doc, indent=2, default=json_default) + "\n")
+    report.write_run_page(doc, out_dir)
+    report.write_runs_index(settings.reports_dir)
+    return result
+
+
+def _floats(series: pd.Series) -> np.ndarray:
+    return pd.to_numeric(series, errors="coerce").to_numpy(np.float64, na_value=np.nan)
+
+
+def _date_of(frame: pd.DataFrame) -> pd.Timestamp:
+    if "event_timestamp" in frame.columns and frame["event_timestamp"].notna().any():
+        return pd.Timestamp(pd.to_datetime(frame["event_timestamp"], utc=True).max())
+    return pd.Timestamp.now(tz="UTC").normalize()
