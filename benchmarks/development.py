@@ -3,7 +3,7 @@
 `python -m benchmarks.development blend` measures fixed value blends and the level anchoring:
 per development world, the recipe is fitted twice under the default settings (horizon aside):
 once with the former fixed choice (w 0.5, anchored) and once with the trees alone (w 1, no
-level), through clv.training.train.FIXED_BLEND. The unanchored blends (1 - w) x BG/NBD + w x
+level), through clv.training.choices.FIXED_BLEND. The unanchored blends (1 - w) x BG/NBD + w x
 trees for w on a grid are then scored on the same rows: the test origin and every embargoed
 backtest origin (all out of time; these are development worlds, so their test origin may
 choose). Written to `benchmarks/results/development-blend.json`; the decision is in
@@ -21,13 +21,14 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks import case
+from benchmarks.case import Figures
 from benchmarks.worlds import DEVELOPMENT, world_training_data
 from clv.training.blend import BlendChoice
 
-WORK = Path(__file__).resolve().parent / "work" / "development"
+WORK = case.WORK / "development"
 RESULTS = Path(__file__).resolve().parent / "results"
 BLENDS = (0.0, 0.25, 0.5, 0.75, 1.0)
-Figures = dict[str, object]
 
 
 def _say(msg: str) -> None:
@@ -52,17 +53,18 @@ def _fixed(weight: float, level: str) -> BlendChoice:
 
 
 def _fit(root: Path, name: str, *, fixed: BlendChoice | None) -> list[tuple[str, Arrays]]:
-    """One fit_and_log with `clv.training.train.FIXED_BLEND` patched (None: the blend is chosen
+    """One fit_and_log with `clv.training.choices.FIXED_BLEND` patched (None: the blend is chosen
     per fit on validation, as served); every origin's arrays."""
+    import clv.training.choices as choices
     import clv.training.train as train
 
     settings, data = world_training_data(root, name)
-    saved = train.FIXED_BLEND
-    train.FIXED_BLEND = fixed
+    saved = choices.FIXED_BLEND
+    choices.FIXED_BLEND = fixed
     try:
         result = train.fit_and_log(settings, data, progress=lambda m: _say(f"  {name}: {m}"))
     finally:
-        train.FIXED_BLEND = saved
+        choices.FIXED_BLEND = saved
     out = []
     for ev in (result.evaluation, *result.backtests):
         if not ev.embargoed:

@@ -18,16 +18,17 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+from benchmarks import case
 from benchmarks.bigfile import FORMATS, SUFFIX, BigFile, Format, write_transactions
+from benchmarks.case import Figures
+from benchmarks.children import rusage
 from clv.core.settings import load_settings
 
-Figures = dict[str, object]
-WORK = Path(__file__).resolve().parent / "work" / "ingest-big"
+WORK = case.WORK / "ingest-big"
 PLAN: tuple[tuple[int, tuple[Format, ...]], ...] = (
     (10_000_000, FORMATS),
     (50_000_000, FORMATS),
@@ -49,26 +50,6 @@ CSV_BYTES_PER_LINE = 72
 PASSED_SETTINGS = "CLV_INGEST__"
 """The only CLV_* variables passed to the ingest (to try another `ingest.chunk_rows`); the
 rest of the caller's environment's CLV_* settings are dropped, as in the other benchmarks."""
-
-_MEASURE = """
-import json, resource, subprocess, sys, time
-out, err, *cmd = sys.argv[1:]
-with open(out, "wb") as o, open(err, "wb") as e:
-    t0 = time.perf_counter()
-    code = subprocess.call(cmd, stdout=o, stderr=e)
-    wall = time.perf_counter() - t0
-usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-own = None
-try:
-    for line in open("/proc/self/status"):
-        if line.startswith("VmHWM:"):
-            own = int(line.split()[1])
-except OSError:
-    pass
-print(json.dumps({"returncode": code, "wall_seconds": wall, "peak_rss_kib": usage.ru_maxrss,
-                  "user_seconds": usage.ru_utime, "system_seconds": usage.ru_stime,
-                  "helper_peak_kib": own}))
-"""
 
 
 def ingest_big(*, quick: bool) -> Figures:
@@ -157,11 +138,10 @@ def _one(lines: int, fmt: Format, *, block_rows: int, env: dict[str, str], folde
 
 
 def _measure(cmd: list[str], *, env: dict[str, str], logs: Path) -> Figures:
-    """Run `cmd` under a fresh helper process: wall time, peak RSS and CPU of `cmd` alone."""
+    """Run `cmd` under a fresh helper process (benchmarks.children.rusage): wall time, peak RSS
+    and CPU of `cmd` alone."""
     out, err = logs / "ingest.stdout", logs / "ingest.stderr"
-    helper = [sys.executable, "-c", _MEASURE, str(out), str(err), *cmd]
-    proc = subprocess.run(helper, env=env, check=True, stdout=subprocess.PIPE, text=True)
-    m = json.loads(proc.stdout.strip().splitlines()[-1])
+    m = rusage.in_child(cmd, stdout=out, stderr=err, env=env)
     figures: Figures = {
         "wall_seconds": round(m["wall_seconds"], 2),
         "peak_rss_mib": round(m["peak_rss_kib"] / 1024, 1),

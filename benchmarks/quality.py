@@ -20,14 +20,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from benchmarks.case import WORK, Figures
 from benchmarks.worlds import JUDGEMENT, World, world_training_data
 
 if TYPE_CHECKING:
     from clv.core.settings import Settings
-    from clv.training.train import OriginEvaluation, TrainResult
+    from clv.training.backtest import OriginEvaluation
+    from clv.training.train import TrainResult
 
-Figures = dict[str, object]
-WORK = Path(__file__).resolve().parent / "work"
 QUICK_WORLDS = 2
 QUICK_TRIALS = 3
 NOMINAL_COVERAGE = 0.8
@@ -63,7 +63,7 @@ def _predictor_figures(ev: OriginEvaluation) -> dict[str, dict[str, float | None
 
 def _versus_baselines(ev: OriginEvaluation) -> dict[str, object]:
     """The best simple baseline on Gini and on RMSE, and whether the recipe beats each."""
-    from clv.training.train import BASELINES
+    from clv.training.backtest import BASELINES
 
     by_gini = ev.best_baseline
     by_rmse = min(

@@ -2,8 +2,9 @@
 
     python -m benchmarks.run [NAME ...] [--quick]
 
-Each benchmark runs in its own process (so peak memory is its own) and is a function in
-`benchmarks/cases.py` registered in CASES; it returns a flat mapping of measured figures.
+Each benchmark runs in its own process (so peak memory is its own) and is a function of one
+area's module (benchmarks.ingest, .features, .serving, ...) registered in CASES below; it
+returns a flat mapping of measured figures (benchmarks.case).
 Results go to `benchmarks/results/<name>.json` with the date, the machine and the package
 versions, so the README's table can cite them.
 """
@@ -21,7 +22,34 @@ from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
 
-from benchmarks.cases import CASES
+from benchmarks.case import Case
+from benchmarks.features import feature_build_chunked, feature_build_scaling, materialize_online
+from benchmarks.ingest import generate_and_ingest, ingest_1m
+from benchmarks.ingest_big import ingest_big
+from benchmarks.monitoring import monitor_1m
+from benchmarks.public_paths import public_paths
+from benchmarks.quality import model_quality
+from benchmarks.serving import batch_1m, load_canary, online_store_latency, serve_latency
+from benchmarks.training import train_dask, train_study, tuning_workers
+
+CASES: dict[str, Case] = {  # in the order `make bench` runs them
+    "generate_and_ingest": generate_and_ingest,
+    "feature_build_scaling": feature_build_scaling,
+    "feature_build_chunked": feature_build_chunked,
+    "materialize_online": materialize_online,
+    "ingest_1m": ingest_1m,
+    "ingest_big": ingest_big,
+    "serve_latency": serve_latency,
+    "batch_1m": batch_1m,
+    "load_canary": load_canary,
+    "tuning_workers": tuning_workers,
+    "train_study": train_study,
+    "monitor_1m": monitor_1m,
+    "online_store_latency": online_store_latency,
+    "public_paths": public_paths,
+    "train_dask": train_dask,
+    "model_quality": model_quality,
+}
 
 RESULTS = Path(__file__).resolve().parent / "results"
 PACKAGES = ("feast", "mlflow", "optuna", "xgboost", "evidently", "pandas", "duckdb")

@@ -24,7 +24,7 @@ from clv.inputs.worlds import WorldName
 
 if TYPE_CHECKING:
     from clv.core.settings import Settings
-    from clv.training.train import TrainingData
+    from clv.training.dataset import TrainingData
 
 CATEGORICAL = ("signup_cohort", "acquisition_channel", "country", "plan")
 
@@ -117,7 +117,7 @@ def world_training_data(
     from clv.features.build import build_features
     from clv.inputs.generator import write_raw
     from clv.inputs.ingest import ingest_all
-    from clv.training.train import load_training_data
+    from clv.training.dataset import load_training_data
 
     w = world(name)
     env = {"CLV_MODEL__HORIZON_DAYS": str(w.horizon_days)}

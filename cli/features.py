@@ -133,7 +133,7 @@ def get(
 
     from clv.core.errors import DataError
     from clv.features import feast_io
-    from clv.features.build import to_utc
+    from clv.features.calendar import to_utc
     from clv.inputs.identities import canonical_ids, read_identities
 
     settings = settings_of(ctx)

@@ -6,6 +6,7 @@ import typer
 
 from clv.core.console import JsonOption, emit, settings_of
 from clv.core.contracts import EMBARGOED_TAG
+from clv.core.tags import MODEL_GINI, eval_tag
 
 app = typer.Typer(
     help="Registered model versions, their aliases and promotion.", no_args_is_help=True
@@ -23,7 +24,7 @@ def list_(ctx: typer.Context, as_json: bool = JsonOption) -> None:
     versions = list_versions(settings)
     lines = [f"model {settings.mlflow.model_name}: {len(versions)} version(s)"]
     for v in versions:
-        raw = v.version_tags.get("eval.model.gini")
+        raw = v.version_tags.get(MODEL_GINI)
         gini = float(raw) if raw is not None else v.metrics.get("test_gini", float("nan"))
         tag = f" [{', '.join(v.aliases)}]" if v.aliases else ""
         gate = v.version_tags.get("gate.passed")
@@ -49,7 +50,7 @@ def _best_baseline_gini(tags: dict[str, str]) -> float | None:
     values = []
     for who in ("baseline", "last_horizon", "run_rate"):
         try:
-            values.append(float(tags[f"eval.{who}.gini"]))
+            values.append(float(tags[eval_tag(who, "gini")]))
         except (KeyError, ValueError):
             continue
     finite = [x for x in values if x == x]
@@ -131,7 +132,7 @@ def status(
     as_json: bool = JsonOption,
 ) -> None:
     """Aliases; canary vs champion on live traffic; rolls back a canary that breaches."""
-    from clv.registry.promotion import status as registry_status
+    from clv.registry.status import status as registry_status
 
     settings = settings_of(ctx)
     report = registry_status(settings, auto_rollback=not no_auto)
@@ -171,7 +172,7 @@ def history(
     as_json: bool = JsonOption,
 ) -> None:
     """Every alias change: when, who, from which version to which, why, gate results."""
-    from clv.registry.promotion import history as history_of
+    from clv.registry.moves import history as history_of
 
     settings = settings_of(ctx)
     rows = history_of(settings).rows(settings.mlflow.model_name, limit=limit)

@@ -80,7 +80,7 @@ def _or_inf(value: float) -> float:
 def summary(result: TrainResult, *, became_champion: bool) -> str:
     """The human summary: version, embargo status, every predictor on the test origin, the
     backtests' worst case, and the served recipe's churn and interval figures."""
-    from clv.training.train import BASELINES
+    from clv.training.backtest import BASELINES
 
     ev = result.evaluation
     who = [k for k in PREDICTOR_LABELS if k in ev.value]

@@ -14,9 +14,11 @@ class ServiceUnavailable(ClvError):
     """A configured service cannot be reached; the message names it, password hidden."""
 
 
-def redact(uri: str) -> str:
-    """The URI with its password replaced by ***; non-URL strings are returned as they are."""
-    return re.sub(r"(//[^:/@]+:)[^@/]*@", r"\1***@", uri)
+def redact(uri: str, *, mask: str = "***") -> str:
+    """The URI with its password replaced by `mask`: a URL's user:password@, and a Redis
+    connection string's password= option; other strings are returned as they are."""
+    hidden = re.sub(r"(//[^:/@]+:)[^@/]*@", lambda m: f"{m.group(1)}{mask}@", uri)
+    return re.sub(r"(password=)[^,]*", lambda m: f"{m.group(1)}{mask}", hidden)
 
 
 def _reason(exc: BaseException) -> str:

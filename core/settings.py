@@ -220,6 +220,13 @@ class FeastSettings(_Frozen):
     online_store: Literal["sqlite", "redis"] = "sqlite"
     online_path: str | None = Field(None, description="SQLite file; default .clv/feast/online.db")
     redis_connection: str = "localhost:6379"
+    redis_timeout_seconds: float = Field(
+        2.0,
+        gt=0.0,
+        description="socket and connect timeout of every Redis client clv and Feast open (a "
+        "stalled Redis fails a read instead of freezing the server); a connection string's own "
+        "socket_timeout= / socket_connect_timeout= wins",
+    )
 
 
 class ServingSettings(_Frozen):

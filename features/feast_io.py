@@ -40,7 +40,10 @@ from clv.core.errors import NotReadyError
 from clv.core.services import redact
 from clv.core.settings import Settings
 from clv.core.store import duckdb_connection, has_table, read_table
-from clv.features.build import DateLike, features_path, known_entities, to_utc
+from clv.features import feast_private
+from clv.features.calendar import DateLike, to_utc
+from clv.features.query import known_entities
+from clv.features.snapshots import features_path
 from clv.inputs.identities import read_identities
 
 if TYPE_CHECKING:
@@ -58,6 +61,11 @@ BATCHED_SQLITE = "clv.features.online_store.BatchedSqliteOnlineStore"
 _SQL_SCHEMES = ("postgresql", "postgres", "mysql", "sqlite", "mssql", "oracle")
 _ROW = "_clv_row"
 _TS_SUFFIX = "__ts"
+FEATURE_STORE_YAML = "feature_store.yaml"
+ENTITY_KEY_VERSION = 3
+PASSWORD_VARIABLE = "CLV_FEAST_PASSWORD"
+"""A password in a registry URL or Redis connection string is written to feature_store.yaml as
+`${CLV_FEAST_PASSWORD}` (Feast expands variables when it reads the file), never in clear."""
 
 
 @dataclass(frozen=True)
@@ -118,6 +126,23 @@ def _online_config(settings: Settings) -> dict[str, object]:
     }
 
 
+_REDIS_TIMEOUTS = ("socket_timeout", "socket_connect_timeout")
+
+
+def online_config(settings: Settings) -> dict[str, object]:
+    """The online store section Feast is configured with: for Redis, the connection string also
+    sets redis-py's socket and connect timeouts to `feast.redis_timeout_seconds` (unless it sets
+    them itself), so a stalled Redis fails a read instead of freezing the server."""
+    config = _online_config(settings)
+    if config["type"] != "redis":
+        return config
+    connection = str(config["connection_string"])
+    for option in _REDIS_TIMEOUTS:
+        if f"{option}=" not in connection:
+            connection += f",{option}={settings.feast.redis_timeout_seconds}"
+    return {**config, "connection_string": connection}
+
+
 def _repo_config(settings: Settings) -> RepoConfig:
     """The Feast configuration of a workspace (the production profile is the same code)."""
     from feast import RepoConfig
@@ -126,11 +151,40 @@ def _repo_config(settings: Settings) -> RepoConfig:
         project=settings.feast.project,
         provider="local",
         registry=_registry_config(settings),
-        online_store=_online_config(settings),
+        online_store=online_config(settings),
         offline_store={"type": "duckdb"},
         repo_path=settings.state_dir,
-        entity_key_serialization_version=3,
+        entity_key_serialization_version=ENTITY_KEY_VERSION,
     )
+
+
+def feature_store_yaml(settings: Settings) -> dict[str, object]:
+    """The workspace's Feast configuration as Feast's own CLI reads it (no secret in it)."""
+    return {
+        "project": settings.feast.project,
+        "provider": "local",
+        "registry": _without_password(_registry_config(settings)),
+        "online_store": _without_password(online_config(settings)),
+        "offline_store": {"type": "duckdb"},
+        "entity_key_serialization_version": ENTITY_KEY_VERSION,
+    }
+
+
+def write_feature_store_yaml(settings: Settings) -> Path:
+    """<workspace>/.clv/feast/feature_store.yaml, so that `feast -c <that folder> feature-views
+    list` and `feast ui` work on the workspace's registry and online store."""
+    import yaml
+
+    settings.ensure_dirs()
+    path = settings.feast_dir / FEATURE_STORE_YAML
+    header = "# Written by `clv features apply` from clv.yaml; edit clv.yaml, not this file.\n"
+    path.write_text(header + yaml.safe_dump(feature_store_yaml(settings), sort_keys=False))
+    return path
+
+
+def _without_password(section: dict[str, object]) -> dict[str, object]:
+    mask = f"${{{PASSWORD_VARIABLE}}}"
+    return {k: redact(v, mask=mask) if isinstance(v, str) else v for k, v in section.items()}
 
 
 @functools.lru_cache(maxsize=8)
@@ -143,6 +197,11 @@ def _feature_store(settings: Settings) -> FeatureStore:
 
     settings.ensure_dirs()
     return FeatureStore(config=_repo_config(settings), repo_path=str(settings.state_dir))
+
+
+def feature_store(settings: Settings) -> FeatureStore:
+    """The workspace's FeatureStore (one per process and settings)."""
+    return _feature_store(settings)
 
 
 # --------------------------------------------------------------------------- declarations
@@ -210,6 +269,7 @@ def apply(settings: Settings) -> ApplyResult:
     objects = _declarations(settings)
     with _quiet():
         store.apply(objects)  # type: ignore[arg-type]
+    write_feature_store_yaml(settings)
     names = {
         kind: sorted(o.name for o in objects if isinstance(o, kind))
         for kind in (Entity, FeatureView, FeatureService)
@@ -318,7 +378,7 @@ def _microseconds_utc(table: pa.Table) -> pa.Table:
 def _batched_store(store: FeatureStore) -> BatchedSqliteOnlineStore | None:
     from clv.features.online_store import BatchedSqliteOnlineStore
 
-    online = getattr(store._get_provider(), "online_store", None)
+    online = feast_private.provider_online_store(store)  # None off the verified Feast versions
     return online if isinstance(online, BatchedSqliteOnlineStore) else None
 
 
@@ -380,6 +440,11 @@ def _require_service(settings: Settings, store: FeatureStore) -> FeatureService:
         raise NotReadyError(
             f"feature service {name!r} is not registered: run `clv features apply`"
         ) from exc
+
+
+def require_service(settings: Settings, store: FeatureStore) -> FeatureService:
+    """The workspace's FeatureService (`features.service`), or NotReadyError naming the fix."""
+    return _require_service(settings, store)
 
 
 def _features(settings: Settings) -> list[tuple[str, str]]:

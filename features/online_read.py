@@ -12,12 +12,15 @@ Redis gets the same treatment: Feast keeps one hash per entity under `serialize_
 + project`, with fields `mmh3("<view>:<feature>")` (serialized ValueProto) and `_ts:<view>` (a
 serialized protobuf Timestamp). `RedisOnlineReader` sends one pipeline of one HMGET per distinct
 id for exactly the service's fields on a single redis-py client (connection string parsed as
-Feast parses it, so `retry=null` and the like still apply) and decodes the values as above.
+Feast parses it, so `retry=null` and the like still apply; socket and connect timeouts
+`feast.redis_timeout_seconds` unless it sets them) and decodes the values as above.
 
 `online_source(settings)` chooses the path from configuration once: `feast.online_store ==
-"sqlite"` -> `SqliteOnlineReader`, `"redis"` -> `RedisOnlineReader`. `FeastOnlineReader` (Feast's
-own read through `feast_io.online_features`) stays for comparison and other stores. Callers see
-one interface, `FeatureReader`.
+"sqlite"` -> `SqliteOnlineReader`, `"redis"` -> `RedisOnlineReader`. Both read Feast's storage
+formats, verified on the Feast versions of clv.features.feast_private (which also holds the
+private Feast helpers they use); on any other version `online_source` gives `FeastOnlineReader`
+(Feast's public read through `feast_io.online_features`, the same values), which also stays for
+comparison and other stores. Callers see one interface, `FeatureReader`.
 """
 
 from __future__ import annotations
@@ -36,7 +39,8 @@ import numpy as np
 import pandas as pd
 
 from clv.core.contracts import TS_DTYPE
-from clv.core.settings import Settings
+from clv.core.settings import FeastSettings, Settings
+from clv.features import feast_private
 
 if TYPE_CHECKING:
     import redis
@@ -44,6 +48,7 @@ if TYPE_CHECKING:
 _DOUBLE_TAG = 0x29  # ValueProto.double_val: field 5, wire type 1
 _UNPACK_DOUBLE = struct.Struct("<d").unpack_from
 _CHUNK = 900  # ids per statement, below SQLite's bound-parameter limit
+_REDIS_TIMEOUT = float(FeastSettings.model_fields["redis_timeout_seconds"].default)
 Value = float | str | None
 
 
@@ -244,17 +249,17 @@ class RedisLayout:
     """`table` is the (versioned) feature view name Feast hashes field names with."""
     feature_names: tuple[str, ...]
     strings: frozenset[str]
+    timeout_seconds: float = _REDIS_TIMEOUT
+    """Socket and connect timeout of the client, unless the connection string sets its own."""
 
 
 def _redis_fields(views: Sequence[ViewTable]) -> tuple[list[bytes], list[tuple[str, ...]]]:
     """The HMGET fields (per view: its features' mmh3 fields, then `_ts:<view>`) and, per
     view, the feature names its slots hold (each group is followed by its timestamp slot)."""
-    from feast.infra.online_stores.helpers import _mmh3
-
     fields: list[bytes] = []
     groups: list[tuple[str, ...]] = []
     for view in views:
-        fields.extend(bytes(_mmh3(f"{view.table}:{name}")) for name in view.features)
+        fields.extend(feast_private.redis_field(view.table, name) for name in view.features)
         fields.append(f"_ts:{view.table}".encode())
         groups.append(view.features)
     return fields, groups
@@ -271,16 +276,18 @@ def _timestamp_seconds(blob: bytes | None) -> float:
     return float(ts.seconds + ts.nanos / 1_000_000_000.0)
 
 
-def redis_client(connection_string: str) -> redis.Redis:
+def redis_client(connection_string: str, *, timeout_seconds: float = _REDIS_TIMEOUT) -> redis.Redis:
     """A redis-py client configured like Feast's from its connection string
-    (`host:port,key=value,...`, values JSON-decoded when they parse, e.g. `retry=null`)."""
+    (`host:port,key=value,...`, values JSON-decoded when they parse, e.g. `retry=null`), with
+    socket and connect timeouts of `timeout_seconds` unless the string sets them."""
     import redis as redis_py
-    from feast.infra.online_stores.redis import RedisOnlineStore
 
-    nodes, params = RedisOnlineStore._parse_connection_string(connection_string)
+    nodes, params = feast_private.parse_connection_string(connection_string)
     if not nodes:
         raise ValueError(f"no host:port in redis connection string {connection_string!r}")
     kwargs: dict[str, object] = dict(params)
+    kwargs.setdefault("socket_timeout", timeout_seconds)
+    kwargs.setdefault("socket_connect_timeout", timeout_seconds)
     kwargs["host"] = nodes[0]["host"]
     kwargs["port"] = nodes[0]["port"]
     return redis_py.Redis(**kwargs)  # type: ignore[arg-type]
@@ -300,7 +307,9 @@ class RedisOnlineReader:
         if self._client is None:
             with self._lock:
                 if self._client is None:
-                    self._client = redis_client(self.layout.connection_string)
+                    self._client = redis_client(
+                        self.layout.connection_string, timeout_seconds=self.layout.timeout_seconds
+                    )
         return self._client
 
     def ping(self) -> str | None:
@@ -366,20 +375,22 @@ class RedisOnlineReader:
 
 
 class FeastOnlineReader:
-    """Feast's own online read (any online store, e.g. Redis) behind the same interface."""
+    """Feast's own online read (any online store, e.g. Redis) behind the same interface; the
+    service's feature names are looked up once, as the direct readers' layouts are."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self._columns: tuple[tuple[str, ...], frozenset[str]] | None = None
 
     def read(self, customer_ids: Sequence[str]) -> OnlineBatch:
         from clv.features.feast_io import categorical_features, feature_names, online_features
 
         frame = online_features(self.settings, list(customer_ids))
-        return OnlineBatch.from_frame(
-            frame,
-            feature_names=feature_names(self.settings),
-            strings=frozenset(categorical_features(self.settings)),
-        )
+        if self._columns is None:
+            strings = frozenset(categorical_features(self.settings))
+            self._columns = (tuple(feature_names(self.settings)), strings)
+        names, strings = self._columns
+        return OnlineBatch.from_frame(frame, feature_names=names, strings=strings)
 
     def ping(self) -> str | None:
         try:
@@ -405,10 +416,10 @@ def _service_views(settings: Settings) -> _ServiceViews:
     """The FeatureService's views, features and entity key format, from the Feast registry."""
     from feast.infra.online_stores.helpers import compute_table_id, compute_versioned_name
 
-    from clv.features.feast_io import _feature_store, _require_service
+    from clv.features.feast_io import feature_store, require_service
 
-    store = _feature_store(settings)
-    service = _require_service(settings, store)
+    store = feature_store(settings)
+    service = require_service(settings, store)
     versioning = bool(store.config.registry.enable_online_feature_view_versioning)
     tables: list[ViewTable] = []
     named: list[ViewTable] = []
@@ -438,11 +449,11 @@ def _service_views(settings: Settings) -> _ServiceViews:
 
 def sqlite_layout(settings: Settings) -> OnlineLayout:
     """The tables, key format and features of the FeatureService, from the Feast registry."""
-    from clv.features.feast_io import _online_config
+    from clv.features.feast_io import online_config
 
     views = _service_views(settings)
     return OnlineLayout(
-        path=str(_online_config(settings)["path"]),
+        path=str(online_config(settings)["path"]),
         key_version=views.key_version,
         join_key=views.join_key,
         views=views.tables,
@@ -453,17 +464,18 @@ def sqlite_layout(settings: Settings) -> OnlineLayout:
 
 def redis_layout(settings: Settings) -> RedisLayout:
     """The hash fields, key format and features of the FeatureService in Redis."""
-    from clv.features.feast_io import _online_config
+    from clv.features.feast_io import online_config
 
     views = _service_views(settings)
     return RedisLayout(
-        connection_string=str(_online_config(settings)["connection_string"]),
+        connection_string=str(online_config(settings)["connection_string"]),
         project=views.project,
         key_version=views.key_version,
         join_key=views.join_key,
         views=views.names,
         feature_names=views.feature_names,
         strings=views.strings,
+        timeout_seconds=settings.feast.redis_timeout_seconds,
     )
 
 
@@ -480,7 +492,9 @@ class _LazyReader:
             with self._lock:
                 if self._reader is None:
                     store = self.settings.feast.online_store
-                    if store == "sqlite":
+                    if not feast_private.enabled():  # Feast's storage unverified: its own read
+                        self._reader = FeastOnlineReader(self.settings)
+                    elif store == "sqlite":
                         self._reader = SqliteOnlineReader(sqlite_layout(self.settings))
                     elif store == "redis":
                         self._reader = RedisOnlineReader(redis_layout(self.settings))

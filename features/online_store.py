@@ -25,11 +25,15 @@ there:
 
 Use it with `online_store: {type: clv.features.online_store.BatchedSqliteOnlineStore, path: ...}`
 (Feast imports `<module>.<Name>` and its config class `<Name>Config`).
+
+Both writes go into Feast's tables through Feast's own connection (`SqliteOnlineStore._get_conn`,
+private): on a Feast version clv was not verified against (clv.features.feast_private)
+`online_write_batch` is Feast's own and `write_arrow` refuses (its caller,
+`feast_io.materialize`, then runs `FeatureStore.materialize`).
 """
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Literal
@@ -40,12 +44,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from feast.feature_view import FeatureView
 from feast.infra.key_encoding_utils import serialize_entity_key
-from feast.infra.online_stores.helpers import extract_text_and_num
+from feast.infra.online_stores.helpers import compute_table_id, extract_text_and_num
 from feast.infra.online_stores.sqlite import (
     SqliteOnlineStore,
     SqliteOnlineStoreConfig,
-    _quote_id,
-    _table_id,
     adapt_datetime_epoch,
 )
 from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
@@ -55,6 +57,8 @@ from feast.type_map import python_values_to_proto_values
 from feast.types import Float64
 from feast.utils import to_naive_utc
 from feast.value_type import ValueType
+
+from clv.features import feast_private
 
 CHUNK_ROWS = 200_000
 """Values (table rows) per `executemany` call: bounds the memory of one write."""
@@ -76,6 +80,11 @@ class BatchedSqliteOnlineStoreConfig(SqliteOnlineStoreConfig):
     type: Literal["clv.features.online_store.BatchedSqliteOnlineStore"] = (
         "clv.features.online_store.BatchedSqliteOnlineStore"  # type: ignore[assignment]
     )
+
+
+def _quote_id(identifier: str) -> str:
+    """A quoted SQLite identifier (embedded double quotes doubled), as Feast quotes its tables."""
+    return '"' + identifier.replace('"', '""') + '"'
 
 
 def _upsert_sql(table_name: str) -> str:
@@ -270,8 +279,8 @@ class BatchedSqliteOnlineStore(SqliteOnlineStore):
         )
 
     def _write(self, config: RepoConfig, table: FeatureView, rows: Iterable[Row]) -> int:
-        conn: sqlite3.Connection = self._get_conn(config)
-        name = _table_id(
+        conn = feast_private.sqlite_connection(self, config)
+        name = compute_table_id(
             config.project, table, config.registry.enable_online_feature_view_versioning
         )
         sql = _upsert_sql(name)
@@ -289,8 +298,9 @@ class BatchedSqliteOnlineStore(SqliteOnlineStore):
         data: list[ProtoRow],
         progress: Callable[[int], object] | None,
     ) -> None:
-        """Feast's interface: upsert proto rows, one `executemany` per chunk."""
-        if not self._plain(config):
+        """Feast's interface: upsert proto rows, one `executemany` per chunk (Feast's own write
+        off the verified Feast versions)."""
+        if not self._plain(config) or not feast_private.enabled():
             super().online_write_batch(config, table, data, progress)
             return
         version = config.entity_key_serialization_version
@@ -330,6 +340,9 @@ class BatchedSqliteOnlineStore(SqliteOnlineStore):
         """
         if not self._plain(config):
             raise ValueError("write_arrow does not write vector or value_num columns")
+        reason = feast_private.unavailable()
+        if reason is not None:
+            raise RuntimeError(f"write_arrow: {reason}; FeatureStore.materialize writes instead")
         keys = entity_keys(
             data.column(join_key),
             join_key=join_key,
@@ -358,13 +371,13 @@ class BatchedSqliteOnlineStore(SqliteOnlineStore):
         widths = [int(pc.max(pc.binary_length(c)).as_py() or 0) for c in columns]
         digits = len(str(max(widths) + 1))
         starts = np.cumsum([0, *(digits + w for w in widths)]).tolist()
-        conn: sqlite3.Connection = self._get_conn(config)
+        conn = feast_private.sqlite_connection(self, config)
         versioned = config.registry.enable_online_feature_view_versioning
         statements = []
         for table in tables:
             names = sorted(f.name for f in table.features)
             sql = _unpivot_sql(
-                _table_id(config.project, table, versioned),
+                compute_table_id(config.project, table, versioned),
                 features=len(names),
                 width=starts[-1],
                 digits=digits,

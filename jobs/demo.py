@@ -8,7 +8,6 @@ customers over HTTP -> stop the server -> say what was made and where to look.
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ import typer
 
 from clv.core.console import JsonOption, emit, progress, settings_of
 from clv.core.errors import ClvError
+from clv.core.processes import free_port, stop_process, wait_for_http
 from clv.core.settings import Settings
 
 DEMO_END = "2026-01-01"
@@ -33,38 +33,6 @@ class DemoReport:
 
     steps: dict[str, dict[str, object]] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port on `host` that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
-
-
-def stop_process(proc: subprocess.Popen[bytes], *, timeout: float = 15) -> None:
-    """SIGTERM, then SIGKILL if the process has not exited within `timeout` seconds."""
-    proc.terminate()
-    try:
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
-def wait_for_http(url: str, proc: subprocess.Popen[bytes], *, timeout: float) -> None:
-    """Poll `url` until it answers 200; fail at once if the server process has exited."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise ClvError(f"the server exited with code {proc.returncode} before {url} answered")
-        try:
-            if httpx.get(url, timeout=1.0).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.25)
-    raise ClvError(f"{url} did not answer 200 within {timeout:.0f} s")
 
 
 def score_over_http(settings: Settings, customer_ids: list[str]) -> dict[str, object]:

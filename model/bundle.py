@@ -27,9 +27,7 @@ the trees re-rank customers, the classical model sets the level.
 
 from __future__ import annotations
 
-import ctypes
 import json
-import threading
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -39,6 +37,9 @@ import xgboost as xgb
 
 from clv.model.baseline import OFFSET_COLUMNS, Baseline, log_offset, rfm_arrays
 from clv.model.intervals import BandedScale, BandedScaleDict, banded_interval, scaled_interval
+from clv.model.xgboost_private import InplacePredictor
+
+_InplacePredictor = InplacePredictor  # its name here before it moved to clv.model.xgboost_private
 
 CARD_FILE = "model.json"
 PREDICTION_COLUMNS = ("clv", "clv_p10", "clv_p90", "churn_probability")
@@ -92,7 +93,12 @@ class ModelCard:
 
 
 class ClvModel:
-    """Value, churn and interval boosters over one feature contract."""
+    """Value, churn and interval boosters over one feature contract.
+
+    Boosters predict through XGBoost's private fast path where it was verified
+    (clv.model.xgboost_private); `public_predict=True` uses `Booster.inplace_predict` only
+    (the same numbers), e.g. to measure what the fast path saves.
+    """
 
     def __init__(
         self,
@@ -102,6 +108,7 @@ class ClvModel:
         churn: xgb.Booster | None = None,
         quantiles: dict[str, xgb.Booster] | None = None,
         purchase: xgb.Booster | None = None,
+        public_predict: bool = False,
     ) -> None:
         if card.value_model not in ("tweedie", "hurdle"):
             raise ValueError(f"unknown value model {card.value_model!r}")
@@ -124,7 +131,8 @@ class ClvModel:
             self._offset_columns = [card.feature_names.index(c) for c in OFFSET_COLUMNS]
         for booster in self._boosters().values():
             booster.set_param({"nthread": 1})
-        self._fast: dict[tuple[int, bool], _InplacePredictor] = {}
+        self._public = public_predict
+        self._fast: dict[tuple[int, bool], InplacePredictor] = {}
         self._codes = {
             name: {level: float(i) for i, level in enumerate(levels)}
             for name, levels in card.categories.items()
@@ -311,11 +319,12 @@ class ClvModel:
 
     def _predict(self, booster: xgb.Booster, x: np.ndarray, *, margin: bool) -> np.ndarray:
         """`booster.inplace_predict(x)` as float64 (margin or transformed), through a
-        per-booster `_InplacePredictor` (the boosters are public attributes: keyed by identity)."""
+        per-booster `InplacePredictor` (the boosters are public attributes: keyed by identity)."""
         key = (id(booster), margin)
         fast = self._fast.get(key)
         if fast is None or fast.booster is not booster:
-            fast = self._fast[key] = _InplacePredictor(booster, margin=margin)
+            fast = InplacePredictor(booster, margin=margin, public=self._public)
+            self._fast[key] = fast
         return fast(x)
 
     def _boosters(self) -> dict[str, xgb.Booster]:
@@ -382,86 +391,6 @@ def _dense(x: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(x, dtype=np.float32)
 
 
-class _InplacePredictor:
-    """`Booster.inplace_predict` on a dense float32 matrix without its per-call setup.
-
-    For one row, `inplace_predict` costs ~80 us whatever the model (measured with a one-tree
-    booster, XGBoost 3.2): ~35 us of Python (input type probing, JSON arguments) and, in C, a
-    new proxy DMatrix per call whose `Context` reads the cgroup CPU quota files (10 syscalls).
-    This calls the same C entry point, `XGBoosterPredictFromDense`, with the JSON arguments
-    built once and a proxy DMatrix kept per thread (a proxy is not thread-safe; inplace
-    prediction on a booster is), ~20 us a call: the numbers are XGBoost's own, bit for bit.
-    Falls back to `inplace_predict` when XGBoost's private helpers are not there.
-    """
-
-    def __init__(self, booster: xgb.Booster, *, margin: bool) -> None:
-        self.booster = booster
-        self.margin = margin
-        self.n_features = booster.num_features()
-        self._local = threading.local()
-        try:
-            from xgboost.core import _LIB, _check_call, make_jcargs
-
-            self._lib = _LIB
-            self._check = _check_call
-            self._ulong = ctypes.c_uint64  # XGBoost's bst_ulong
-            self._args = make_jcargs(
-                type=1 if margin else 0,
-                training=False,
-                iteration_begin=0,
-                iteration_end=0,
-                missing=float("nan"),
-                strict_shape=False,
-                cache_id=0,
-            )
-            self.native = True
-        except ImportError:  # another XGBoost: its public path
-            self.native = False
-
-    def _proxy(self) -> ctypes.c_void_p:
-        proxy: ctypes.c_void_p | None = getattr(self._local, "proxy", None)
-        if proxy is None:
-            from xgboost.core import _ProxyDMatrix
-
-            self._local.owner = _ProxyDMatrix()  # freed with the thread's locals
-            proxy = self._local.proxy = self._local.owner.handle
-        return proxy
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        if not self.native:
-            kind = "margin" if self.margin else "value"
-            return np.asarray(self.booster.inplace_predict(x, predict_type=kind), np.float64)
-        x = _dense(x)
-        n, m = x.shape
-        if n == 0:
-            return np.empty(0, dtype=np.float64)
-        if m != self.n_features:
-            raise ValueError(f"Feature shape mismatch, expected: {self.n_features}, got {m}")
-        data = x.__array_interface__["data"][0]
-        interface = (
-            f'{{"data":[{data},true],"shape":[{n},{m}],"strides":null,"typestr":"<f4","version":3}}'
-        ).encode()
-        shape = ctypes.POINTER(self._ulong)()
-        dims = self._ulong()
-        preds = ctypes.POINTER(ctypes.c_float)()
-        self._check(
-            self._lib.XGBoosterPredictFromDense(
-                self.booster.handle,
-                interface,
-                self._args,
-                self._proxy(),
-                ctypes.byref(shape),
-                ctypes.byref(dims),
-                ctypes.byref(preds),
-            )
-        )
-        size = 1
-        for i in range(dims.value):
-            size *= int(shape[i])
-        out = np.ctypeslib.as_array(preds, shape=(size,)).astype(np.float64)
-        return out if dims.value == 1 else out.reshape([int(shape[i]) for i in range(dims.value)])
-
-
 def blend_log(t: np.ndarray, w: float) -> np.ndarray:
     """log(1 - w + w exp(t)): the log correction to the offset of the blend (1 - w) x
     baseline + w x baseline x exp(t)."""
@@ -498,6 +427,7 @@ def level_scale(model: ClvModel, x: np.ndarray) -> float:
         replace(model.card, value_scale=1.0),
         value=model.value,
         purchase=model.purchase,
+        public_predict=model._public,
     )
     return anchor_scale(offset, unscaled.value_margin(x))
 

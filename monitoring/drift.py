@@ -31,6 +31,7 @@ import pandas as pd
 
 from clv.core.errors import DataError
 from clv.core.settings import Settings
+from clv.core.tags import CHURN_ECE, MODEL_GINI
 from clv.evaluation.psi import ColumnPsi, column_psi
 from clv.features.definitions import CALENDAR_FEATURES
 from clv.monitoring.backtest import (
@@ -276,11 +277,11 @@ def judge(settings: Settings, inputs: MonitorInputs) -> MonitorResult:
         churn_ece=_usable(churn.ece, churn.n, m.min_backtest_rows)
         if churn is not None and churn_judged
         else None,
-        churn_ece_test=tag_value(inputs.model_tags, "eval.churn.ece"),
+        churn_ece_test=tag_value(inputs.model_tags, CHURN_ECE),
         value_gini=_usable(value.gini, value.n, m.min_backtest_rows)
         if value is not None and value_judged
         else None,
-        value_gini_test=tag_value(inputs.model_tags, "eval.model.gini"),
+        value_gini_test=tag_value(inputs.model_tags, MODEL_GINI),
         value_rmse=_usable(value.rmse, value.n, m.min_backtest_rows)
         if value is not None and value_judged
         else None,

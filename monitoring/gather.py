@@ -15,7 +15,7 @@ import pandas as pd
 
 from clv.core.errors import DataError
 from clv.core.settings import Settings
-from clv.features.build import snapshot_times
+from clv.features.snapshots import snapshot_times
 from clv.inputs.identities import IdentityMap, read_identities
 from clv.model.bundle import ClvModel
 from clv.monitoring.backtest import (

@@ -10,6 +10,14 @@ from dataclasses import asdict
 import pandas as pd
 
 from clv.core.settings import Settings
+from clv.core.tags import (
+    CHURN_BRIER,
+    INTERVAL_COVERAGE,
+    MODEL_BIAS_PCT,
+    MODEL_MAE,
+    MODEL_RMSE,
+    eval_tag,
+)
 from clv.monitoring.backtest import (
     PredictorScore,
     ValueBacktest,
@@ -91,7 +99,7 @@ def summary(
             "ece": _finite(c.ece),
             "ece_test": ev.churn_ece_test,
             "brier": _finite(c.brier),
-            "brier_test": tag_value(inputs.model_tags, "eval.churn.brier"),
+            "brier_test": tag_value(inputs.model_tags, CHURN_BRIER),
             "early_gini": _finite(c.early_gini),
             "reliability": c.reliability.to_dict(orient="records"),
         }
@@ -107,14 +115,14 @@ def summary(
             "gini": _finite(v.gini),
             "gini_test": ev.value_gini_test,
             "rmse": _finite(v.rmse),
-            "rmse_test": tag_value(inputs.model_tags, "eval.model.rmse"),
+            "rmse_test": tag_value(inputs.model_tags, MODEL_RMSE),
             "bias_pct": _finite(v.bias_pct),
-            "bias_test": tag_value(inputs.model_tags, "eval.model.bias_pct"),
+            "bias_test": tag_value(inputs.model_tags, MODEL_BIAS_PCT),
             "mae": _finite(v.mae),
-            "mae_test": tag_value(inputs.model_tags, "eval.model.mae"),
+            "mae_test": tag_value(inputs.model_tags, MODEL_MAE),
             **_baselines_doc(v, inputs.model_tags),
             "coverage": _finite(v.coverage),
-            "coverage_test": tag_value(inputs.model_tags, "eval.interval.coverage_p10_p90"),
+            "coverage_test": tag_value(inputs.model_tags, INTERVAL_COVERAGE),
             "deciles": v.deciles.to_dict(orient="records"),
         }
     pred_psi = [v for v in ev.prediction_psi.values() if math.isfinite(v)]
@@ -181,8 +189,8 @@ def _baselines_doc(value: ValueBacktest, tags: Mapping[str, str]) -> dict[str, o
             "mae": _finite(score.mae),
             "bias_pct": _finite(score.bias_pct),
             "reason": score.reason,
-            "gini_test": tag_value(tags, f"eval.{tag}.gini"),
-            "rmse_test": tag_value(tags, f"eval.{tag}.rmse"),
+            "gini_test": tag_value(tags, eval_tag(tag, "gini")),
+            "rmse_test": tag_value(tags, eval_tag(tag, "rmse")),
         }
 
     comparison = {

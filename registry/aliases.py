@@ -5,7 +5,7 @@
 rule: overlapping label windows are no evidence); otherwise, and for every later version, it
 becomes `challenger`, waiting for `clv registry canary` or `clv registry promote` (which run
 the gates, `clv.registry.promotion`; `--force` overrides).
-Both moves are written to the alias history.
+Both moves are written to the alias history (`clv.registry.moves.apply_moves`).
 """
 
 from __future__ import annotations
@@ -14,7 +14,9 @@ from dataclasses import dataclass
 
 from clv.core.settings import Settings
 from clv.registry import mlflow_io
+from clv.registry.history import HistoryRow
 from clv.registry.mlflow_io import CHALLENGER, CHAMPION
+from clv.registry.moves import AliasMove, apply_moves
 
 
 @dataclass(frozen=True)
@@ -55,7 +57,6 @@ def decide_initial_champion(
 def ensure_champion(settings: Settings, version: str) -> bool:
     """Make `version` champion when the model has none (else challenger); True when champion."""
     from clv.core.contracts import EMBARGOED_TAG
-    from clv.registry.promotion import mark_challenger, record_initial_champion
 
     current = mlflow_io.alias_version(settings, CHAMPION)
     embargoed = mlflow_io.version_tags(settings, version).get(EMBARGOED_TAG) == "true"
@@ -65,3 +66,30 @@ def ensure_champion(settings: Settings, version: str) -> bool:
     elif current != version and mlflow_io.alias_version(settings, CHALLENGER) != version:
         mark_challenger(settings, version)
     return decision.assign
+
+
+def record_initial_champion(
+    settings: Settings, version: str, *, actor: str | None = None
+) -> tuple[HistoryRow, ...]:
+    """The first champion (no gates: nothing to compare with), recorded in the history."""
+    return apply_moves(
+        settings,
+        [AliasMove(CHAMPION, version, "initial", "first registered version")],
+        expected={CHAMPION: None},
+        actor=actor,
+    )
+
+
+def mark_challenger(
+    settings: Settings, version: str, *, actor: str | None = None
+) -> tuple[HistoryRow, ...]:
+    """Point `challenger` at the newest trained version that is not champion."""
+    held = mlflow_io.aliases(settings)
+    if held.get(CHALLENGER) == version:
+        return ()
+    return apply_moves(
+        settings,
+        [AliasMove(CHALLENGER, version, "challenger", "newly trained; awaits gates")],
+        expected={CHALLENGER: held.get(CHALLENGER), CHAMPION: held.get(CHAMPION)},
+        actor=actor,
+    )

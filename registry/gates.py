@@ -3,7 +3,7 @@
 Evidence comes from the version's evaluation tags (written by training: `eval.model.gini`,
 `eval.model.rmse`, `eval.churn.ece`, `eval.interval.coverage_p10_p90`, `feature_service`,
 `feature_names_hash`, `test_snapshot`), from the online store (the contract it serves) and
-from a smoke test (the version loads and scores a batch). `clv.registry.promotion` gathers it.
+from a smoke test (the version loads and scores a batch). `clv.registry.evidence` gathers it.
 
 Gates, in order:
 - `embargo`: the candidate's evaluation was embargoed out of time (`evaluation.embargoed`,

@@ -7,7 +7,7 @@ databases. A lease rather than a held `BEGIN IMMEDIATE` transaction because with
 history and MLflow's own tables share one file: a writer holding the database lock would block
 MLflow's alias write forever. A holder that dies loses its lease after `LEASE_SECONDS`.
 
-A change is written in two steps around the MLflow call (see `clv.registry.promotion`): a
+A change is written in two steps around the MLflow call (see `clv.registry.moves`): a
 `pending` row, then `done` (or the row is deleted when the alias call fails). A `pending` row
 left by a crash is reconciled by the next holder against the alias's actual version.
 """

@@ -29,7 +29,7 @@ from clv.training.mlflow_io import (
 )
 
 if TYPE_CHECKING:
-    from clv.training.train import ChampionModel
+    from clv.training.champion import ChampionModel
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
@@ -343,7 +343,7 @@ def _info(
 def live_champion(settings: Settings) -> ChampionModel | None:
     """The champion's held-out evaluation bundle (its served bundle when it has none), to be
     scored on the new version's test rows; None without a champion."""
-    from clv.training.train import ChampionModel  # lazy: serving imports this module
+    from clv.training.champion import ChampionModel  # lazy: serving imports this module
 
     version = alias_version(settings, CHAMPION)
     if version is None:

@@ -74,7 +74,7 @@ def parse_as_of(text: str) -> pd.Timestamp:
 
 def latest_snapshot(settings: Settings) -> pd.Timestamp:
     """The newest snapshot date in the built feature table."""
-    from clv.features.build import snapshot_times
+    from clv.features.snapshots import snapshot_times
 
     return snapshot_times(settings)[-1]
 

@@ -1,8 +1,9 @@
 """Which versions serve: the routing plan read from the registry, and loading them.
 
-`ModelRegistry` is what `clv.serving.app` and `clv.serving.batch` need from a registry: the plan
-(champion, canary, share, shadow), loading a version, rolling a canary back. `MlflowRegistry`
-reads the MLflow aliases and model tags in one call; `SingleModel` wraps a plain model source.
+`ModelRegistry` is what the server (`clv.serving.state`, `clv.serving.supervise`) and
+`clv.serving.batch` need from a registry: the plan (champion, canary, share, shadow), loading a
+version, rolling a canary back. `MlflowRegistry` reads the MLflow aliases and model tags in one
+call; `SingleModel` wraps a plain model source.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from clv.jobs.demo import free_port, stop_process
+from clv.core.processes import free_port, stop_process
 
 
 @pytest.fixture(scope="session")

@@ -37,6 +37,13 @@ import pyarrow.parquet as pq
 from clv.core.compute import peak_rss_mib
 from clv.core.errors import ClvError, DataError
 from clv.core.settings import Settings
+from clv.training.dataset import (
+    FeatureSource,
+    Progress,
+    TrainingData,
+    labelled_rows,
+    log_end,
+)
 from clv.training.labels import as_utc
 from clv.training.refit import (
     OFFSET,
@@ -46,13 +53,6 @@ from clv.training.refit import (
     label_of,
     prepare_rows,
     row_mask,
-)
-from clv.training.train import (
-    FeatureSource,
-    Progress,
-    TrainingData,
-    labelled_rows,
-    log_end,
 )
 
 if TYPE_CHECKING:
@@ -106,7 +106,7 @@ class TrainingScale:
 
 def plan_scale(settings: Settings) -> TrainingScale:
     """The in-process estimate from the feature file's metadata and its first rows."""
-    from clv.features.build import require_features
+    from clv.features.snapshots import require_features
 
     path = require_features(settings)
     handle = pq.ParquetFile(path)

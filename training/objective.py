@@ -114,6 +114,14 @@ class ObjectiveChoice:
     hurdle_rmse: float
     reason: str
 
+    def as_evidence(self) -> dict[str, object]:
+        """The choice and both kinds' validation RMSE (choices.json, evaluation.json)."""
+        return {
+            "kind": self.kind,
+            "validation_rmse": {"tweedie": self.tweedie_rmse, "hurdle": self.hurdle_rmse},
+            "reason": self.reason,
+        }
+
 
 def choose_value_model(
     *, tweedie_rmse: float, hurdle_rmse: float, min_gain_pct: float = 0.0

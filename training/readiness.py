@@ -46,7 +46,7 @@ import pandas as pd
 from clv.core.errors import DataError
 from clv.core.settings import Settings
 from clv.evaluation.protocol import evaluation_origins
-from clv.features.build import parse_every, snapshot_dates
+from clv.features.calendar import parse_every, snapshot_dates
 
 if TYPE_CHECKING:
     import duckdb

@@ -1,6 +1,6 @@
 """The registered model's final fits, as data: which boosters, on which rows, for how long.
 
-After evaluation, `clv.training.train` refits every booster of the registered model with fixed
+After evaluation, `clv.training.final` refits every booster of the registered model with fixed
 parameters and rounds on every row with a complete label (`refit_jobs`). What is fitted is
 decided once, here; where it is fitted is a backend:
 

@@ -29,7 +29,7 @@ import pandas as pd
 import pytest
 from clv_cli import run_clv
 
-from clv.jobs.demo import free_port, stop_process, wait_for_http
+from clv.core.processes import free_port, stop_process, wait_for_http
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

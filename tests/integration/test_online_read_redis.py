@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from clv_cli import clv_json as _clv
 
-from clv.jobs.demo import free_port
+from clv.core.processes import free_port
 
 pytestmark = [pytest.mark.integration]
 

@@ -9,7 +9,7 @@ import pytest
 from clv_cli import clv_json as _clv
 
 from clv.cli.main import main
-from clv.jobs.demo import free_port
+from clv.core.processes import free_port
 
 pytestmark = [pytest.mark.integration]
 

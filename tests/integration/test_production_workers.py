@@ -126,7 +126,7 @@ def test_killed_worker_does_not_stop_the_study(
     import mlflow
 
     from clv.core.settings import load_settings
-    from clv.training.train import log_end
+    from clv.training.dataset import log_end
 
     uris = _world(tmp_path, db=postgres_db)
     # The served recipe's study (fitted at the end of the log): the one whose processes the

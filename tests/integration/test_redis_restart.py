@@ -15,7 +15,7 @@ import httpx
 import pytest
 from clv_cli import clv_json as _clv
 
-from clv.jobs.demo import free_port
+from clv.core.processes import free_port
 
 pytestmark = [pytest.mark.integration]
 

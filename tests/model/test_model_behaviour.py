@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 
 from clv.core.settings import Settings, load_settings
-from clv.training.train import TrainingData, TrainResult, fit_and_log, load_training_data
+from clv.training.dataset import TrainingData, load_training_data
+from clv.training.train import TrainResult, fit_and_log
 from tests.model.world_data import ParquetSource
 
 pytestmark = pytest.mark.slow

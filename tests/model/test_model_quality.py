@@ -14,7 +14,8 @@ from __future__ import annotations
 import pytest
 
 from benchmarks.worlds import TEST_WORLDS
-from clv.training.train import BASELINES, TrainResult, fit_and_log
+from clv.training.backtest import BASELINES
+from clv.training.train import TrainResult, fit_and_log
 from tests.model.world_data import world_training_data
 
 pytestmark = pytest.mark.slow

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
+from clv.core.processes import free_port
 from clv.core.services import ServiceUnavailable, check_database, check_redis, redact
-from clv.jobs.demo import free_port
 
 
 def test_redact_hides_only_the_password() -> None:

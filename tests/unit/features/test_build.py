@@ -11,7 +11,10 @@ import pytest
 from clv.core.errors import ConfigError, NotReadyError
 from clv.core.settings import Settings, load_settings
 from clv.core.store import write_table
-from clv.features.build import build_features, compute_features, features_path, snapshot_dates
+from clv.features.build import build_features
+from clv.features.calendar import snapshot_dates
+from clv.features.query import compute_features
+from clv.features.snapshots import features_path
 from clv.inputs.identities import resolve
 from clv.inputs.ingest import ingest
 

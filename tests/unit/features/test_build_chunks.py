@@ -20,18 +20,17 @@ from clv.cli.features import app
 from clv.core.errors import ConfigError
 from clv.core.settings import Settings, load_settings
 from clv.core.store import read_table, write_table
-from clv.features.build import (
+from clv.features.build import BuildResult, build_features
+from clv.features.memory import (
     BYTES_PER_CUSTOMER,
     BYTES_PER_EVENT,
     BYTES_PER_FEATURE_ROW,
     BYTES_PER_TRANSACTION,
     MIB,
-    BuildResult,
-    build_features,
-    compute_features_arrow,
-    features_path,
     plan_buckets,
 )
+from clv.features.query import compute_features_arrow
+from clv.features.snapshots import features_path
 from clv.inputs.generator import generate, write_raw
 from clv.inputs.ingest import ingest, ingest_all
 

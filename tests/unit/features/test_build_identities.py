@@ -11,7 +11,8 @@ import pytest
 
 from clv.core.settings import load_settings
 from clv.core.store import write_table
-from clv.features.build import build_features, compute_features, known_entities
+from clv.features.build import build_features
+from clv.features.query import compute_features, known_entities
 from clv.inputs.identities import IdentityMap, resolve
 
 FEB = pd.Timestamp("2024-02-01", tz="UTC")

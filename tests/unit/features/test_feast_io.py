@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from clv.cli.features import app
@@ -263,3 +266,37 @@ def test_build_registers_missing_declarations_so_reads_work_without_apply(
     assert "frequency" in feast_io.feature_names(fresh)  # no `clv features apply` was run
     again = runner.invoke(app, ["build", "--json"], env=env)
     assert json.loads(again.stdout)["applied"] is False  # registered already: not re-applied
+
+
+def test_feasts_own_cli_reads_the_workspace_through_the_generated_yaml(settings: Settings) -> None:
+    folder = settings.workspace / ".clv" / "feast"
+    doc = yaml.safe_load((folder / feast_io.FEATURE_STORE_YAML).read_text())
+    assert doc["registry"]["path"] == str(folder / "registry.db")
+    assert doc["online_store"]["path"] == str(folder / "online.db")
+    feast = Path(sys.executable).with_name("feast")
+    out = subprocess.run(
+        [str(feast), "-c", str(folder), "feature-views", "list"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    listed = out.stdout.split()
+    assert {"rfm", "customer_profile", "behaviour"} <= set(listed), out.stdout
+
+
+def test_the_generated_yaml_holds_no_password(tmp_path: Path) -> None:
+    prod = load_settings(
+        tmp_path,
+        environ={
+            "CLV_FEAST__ONLINE_STORE": "redis",
+            "CLV_FEAST__REDIS_CONNECTION": "redis.internal:6379,password=s3cret-redis",
+            "CLV_FEAST__REGISTRY": "postgresql+psycopg://feast:s3cret-db@db/feast",
+        },
+    )
+    text = feast_io.write_feature_store_yaml(prod).read_text()
+    assert "s3cret" not in text
+    doc = yaml.safe_load(text)
+    assert doc["registry"]["path"] == "postgresql+psycopg://feast:${CLV_FEAST_PASSWORD}@db/feast"
+    assert "password=${CLV_FEAST_PASSWORD}" in doc["online_store"]["connection_string"]

@@ -22,7 +22,7 @@ from feast.value_type import ValueType
 from clv.core.settings import Settings, load_settings
 from clv.core.store import write_table
 from clv.features import feast_io
-from clv.features.build import build_features, features_path
+from clv.features.build import build_features
 from clv.features.online_store import (
     BatchedSqliteOnlineStore,
     _double_values,
@@ -30,6 +30,7 @@ from clv.features.online_store import (
     entity_keys,
     pack_rows,
 )
+from clv.features.snapshots import features_path
 
 ROW_SQL = (
     "SELECT entity_key, feature_name, value, value_text, event_ts, created_ts FROM {} "

@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 
 from clv.core.settings import Settings, load_settings
-from clv.jobs.retrain import LOCKED_EXIT, RetrainLockedError, retrain_lock, run_retrain
+from clv.jobs.retrain import run_retrain
+from clv.jobs.run_record import LOCKED_EXIT, RetrainLockedError, retrain_lock
 
 
 @pytest.fixture
@@ -30,7 +31,7 @@ def test_a_second_run_is_refused_while_the_lock_is_held(settings: Settings) -> N
 def test_the_lock_is_held_across_processes(settings: Settings) -> None:
     code = (
         "import sys, time; from clv.core.settings import load_settings; "
-        "from clv.jobs.retrain import retrain_lock\n"
+        "from clv.jobs.run_record import retrain_lock\n"
         f"with retrain_lock(load_settings({str(settings.workspace)!r}, environ={{}})):\n"
         "    print('held', flush=True); time.sleep(30)"
     )

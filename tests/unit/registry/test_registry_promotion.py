@@ -14,22 +14,14 @@ from clv.cli import registry as registry_cli
 from clv.core.console import CliState
 from clv.core.errors import ClvError
 from clv.core.settings import Settings
-from clv.registry import mlflow_io, promotion
+from clv.registry import evidence, mlflow_io
 from clv.registry.aliases import ensure_champion
 from clv.registry.gates import ServedContract, feature_names_hash
 from clv.registry.history import History
-from clv.registry.promotion import (
-    AliasMove,
-    ConflictError,
-    GateError,
-    apply_moves,
-    history,
-    live_stats_path,
-    promote,
-    rollback,
-    start_canary,
-    status,
-)
+from clv.registry.live import live_stats_path
+from clv.registry.moves import AliasMove, ConflictError, apply_moves, history
+from clv.registry.promotion import GateError, promote, rollback, start_canary
+from clv.registry.status import status
 
 pytestmark = pytest.mark.slow
 Register = Callable[..., tuple[str, str]]
@@ -40,7 +32,7 @@ NAMES = ("spend", "channel")
 def served(monkeypatch: pytest.MonkeyPatch) -> None:
     """The online store serves the tiny models' contract (no Feast in these tests)."""
     monkeypatch.setattr(
-        promotion, "served_contract", lambda settings: ServedContract("clv_v1", NAMES)
+        evidence, "served_contract", lambda settings: ServedContract("clv_v1", NAMES)
     )
 
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections.abc import Sequence
 
@@ -225,3 +226,37 @@ def test_feature_store_failure_is_a_503_with_a_reason(
         response = client.post("/score", json={"customer_ids": ["c0001"]})
     assert response.status_code == 503
     assert "ConnectionError: redis at localhost:6379 refused" in response.json()["detail"]
+
+
+def test_a_slow_store_read_does_not_hold_up_the_event_loop(
+    settings: Settings, model: ClvModel, features: pd.DataFrame
+) -> None:
+    """`/score` reads the online store in a worker thread: while a read blocks, the app answers."""
+    entered, release = threading.Event(), threading.Event()
+    released: list[bool] = []
+
+    def slow(ids: Sequence[str]) -> pd.DataFrame:
+        entered.set()
+        released.append(release.wait(timeout=5.0))  # False: nothing answered meanwhile
+        return online_rows(features, ids)
+
+    app = create_app(
+        settings,
+        model_source=lambda: Loaded(model, "3", "champion", "r"),
+        feature_source=slow,
+        reference_source=lambda run_id: features,
+    )
+    scored: list[int] = []
+    with TestClient(app) as client:
+        body = {"customer_ids": ["c0001"]}
+        worker = threading.Thread(
+            target=lambda: scored.append(client.post("/score", json=body).status_code)
+        )
+        worker.start()
+        assert entered.wait(timeout=10.0), "the store was never read"
+        health = client.get("/healthz")  # while the read still blocks
+        release.set()
+        worker.join(timeout=10.0)
+    assert health.status_code == 200
+    assert released == [True], "the event loop waited for the store read"
+    assert scored == [200]

@@ -12,8 +12,8 @@ import pytest
 import uvicorn
 from serving_fixtures import FakeRegistry, online_rows, train_model
 
+from clv.core.processes import free_port
 from clv.core.settings import Settings
-from clv.jobs.demo import free_port
 from clv.model.bundle import ClvModel
 from clv.serving.app import create_app
 from clv.serving.routing import RoutingPlan

@@ -17,7 +17,7 @@ from serving_fixtures import FakeRegistry, online_rows, train_model
 from clv.core.settings import Settings
 from clv.model.bundle import ClvModel, ModelCard
 from clv.registry.canary import route
-from clv.registry.promotion import live_stats_path
+from clv.registry.live import live_stats_path
 from clv.serving.app import create_app
 from clv.serving.routing import RoutingPlan
 from clv.serving.scorer import Champion, batch_matrix, cold_start_prior, load_champion
@@ -200,7 +200,7 @@ def test_server_rolls_back_a_breaching_canary_and_writes_live_stats(
 
 
 def test_batch_matrix_equals_the_models_matrix(model: ClvModel, features: pd.DataFrame) -> None:
-    from clv.serving.app import _CallableReader
+    from clv.serving.reader import CallableReader as _CallableReader
 
     ids = [*features["customer_id"].head(40), "nobody"]
     frame = online_rows(features, ids)
@@ -255,7 +255,10 @@ def test_coalesced_requests_get_their_own_rows_with_the_same_numbers(
 ) -> None:
     import asyncio
 
-    from clv.serving.app import Coalescer, ServingState, _CallableReader, score_batch
+    from clv.serving.coalesce import Coalescer
+    from clv.serving.reader import CallableReader as _CallableReader
+    from clv.serving.routed import score_batch
+    from clv.serving.state import ServingState
 
     serving = Settings.model_fields["serving"].default
     bind = load_champion(
@@ -302,7 +305,7 @@ def test_background_work_runs_off_the_event_loop_thread(
     """The registry poll, the stats snapshot/write and the canary judgement block no request."""
     import threading
 
-    import clv.serving.app as app_module
+    import clv.serving.supervise as app_module
 
     seen: dict[str, set[str]] = {"plan": set(), "write": set(), "loop": set()}
     write = app_module.write_live_stats

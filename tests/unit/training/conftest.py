@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 
 from clv.core.settings import Settings, load_settings
-from clv.training.train import TrainingData, TrainResult, fit_and_log
+from clv.training.dataset import TrainingData
+from clv.training.train import TrainResult, fit_and_log
 
 SyntheticData = Callable[..., TrainingData]
 

@@ -14,16 +14,20 @@ from clv_cli import clv_json
 
 from clv.core import compute
 from clv.core.errors import ConfigError
+from clv.core.processes import free_port
 from clv.core.settings import Settings, load_settings
 from clv.features import feast_io
-from clv.jobs.demo import free_port
 from clv.model.bundle import ClvModel
 from clv.training import distributed
+from clv.training.card import card_for
+from clv.training.card import encoder as _encoder
 from clv.training.churn import churn_params
+from clv.training.dataset import load_training_data
 from clv.training.labels import KEYS
 from clv.training.objective import ValueParams
+from clv.training.offsets import fit_offsets
 from clv.training.refit import BaselineOffset, InMemoryRefit, refit_jobs
-from clv.training.train import _encoder, card_for, fit_offsets, load_training_data, run
+from clv.training.train import run
 
 pytestmark = pytest.mark.slow
 WORKER_MB = "1024"

@@ -109,6 +109,6 @@ def test_naive_rules_by_hand() -> None:
 def test_the_baselines_training_scores_are_the_ones_the_gate_reads() -> None:
     from clv.core.contracts import BASELINE_PREDICTORS
     from clv.model.naive import NAIVE_RULES
-    from clv.training.train import BASELINES
+    from clv.training.backtest import BASELINES
 
     assert BASELINES == BASELINE_PREDICTORS == ("baseline", *NAIVE_RULES)

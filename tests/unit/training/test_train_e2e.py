@@ -19,7 +19,8 @@ from clv.core.settings import Settings
 from clv.registry.aliases import ensure_champion
 from clv.registry.mlflow_io import list_versions, load_alias, reference_frame
 from clv.training import train as train_module
-from clv.training.train import TrainingData, TrainResult, fit_and_log
+from clv.training.dataset import TrainingData
+from clv.training.train import TrainResult, fit_and_log
 
 SyntheticData = Callable[..., TrainingData]
 

@@ -11,8 +11,9 @@ import pytest
 from clv.core.errors import NotReadyError
 from clv.core.settings import Settings, load_settings
 from clv.core.store import write_table
-from clv.features.build import FEATURES_FILE
-from clv.training.train import load_training_data, run
+from clv.features.snapshots import FEATURES_FILE
+from clv.training.dataset import load_training_data
+from clv.training.train import run
 
 pytestmark = pytest.mark.slow
 SNAPSHOTS = pd.date_range("2023-01-01", periods=8, freq="MS", tz="UTC")

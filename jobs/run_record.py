@@ -1,0 +1,126 @@
+"""The retrain job's safety: one run at a time (a lock) and a record of where it stopped.
+
+- one run at a time: an exclusive non-blocking `flock` on `<ws>/.clv/retrain.lock`; a second
+  run fails at once with a one-line message (exit code 4);
+- a run record `<ws>/.clv/retrain/<UTC stamp>.json` is rewritten atomically after every step
+  (steps, timings, outcome), so a killed run leaves a record saying where it stopped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal
+
+from clv.core.errors import ClvError
+from clv.core.settings import Settings
+
+LOCK_FILE = "retrain.lock"
+RECORD_DIR = "retrain"
+LOCKED_EXIT = 4
+Outcome = Literal[
+    "running",
+    "no_retrain",
+    "canary_started",
+    "awaiting_approval",
+    "gates_failed",
+    "failed",
+]
+
+
+class RetrainLockedError(ClvError):
+    """Another `clv retrain` holds the lock."""
+
+
+@dataclass
+class RunRecord:
+    """What the job did, step by step; rewritten after each step."""
+
+    path: Path
+    started_at: str
+    forced: bool
+    outcome: Outcome = "running"
+    steps: list[dict[str, object]] = field(default_factory=list)
+    result: dict[str, object] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "started_at": self.started_at,
+            "forced": self.forced,
+            "outcome": self.outcome,
+            "steps": self.steps,
+            "result": self.result,
+            "pid": os.getpid(),
+        }
+
+    def save(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(self.as_dict(), indent=2, default=str) + "\n")
+        tmp.replace(self.path)
+
+    @contextlib.contextmanager
+    def step(self, name: str) -> Iterator[dict[str, object]]:
+        """Time one step; its detail dict is filled by the caller; failures are recorded."""
+        detail: dict[str, object] = {}
+        entry: dict[str, object] = {"step": name, "status": "running", "detail": detail}
+        self.steps.append(entry)
+        self.save()
+        started = time.perf_counter()
+        try:
+            yield detail
+        except BaseException as exc:
+            entry["status"] = "failed"
+            entry["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            entry["seconds"] = round(time.perf_counter() - started, 2)
+            self.outcome = "failed"
+            self.save()
+            raise
+        entry["status"] = "done"
+        entry["seconds"] = round(time.perf_counter() - started, 2)
+        self.save()
+
+
+@contextlib.contextmanager
+def retrain_lock(settings: Settings) -> Iterator[Path]:
+    """Hold `<ws>/.clv/retrain.lock` (flock, non-blocking) for the body; the OS frees it on
+    exit, kill included."""
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    path = settings.state_dir / LOCK_FILE
+    handle = path.open("a+")
+    try:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise RetrainLockedError(
+                f"another `clv retrain` is running ({holder}); lock {path}",
+                exit_code=LOCKED_EXIT,
+            ) from exc
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()} since {datetime.now(UTC).isoformat(timespec='seconds')}")
+        handle.flush()
+        yield path
+    finally:
+        handle.close()
+
+
+def new_record(settings: Settings, *, forced: bool) -> RunRecord:
+    """A run record named by the UTC time it starts, saved at once."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    record = RunRecord(
+        path=settings.state_dir / RECORD_DIR / f"{stamp}.json",
+        started_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        forced=forced,
+    )
+    record.save()
+    return record
