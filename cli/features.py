@@ -132,8 +132,8 @@ def get(
     import pandas as pd
 
     from clv.core.errors import DataError
+    from clv.core.time import to_utc
     from clv.features import feast_io
-    from clv.features.calendar import to_utc
     from clv.inputs.identities import canonical_ids, read_identities
 
     settings = settings_of(ctx)

@@ -30,9 +30,9 @@ def run(
     as_json: bool = JsonOption,
 ) -> None:
     """Judge the champion on one snapshot; write reports/<as-of>/ and a verdict."""
+    from clv.core.time import parse_as_of
     from clv.monitoring.policy import Verdict
     from clv.monitoring.run import run_monitor
-    from clv.serving.batch import parse_as_of
 
     settings = settings_of(ctx)
     progress("monitoring the champion: drift, data quality, calibration, matured cohorts")

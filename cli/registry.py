@@ -5,8 +5,7 @@ from __future__ import annotations
 import typer
 
 from clv.core.console import JsonOption, emit, settings_of
-from clv.core.contracts import EMBARGOED_TAG
-from clv.core.tags import MODEL_GINI, eval_tag
+from clv.core.tags import EMBARGOED_TAG, MODEL_GINI, eval_tag
 
 app = typer.Typer(
     help="Registered model versions, their aliases and promotion.", no_args_is_help=True

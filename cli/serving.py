@@ -63,7 +63,8 @@ def score(
     """Batch-score customers point-in-time; writes scores.parquet and at_risk.csv beside it.
 
     With ids instead of --all: those customers' scores (an alias answers for its customer)."""
-    from clv.serving.batch import parse_as_of, score_all
+    from clv.core.time import parse_as_of
+    from clv.serving.batch import score_all
 
     if all_ == bool(customer_ids):
         raise ClvError(

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Literal
+from typing import Final, Literal
 
 TableName = Literal["transactions", "customers", "events", "identities"]
 TABLES: tuple[TableName, ...] = ("transactions", "customers", "events", "identities")
@@ -169,13 +169,14 @@ class RejectReason(StrEnum):
     """Same (customer_id, order_id, line_id) as an earlier row of the file, other values."""
 
 
-EMBARGOED_TAG = "evaluation.embargoed"
-"""Version tag written by training, read by the gates and `clv registry list`: "true" when the
-version's test metrics come from an embargoed out-of-time evaluation (clv.evaluation.protocol)."""
-CHAMPION_VERSION_TAG = "eval.champion.version"
-"""Version tag written by training when a champion existed: the champion scored on this
-version's test rows (`eval.champion.gini`, `.rmse`, `.churn_ece`, ...), which the gates use
-instead of the champion's own tags (evaluated on another snapshot)."""
+CHAMPION: Final = "champion"
+CHALLENGER: Final = "challenger"
+CANARY: Final = "canary"
+"""The registry aliases (MLflow model-version aliases): the served model, the newly trained
+version awaiting its gates, and the version serving a share of customers."""
+ALIASES = (CHAMPION, CHALLENGER, CANARY)
+Route = Literal["champion", "canary"]
+"""Where one request is routed: the champion, or the canary for its share of customers."""
 
 BASELINE_PREDICTORS: tuple[str, ...] = ("baseline", "last_horizon", "run_rate")
 """The simple predictors every evaluation scores beside the model (BG/NBD + Gamma-Gamma and

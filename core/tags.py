@@ -8,7 +8,10 @@ champion scored on this version's test rows, with the paired-bootstrap differenc
 
 from __future__ import annotations
 
-EMBARGOED = "evaluation.embargoed"
+import hashlib
+from collections.abc import Sequence
+
+EMBARGOED_TAG = "evaluation.embargoed"
 """"true" when the version's test metrics come from an embargoed out-of-time evaluation
 (clv.evaluation.protocol); the gates refuse a version without it."""
 EVALUATION_REASON = "evaluation.reason"
@@ -20,6 +23,12 @@ VALUE_METRICS = ("rmse", "mae", "spearman", "gini", "top_decile_share", "bias_pc
 """The value metrics tagged per predictor as `eval.<who>.<metric>`."""
 CHURN_METRICS = ("roc_auc", "pr_auc", "brier", "ece")
 """The churn metrics tagged as `eval.churn.<metric>`."""
+
+
+def feature_names_hash(names: Sequence[str]) -> str:
+    """The `feature_names_hash` tag: sha256 of the comma-joined ordered feature names, first 16
+    hex digits (the gates compare it with the served FeatureService's)."""
+    return hashlib.sha256(",".join(names).encode()).hexdigest()[:16]
 
 
 def eval_tag(who: str, metric: str) -> str:
@@ -40,7 +49,7 @@ CHURN_ECE = eval_tag("churn", "ece")
 CHURN_BRIER = eval_tag("churn", "brier")
 INTERVAL_COVERAGE = eval_tag("interval", "coverage_p10_p90")
 INTERVAL_WIDTH = eval_tag("interval", "mean_width")
-CHAMPION_VERSION = champion_tag("version")
+CHAMPION_VERSION_TAG = champion_tag("version")
 """Written when a champion existed: the gates then compare with `eval.champion.*` (the
 champion on this version's rows) instead of the champion's own tags (another snapshot)."""
 CHAMPION_ERROR = champion_tag("error")

@@ -83,8 +83,9 @@ import pyarrow.parquet as pq
 
 from clv.core.errors import ConfigError, DataError
 from clv.core.settings import Settings
+from clv.core.time import DateLike
 from clv.features.buckets import BucketJob, bucket_tables
-from clv.features.calendar import DateLike, snapshot_dates
+from clv.features.calendar import snapshot_dates
 from clv.features.memory import MemoryEstimate
 from clv.features.offline import log_span, memory_estimate
 from clv.features.snapshots import features_path

@@ -8,24 +8,13 @@ transaction, so the last snapshot sees the whole log (the rules: `clv.features.b
 from __future__ import annotations
 
 import re
-from datetime import date, datetime
 
 import pandas as pd
 
-from clv.core.errors import ConfigError, DataError
+from clv.core.errors import ConfigError
+from clv.core.time import DateLike, to_utc
 
 _EVERY = re.compile(r"^\s*(\d+)\s*([dwM])\s*$")
-
-DateLike = date | datetime | str
-
-
-def to_utc(value: DateLike) -> pd.Timestamp:
-    """A date, datetime or ISO string as a UTC timestamp (naive values are taken as UTC)."""
-    try:
-        ts = pd.Timestamp(value)
-    except (ValueError, TypeError) as exc:
-        raise DataError(f"not a date: {value!r} (use YYYY-MM-DD)") from exc
-    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
 
 
 def parse_every(every: str) -> tuple[int, str]:

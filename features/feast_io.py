@@ -40,8 +40,8 @@ from clv.core.errors import NotReadyError
 from clv.core.services import redact
 from clv.core.settings import Settings
 from clv.core.store import duckdb_connection, has_table, read_table
+from clv.core.time import DateLike, to_utc
 from clv.features import feast_private
-from clv.features.calendar import DateLike, to_utc
 from clv.features.query import known_entities
 from clv.features.snapshots import features_path
 from clv.inputs.identities import read_identities

@@ -13,7 +13,7 @@ from clv.core.contracts import TableName
 from clv.core.errors import DataError, NotReadyError
 from clv.core.settings import Settings
 from clv.core.store import has_table, table_path
-from clv.features.calendar import to_utc
+from clv.core.time import to_utc
 from clv.features.memory import MemoryEstimate
 from clv.features.query import feature_connection
 

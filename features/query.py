@@ -17,7 +17,7 @@ import pyarrow.compute as pc
 from clv.core.contracts import TS_DTYPE
 from clv.core.errors import DataError
 from clv.core.store import duckdb_connection
-from clv.features.calendar import DateLike, to_utc
+from clv.core.time import DateLike, to_utc
 from clv.features.definitions import feature_sql, snapshot_entities_sql
 from clv.features.sources import (
     CUST_COLUMNS,

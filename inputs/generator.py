@@ -37,6 +37,7 @@ import yaml
 from clv.core.contracts import TS_DTYPE, RejectReason, TableName
 from clv.core.errors import DataError
 from clv.core.settings import IngestSettings
+from clv.core.time import utc
 from clv.inputs.worlds import (
     DEFAULT_WORLD,
     QUANTITY_PROBS,
@@ -217,11 +218,6 @@ class GeneratedData:
         return tables
 
 
-def _utc(value: pd.Timestamp | str) -> pd.Timestamp:
-    ts = pd.Timestamp(value)
-    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
-
-
 def period(
     *,
     months: int,
@@ -229,12 +225,9 @@ def period(
     change_date: pd.Timestamp | str | None,
 ) -> tuple[pd.Timestamp, pd.Timestamp, pd.Timestamp]:
     """(start, end, change date): end is `months` after start; the change defaults to 2/3 in."""
-    t0 = _utc(start)
+    t0 = utc(start)
     end = t0 + pd.DateOffset(months=months)
-    if change_date is None:
-        change = t0 + pd.DateOffset(months=(2 * months) // 3)
-    else:
-        change = _utc(change_date)
+    change = t0 + pd.DateOffset(months=2 * months // 3) if change_date is None else utc(change_date)
     if not t0 <= change <= end:
         span = f"{t0.date()}..{end.date()}"
         raise DataError(f"change date {change.date()} is outside the period {span}")

@@ -35,6 +35,7 @@ import pandas as pd
 from clv.core.contracts import TS_DTYPE
 from clv.core.settings import Settings
 from clv.core.store import GROUPS_RELATION, has_table, read_table
+from clv.core.time import utc
 
 if TYPE_CHECKING:
     import duckdb
@@ -403,8 +404,7 @@ def _micros(ts: pd.Series) -> IntArray:
 
 
 def _micros_of(when: pd.Timestamp) -> int:
-    ts = pd.Timestamp(when)
-    ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+    ts = utc(when)
     return int(np.datetime64(ts.tz_convert(None).to_datetime64(), "us").astype(np.int64))
 
 

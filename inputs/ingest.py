@@ -33,6 +33,7 @@ from clv.core.contracts import CONTRACTS, TABLES, TS_DTYPE, RejectReason, TableN
 from clv.core.errors import DataError
 from clv.core.settings import Settings
 from clv.core.store import duckdb_connection, has_table, read_table, table_path, write_table
+from clv.core.time import utc
 from clv.inputs.parse import (
     MIN_DATE,
     RAW,
@@ -42,7 +43,6 @@ from clv.inputs.parse import (
     check_columns,
     empty_table,
     parse_rows,
-    utc,
 )
 from clv.inputs.personal import protect
 from clv.inputs.reconcile import (

@@ -18,6 +18,7 @@ import pyarrow as pa
 
 from clv.core.contracts import CONTRACTS, TS_DTYPE, Column, RejectReason, TableContract, TableName
 from clv.core.errors import DataError
+from clv.core.time import utc
 
 ROW_NUMBER = "row_number"
 REASON = "reason"
@@ -44,12 +45,6 @@ _ARROW = {
     "number": pa.float64(),
     "timestamp": pa.timestamp("us", tz="UTC"),
 }
-
-
-def utc(ts: pd.Timestamp | str) -> pd.Timestamp:
-    """A timestamp in UTC; a naive one is taken as UTC."""
-    ts = pd.Timestamp(ts)
-    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
 
 
 def _text(col: pd.Series) -> pd.Series:

@@ -30,6 +30,7 @@ from pathlib import Path
 
 from clv.core.errors import ClvError
 from clv.core.settings import Settings
+from clv.core.tags import CHURN_ECE, FEATURE_NAMES_HASH, MODEL_GINI, TEST_SNAPSHOT
 from clv.jobs.run_record import Outcome, RunRecord, new_record, retrain_lock
 
 GATES_EXIT = 1
@@ -187,7 +188,7 @@ def _finish(
     return RetrainResult(outcome, record.path, verdict, version, message, gates)
 
 
-REQUIRED_TAGS = ("eval.model.gini", "eval.churn.ece", "test_snapshot", "feature_names_hash")
+REQUIRED_TAGS = (MODEL_GINI, CHURN_ECE, TEST_SNAPSHOT, FEATURE_NAMES_HASH)
 
 
 def verify_logged(settings: Settings, version: str) -> dict[str, object]:
@@ -204,5 +205,5 @@ def verify_logged(settings: Settings, version: str) -> dict[str, object]:
     return {
         "status": info.status,
         "bundle_features": len(loaded.model.feature_names),
-        "test_snapshot": info.version_tags["test_snapshot"],
+        "test_snapshot": info.version_tags[TEST_SNAPSHOT],
     }

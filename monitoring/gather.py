@@ -15,6 +15,7 @@ import pandas as pd
 
 from clv.core.errors import DataError
 from clv.core.settings import Settings
+from clv.core.time import utc
 from clv.features.snapshots import snapshot_times
 from clv.inputs.identities import IdentityMap, read_identities
 from clv.model.bundle import ClvModel
@@ -59,8 +60,8 @@ def scored(settings: Settings, model: ClvModel, when: pd.Timestamp) -> pd.DataFr
 def gather(settings: Settings, *, as_of: pd.Timestamp | None = None) -> MonitorInputs:
     """The judged champion, its reference and current windows, and the matured cohorts."""
     from clv.core.store import read_table
+    from clv.core.time import utc_series
     from clv.registry.mlflow_io import load_alias, reference_frame, version_info
-    from clv.training.labels import as_utc
 
     loaded = load_alias(settings, alias="champion")
     model = loaded.model
@@ -93,7 +94,7 @@ def gather(settings: Settings, *, as_of: pd.Timestamp | None = None) -> MonitorI
     tx = read_table(settings, "transactions")
     if tx.empty:
         raise DataError("no transactions ingested: run `clv data ingest`")
-    label_end = min(pd.Timestamp(as_utc(tx["ts"]).max()), when)
+    label_end = min(pd.Timestamp(utc_series(tx["ts"]).max()), when)
     m = settings.model
     log = _Log(tx, read_identities(settings))
     churn = _churn_cohort(settings, model, snaps, label_end=label_end, data_end=data_end, log=log)
@@ -214,7 +215,6 @@ def _timestamp(value: object) -> pd.Timestamp | None:
     if value is None or str(value) in ("", "unknown"):
         return None
     try:
-        ts = pd.Timestamp(str(value))
+        return utc(str(value))
     except ValueError:
         return None
-    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from clv.core.contracts import CHALLENGER, CHAMPION
 from clv.core.settings import Settings
 from clv.registry import mlflow_io
 from clv.registry.history import HistoryRow
-from clv.registry.mlflow_io import CHALLENGER, CHAMPION
 from clv.registry.moves import AliasMove, apply_moves
 
 
@@ -56,7 +56,7 @@ def decide_initial_champion(
 
 def ensure_champion(settings: Settings, version: str) -> bool:
     """Make `version` champion when the model has none (else challenger); True when champion."""
-    from clv.core.contracts import EMBARGOED_TAG
+    from clv.core.tags import EMBARGOED_TAG
 
     current = mlflow_io.alias_version(settings, CHAMPION)
     embargoed = mlflow_io.version_tags(settings, version).get(EMBARGOED_TAG) == "true"

@@ -18,7 +18,8 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
-Route = Literal["champion", "canary"]
+from clv.core.contracts import CANARY, CHAMPION, Route
+
 Action = Literal["wait", "healthy", "rollback"]
 _SCALE = float(2**64)
 
@@ -32,8 +33,8 @@ def bucket(customer_id: str, salt: str) -> float:
 def route(customer_id: str, share: float, salt: str) -> Route:
     """ "canary" for a `share` of customers (stable per id and salt), else "champion"."""
     if share <= 0.0:
-        return "champion"
-    return "canary" if bucket(customer_id, salt) < share else "champion"
+        return CHAMPION
+    return CANARY if bucket(customer_id, salt) < share else CHAMPION
 
 
 def route_many(customer_ids: Sequence[str], share: float, salt: str) -> npt.NDArray[np.bool_]:

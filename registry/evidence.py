@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 
 import numpy as np
 
+from clv.core.contracts import CHAMPION
 from clv.core.errors import ClvError
 from clv.core.settings import Settings
 from clv.registry import mlflow_io
@@ -21,7 +22,6 @@ from clv.registry.gates import (
     VersionEvidence,
     evaluate_gates,
 )
-from clv.registry.mlflow_io import CHAMPION
 
 
 def served_contract(settings: Settings) -> ServedContract | None:

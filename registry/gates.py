@@ -43,30 +43,33 @@ champion, the comparison is skipped and the check says so. No champion: comparis
 
 from __future__ import annotations
 
-import hashlib
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-from clv.core.contracts import BASELINE_PREDICTORS, CHAMPION_VERSION_TAG, EMBARGOED_TAG
+from clv.core.contracts import BASELINE_PREDICTORS
 from clv.core.settings import RegistrySettings
+from clv.core.tags import (
+    BOOTSTRAP_LEVEL,
+    CHAMPION_VERSION_TAG,
+    CHURN_ECE,
+    EMBARGOED_TAG,
+    EVALUATION_REASON,
+    FEATURE_NAMES_HASH,
+    INTERVAL_COVERAGE,
+    MODEL_GINI,
+    MODEL_RMSE,
+    TEST_SNAPSHOT,
+    champion_tag,
+    eval_tag,
+    feature_names_hash,
+)
 
 Outcome = Literal["pass", "fail", "skip"]
 GATE_TAG_PREFIX = "gate."
 
-GINI = "eval.model.gini"
-RMSE = "eval.model.rmse"
-ECE = "eval.churn.ece"
-COVERAGE = "eval.interval.coverage_p10_p90"
-FEATURE_SERVICE = "feature_service"
-FEATURE_NAMES_HASH = "feature_names_hash"
-TEST_SNAPSHOT = "test_snapshot"
-
-
-def feature_names_hash(names: Sequence[str]) -> str:
-    """sha256 of the comma-joined ordered feature names, first 16 hex digits (training's tag)."""
-    return hashlib.sha256(",".join(names).encode()).hexdigest()[:16]
+GINI, RMSE, ECE, COVERAGE = MODEL_GINI, MODEL_RMSE, CHURN_ECE, INTERVAL_COVERAGE
 
 
 @dataclass(frozen=True)
@@ -221,10 +224,10 @@ def evaluate_gates(
 SAME_ROWS = "same_rows"
 """A tag the same-rows evidence carries, so that `test_snapshot` knows it compares one set."""
 CHAMPION_ON_ROWS = {
-    GINI: "eval.champion.gini",
-    RMSE: "eval.champion.rmse",
-    ECE: "eval.champion.churn_ece",
-    COVERAGE: "eval.champion.coverage_p10_p90",
+    GINI: champion_tag("gini"),
+    RMSE: champion_tag("rmse"),
+    ECE: champion_tag("churn_ece"),
+    COVERAGE: champion_tag("coverage_p10_p90"),
 }
 
 
@@ -261,9 +264,6 @@ class Noise:
         return f"{self.level * 100:g}% CI [{self.low:{spec}}, {self.high:{spec}}] {where}"
 
 
-BOOTSTRAP_LEVEL = "eval.champion.bootstrap_level"
-
-
 def _noise_margin(
     candidate: VersionEvidence,
     champion: VersionEvidence | None,
@@ -277,7 +277,7 @@ def _noise_margin(
     if level <= 0 or champion is None or champion.tags.get(SAME_ROWS) != "true":
         return None
     diff, low, high = (
-        candidate.metric(f"eval.champion.{metric}_diff{end}") for end in ("", "_low", "_high")
+        candidate.metric(champion_tag(f"{metric}_diff{end}")) for end in ("", "_low", "_high")
     )
     recorded = candidate.metric(BOOTSTRAP_LEVEL)
     if diff is None or low is None or high is None or recorded is None:
@@ -295,7 +295,7 @@ def _embargo(candidate: VersionEvidence) -> GateCheck:
     if flag is None:
         return GateCheck(name, "fail", _no_tag(EMBARGOED_TAG))
     if flag != "true":
-        why = candidate.tags.get("evaluation.reason", "label windows overlap")
+        why = candidate.tags.get(EVALUATION_REASON, "label windows overlap")
         return GateCheck(name, "fail", f"evaluation not embargoed: {why}")
     return GateCheck(name, "pass", "train, validation and test label windows are disjoint")
 
@@ -360,7 +360,7 @@ def _baselines(candidate: VersionEvidence) -> GateCheck:
     scores = {
         who: value
         for who in BASELINE_PREDICTORS
-        if (value := candidate.metric(f"eval.{who}.gini")) is not None
+        if (value := candidate.metric(eval_tag(who, "gini"))) is not None
     }
     if not scores:
         return GateCheck(name, "skip", "no baseline scores on the candidate (eval.<baseline>.gini)")

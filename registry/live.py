@@ -1,30 +1,23 @@
 """The canary on live traffic: the server's per-alias stats file, and the verdict on it.
 
-The server (`clv.serving`) writes `<ws>/.clv/serving/live_stats.json`; `judge_live` calls the
+The server (`clv.serving`) writes the live-stats file (clv.core.live_stats); `judge_live` calls the
 pure `clv.registry.canary.judge_canary` when those stats describe the current canary.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 
+from clv.core.contracts import CANARY, CHAMPION
+from clv.core.live_stats import read_live_stats_doc
 from clv.core.settings import Settings
 from clv.registry import mlflow_io
 from clv.registry.canary import AliasStats, CanaryGuardrails, CanaryVerdict, judge_canary, psi
-from clv.registry.mlflow_io import CANARY, CHAMPION
 
-LIVE_STATS_FILE = "live_stats.json"
 STATS_MAX_AGE_SECONDS = 120.0
-
-
-def live_stats_path(settings: Settings) -> Path:
-    """Where the server writes its per-alias live stats (`clv.serving.app`)."""
-    return settings.state_dir / "serving" / LIVE_STATS_FILE
 
 
 @dataclass(frozen=True)
@@ -79,10 +72,10 @@ def parse_live_stats(doc: Mapping[str, object]) -> LiveStats:
 
 
 def read_live_stats(settings: Settings) -> LiveStats | None:
-    path = live_stats_path(settings)
+    doc = read_live_stats_doc(settings)
     try:
-        return parse_live_stats(json.loads(path.read_text()))
-    except (OSError, ValueError, KeyError, TypeError):
+        return parse_live_stats(doc) if doc is not None else None
+    except (ValueError, KeyError, TypeError):
         return None
 
 

@@ -17,6 +17,7 @@ from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 
+from clv.core.contracts import CHAMPION
 from clv.core.errors import ClvError, NotReadyError
 from clv.core.settings import Settings
 from clv.model.bundle import CARD_FILE, ClvModel
@@ -31,10 +32,6 @@ from clv.training.mlflow_io import (
 if TYPE_CHECKING:
     from clv.training.champion import ChampionModel
 
-CHAMPION = "champion"
-CHALLENGER = "challenger"
-CANARY = "canary"
-ALIASES = (CHAMPION, CHALLENGER, CANARY)
 CANARY_SHARE_TAG = "clv.canary.share"
 CANARY_SHADOW_TAG = "clv.canary.shadow"
 NO_CHAMPION = "no champion yet: run `clv train`"

@@ -11,13 +11,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from clv.core.contracts import CANARY, CHALLENGER, CHAMPION
 from clv.core.errors import ClvError
 from clv.core.settings import Settings
 from clv.registry import mlflow_io
 from clv.registry.evidence import check_gates
 from clv.registry.gates import GateResult
 from clv.registry.history import DONE, HistoryRow, default_actor
-from clv.registry.mlflow_io import CANARY, CANARY_SHADOW_TAG, CANARY_SHARE_TAG, CHALLENGER, CHAMPION
+from clv.registry.mlflow_io import CANARY_SHADOW_TAG, CANARY_SHARE_TAG
 from clv.registry.moves import AliasMove, ConflictError, apply_moves, history, version_text
 
 

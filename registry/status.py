@@ -9,11 +9,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from clv.core.contracts import CANARY
 from clv.core.settings import Settings
 from clv.registry import mlflow_io
 from clv.registry.canary import AliasStats, CanaryVerdict
 from clv.registry.live import LiveStats, judge_live, read_live_stats
-from clv.registry.mlflow_io import CANARY
 from clv.registry.moves import ConflictError
 from clv.registry.promotion import ChangeResult, rollback
 

@@ -29,6 +29,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from clv.core.contracts import CHAMPION
 from clv.core.settings import Settings
 from clv.features.online_read import FeatureReader
 from clv.serving.coalesce import Coalescer
@@ -36,7 +37,7 @@ from clv.serving.identities import AliasHolder
 from clv.serving.metrics import LiveMetrics
 from clv.serving.reader import FeatureSource, feature_reader
 from clv.serving.routed import JsonValue, Observation, score_batch
-from clv.serving.routing import CHAMPION, MlflowRegistry, ModelRegistry, SingleModel
+from clv.serving.routing import MlflowRegistry, ModelRegistry, SingleModel
 from clv.serving.scorer import ModelSource, ReferenceSource, load_champion, registry_reference
 from clv.serving.state import ModelHolder, describe
 from clv.serving.supervise import lifespan

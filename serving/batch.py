@@ -23,10 +23,11 @@ from typing import TypeAlias
 import numpy as np
 import pandas as pd
 
+from clv.core.contracts import CANARY, CHAMPION
 from clv.core.errors import DataError, NotReadyError
 from clv.core.settings import ServingSettings, Settings
 from clv.registry.canary import route_many
-from clv.serving.routing import CANARY, CHAMPION, MlflowRegistry, ModelRegistry, SingleModel
+from clv.serving.routing import MlflowRegistry, ModelRegistry, SingleModel
 from clv.serving.scorer import (
     Champion,
     ModelSource,
@@ -61,15 +62,6 @@ class BatchResult:
     canary_version: str | None = None
     canary_rows: int = 0
     webhook: WebhookResult | None = None
-
-
-def parse_as_of(text: str) -> pd.Timestamp:
-    """A date or timestamp from the command line, as a UTC timestamp."""
-    try:
-        ts = pd.Timestamp(text)
-    except ValueError as exc:
-        raise DataError(f"--as-of {text!r} is not a date (use YYYY-MM-DD)") from exc
-    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
 
 
 def latest_snapshot(settings: Settings) -> pd.Timestamp:

@@ -17,10 +17,10 @@ from typing import TypeAlias
 import numpy as np
 import pandas as pd
 
+from clv.core.contracts import CANARY, CHAMPION
 from clv.features.online_read import OnlineBatch
 from clv.registry.canary import route_many
 from clv.serving.reader import CallableReader
-from clv.serving.routing import CANARY, CHAMPION
 from clv.serving.scorer import Champion, Explanation, batch_matrix, explain, score_matrix
 from clv.serving.state import ServingState
 

@@ -11,10 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from clv.core.contracts import CANARY, CHAMPION
 from clv.core.settings import Settings
 from clv.serving.scorer import LoadedModelLike, ModelSource
-
-CHAMPION, CANARY = "champion", "canary"
 
 
 @dataclass(frozen=True)

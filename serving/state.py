@@ -14,8 +14,9 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from clv.core.contracts import CANARY, CHAMPION
 from clv.serving.metrics import LiveMetrics
-from clv.serving.routing import CANARY, CHAMPION, ModelRegistry
+from clv.serving.routing import ModelRegistry
 from clv.serving.scorer import Champion, LoadedModelLike
 
 

@@ -15,13 +15,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import json
-import os
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING
 
+from clv.core.live_stats import write_live_stats
 from clv.core.settings import Settings
 from clv.features.online_read import FeatureReader
 from clv.serving.identities import AliasHolder
@@ -156,15 +155,3 @@ def judge(settings: Settings, snapshot: dict[str, object]) -> str | None:
         return None
     verdict = judge_canary(live.champion, live.canary, guardrails=guardrails(settings))
     return verdict.reason if verdict.action == "rollback" else None
-
-
-def write_live_stats(settings: Settings, snapshot: dict[str, object]) -> None:
-    """Atomically replace `.clv/serving/live_stats.json` with the current snapshot."""
-    from clv.registry.live import live_stats_path
-
-    path = live_stats_path(settings)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    doc = {**snapshot, "written_at": time.time(), "pid": os.getpid()}
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(doc))
-    os.replace(tmp, path)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from clv.core.contracts import CHAMPION_VERSION_TAG
+from clv.core.tags import CHAMPION_ERROR, CHAMPION_VERSION_TAG, champion_tag
 from clv.evaluation.metrics import churn_metrics, paired_bootstrap, value_metrics
 from clv.model.bundle import ClvModel
 from clv.model.intervals import interval_metrics
@@ -36,7 +36,7 @@ def champion_tags(
     try:
         pred = champion.model.predict(rows)
     except (KeyError, ValueError) as exc:  # another feature contract: no same-rows evidence
-        return {"eval.champion.error": f"v{champion.version} could not score: {exc}"[:500]}
+        return {CHAMPION_ERROR: f"v{champion.version} could not score: {exc}"[:500]}
     y = value_target(rows)
     theirs = pred["clv"].to_numpy(np.float64)
     value = value_metrics(y, theirs)
@@ -55,9 +55,9 @@ def champion_tags(
     )
     return {
         CHAMPION_VERSION_TAG: champion.version,
-        "eval.champion.gini": repr(value.gini),
-        "eval.champion.rmse": repr(value.rmse),
-        "eval.champion.bias_pct": repr(value.bias_pct),
-        "eval.champion.churn_ece": repr(churn.ece),
-        "eval.champion.coverage_p10_p90": repr(cover.coverage_p10_p90),
-    } | {f"eval.champion.{key}": repr(v) for key, v in noise.items()}
+        champion_tag("gini"): repr(value.gini),
+        champion_tag("rmse"): repr(value.rmse),
+        champion_tag("bias_pct"): repr(value.bias_pct),
+        champion_tag("churn_ece"): repr(churn.ece),
+        champion_tag("coverage_p10_p90"): repr(cover.coverage_p10_p90),
+    } | {champion_tag(key): repr(v) for key, v in noise.items()}

@@ -13,7 +13,8 @@ import pandas as pd
 
 from clv.core.errors import DataError, NotReadyError
 from clv.core.settings import Settings
-from clv.training.labels import KEYS, as_utc, make_labels, past_margins
+from clv.core.time import utc_series
+from clv.training.labels import KEYS, make_labels, past_margins
 
 Progress = Callable[[str], None]
 
@@ -110,7 +111,7 @@ def labelled_rows(
     )
     entities = entities.drop_duplicates(ignore_index=True)
     entities["customer_id"] = entities["customer_id"].astype(str)
-    entities["event_timestamp"] = as_utc(entities["event_timestamp"])
+    entities["event_timestamp"] = utc_series(entities["event_timestamp"])
     transactions = read_table_bucket(
         settings, "transactions", buckets=buckets, bucket=bucket, groups=groups
     )
@@ -137,7 +138,7 @@ def labelled_rows(
     if labelled.empty:
         return labelled.reset_index(drop=True), end
     feats = source.historical_features(settings, labelled[list(KEYS)].reset_index(drop=True))
-    feats["event_timestamp"] = as_utc(feats["event_timestamp"])
+    feats["event_timestamp"] = utc_series(feats["event_timestamp"])
     feats["customer_id"] = feats["customer_id"].astype(str)
     frame = feats.merge(labelled, on=list(KEYS), how="inner", validate="many_to_one")
     return frame, end

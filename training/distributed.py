@@ -37,6 +37,7 @@ import pyarrow.parquet as pq
 from clv.core.compute import peak_rss_mib
 from clv.core.errors import ClvError, DataError
 from clv.core.settings import Settings
+from clv.core.time import utc_series
 from clv.training.dataset import (
     FeatureSource,
     Progress,
@@ -44,7 +45,6 @@ from clv.training.dataset import (
     labelled_rows,
     log_end,
 )
-from clv.training.labels import as_utc
 from clv.training.refit import (
     OFFSET,
     BoosterJob,
@@ -175,7 +175,7 @@ def write_parts(
 def sample_data(settings: Settings, parts: TrainingParts, *, source: FeatureSource) -> TrainingData:
     """The first part (one hash bucket: a uniform sample of customers) as in-memory data."""
     frame = pd.read_parquet(parts.paths[0])
-    frame["event_timestamp"] = as_utc(frame["event_timestamp"])
+    frame["event_timestamp"] = utc_series(frame["event_timestamp"])
     return TrainingData(
         frame=frame,
         feature_names=tuple(source.feature_names(settings)),

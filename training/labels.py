@@ -36,19 +36,12 @@ import pandas as pd
 
 from clv.core.contracts import TS_DTYPE
 from clv.core.errors import DataError
+from clv.core.time import utc, utc_series
 from clv.inputs.identities import IdentityMap, epoch_keys, expand_rows
 
 LABEL_COLUMNS = ("clv_label", "churn_label")
 KEYS = ("customer_id", "event_timestamp")
 _DAY_US = 86_400 * 1_000_000
-
-
-def as_utc(values: pd.Series) -> pd.Series:
-    """Timestamps as `datetime64[us, UTC]`; naive values are taken to be UTC."""
-    ts = pd.to_datetime(values)
-    if ts.dt.tz is None:
-        ts = ts.dt.tz_localize("UTC")
-    return ts.dt.tz_convert("UTC").astype(TS_DTYPE)
 
 
 def make_labels(
@@ -75,13 +68,12 @@ def make_labels(
     if missing_snap:
         raise DataError(f"entity rows lack columns {missing_snap}")
 
-    end = pd.Timestamp(data_end)
-    end = end.tz_localize("UTC") if end.tzinfo is None else end.tz_convert("UTC")
+    end = utc(data_end)
 
     ents = pd.DataFrame(
         {
             "customer_id": snapshots["customer_id"].astype(str).to_numpy(),
-            "event_timestamp": as_utc(snapshots["event_timestamp"]).array,
+            "event_timestamp": utc_series(snapshots["event_timestamp"]).array,
             "_row": np.arange(len(snapshots)),
         }
     )
@@ -134,7 +126,7 @@ def _prepared(
     tx = pd.DataFrame(
         {
             "customer_id": transactions["customer_id"].astype(str).to_numpy(),
-            "ts": as_utc(transactions["ts"]).array,
+            "ts": utc_series(transactions["ts"]).array,
             "_margin": margin.to_numpy(dtype=float),
             "_buy": (amount > 0).to_numpy(dtype=np.int64),
         }
@@ -201,7 +193,7 @@ def past_margins(
     ents = pd.DataFrame(
         {
             "customer_id": snapshots["customer_id"].astype(str).to_numpy(),
-            "event_timestamp": as_utc(snapshots["event_timestamp"]).array,
+            "event_timestamp": utc_series(snapshots["event_timestamp"]).array,
             "_row": np.arange(len(snapshots)),
         }
     )

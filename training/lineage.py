@@ -12,9 +12,21 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from clv.core.contracts import EMBARGOED_TAG
 from clv.core.services import redact
 from clv.core.settings import Settings
+from clv.core.tags import (
+    CHURN_METRICS,
+    EMBARGOED_TAG,
+    EVALUATION_REASON,
+    FEATURE_NAMES_HASH,
+    FEATURE_SERVICE,
+    INTERVAL_COVERAGE,
+    INTERVAL_WIDTH,
+    TEST_SNAPSHOT,
+    VALUE_METRICS,
+    eval_tag,
+    feature_names_hash,
+)
 from clv.evaluation.metrics import ChurnMetrics
 from clv.model.baseline import SnapshotBaselines
 from clv.model.intervals import IntervalMetrics
@@ -35,8 +47,6 @@ if TYPE_CHECKING:
 INTERVAL_METHOD = (
     "xgboost quantile, conformal log1p scales around P50 per predicted-value band (validation)"
 )
-VALUE_TAG_METRICS = ("rmse", "mae", "spearman", "gini", "top_decile_share", "bias_pct")
-CHURN_TAG_METRICS = ("roc_auc", "pr_auc", "brier", "ece")
 
 
 @dataclass(frozen=True)
@@ -362,23 +372,23 @@ def version_tags(
     predictor on the test origin, the backtests' mean and worst case, the embargo status)
     and lineage."""
     tags = {
-        f"eval.{who}.{metric}": repr(float(row[metric]))
+        eval_tag(who, metric): repr(float(row[metric]))
         for who, row in table.items()
-        for metric in VALUE_TAG_METRICS
+        for metric in VALUE_METRICS
     }
     churn_d = churn.as_dict()
-    tags.update({f"eval.churn.{m}": repr(float(churn_d[m])) for m in CHURN_TAG_METRICS})
-    tags["eval.interval.coverage_p10_p90"] = repr(float(interval.coverage_p10_p90))
-    tags["eval.interval.mean_width"] = repr(float(interval.mean_width))
+    tags.update({eval_tag("churn", m): repr(float(churn_d[m])) for m in CHURN_METRICS})
+    tags[INTERVAL_COVERAGE] = repr(float(interval.coverage_p10_p90))
+    tags[INTERVAL_WIDTH] = repr(float(interval.mean_width))
     for key, value in (aggregate or {}).items():
-        tags[f"eval.backtest.{key}"] = repr(float(value))
+        tags[eval_tag("backtest", key)] = repr(float(value))
     tags.update(
         {
             EMBARGOED_TAG: str(embargoed).lower(),
-            "evaluation.reason": evaluation_reason[:4000],
-            "feature_service": feature_service,
-            "feature_names_hash": feature_names_hash(feature_names),
-            "test_snapshot": test_snapshot.date().isoformat(),
+            EVALUATION_REASON: evaluation_reason[:4000],
+            FEATURE_SERVICE: feature_service,
+            FEATURE_NAMES_HASH: feature_names_hash(feature_names),
+            TEST_SNAPSHOT: test_snapshot.date().isoformat(),
             "training_range": training_range,
             "data_fingerprint": data_fingerprint,
             "git_commit": git_commit,
@@ -442,11 +452,6 @@ def gain_importance(booster: xgb.Booster) -> dict[str, float]:
     """XGBoost's mean gain per split of each feature, largest first (unused features absent)."""
     scores = {k: float(np.mean(v)) for k, v in booster.get_score(importance_type="gain").items()}
     return dict(sorted(scores.items(), key=lambda kv: -kv[1]))
-
-
-def feature_names_hash(names: list[str]) -> str:
-    """sha256 of the comma-joined ordered feature names, first 16 hex digits."""
-    return hashlib.sha256(",".join(names).encode()).hexdigest()[:16]
 
 
 def fingerprint(frame: pd.DataFrame, names: list[str]) -> str:

@@ -45,6 +45,7 @@ import pandas as pd
 
 from clv.core.errors import DataError
 from clv.core.settings import Settings
+from clv.core.time import utc
 from clv.evaluation.protocol import evaluation_origins
 from clv.features.calendar import parse_every, snapshot_dates
 
@@ -316,8 +317,8 @@ def aggregate(
     return Aggregates(
         rows=int(daily["rows"].sum()),
         customers=int(row[0]),
-        start=_utc(daily["first_ts"].min()),
-        end=_utc(daily["last_ts"].max()),
+        start=utc(daily["first_ts"].min()),
+        end=utc(daily["last_ts"].max()),
         orders=int(row[1]),
         purchases=int(row[2]),
         zero_orders=int(row[3]),
@@ -332,11 +333,6 @@ def aggregate(
         total_net=float(row[10]),
         daily=daily[["day", "rows", "gross_sales"]],
     )
-
-
-def _utc(value: object) -> pd.Timestamp:
-    ts = pd.Timestamp(value)
-    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
 
 
 def connect(

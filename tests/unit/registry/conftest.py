@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 import xgboost as xgb
 
-from clv.core.contracts import EMBARGOED_TAG
 from clv.core.settings import Settings, load_settings
+from clv.core.tags import EMBARGOED_TAG
 from clv.model.bundle import ClvModel, ModelCard
 from clv.training.mlflow_io import training_run
 

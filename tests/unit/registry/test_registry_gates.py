@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from clv.core.settings import RegistrySettings
+from clv.core.tags import feature_names_hash
 from clv.registry.gates import (
     GateResult,
     ModelContract,
@@ -12,7 +13,6 @@ from clv.registry.gates import (
     SmokeResult,
     VersionEvidence,
     evaluate_gates,
-    feature_names_hash,
 )
 
 NAMES = ("frequency", "recency", "channel")

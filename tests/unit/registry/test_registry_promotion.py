@@ -13,12 +13,13 @@ from typer.testing import CliRunner
 from clv.cli import registry as registry_cli
 from clv.core.console import CliState
 from clv.core.errors import ClvError
+from clv.core.live_stats import live_stats_path
 from clv.core.settings import Settings
+from clv.core.tags import feature_names_hash
 from clv.registry import evidence, mlflow_io
 from clv.registry.aliases import ensure_champion
-from clv.registry.gates import ServedContract, feature_names_hash
+from clv.registry.gates import ServedContract
 from clv.registry.history import History
-from clv.registry.live import live_stats_path
 from clv.registry.moves import AliasMove, ConflictError, apply_moves, history
 from clv.registry.promotion import GateError, promote, rollback, start_canary
 from clv.registry.status import status

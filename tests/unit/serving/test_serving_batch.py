@@ -12,9 +12,10 @@ from typer.testing import CliRunner
 from clv.cli.serving import score
 from clv.core.errors import ClvError, DataError, NotReadyError
 from clv.core.settings import Settings
+from clv.core.time import parse_as_of
 from clv.model.bundle import ClvModel
 from clv.serving.app import create_app
-from clv.serving.batch import BatchResult, latest_snapshot, parse_as_of, score_all
+from clv.serving.batch import BatchResult, latest_snapshot, score_all
 from clv.serving.segments import HIGH_VALUE_AT_RISK
 
 

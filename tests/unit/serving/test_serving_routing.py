@@ -14,10 +14,10 @@ import pytest
 from fastapi.testclient import TestClient
 from serving_fixtures import FakeRegistry, online_rows, train_model
 
+from clv.core.live_stats import live_stats_path
 from clv.core.settings import Settings
 from clv.model.bundle import ClvModel, ModelCard
 from clv.registry.canary import route
-from clv.registry.live import live_stats_path
 from clv.serving.app import create_app
 from clv.serving.routing import RoutingPlan
 from clv.serving.scorer import Champion, batch_matrix, cold_start_prior, load_champion
