@@ -14,6 +14,21 @@ class ServiceUnavailable(ClvError):
     """A configured service cannot be reached; the message names it, password hidden."""
 
 
+SQL_SCHEMES = ("postgresql", "postgres", "mysql", "sqlite", "mssql", "oracle")
+"""URI schemes that are SQLAlchemy databases (a registry, a tracking store, an Optuna study)."""
+
+
+def uri_scheme(uri: str) -> str:
+    """The scheme without its driver (`postgresql+psycopg://...` -> `postgresql`); "" for a
+    plain path."""
+    return uri.split("://", 1)[0].split("+", 1)[0].lower() if "://" in uri else ""
+
+
+def is_sql(uri: str) -> bool:
+    """A SQLAlchemy database URL (SQLite included)."""
+    return uri_scheme(uri) in SQL_SCHEMES
+
+
 def redact(uri: str, *, mask: str = "***") -> str:
     """The URI with its password replaced by `mask`: a URL's user:password@, and a Redis
     connection string's password= option; other strings are returned as they are."""
@@ -33,12 +48,12 @@ def _reason(exc: BaseException) -> str:
 
 def check_database(uri: str, *, purpose: str, timeout_seconds: int = 5) -> None:
     """Connect once to a SQLAlchemy URL (not SQLite) and fail fast with one clear line."""
-    if uri.startswith("sqlite") or "://" not in uri:
+    if uri_scheme(uri) in ("", "sqlite"):
         return
     from sqlalchemy import create_engine, text
 
     args: dict[str, object] = {}
-    if uri.startswith("postgresql"):
+    if uri_scheme(uri) in ("postgresql", "postgres"):
         args["connect_timeout"] = timeout_seconds
     engine = create_engine(uri, connect_args=args, poolclass=None)
     try:

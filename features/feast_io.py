@@ -37,7 +37,7 @@ import pyarrow.parquet as pq
 
 from clv.core.contracts import TS_DTYPE
 from clv.core.errors import NotReadyError
-from clv.core.services import redact
+from clv.core.services import is_sql, redact, uri_scheme
 from clv.core.settings import Settings
 from clv.core.store import duckdb_connection, has_table, read_table
 from clv.core.time import DateLike, to_utc
@@ -58,7 +58,6 @@ BATCHED_SQLITE = "clv.features.online_store.BatchedSqliteOnlineStore"
 """The SQLite online store clv configures: Feast's, with batched writes
 (clv.features.online_store)."""
 
-_SQL_SCHEMES = ("postgresql", "postgres", "mysql", "sqlite", "mssql", "oracle")
 _ROW = "_clv_row"
 _TS_SUFFIX = "__ts"
 FEATURE_STORE_YAML = "feature_store.yaml"
@@ -98,8 +97,8 @@ def _registry_config(settings: Settings) -> dict[str, object]:
     value = settings.feast.registry
     if value is None:
         return {"registry_type": "file", "path": str(settings.feast_dir / "registry.db")}
-    scheme = value.split("://", 1)[0].split("+", 1)[0].lower() if "://" in value else ""
-    if scheme in _SQL_SCHEMES:
+    scheme = uri_scheme(value)
+    if is_sql(value):
         return {"registry_type": "sql", "path": value, "cache_ttl_seconds": 60}
     if scheme:  # s3://, gs://: object-store file registries
         return {"path": value, "cache_ttl_seconds": 60}

@@ -17,8 +17,10 @@ from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
+import pandas as pd
 
 from clv.core.contracts import CANARY, CHAMPION, Route
+from clv.evaluation.psi import N_BINS, numeric_psi
 
 Action = Literal["wait", "healthy", "rollback"]
 _SCALE = float(2**64)
@@ -46,23 +48,11 @@ def route_many(customer_ids: Sequence[str], share: float, salt: str) -> npt.NDAr
     )
 
 
-def psi(expected: npt.ArrayLike, actual: npt.ArrayLike, *, bins: int = 10) -> float:
-    """Population stability index of `actual` against `expected`.
-
-    Bins are the deciles of `expected`; PSI = sum((a - e) * ln(a / e)) over bins, with shares
-    floored at 1e-4 so an empty bin does not give infinity (Yurdakul 2018, eq. 1).
-    """
-    e = np.asarray(expected, dtype=np.float64)
-    a = np.asarray(actual, dtype=np.float64)
-    e, a = e[np.isfinite(e)], a[np.isfinite(a)]
-    if e.size == 0 or a.size == 0:
-        return math.nan
-    edges = np.unique(np.quantile(e, np.linspace(0.0, 1.0, bins + 1)[1:-1]))
-    e_share = np.bincount(np.searchsorted(edges, e, side="right"), minlength=edges.size + 1)
-    a_share = np.bincount(np.searchsorted(edges, a, side="right"), minlength=edges.size + 1)
-    ep = np.maximum(e_share / e.size, 1e-4)
-    ap = np.maximum(a_share / a.size, 1e-4)
-    return float(np.sum((ap - ep) * np.log(ap / ep)))
+def psi(expected: npt.ArrayLike, actual: npt.ArrayLike, *, bins: int = N_BINS) -> float:
+    """Population stability index of `actual` against `expected`: the monitoring rule
+    (clv.evaluation.psi: decile bins of `expected`, a missing value in a bin of its own, shares
+    floored so an empty bin does not give infinity); nan when either side is empty."""
+    return numeric_psi("prediction", pd.Series(expected), pd.Series(actual), bins=bins).psi
 
 
 @dataclass(frozen=True)

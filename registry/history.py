@@ -30,6 +30,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from clv.core.errors import ClvError, ConfigError
+from clv.core.services import is_sql, uri_scheme
 
 LEASE_SECONDS = 30.0
 PENDING, DONE, FAILED = "pending", "done", "failed"
@@ -112,8 +113,8 @@ def default_actor() -> str:
 
 @functools.lru_cache(maxsize=8)
 def _engine(uri: str) -> sa.Engine:
-    scheme = uri.split(":", 1)[0].split("+", 1)[0].lower()
-    if scheme not in ("sqlite", "postgresql", "postgres", "mysql", "mssql"):
+    scheme = uri_scheme(uri)
+    if not is_sql(uri):
         raise ConfigError(
             f"mlflow.tracking_uri {uri.split('://', 1)[0]}://... is not a database: "
             "the alias history needs a SQL tracking store"

@@ -222,13 +222,14 @@ class DaskRefit:
         offset: OffsetFn | None,
     ) -> RefitOutcome:
         import dask.dataframe as dd
+        from dask.dataframe.dispatch import make_meta
         from distributed import KilledWorker
 
         began = time.perf_counter()
         names = encoder.feature_names
         raw = dd.read_parquet([str(p) for p in self.parts.paths])
         prepare = _Prepare(encoder.card, offset, token=uuid.uuid4().hex)
-        prepared = raw.map_partitions(prepare, meta=prepare(raw._meta))
+        prepared = raw.map_partitions(prepare, meta=prepare(make_meta(raw)))  # type: ignore[no-untyped-call]
         prepared = self.client.persist(prepared)  # type: ignore[no-untyped-call]
         rows = int(prepared.shape[0].compute())
         boosters: dict[str, xgb.Booster] = {}

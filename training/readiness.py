@@ -37,7 +37,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import date
-from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
@@ -45,6 +44,7 @@ import pandas as pd
 
 from clv.core.errors import DataError
 from clv.core.settings import Settings
+from clv.core.store import duckdb_connection
 from clv.core.time import utc
 from clv.evaluation.protocol import evaluation_origins
 from clv.features.calendar import parse_every, snapshot_dates
@@ -333,24 +333,6 @@ def aggregate(
         total_net=float(row[10]),
         daily=daily[["day", "rows", "gross_sales"]],
     )
-
-
-def connect(
-    *, memory_limit_mb: int | None = None, temp_directory: Path | None = None
-) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB in UTC (days are UTC days); with a limit it spills to
-    `temp_directory` above it."""
-    import duckdb
-
-    con = duckdb.connect()
-    con.execute("SET TimeZone = 'UTC'")
-    con.execute("SET enable_progress_bar = false")
-    con.execute("SET preserve_insertion_order = false")
-    if memory_limit_mb is not None:
-        con.execute(f"SET memory_limit = '{max(memory_limit_mb, 64)}MiB'")
-    if temp_directory is not None:
-        con.execute("SET temp_directory = ?", [str(temp_directory)])
-    return con
 
 
 # --- judgement ---------------------------------------------------------------------------------
@@ -736,7 +718,7 @@ def profile(transactions: pd.DataFrame, *, settings: Settings) -> Readiness:
     frame = transactions[[c for c in (*REQUIRED, "order_id") if c in columns]].copy()
     ts = pd.to_datetime(frame["ts"])
     frame["ts"] = ts.dt.tz_localize("UTC") if ts.dt.tz is None else ts.dt.tz_convert("UTC")
-    con = connect()
+    con = duckdb_connection()
     try:
         con.register("tx_in", frame)
         agg = aggregate(con, "tx_in", columns=list(frame.columns))

@@ -13,7 +13,8 @@ from pathlib import Path
 
 from clv.core.errors import NotReadyError, ReadinessError
 from clv.core.settings import Settings
-from clv.training.readiness import Readiness, aggregate, connect, judge
+from clv.core.store import duckdb_connection
+from clv.training.readiness import Readiness, aggregate, judge
 
 HTML_FILE = "readiness.html"
 JSON_FILE = "readiness.json"
@@ -46,7 +47,7 @@ def profile_store(settings: Settings) -> Readiness:
     literal = "'" + str(path).replace("'", "''") + "'"
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     spill = Path(tempfile.mkdtemp(prefix="readiness-", dir=settings.state_dir))
-    con = connect(memory_limit_mb=settings.compute.memory_budget_mb, temp_directory=spill)
+    con = duckdb_connection(memory_limit_mb=settings.compute.memory_budget_mb, temp_directory=spill)
     try:
         agg = aggregate(con, f"read_parquet({literal})", columns=columns)
     finally:

@@ -25,6 +25,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from clv.core.services import uri_scheme
+
 if TYPE_CHECKING:
     from multiprocessing.sharedctypes import Synchronized
 
@@ -77,7 +79,7 @@ def rdb_storage(url: str, *, logger: TrialLogger | None = None) -> optuna.storag
     import optuna
 
     engine_kwargs: dict[str, object] = {}
-    if url.startswith("sqlite"):
+    if uri_scheme(url) == "sqlite":
         engine_kwargs["connect_args"] = {"timeout": 60}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -201,17 +203,14 @@ def optimize_parallel(
             say(f"tuning: worker {proc.name} (pid {proc.pid}) exited with code {code}")
 
     # No worker is left: a trial still RUNNING will never finish.
+    from clv.training.optuna_private import fail_running
+
     orphaned = 0
     for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-        try:
-            changed = study._storage.set_trial_state_values(
-                trial._trial_id, state=optuna.trial.TrialState.FAIL
-            )
-        except optuna.exceptions.UpdateFinishedTrialError:
-            continue
-        if changed:
+        failed = fail_running(study, trial)
+        if failed is not None:
             orphaned += 1
-            job.logger(study, study._storage.get_trial(trial._trial_id))
+            job.logger(study, failed)
     missing = job.n_trials - finished_trials(study)
     taken_over = 0
     if missing > 0:
