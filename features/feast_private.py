@@ -21,13 +21,12 @@ what they cost is measured by benchmarks/public_paths.py.
 
 from __future__ import annotations
 
-import functools
-import importlib.metadata
 import json
-import logging
 import sqlite3
 import struct
 from typing import TYPE_CHECKING
+
+from clv.core.dependencies import dependency_version, unverified
 
 if TYPE_CHECKING:
     from feast import FeatureStore
@@ -37,30 +36,21 @@ if TYPE_CHECKING:
 VERIFIED = ("0.67.0",)
 """Feast versions whose private API and storage formats clv's direct paths were checked against."""
 
-_log = logging.getLogger(__name__)
-_said: set[str] = set()
 
-
-@functools.cache
 def installed_version() -> str | None:
-    """The installed Feast's version (package metadata), None when it is not installed."""
-    try:
-        return importlib.metadata.version("feast")
-    except importlib.metadata.PackageNotFoundError:
-        return None
+    """The installed Feast's version, None when it is not installed."""
+    return dependency_version("feast")
 
 
 def unavailable() -> str | None:
-    """None when Feast's private API may be used (a verified version), else why not; the
-    reason is logged once, at debug."""
-    version = installed_version()
-    if version in VERIFIED:
-        return None
-    reason = f"feast {version} is not one of {', '.join(VERIFIED)}: clv uses Feast's public API"
-    if reason not in _said:
-        _said.add(reason)
-        _log.debug(reason)
-    return reason
+    """None when Feast's private API may be used (a verified version), else why not."""
+    return unverified(
+        "feast",
+        installed_version(),
+        VERIFIED,
+        public="clv uses Feast's public API",
+        logger=__name__,
+    )
 
 
 def enabled() -> bool:

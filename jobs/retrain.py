@@ -15,7 +15,7 @@ kill during training leaves at most an unaliased version.
 Gates: training evaluates each version on its own test snapshot, the latest with a complete
 label, so a challenger trained on newer data never shares the champion's. Training therefore
 scores the champion's held-out bundle on the challenger's test rows (`eval.champion.*`,
-clv.training.train.champion_tags) and the gates compare on those (`clv.registry.gates.
+clv.training.champion.champion_tags) and the gates compare on those (`clv.registry.gates.
 champion_on_candidate_rows`). The job runs the registry's gate check
 (`clv.registry.evidence.check_gates`, signed `gate.by`) and, when it passes, its canary move
 (`clv.registry.promotion.move_canary`, the history row carrying that gate result); a failed

@@ -11,41 +11,27 @@ benchmarks/public_paths.py.
 from __future__ import annotations
 
 import ctypes
-import functools
-import importlib.metadata
-import logging
 import threading
 
 import numpy as np
 import xgboost as xgb
 
+from clv.core.dependencies import dependency_version, said_once, unverified
+
 VERIFIED = ("3.2.0",)
 """XGBoost versions whose private predict path was checked against `Booster.inplace_predict`."""
 
-_log = logging.getLogger(__name__)
 
-
-@functools.cache
 def installed_version() -> str | None:
-    """The installed XGBoost's version (package metadata), None when unknown."""
-    try:
-        return importlib.metadata.version("xgboost")
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
-@functools.cache
-def _said(reason: str) -> str:
-    _log.debug("%s", reason)  # once per reason: the cache
-    return reason
+    """The installed XGBoost's version, None when unknown."""
+    return dependency_version("xgboost")
 
 
 def private_unavailable() -> str | None:
     """None when XGBoost's private predict path may be used, else why not (logged once)."""
-    version = installed_version()
-    if version not in VERIFIED:
-        return _said(f"xgboost {version} is not one of {', '.join(VERIFIED)}: inplace_predict")
-    return None
+    return unverified(
+        "xgboost", installed_version(), VERIFIED, public="inplace_predict", logger=__name__
+    )
 
 
 class InplacePredictor:
@@ -74,7 +60,7 @@ class InplacePredictor:
         try:
             from xgboost.core import _LIB, _check_call, make_jcargs
         except ImportError as exc:  # the version matches, the names do not: public path
-            self.reason = _said(f"{exc}: inplace_predict")
+            self.reason = said_once(f"{exc}: inplace_predict", logger=__name__)
             return
         self._lib = _LIB
         self._check = _check_call

@@ -1,6 +1,6 @@
 """The simple baselines training scores beside the model, rebuilt on a matured cohort's rows.
 
-The same predictors as `clv.training.train.evaluate_recipe`: `baseline`, BG/NBD + Gamma-Gamma
+The same predictors as `clv.training.backtest.evaluate_recipe`: `baseline`, BG/NBD + Gamma-Gamma
 fitted on the snapshot's own RFM features (clv.model.baseline; features only, no label, so no
 leakage), and the naive rules `last_horizon` and `run_rate` (clv.model.naive) on the margins
 the log holds strictly before the snapshot (clv.training.labels.past_margins).

@@ -4,7 +4,7 @@ Counters and a latency histogram per (alias, version) are cumulative, as Prometh
 For the canary judgement the server also keeps, per alias, a window since its current version
 started serving: request and error counts, the last latencies (for the p95) and a sample of
 CLV predictions (for the PSI). `snapshot()` is what `clv.serving.supervise` writes to
-`.clv/serving/live_stats.json` and `clv.registry.promotion.status` reads.
+`.clv/serving/live_stats.json` and `clv.registry.status.status` reads.
 """
 
 from __future__ import annotations

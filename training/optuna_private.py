@@ -9,39 +9,25 @@ version it calls the public `Study.tell(number, state=FAIL)`, which stores the s
 
 from __future__ import annotations
 
-import functools
-import importlib.metadata
-import logging
-
 import optuna
+
+from clv.core.dependencies import dependency_version, unverified
 
 VERIFIED = ("5.0.0",)
 """Optuna versions whose private storage calls were checked against `Study.tell`."""
 
-_log = logging.getLogger(__name__)
 
-
-@functools.cache
 def installed_version() -> str | None:
-    """The installed Optuna's version (package metadata), None when unknown."""
-    try:
-        return importlib.metadata.version("optuna")
-    except importlib.metadata.PackageNotFoundError:
-        return None
+    """The installed Optuna's version, None when unknown."""
+    return dependency_version("optuna")
 
 
 def private_available() -> bool:
     """True when Optuna's private storage calls may be used (a fallback is logged once)."""
-    if installed_version() in VERIFIED:
-        return True
-    _said(f"optuna {installed_version()} is not one of {', '.join(VERIFIED)}: Study.tell")
-    return False
-
-
-@functools.cache
-def _said(reason: str) -> str:
-    _log.debug("%s", reason)
-    return reason
+    return (
+        unverified("optuna", installed_version(), VERIFIED, public="Study.tell", logger=__name__)
+        is None
+    )
 
 
 def fail_running(

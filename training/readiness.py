@@ -22,7 +22,7 @@ Definitions (rows may be order lines):
   It needs 24 whole months (each month of the year twice), else it is null with the reason.
 - Gaps: runs of UTC days without any row between the first and the last day of the history.
 - Horizon fit: the snapshot calendar `clv features build` uses by default
-  (clv.features.build.snapshot_dates), labels complete when t + horizon <= the last timestamp,
+  (clv.features.calendar.snapshot_dates), labels complete when t + horizon <= the last timestamp,
   and the evaluation origins and embargo of clv.evaluation.protocol.evaluation_origins.
 
 Minimums (refuse): fewer than `readiness.min_repeat_buyers` repeat buyers; a history shorter
@@ -432,7 +432,7 @@ def _fit(
 
 
 def required_days(start: pd.Timestamp, *, horizon_days: int, every: str, horizons: float) -> float:
-    """`horizons` horizons plus one snapshot spacing (clv.features.build.parse_every), in days
+    """`horizons` horizons plus one snapshot spacing (clv.features.calendar.parse_every), in days
     from `start` (a month spacing is a calendar month)."""
     n, unit = parse_every(every)
     step: pd.DateOffset | pd.Timedelta = (
