@@ -33,7 +33,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, TypedDict
 
 import numpy as np
 import pandas as pd
@@ -400,23 +400,32 @@ class FeastOnlineReader:
         return None
 
 
-@dataclass(frozen=True)
-class _ServiceViews:
-    project: str
+class _LayoutCommon(TypedDict):
+    """The fields `OnlineLayout` and `RedisLayout` both take from the service as they are."""
+
     key_version: int
     join_key: str
-    tables: tuple[ViewTable, ...]
-    names: tuple[ViewTable, ...]
-    """Like `tables`, with the (versioned) view name instead of the SQLite table name."""
     feature_names: tuple[str, ...]
     strings: frozenset[str]
 
 
+@dataclass(frozen=True)
+class _ServiceViews:
+    project: str
+    tables: tuple[ViewTable, ...]
+    names: tuple[ViewTable, ...]
+    """Like `tables`, with the (versioned) view name instead of the SQLite table name."""
+    online: dict[str, object]
+    """The online store section Feast is configured with (`feast_io.online_config`)."""
+    common: _LayoutCommon
+
+
 def _service_views(settings: Settings) -> _ServiceViews:
-    """The FeatureService's views, features and entity key format, from the Feast registry."""
+    """The FeatureService's views, features and entity key format, from the Feast registry,
+    and the online store's configuration."""
     from feast.infra.online_stores.helpers import compute_table_id, compute_versioned_name
 
-    from clv.features.feast_io import feature_store, require_service
+    from clv.features.feast_io import feature_store, online_config, require_service
 
     store = feature_store(settings)
     service = require_service(settings, store)
@@ -436,46 +445,36 @@ def _service_views(settings: Settings) -> _ServiceViews:
         strings.update(f.name for f in projection.features if str(f.dtype) == "String")
     if len(join_keys) != 1:
         raise ValueError(f"expected one join key over the service's views, got {join_keys}")
-    return _ServiceViews(
-        project=str(store.project),
+    common = _LayoutCommon(
         key_version=int(store.config.entity_key_serialization_version),
         join_key=join_keys.pop(),
-        tables=tuple(tables),
-        names=tuple(named),
         feature_names=tuple(names),
         strings=frozenset(strings),
+    )
+    return _ServiceViews(
+        project=str(store.project),
+        tables=tuple(tables),
+        names=tuple(named),
+        online=online_config(settings),
+        common=common,
     )
 
 
 def sqlite_layout(settings: Settings) -> OnlineLayout:
     """The tables, key format and features of the FeatureService, from the Feast registry."""
-    from clv.features.feast_io import online_config
-
     views = _service_views(settings)
-    return OnlineLayout(
-        path=str(online_config(settings)["path"]),
-        key_version=views.key_version,
-        join_key=views.join_key,
-        views=views.tables,
-        feature_names=views.feature_names,
-        strings=views.strings,
-    )
+    return OnlineLayout(path=str(views.online["path"]), views=views.tables, **views.common)
 
 
 def redis_layout(settings: Settings) -> RedisLayout:
     """The hash fields, key format and features of the FeatureService in Redis."""
-    from clv.features.feast_io import online_config
-
     views = _service_views(settings)
     return RedisLayout(
-        connection_string=str(online_config(settings)["connection_string"]),
+        connection_string=str(views.online["connection_string"]),
         project=views.project,
-        key_version=views.key_version,
-        join_key=views.join_key,
         views=views.names,
-        feature_names=views.feature_names,
-        strings=views.strings,
         timeout_seconds=settings.feast.redis_timeout_seconds,
+        **views.common,
     )
 
 

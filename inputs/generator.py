@@ -657,6 +657,16 @@ def _order_values(
     return value, price, sales
 
 
+def _line_items(
+    rng: _Streams, lines: Lines, value: FloatArray, price: FloatArray | float
+) -> tuple[LineItems, ObjectArray]:
+    """The orders' line items, drawn from the line streams, and the SKU names they index."""
+    streams = (rng.line_count, rng.line_share, rng.line_qty, rng.line_sku)
+    prices = np.broadcast_to(np.asarray(price, dtype=np.float64), value.shape)
+    li = line_items(streams, value=value, price=prices, spec=lines)
+    return li, _ids("SKU", np.arange(1, lines.skus + 1, dtype=np.int64), 4)
+
+
 def _transactions(
     rng: _Streams,
     spec: WorldSpec,
@@ -682,10 +692,7 @@ def _transactions(
         refund = (o.u_refund < REFUND_SHARE) & (o.t + o.delay < clock.end)
         delay = o.delay
     else:
-        streams = (rng.line_count, rng.line_share, rng.line_qty, rng.line_sku)
-        prices = np.broadcast_to(np.asarray(price, dtype=np.float64), value.shape)
-        li = line_items(streams, value=value, price=prices, spec=spec.lines)
-        sku_names = _ids("SKU", np.arange(1, spec.lines.skus + 1, dtype=np.int64), 4)
+        li, sku_names = _line_items(rng, spec.lines, value, price)
         rows = {"amount": li.amount, "margin": np.round(li.amount * margin_rate[li.order], 2)}
         rows |= {"order_id": order_id[li.order], "channel": sales_names[sales][li.order]}
         number = pd.Series(li.number).astype(str).to_numpy(dtype=object)
@@ -788,12 +795,9 @@ def _retail_export(
     alias = aliases(rng.retail_people.random((n, 6)), signup=p.signup, end=clock.end, spec=retail)
     ids = _alias_ids(rng.retail_people.integers(0, 1 << 62, n), people, alias, cust_ids)
     value, price, _ = _order_values(spec, clock, p, o, scenario)
-    streams = (rng.line_count, rng.line_share, rng.line_qty, rng.line_sku)
-    prices = np.broadcast_to(np.asarray(price, dtype=np.float64), value.shape)
-    li = line_items(streams, value=value, price=prices, spec=lines)
+    li, sku_names = _line_items(rng, lines, value, price)
     u_order = rng.retail_orders.random((len(o.t), 4))
     u_line = rng.retail_lines.random((len(li.order), 3))
-    sku_names = _ids("SKU", np.arange(1, lines.skus + 1, dtype=np.int64), 4)
     parts: tuple[_Rows, ...] = _invoices(
         u_order, u_line, retail, clock, p, o, li, alias, ids, sku_names
     )

@@ -97,8 +97,9 @@ def gather(settings: Settings, *, as_of: pd.Timestamp | None = None) -> MonitorI
     label_end = min(pd.Timestamp(utc_series(tx["ts"]).max()), when)
     m = settings.model
     log = _Log(tx, read_identities(settings))
-    churn = _churn_cohort(settings, model, snaps, label_end=label_end, data_end=data_end, log=log)
-    value = _value_cohort(settings, model, snaps, label_end=label_end, data_end=data_end, log=log)
+    cohorts = _Cohorts(settings, model, snaps, label_end=label_end, data_end=data_end, log=log)
+    churn = _churn_cohort(cohorts)
+    value = _value_cohort(cohorts)
     if churn is None:
         notes.append(f"no churn cohort has matured its {m.churn_window_days}-day window yet")
     if value is None:
@@ -152,21 +153,43 @@ def _labelled(
     return frame, labels
 
 
-def _churn_cohort(
-    settings: Settings,
-    model: ClvModel,
-    snaps: list[pd.Timestamp],
-    *,
-    label_end: pd.Timestamp,
-    data_end: pd.Timestamp | None,
-    log: _Log,
-) -> ChurnBacktest | None:
-    w = settings.model.churn_window_days
-    trained = matured_snapshot(snaps, as_of=data_end, window_days=w) if data_end else None
-    cohort = choose_cohort("churn", snaps, as_of=label_end, window_days=w, trained_through=trained)
-    if cohort is None or model.churn is None:
+@dataclass(frozen=True, eq=False)
+class _Cohorts:
+    """Where the matured cohorts come from: snapshots `snaps`, labels from `log` up to
+    `label_end`; a cohort is in training unless after the champion's matured data at
+    `data_end` (None: unknown)."""
+
+    settings: Settings
+    model: ClvModel
+    snaps: list[pd.Timestamp]
+    label_end: pd.Timestamp
+    data_end: pd.Timestamp | None
+    log: _Log
+
+    def labelled(
+        self, kind: str, window_days: int
+    ) -> tuple[Cohort, pd.DataFrame, pd.DataFrame] | None:
+        """The newest matured cohort of `kind`, its predictions and its labels (`_labelled`)."""
+        snaps, data_end, w = self.snaps, self.data_end, window_days
+        trained = matured_snapshot(snaps, as_of=data_end, window_days=w) if data_end else None
+        cohort = choose_cohort(
+            kind, snaps, as_of=self.label_end, window_days=w, trained_through=trained
+        )
+        if cohort is None:
+            return None
+        frame, labels = _labelled(
+            self.settings, self.model, cohort, log=self.log, label_end=self.label_end
+        )
+        return cohort, frame, labels
+
+
+def _churn_cohort(cohorts: _Cohorts) -> ChurnBacktest | None:
+    if cohorts.model.churn is None:
         return None
-    frame, labels = _labelled(settings, model, cohort, log=log, label_end=label_end)
+    found = cohorts.labelled("churn", cohorts.settings.model.churn_window_days)
+    if found is None:
+        return None
+    cohort, frame, labels = found
     return churn_backtest(
         cohort,
         churn_label=labels["churn_label"].to_numpy(np.float64),
@@ -176,21 +199,12 @@ def _churn_cohort(
     )
 
 
-def _value_cohort(
-    settings: Settings,
-    model: ClvModel,
-    snaps: list[pd.Timestamp],
-    *,
-    label_end: pd.Timestamp,
-    data_end: pd.Timestamp | None,
-    log: _Log,
-) -> ValueBacktest | None:
-    h = settings.model.horizon_days
-    trained = matured_snapshot(snaps, as_of=data_end, window_days=h) if data_end else None
-    cohort = choose_cohort("value", snaps, as_of=label_end, window_days=h, trained_through=trained)
-    if cohort is None:
+def _value_cohort(cohorts: _Cohorts) -> ValueBacktest | None:
+    settings, log = cohorts.settings, cohorts.log
+    found = cohorts.labelled("value", settings.model.horizon_days)
+    if found is None:
         return None
-    frame, labels = _labelled(settings, model, cohort, log=log, label_end=label_end)
+    cohort, frame, labels = found
     m = settings.model
     baselines = cohort_baselines(
         frame,
