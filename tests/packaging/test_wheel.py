@@ -89,6 +89,7 @@ def test_the_wheel_installs_without_the_checkout_and_runs_a_small_demo(tmp_path:
 
     workspace = tmp_path / "ws"
     env["CLV_READINESS__ENFORCE"] = "false"  # a small world, below the repeat-buyer minimum
+    env["CLV_EVALUATION__BACKTEST_ORIGINS"] = "0"  # the install is under test, not the protocol
     demo = _run(
         [
             str(venv / "bin" / "clv"),
