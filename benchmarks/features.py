@@ -176,7 +176,7 @@ def materialize_online(*, quick: bool) -> Figures:
         include_event_timestamps=True
     )
     from_ours = (
-        feast_io._feature_store(settings)
+        feast_io.feature_store(settings)
         .get_online_features(features=service, entity_rows=rows)
         .to_dict(include_event_timestamps=True)
     )

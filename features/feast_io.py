@@ -187,7 +187,7 @@ def _without_password(section: dict[str, object]) -> dict[str, object]:
 
 
 @functools.lru_cache(maxsize=8)
-def _feature_store(settings: Settings) -> FeatureStore:
+def feature_store(settings: Settings) -> FeatureStore:
     """The workspace's FeatureStore, built once per process and settings (it is expensive).
 
     Settings are frozen and hashable, so the key is the workspace plus its configuration.
@@ -196,11 +196,6 @@ def _feature_store(settings: Settings) -> FeatureStore:
 
     settings.ensure_dirs()
     return FeatureStore(config=_repo_config(settings), repo_path=str(settings.state_dir))
-
-
-def feature_store(settings: Settings) -> FeatureStore:
-    """The workspace's FeatureStore (one per process and settings)."""
-    return _feature_store(settings)
 
 
 # --------------------------------------------------------------------------- declarations
@@ -264,7 +259,7 @@ def apply(settings: Settings) -> ApplyResult:
     """Register the declarations in the workspace's registry and create online tables."""
     from feast import Entity, FeatureService, FeatureView
 
-    store = _feature_store(settings)
+    store = feature_store(settings)
     objects = _declarations(settings)
     with _quiet():
         store.apply(objects)  # type: ignore[arg-type]
@@ -287,7 +282,7 @@ def ensure_applied(settings: Settings) -> ApplyResult | None:
     workspace: `clv features build` then `train` work without a separate `features apply`);
     None when it is registered already."""
     try:
-        _require_service(settings, _feature_store(settings))
+        require_service(settings, feature_store(settings))
     except NotReadyError:
         return apply(settings)
     return None
@@ -315,8 +310,8 @@ def materialize(settings: Settings, *, end: DateLike | None = None) -> Materiali
     start_ts = first - pd.Timedelta(seconds=1)
     if end_ts <= start_ts:
         raise NotReadyError(f"no snapshot before {end_ts.date()}: the first is {first.date()}")
-    store = _feature_store(settings)
-    _require_service(settings, store)
+    store = feature_store(settings)
+    require_service(settings, store)
     online = [v for v in store.list_feature_views() if v.online]
     views = [v.name for v in online]
     latest_rows = _latest_rows(settings, end_ts)
@@ -429,7 +424,8 @@ def _materialize_direct(
 # --------------------------------------------------------------------------- reads
 
 
-def _require_service(settings: Settings, store: FeatureStore) -> FeatureService:
+def require_service(settings: Settings, store: FeatureStore) -> FeatureService:
+    """The workspace's FeatureService (`features.service`), or NotReadyError naming the fix."""
     from feast.errors import FeastObjectNotFoundException
 
     name = settings.features.service
@@ -441,14 +437,9 @@ def _require_service(settings: Settings, store: FeatureStore) -> FeatureService:
         ) from exc
 
 
-def require_service(settings: Settings, store: FeatureStore) -> FeatureService:
-    """The workspace's FeatureService (`features.service`), or NotReadyError naming the fix."""
-    return _require_service(settings, store)
-
-
 def _features(settings: Settings) -> list[tuple[str, str]]:
     """(name, Feast dtype) of every feature of the service, in service order."""
-    service = _require_service(settings, _feature_store(settings))
+    service = require_service(settings, feature_store(settings))
     return [
         (f.name, str(f.dtype))
         for projection in service.feature_view_projections
@@ -476,8 +467,8 @@ def historical_features(settings: Settings, entities: pd.DataFrame) -> pd.DataFr
     missing = {"customer_id", "event_timestamp"} - set(entities.columns)
     if missing:
         raise ValueError(f"entity frame lacks {sorted(missing)}")
-    store = _feature_store(settings)
-    service = _require_service(settings, store)
+    store = feature_store(settings)
+    service = require_service(settings, store)
     names = feature_names(settings)
     rows = entities.reset_index(drop=True)
     entity_df = pd.DataFrame(
@@ -517,8 +508,8 @@ def online_features(settings: Settings, customer_ids: Sequence[str]) -> pd.DataF
     `feature_timestamp` is the snapshot the values come from (the latest Feast timestamp over
     the service's feature views), null when the online store has nothing for the id.
     """
-    store = _feature_store(settings)
-    service = _require_service(settings, store)
+    store = feature_store(settings)
+    service = require_service(settings, store)
     names = feature_names(settings)
     ids = [str(c) for c in customer_ids]
     if not ids:

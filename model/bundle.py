@@ -39,8 +39,6 @@ from clv.model.baseline import OFFSET_COLUMNS, Baseline, log_offset, rfm_arrays
 from clv.model.intervals import BandedScale, BandedScaleDict, banded_interval, scaled_interval
 from clv.model.xgboost_private import InplacePredictor
 
-_InplacePredictor = InplacePredictor  # its name here before it moved to clv.model.xgboost_private
-
 CARD_FILE = "model.json"
 PREDICTION_COLUMNS = ("clv", "clv_p10", "clv_p90", "churn_probability")
 

@@ -78,7 +78,7 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
 def test_store_state_lives_in_the_workspace(settings: Settings) -> None:
     feast_dir = settings.workspace / ".clv" / "feast"
     assert (feast_dir / "registry.db").exists() and (feast_dir / "online.db").exists()
-    source = feast_io._feature_store(settings).get_data_source("customer_features")
+    source = feast_io.feature_store(settings).get_data_source("customer_features")
     assert Path(source.path) == settings.features_dir / "customer_features.parquet"  # type: ignore[attr-defined]
     assert not (Path(feast_io.__file__).parent.parent / "feature_repo" / "data").exists()
 

@@ -447,7 +447,7 @@ def test_an_unverified_feast_reads_sqlite_through_feast(
 
 
 def test_direct_writes_refuse_an_unverified_feast(sqlite_ws: Settings, public_only: None) -> None:
-    store = feast_io._feature_store(sqlite_ws)
+    store = feast_io.feature_store(sqlite_ws)
     online = BatchedSqliteOnlineStore()
     with pytest.raises(RuntimeError, match=r"feast 0\.99\.0 .*FeatureStore\.materialize writes"):
         online.write_arrow(

@@ -103,7 +103,7 @@ def stores(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Settings,
 
 def test_clv_configures_the_batched_store(stores: tuple[Settings, FeatureStore]) -> None:
     settings, _ = stores
-    online = feast_io._feature_store(settings)._get_provider().online_store
+    online = feast_io.feature_store(settings)._get_provider().online_store
     assert isinstance(online, BatchedSqliteOnlineStore)
 
 
@@ -123,7 +123,7 @@ def test_online_reads_agree_with_stock_feast(stores: tuple[Settings, FeatureStor
     settings, stock = stores
     service = stock.get_feature_service(settings.features.service)
     rows = [{"customer_id": c} for c in ("a", "b", "c", "unknown")]
-    ours = feast_io._feature_store(settings).get_online_features(features=service, entity_rows=rows)
+    ours = feast_io.feature_store(settings).get_online_features(features=service, entity_rows=rows)
     theirs = stock.get_online_features(features=service, entity_rows=rows)
     mine = ours.to_dict(include_event_timestamps=True)
     assert mine == theirs.to_dict(include_event_timestamps=True)

@@ -24,7 +24,8 @@ from clv.model.baseline import (
     expected_clv,
     rfm_of,
 )
-from clv.model.bundle import ClvModel, ModelCard, _InplacePredictor
+from clv.model.bundle import ClvModel, ModelCard
+from clv.model.xgboost_private import InplacePredictor as _InplacePredictor
 
 BASE = Baseline(
     BgNbdParams(r=0.243, alpha=4.414, a=0.793, b=2.426),
