@@ -37,6 +37,9 @@ Watch = Callable[[int, bytes], None]
 
 @dataclass
 class LoadResult:
+    """What one load run sent and got back: request counts, wall time, the latency of every
+    answered request (seconds) and each error (exception name, or status and start of body)."""
+
     sent: int = 0
     ok: int = 0
     errors: int = 0

@@ -73,19 +73,11 @@ def _predict_figures(settings: Settings, ids: list[str], *, quick: bool) -> Figu
 
     from clv.features.online_read import online_frame
     from clv.model import xgboost_private
-    from clv.model.bundle import ClvModel
     from clv.registry.mlflow_io import load_version
 
     marker = (settings.state_dir / SERVING_READY).read_text().split()
     fast = load_version(settings, marker[-1]).model
-    public = ClvModel(
-        fast.card,
-        value=fast.value,
-        churn=fast.churn,
-        quantiles=fast.quantiles,
-        purchase=fast.purchase,
-        public_predict=True,
-    )
+    public = fast.with_public_predict()
     x = fast.matrix(online_frame(settings, ids))
     same = all(
         np.array_equal(a, b, equal_nan=True)

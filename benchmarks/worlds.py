@@ -41,7 +41,7 @@ class World:
     horizon_days: int
 
 
-DEVELOPMENT: tuple[World, ...] = (
+WORLDS: tuple[World, ...] = (
     World("dev-mixed-s101", "mixed", 101, 3_000, 24, 90),
     World("dev-mixed-s102-h365", "mixed", 102, 3_000, 48, 365),
     World("dev-btyd-s103", "btyd", 103, 3_000, 24, 90),
@@ -50,16 +50,8 @@ DEVELOPMENT: tuple[World, ...] = (
     World("dev-behaviour-s106", "behaviour", 106, 3_000, 36, 90),
     World("dev-lines-s107", "lines", 107, 3_000, 24, 90),
     World("dev-growth-s108-h365", "growth", 108, 3_000, 48, 365),
-)
-"""Every modelling choice is made on these worlds only."""
-
-TEST_WORLDS: tuple[World, ...] = (
     World("test-mixed-s301", "mixed", 301, 2_000, 24, 90),
     World("test-comeback-s302", "comeback", 302, 2_000, 24, 90),
-)
-"""The small judgement worlds the model tests use (each generates in well under a second)."""
-
-JUDGEMENT: tuple[World, ...] = (
     World("judge-mixed-s201", "mixed", 201, 12_000, 36, 90),
     World("judge-mixed-s202-h365", "mixed", 202, 12_000, 48, 365),
     World("judge-btyd-s203", "btyd", 203, 3_000, 24, 90),
@@ -67,8 +59,21 @@ JUDGEMENT: tuple[World, ...] = (
     World("judge-decline-s205-h365", "decline", 205, 3_000, 48, 365),
     World("judge-seasonal-s206", "seasonal", 206, 12_000, 36, 90),
     World("judge-behaviour-s207-h365", "behaviour", 207, 3_000, 48, 365),
-    *TEST_WORLDS,
 )
+"""Every world, its stage the first part of its name: dev, test or judge."""
+
+
+def _stage(stage: str) -> tuple[World, ...]:
+    return tuple(w for w in WORLDS if w.name.startswith(f"{stage}-"))
+
+
+DEVELOPMENT = _stage("dev")
+"""Every modelling choice is made on these worlds only."""
+
+TEST_WORLDS = _stage("test")
+"""The small judgement worlds the model tests use (each generates in well under a second)."""
+
+JUDGEMENT = (*_stage("judge"), *TEST_WORLDS)
 """Tests, the model_quality benchmark and the README judge on these worlds."""
 
 _BY_NAME: dict[str, World] = {w.name: w for w in (*DEVELOPMENT, *JUDGEMENT)}

@@ -83,12 +83,12 @@ def generate(
     )
     t = time.perf_counter()
     data = run_generate(
+        seed=seed,
+        world=world.value,
         customers=customers,
         months=months,
-        seed=seed,
-        scenario=scenario.value,
-        world=world.value,
         start=start,
+        scenario=scenario.value,
         change_date=change_date,
     )
     paths = write_raw(data, out_dir, fmt=fmt.value)

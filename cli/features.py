@@ -6,7 +6,7 @@ import math
 
 import typer
 
-from clv.core.console import JsonOption, emit, progress, settings_of
+from clv.core.console import JsonOption, as_of_option, emit, progress, settings_of
 
 app = typer.Typer(
     help="Features: build snapshots (DuckDB), apply the Feast repo, materialize, get.",
@@ -123,8 +123,8 @@ def _plain(value: object) -> object:
 def get(
     ctx: typer.Context,
     customer_id: str = typer.Argument(..., help="The customer's id."),
-    as_of: str | None = typer.Option(
-        None, "--as-of", help="Point-in-time features from the offline store (else online)."
+    as_of: str | None = as_of_option(
+        "Point-in-time features from the offline store (else online)."
     ),
     as_json: bool = JsonOption,
 ) -> None:

@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from clv.core.console import JsonOption, emit, progress, settings_of
+from clv.cli.training import skip_readiness_option
+from clv.core.console import JsonOption, as_of_option, emit, progress, settings_of
 
 if TYPE_CHECKING:
     from clv.monitoring.drift import MonitorResult
@@ -24,9 +25,7 @@ app = typer.Typer(help="Drift, calibration and backtest reports on the champion,
 @app.command("run")
 def run(
     ctx: typer.Context,
-    as_of: str | None = typer.Option(
-        None, "--as-of", help="Snapshot date YYYY-MM-DD (default: the latest snapshot)."
-    ),
+    as_of: str | None = as_of_option(),
     as_json: bool = JsonOption,
 ) -> None:
     """Judge the champion on one snapshot; write reports/<as-of>/ and a verdict."""
@@ -46,19 +45,14 @@ def retrain(
     ctx: typer.Context,
     force: bool = typer.Option(False, "--force", help="Retrain whatever the verdict."),
     trials: int | None = typer.Option(None, "--trials", min=1, help="Optuna trials."),
-    skip_readiness: bool = typer.Option(
-        False,
-        "--skip-readiness",
-        help="Retrain without the readiness check (clv data profile), even below its minimums.",
-    ),
+    skip_readiness: bool = skip_readiness_option("Retrain"),
     as_json: bool = JsonOption,
 ) -> None:
     """The scheduled job: monitor; on RETRAIN (or --force) train a challenger, gate, canary."""
     from clv.jobs.retrain import run_retrain
 
-    settings = settings_of(ctx)
     result = run_retrain(
-        settings,
+        settings_of(ctx),
         force=force,
         n_trials=trials,
         progress=progress,

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from clv.core.console import JsonOption, emit, progress, settings_of
+from clv.core.console import JsonOption, as_of_option, emit, progress, settings_of
 from clv.core.errors import ClvError
 
 if TYPE_CHECKING:
@@ -52,9 +52,7 @@ def score(
         None, help="Customer ids or aliases to score (instead of --all); nothing is written."
     ),
     all_: bool = typer.Option(False, "--all", help="Score every customer in the offline store."),
-    as_of: str | None = typer.Option(
-        None, "--as-of", help="Snapshot date YYYY-MM-DD (default: the latest snapshot)."
-    ),
+    as_of: str | None = as_of_option(),
     out: Path = typer.Option(
         Path("scores.parquet"), "--out", help="Output Parquet; relative paths are in the workspace."
     ),

@@ -12,6 +12,15 @@ if TYPE_CHECKING:
     from clv.training.train import TrainResult
 
 
+def skip_readiness_option(verb: str) -> bool:
+    """`--skip-readiness` of `clv train` and `clv retrain` (`verb`: what is done anyway)."""
+    return typer.Option(
+        False,
+        "--skip-readiness",
+        help=f"{verb} without the readiness check (clv data profile), even below its minimums.",
+    )
+
+
 def train(
     ctx: typer.Context,
     trials: int | None = typer.Option(
@@ -24,11 +33,7 @@ def train(
         help="Processes tuning each Optuna study (default: tuning.workers); "
         "more than 1 makes the trial sequence non-reproducible.",
     ),
-    skip_readiness: bool = typer.Option(
-        False,
-        "--skip-readiness",
-        help="Train without the readiness check (clv data profile), even below its minimums.",
-    ),
+    skip_readiness: bool = skip_readiness_option("Train"),
     as_json: bool = JsonOption,
 ) -> None:
     """Train the value and churn models on the feature snapshots and register a version."""

@@ -16,6 +16,13 @@ from clv.core.settings import Settings, load_settings
 JsonOption = typer.Option(False, "--json", help="Print one machine-readable JSON document.")
 
 
+def as_of_option(
+    help: str = "Snapshot date YYYY-MM-DD (default: the latest snapshot).",
+) -> str | None:
+    """The `--as-of` option: a date, or None when not given."""
+    return typer.Option(None, "--as-of", help=help)
+
+
 @dataclass
 class CliState:
     """Carried on the Typer context: the workspace chosen at the root, settings loaded lazily."""

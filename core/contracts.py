@@ -22,16 +22,20 @@ TABLES: tuple[TableName, ...] = ("transactions", "customers", "events", "identit
 TS_DTYPE = "datetime64[us, UTC]"
 
 
+ColumnSource = Literal["input", "ingest"]
+ColumnKind = Literal["string", "timestamp", "number", "category"]
+
+
 @dataclass(frozen=True)
 class Column:
     name: str
-    kind: Literal["string", "timestamp", "number", "category"]
+    kind: ColumnKind
     required: bool
     doc: str
     product_of: tuple[str, ...] = ()
     """When the value is missing and all these columns are present: their product
     (amount = quantity x unit_price). A required column may then be absent from the file."""
-    source: Literal["input", "ingest"] = "input"
+    source: ColumnSource = "input"
     """`ingest`: set by ingest (never read from the file), stored with the rows."""
 
 
@@ -60,30 +64,50 @@ class TableContract:
         return tuple(c for c in self.columns if c.source == "input")
 
 
+@dataclass(frozen=True)
+class _Kind:
+    """Columns of one kind, optional unless `required`: `_number("quantity", "units")`."""
+
+    kind: ColumnKind
+
+    def __call__(
+        self,
+        name: str,
+        doc: str,
+        *,
+        required: bool = False,
+        product_of: tuple[str, ...] = (),
+        source: ColumnSource = "input",
+    ) -> Column:
+        return Column(name, self.kind, required, doc, product_of, source)
+
+
+_string, _timestamp = _Kind("string"), _Kind("timestamp")
+_number, _category = _Kind("number"), _Kind("category")
+
+CUSTOMER_ID = _string("customer_id", "the customer's id", required=True)
+
 TRANSACTIONS = TableContract(
     name="transactions",
     columns=(
-        Column("customer_id", "string", True, "the customer's id"),
-        Column("ts", "timestamp", True, "when the order happened (UTC)"),
-        Column(
+        CUSTOMER_ID,
+        _timestamp("ts", "when the order happened (UTC)", required=True),
+        _number(
             "amount",
-            "number",
-            True,
             "order (or line) value; negative for a refund; else quantity x unit_price",
+            required=True,
             product_of=("quantity", "unit_price"),
         ),
-        Column("margin", "number", False, "gross margin of the row; else amount x margin_rate"),
-        Column("order_id", "string", False, "order id"),
-        Column("channel", "category", False, "sales channel (web, app, store, ...)"),
-        Column("line_id", "string", False, "line of the order: rows are order lines"),
-        Column("sku", "string", False, "product of the line"),
-        Column("quantity", "number", False, "units on the line"),
-        Column("unit_price", "number", False, "price per unit"),
-        Column("currency", "category", False, "ISO currency code (stored: the workspace's)"),
-        Column(
+        _number("margin", "gross margin of the row; else amount x margin_rate"),
+        _string("order_id", "order id"),
+        _category("channel", "sales channel (web, app, store, ...)"),
+        _string("line_id", "line of the order: rows are order lines"),
+        _string("sku", "product of the line"),
+        _number("quantity", "units on the line"),
+        _number("unit_price", "price per unit"),
+        _category("currency", "ISO currency code (stored: the workspace's)"),
+        _string(
             "refund_of",
-            "string",
-            False,
             "set by ingest on a cancellation or return: the order it refunds, when found",
             source="ingest",
         ),
@@ -94,16 +118,14 @@ TRANSACTIONS = TableContract(
 CUSTOMERS = TableContract(
     name="customers",
     columns=(
-        Column("customer_id", "string", True, "the customer's id"),
-        Column("signup_ts", "timestamp", False, "when the customer signed up (UTC)"),
-        Column("acquisition_channel", "category", False, "how the customer was acquired"),
-        Column("country", "category", False, "ISO country code"),
-        Column("plan", "category", False, "plan or tier"),
-        Column("valid_from", "timestamp", False, "when these attributes took effect (UTC)"),
-        Column(
+        CUSTOMER_ID,
+        _timestamp("signup_ts", "when the customer signed up (UTC)"),
+        _category("acquisition_channel", "how the customer was acquired"),
+        _category("country", "ISO country code"),
+        _category("plan", "plan or tier"),
+        _timestamp("valid_from", "when these attributes took effect (UTC)"),
+        _timestamp(
             "ingested_at",
-            "timestamp",
-            False,
             "when the row was ingested (UTC); a version without valid_from starts here",
             source="ingest",
         ),
@@ -118,9 +140,9 @@ CUSTOMER_ATTRIBUTES: tuple[str, ...] = ("signup_ts", "acquisition_channel", "cou
 EVENTS = TableContract(
     name="events",
     columns=(
-        Column("customer_id", "string", True, "the customer's id"),
-        Column("ts", "timestamp", True, "when the event happened (UTC)"),
-        Column("event_type", "category", True, "login, support_ticket, feature_use, ..."),
+        CUSTOMER_ID,
+        _timestamp("ts", "when the event happened (UTC)", required=True),
+        _category("event_type", "login, support_ticket, feature_use, ...", required=True),
     ),
     key=("customer_id", "ts", "event_type"),
 )
@@ -128,12 +150,10 @@ EVENTS = TableContract(
 IDENTITIES = TableContract(
     name="identities",
     columns=(
-        Column("alias_id", "string", True, "another id of the customer (hashed e-mail, device)"),
-        Column("customer_id", "string", True, "the canonical customer the alias belongs to"),
-        Column(
+        _string("alias_id", "another id of the customer (hashed e-mail, device)", required=True),
+        _string("customer_id", "the canonical customer the alias belongs to", required=True),
+        _timestamp(
             "valid_from",
-            "timestamp",
-            False,
             "when the alias became known to be this customer (UTC); missing: always",
         ),
     ),

@@ -12,7 +12,7 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 import yaml
 from pydantic import (
@@ -32,15 +32,42 @@ STATE_DIR = ".clv"
 CODE_ROOT = Path(__file__).resolve().parent.parent
 
 
+Band = tuple[float, float]
+"""A (low, high) pair of cut points or bounds."""
+
+
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+_D = TypeVar("_D")
+
+
+def _zero(default: object) -> float:
+    """The bound's type follows the default's: `greater than 0` for a count, `0.0` for a float."""
+    return 0.0 if isinstance(default, float) else 0
+
+
+def _positive(default: _D, description: str | None = None) -> _D:
+    """A setting that must be above zero."""
+    return Field(default, gt=_zero(default), description=description)
+
+
+def _nonnegative(default: _D, description: str | None = None) -> _D:
+    """A setting that must not be below zero."""
+    return Field(default, ge=_zero(default), description=description)
+
+
+def _share(default: _D, description: str) -> _D:
+    """A share or probability: within [0, 1]."""
+    return Field(default, ge=0.0, le=1.0, description=description)
 
 
 class ModelSettings(_Frozen):
     """What the models predict."""
 
-    horizon_days: int = Field(365, gt=0, description="CLV prediction horizon in days")
-    churn_window_days: int = Field(90, gt=0, description="churn = no purchase in this window")
+    horizon_days: int = _positive(365, "CLV prediction horizon in days")
+    churn_window_days: int = _positive(90, "churn = no purchase in this window")
     annual_discount_rate: float = Field(0.10, ge=0.0, lt=1.0, description="annual discount rate")
     margin_rate: float = Field(
         0.30, gt=0.0, le=1.0, description="gross margin rate when the data has no margin column"
@@ -61,10 +88,9 @@ class IngestSettings(_Frozen):
     min_date: str = Field(
         "1970-01-01", description="timestamps before this date are quarantined (before_min_date)"
     )
-    max_abs_amount: float | None = Field(
+    max_abs_amount: float | None = _positive(
         None,
-        gt=0,
-        description="amounts above this magnitude are quarantined (implausible_amount); "
+        "amounts above this magnitude are quarantined (implausible_amount); "
         "default: 10000 x the file's median nonzero amount",
     )
     grain: Literal["auto", "order", "line"] = Field(
@@ -108,16 +134,18 @@ class IngestSettings(_Frozen):
             return tuple(sorted((str(k).strip().upper(), v) for k, v in value.items()))
         return value
 
-    chunk_rows: int = Field(
-        500_000, gt=0, description="rows parsed per chunk (memory is bounded by the chunk)"
+    chunk_rows: int = _positive(
+        500_000,
+        "rows parsed per chunk (memory is bounded by the chunk)",
     )
 
 
 class EvaluationSettings(_Frozen):
     """The out-of-time evaluation protocol (clv.evaluation.protocol)."""
 
-    backtest_origins: int = Field(
-        3, ge=0, description="earlier origins the recipe is also fitted and scored at"
+    backtest_origins: int = _nonnegative(
+        3,
+        "earlier origins the recipe is also fitted and scored at",
     )
     origin_spacing_days: int = Field(
         90, ge=1, description="days between the test origin and each backtest origin"
@@ -128,41 +156,38 @@ class ReadinessSettings(_Frozen):
     """The readiness report (clv.training.readiness): warnings, and the minimums below which
     training refuses unless overridden (`--skip-readiness` or `enforce: false`)."""
 
-    min_repeat_buyers: int = Field(
+    min_repeat_buyers: int = _nonnegative(
         500,
-        ge=0,
-        description="refuse below this many repeat buyers (customers with purchases on 2+ days)",
+        "refuse below this many repeat buyers (customers with purchases on 2+ days)",
     )
-    min_history_horizons: float = Field(
+    min_history_horizons: float = _nonnegative(
         2.0,
-        ge=0.0,
-        description="refuse when the history is shorter than this many horizons "
+        "refuse when the history is shorter than this many horizons "
         "(model.horizon_days) plus one snapshot spacing (features.snapshot_every)",
     )
     enforce: bool = Field(
         True,
         description="refuse below the minimums; false: report the refusals as warnings and train",
     )
-    gap_warn_days: int = Field(
-        7, gt=0, description="warn when the calendar has a run of this many days without rows"
+    gap_warn_days: int = _positive(
+        7,
+        "warn when the calendar has a run of this many days without rows",
     )
-    refund_share_warn: float = Field(
-        0.2, ge=0.0, description="warn when refunds reach this share of gross sales"
+    refund_share_warn: float = _nonnegative(
+        0.2,
+        "warn when refunds reach this share of gross sales",
     )
-    zero_value_share_warn: float = Field(
-        0.05, ge=0.0, le=1.0, description="warn when this share of orders totals zero"
+    zero_value_share_warn: float = _share(
+        0.05,
+        "warn when this share of orders totals zero",
     )
-    top1_share_warn: float = Field(
+    top1_share_warn: float = _share(
         0.5,
-        ge=0.0,
-        le=1.0,
-        description="warn when the top 1% of customers hold this share of net revenue",
+        "warn when the top 1% of customers hold this share of net revenue",
     )
-    seasonality_warn: float = Field(
+    seasonality_warn: float = _share(
         0.5,
-        ge=0.0,
-        le=1.0,
-        description="warn when seasonality strength reaches this and the horizon is not a "
+        "warn when seasonality strength reaches this and the horizon is not a "
         "whole number of years",
     )
 
@@ -170,35 +195,43 @@ class ReadinessSettings(_Frozen):
 class TuningSettings(_Frozen):
     """The Optuna study's budget."""
 
-    n_trials: int = Field(20, gt=0)
-    timeout_seconds: float | None = Field(None, gt=0)
+    n_trials: int = _positive(20)
+    timeout_seconds: float | None = _positive(None)
     seed: int = 42
-    sample_customers: int | None = Field(
-        None, gt=0, description="tune on a sample of customers; final models use all"
+    sample_customers: int | None = _positive(
+        None,
+        "tune on a sample of customers; final models use all",
     )
     storage: str | None = Field(None, description="Optuna storage URI; default SQLite in .clv/")
-    nthread: int = Field(1, gt=0, description="XGBoost threads per model")
-    workers: int = Field(
-        1, gt=0, description="processes tuning the one study (> 1: trial order not reproducible)"
+    nthread: int = _positive(
+        1,
+        "XGBoost threads per model",
+    )
+    workers: int = _positive(
+        1,
+        "processes tuning the one study (> 1: trial order not reproducible)",
     )
 
 
 class ComputeSettings(_Frozen):
     """How much one process may hold, and the Dask cluster that takes over above it."""
 
-    memory_budget_mb: int = Field(
+    memory_budget_mb: int = _positive(
         4096,
-        gt=0,
-        description="memory one process may use for the data of a training run or a "
+        "memory one process may use for the data of a training run or a "
         "feature-build chunk (the interpreter and libraries come on top: ~0.5 GiB for "
         "training); larger work is chunked (features) or goes to Dask (training)",
     )
     dask_scheduler: str | None = Field(
         None, description="Dask scheduler address (tcp://host:8786); default: a local cluster"
     )
-    dask_workers: int = Field(2, gt=0, description="workers of the local Dask cluster")
-    dask_worker_memory_mb: int | None = Field(
-        None, gt=0, description="memory limit of each local Dask worker; default memory_budget_mb"
+    dask_workers: int = _positive(
+        2,
+        "workers of the local Dask cluster",
+    )
+    dask_worker_memory_mb: int | None = _positive(
+        None,
+        "memory limit of each local Dask worker; default memory_budget_mb",
     )
 
 
@@ -220,10 +253,9 @@ class FeastSettings(_Frozen):
     online_store: Literal["sqlite", "redis"] = "sqlite"
     online_path: str | None = Field(None, description="SQLite file; default .clv/feast/online.db")
     redis_connection: str = "localhost:6379"
-    redis_timeout_seconds: float = Field(
+    redis_timeout_seconds: float = _positive(
         2.0,
-        gt=0.0,
-        description="socket and connect timeout of every Redis client clv and Feast open (a "
+        "socket and connect timeout of every Redis client clv and Feast open (a "
         "stalled Redis fails a read instead of freezing the server); a connection string's own "
         "socket_timeout= / socket_connect_timeout= wins",
     )
@@ -234,22 +266,19 @@ class ServingSettings(_Frozen):
 
     host: str = "127.0.0.1"
     port: int = Field(8000, gt=0, lt=65536)
-    max_batch: int = Field(1000, gt=0)
-    value_thresholds: tuple[float, float] | None = Field(
+    max_batch: int = _positive(1000)
+    value_thresholds: Band | None = Field(
         default=None,
         description="CLV cut points low|mid and mid|high; default: terciles of the champion's "
         "predictions on its training reference sample",
     )
-    churn_threshold: float = Field(
-        default=0.5,
-        ge=0.0,
-        le=1.0,
-        description="churn probability at or above which a customer is at risk",
+    churn_threshold: float = _share(
+        0.5,
+        "churn probability at or above which a customer is at risk",
     )
-    reload_seconds: float = Field(
-        default=5.0,
-        ge=0.0,
-        description="poll the registry aliases every N seconds and swap models; 0 = off",
+    reload_seconds: float = _nonnegative(
+        5.0,
+        "poll the registry aliases every N seconds and swap models; 0 = off",
     )
     auth_token_env: str = Field(
         default="CLV_SERVING_TOKEN",
@@ -261,19 +290,17 @@ class ServingSettings(_Frozen):
     at_risk_min_clv: float | None = Field(
         default=None, description="at-risk trigger: CLV at or above; default the high-tier cut"
     )
-    at_risk_min_churn: float | None = Field(
-        default=None,
-        ge=0.0,
-        le=1.0,
-        description="at-risk trigger: churn probability at or above; default churn_threshold",
+    at_risk_min_churn: float | None = _share(
+        None,
+        "at-risk trigger: churn probability at or above; default churn_threshold",
     )
-    cold_start_tenure_days: float = Field(
-        default=30.0,
-        gt=0.0,
-        description="cold-start prior: reference customers with tenure_days below this",
+    cold_start_tenure_days: float = _positive(
+        30.0,
+        "cold-start prior: reference customers with tenure_days below this",
     )
-    stats_seconds: float = Field(
-        default=2.0, gt=0.0, description="write live canary stats (.clv/serving/) every N seconds"
+    stats_seconds: float = _positive(
+        2.0,
+        "write live canary stats (.clv/serving/) every N seconds",
     )
     auto_rollback: bool = Field(
         default=True, description="the server rolls back a canary that breaches a guardrail"
@@ -293,13 +320,15 @@ class RegistrySettings(_Frozen):
     min_gini_gain: float = Field(
         0.0, description="candidate normalized Gini minus champion's must be at least this"
     )
-    rmse_tolerance_pct: float = Field(
-        5.0, ge=0.0, description="candidate RMSE may exceed the champion's by at most this %"
+    rmse_tolerance_pct: float = _nonnegative(
+        5.0,
+        "candidate RMSE may exceed the champion's by at most this %",
     )
-    ece_tolerance: float = Field(
-        0.02, ge=0.0, description="candidate churn ECE may exceed the champion's by at most this"
+    ece_tolerance: float = _nonnegative(
+        0.02,
+        "candidate churn ECE may exceed the champion's by at most this",
     )
-    coverage_band: tuple[float, float] = Field(
+    coverage_band: Band = Field(
         (0.70, 0.90), description="P10-P90 interval coverage must lie in this band (nominal 0.8)"
     )
     noise_level: float = Field(
@@ -314,17 +343,22 @@ class RegistrySettings(_Frozen):
     )
     canary_share: float = Field(0.1, gt=0.0, le=1.0, description="default canary traffic share")
     canary_max_error_rate: float = Field(0.01, ge=0.0, le=1.0)
-    canary_max_latency_ratio: float = Field(
-        1.5, gt=0.0, description="canary p95 latency / champion p95 latency at most this"
+    canary_max_latency_ratio: float = _positive(
+        1.5,
+        "canary p95 latency / champion p95 latency at most this",
     )
-    canary_max_psi: float = Field(
-        0.2, ge=0.0, description="PSI of canary vs champion CLV predictions at most this"
+    canary_max_psi: float = _nonnegative(
+        0.2,
+        "PSI of canary vs champion CLV predictions at most this",
     )
     canary_min_requests: int = Field(
         200, ge=1, description="requests the canary must have served before it is judged"
     )
     route_salt: str = Field("clv", description="salt of the customer-id hash that routes")
-    lock_timeout_seconds: float = Field(30.0, gt=0.0, description="wait this long for the lock")
+    lock_timeout_seconds: float = _positive(
+        30.0,
+        "wait this long for the lock",
+    )
 
     @model_validator(mode="after")
     def _ordered_band(self) -> RegistrySettings:
@@ -343,69 +377,69 @@ class RegistrySettings(_Frozen):
 class MonitoringSettings(_Frozen):
     """Monitoring evidence and the retrain policy's thresholds (see clv.monitoring.policy)."""
 
-    drift_share_warn: float = Field(
+    drift_share_warn: float = _share(
         0.15,
-        ge=0.0,
-        le=1.0,
-        description="WARN when drifted key features carry this share of a model's importance",
+        "WARN when drifted key features carry this share of a model's importance",
     )
-    drift_share_retrain: float = Field(
+    drift_share_retrain: float = _share(
         0.3,
-        ge=0.0,
-        le=1.0,
-        description="RETRAIN when drifted key features carry this share of a model's importance",
+        "RETRAIN when drifted key features carry this share of a model's importance",
     )
-    sample_rows: int = Field(
-        default=50_000,
-        gt=0,
-        description="the Evidently report compares at most this many rows per side (seeded)",
+    sample_rows: int = _positive(
+        50_000,
+        "the Evidently report compares at most this many rows per side (seeded)",
     )
     reference_window: Literal["training_end", "latest", "all"] = Field(
         default="training_end",
         description="reference: the snapshot at the champion's training data end (rebuilt "
         "point-in-time), or the logged reference sample's latest snapshot, or all of it",
     )
-    psi_threshold: float = Field(
-        default=0.1, gt=0.0, description="a feature drifted at PSI at or above this"
+    psi_threshold: float = _positive(
+        0.1,
+        "a feature drifted at PSI at or above this",
     )
-    key_features: int = Field(
-        default=10, gt=0, description="key features: the top N by the models' importance"
+    key_features: int = _positive(
+        10,
+        "key features: the top N by the models' importance",
     )
-    prediction_psi_warn: float = Field(
-        default=0.1, ge=0.0, description="WARN when a prediction's PSI is at or above this"
+    prediction_psi_warn: float = _nonnegative(
+        0.1,
+        "WARN when a prediction's PSI is at or above this",
     )
-    prediction_psi_retrain: float = Field(
-        default=0.25, ge=0.0, description="RETRAIN when a prediction's PSI is at or above this"
+    prediction_psi_retrain: float = _nonnegative(
+        0.25,
+        "RETRAIN when a prediction's PSI is at or above this",
     )
-    ece_warn: float = Field(
-        default=0.03, ge=0.0, description="WARN: matured-cohort churn ECE above test ECE by this"
+    ece_warn: float = _nonnegative(
+        0.03,
+        "WARN: matured-cohort churn ECE above test ECE by this",
     )
-    ece_retrain: float = Field(
-        default=0.06, ge=0.0, description="RETRAIN: matured-cohort churn ECE above test ECE by this"
+    ece_retrain: float = _nonnegative(
+        0.06,
+        "RETRAIN: matured-cohort churn ECE above test ECE by this",
     )
-    gini_drop_warn: float = Field(
-        default=0.05, ge=0.0, description="WARN: backtest normalized Gini below test Gini by this"
+    gini_drop_warn: float = _nonnegative(
+        0.05,
+        "WARN: backtest normalized Gini below test Gini by this",
     )
-    gini_drop_retrain: float = Field(
-        default=0.10, ge=0.0, description="RETRAIN: backtest normalized Gini below test by this"
+    gini_drop_retrain: float = _nonnegative(
+        0.10,
+        "RETRAIN: backtest normalized Gini below test by this",
     )
-    coverage_band: tuple[float, float] = Field(
+    coverage_band: Band = Field(
         default=(0.70, 0.90), description="WARN when backtest P10-P90 coverage leaves this band"
     )
-    missing_share_warn: float = Field(
-        default=0.10,
-        ge=0.0,
-        le=1.0,
-        description="WARN when a feature's missing share rises by this",
+    missing_share_warn: float = _share(
+        0.10,
+        "WARN when a feature's missing share rises by this",
     )
-    out_of_range_warn: float = Field(
-        default=0.05,
-        ge=0.0,
-        le=1.0,
-        description="WARN when this share of a feature's values lies outside the reference range",
+    out_of_range_warn: float = _share(
+        0.05,
+        "WARN when this share of a feature's values lies outside the reference range",
     )
-    min_backtest_rows: int = Field(
-        default=200, gt=0, description="a matured cohort smaller than this is not judged"
+    min_backtest_rows: int = _positive(
+        200,
+        "a matured cohort smaller than this is not judged",
     )
     baseline_loss_warns: bool = Field(
         True,
@@ -433,46 +467,39 @@ class Settings(_Frozen):
     ingest: IngestSettings = IngestSettings()
     tuning: TuningSettings = TuningSettings()
     evaluation: EvaluationSettings = EvaluationSettings()
-    readiness: ReadinessSettings = ReadinessSettings()
-    compute: ComputeSettings = ComputeSettings()
+    readiness: ReadinessSettings = ReadinessSettings()  # checks of the data before training
+    compute: ComputeSettings = ComputeSettings()  # memory budget, Dask cluster
     mlflow: MLflowSettings = MLflowSettings()
     feast: FeastSettings = FeastSettings()
     serving: ServingSettings = ServingSettings()
     registry: RegistrySettings = RegistrySettings()
     monitoring: MonitoringSettings = MonitoringSettings()
 
-    # Paths inside the workspace: the only place clv writes.
+    # Paths inside the workspace, the only place clv writes: the state folder and what lives
+    # there, then the workspace's own folders.
     @property
     def state_dir(self) -> Path:
         return self.workspace / STATE_DIR
-
-    @property
-    def raw_dir(self) -> Path:
-        return self.workspace / "data" / "raw"
 
     @property
     def offline_dir(self) -> Path:
         return self.state_dir / "offline"
 
     @property
-    def quarantine_dir(self) -> Path:
-        return self.state_dir / "quarantine"
-
-    @property
     def features_dir(self) -> Path:
         return self.offline_dir / "features"
 
     @property
-    def reports_dir(self) -> Path:
-        return self.workspace / "reports"
-
-    @property
-    def feast_dir(self) -> Path:
-        return self.state_dir / "feast"
+    def quarantine_dir(self) -> Path:
+        return self.state_dir / "quarantine"
 
     @property
     def tracking_uri(self) -> str:
         return self.mlflow.tracking_uri or f"sqlite:///{self.state_dir / 'mlflow.db'}"
+
+    @property
+    def feast_dir(self) -> Path:
+        return self.state_dir / "feast"
 
     @property
     def artifact_root(self) -> str:
@@ -481,6 +508,14 @@ class Settings(_Frozen):
     @property
     def optuna_storage(self) -> str:
         return self.tuning.storage or f"sqlite:///{self.state_dir / 'optuna.db'}"
+
+    @property
+    def raw_dir(self) -> Path:
+        return self.workspace / "data" / "raw"
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.workspace / "reports"
 
     def ensure_dirs(self) -> None:
         """Create the workspace's state folders (idempotent)."""

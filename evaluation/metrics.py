@@ -7,7 +7,7 @@ between two models on the same rows is noise.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
@@ -15,13 +15,14 @@ import pandas as pd
 from scipy.stats import spearmanr
 from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
 
+from clv.core.records import FloatRecord
 from clv.evaluation.calibration import expected_calibration_error
 
 FloatArray = npt.NDArray[np.float64]
 
 
 @dataclass(frozen=True)
-class ValueMetrics:
+class ValueMetrics(FloatRecord):
     """How well predicted CLV matches the realised label."""
 
     rmse: float
@@ -35,12 +36,9 @@ class ValueMetrics:
     """(sum of predictions - sum of labels) / sum of labels, in percent."""
     n: int
 
-    def as_dict(self) -> dict[str, float]:
-        return {k: float(v) for k, v in asdict(self).items()}
-
 
 @dataclass(frozen=True)
-class ChurnMetrics:
+class ChurnMetrics(FloatRecord):
     """Discrimination and accuracy of churn probabilities."""
 
     roc_auc: float
@@ -51,9 +49,6 @@ class ChurnMetrics:
     """Average precision (the area under the precision-recall curve)."""
     ece: float = float("nan")
     """Expected calibration error over 10 equal-width bins (clv.evaluation.calibration)."""
-
-    def as_dict(self) -> dict[str, float]:
-        return {k: float(v) for k, v in asdict(self).items()}
 
 
 def rmse(y: npt.ArrayLike, pred: npt.ArrayLike) -> float:
@@ -150,15 +145,6 @@ def decile_table(y: npt.ArrayLike, pred: npt.ArrayLike, *, groups: int = 10) -> 
 
 
 @dataclass(frozen=True)
-class Difference:
-    """Model a minus model b on one metric: observed on the rows, and a bootstrap percentile CI."""
-
-    diff: float
-    low: float
-    high: float
-
-
-@dataclass(frozen=True)
 class PairedBootstrap:
     """a - b in normalized Gini and RMSE on the same rows, each with its CI at `level`."""
 
@@ -182,6 +168,15 @@ class PairedBootstrap:
             "bootstrap_samples": self.samples,
             "bootstrap_level": self.level,
         }
+
+
+@dataclass(frozen=True)
+class Difference:
+    """Model a minus model b on one metric: observed on the rows, and a bootstrap percentile CI."""
+
+    diff: float
+    low: float
+    high: float
 
 
 BOOTSTRAP_CELLS = 2**19

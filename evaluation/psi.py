@@ -32,6 +32,8 @@ N_BINS = 10
 NOISE_QUANTILE = 0.99
 ColumnKind = Literal["numerical", "categorical"]
 FloatArray = npt.NDArray[np.float64]
+BinShares = tuple[float, ...]
+"""Each bin's share of one side's rows, in the order of the bins' labels."""
 
 
 @dataclass(frozen=True)
@@ -45,8 +47,8 @@ class ColumnPsi:
     n_reference: int
     n_current: int
     noise_bound: float
-    reference_shares: tuple[float, ...]
-    current_shares: tuple[float, ...]
+    reference_shares: BinShares
+    current_shares: BinShares
     labels: tuple[str, ...]
 
     def drifted(self, threshold: float) -> bool:

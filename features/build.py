@@ -91,6 +91,9 @@ from clv.features.offline import log_span, memory_estimate
 from clv.features.snapshots import features_path
 from clv.inputs.identities import read_identities
 
+RangeEnd = DateLike | None
+"""An end of the snapshot range a build computes; None: that end of the log."""
+
 
 @dataclass(frozen=True)
 class BuildResult:
@@ -109,8 +112,8 @@ class BuildResult:
 def build_features(
     settings: Settings,
     *,
-    start: DateLike | None = None,
-    end: DateLike | None = None,
+    start: RangeEnd = None,
+    end: RangeEnd = None,
     every: str | None = None,
     buckets: int | None = None,
 ) -> BuildResult:

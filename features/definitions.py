@@ -81,32 +81,37 @@ def _window_columns() -> str:
     return ",\n    ".join(parts)
 
 
-def _event_aggregates() -> str:
+def _per_event_type(*templates: str) -> list[str]:
+    """`templates` filled in for each counted event type, in order: `{col}` its column,
+    `{short}` and `{long}` the behaviour windows."""
     short, long = BEHAVIOUR_WINDOWS
-    parts = []
-    for kind in EVENT_TYPES:
-        col = _EVENT_COLUMNS[kind]
-        parts += [
-            f"sum(e.{col}) FILTER (WHERE e.day >= g.t - INTERVAL {short} DAY) AS {col}_{short}d",
-            f"sum(e.{col}) AS {col}_{long}d",
-        ]
-    return ",\n        ".join(parts)
+    return [
+        template.format(col=_EVENT_COLUMNS[kind], short=short, long=long)
+        for kind in EVENT_TYPES
+        for template in templates
+    ]
+
+
+def _event_aggregates() -> str:
+    return ",\n        ".join(
+        _per_event_type(
+            "sum(e.{col}) FILTER (WHERE e.day >= g.t - INTERVAL {short} DAY) AS {col}_{short}d",
+            "sum(e.{col}) AS {col}_{long}d",
+        )
+    )
 
 
 def _event_columns() -> str:
-    short, long = BEHAVIOUR_WINDOWS
-    parts = []
-    for kind in EVENT_TYPES:
-        col = _EVENT_COLUMNS[kind]
-        parts += [
-            f"coalesce(b.{col}_{short}d, 0)::BIGINT AS {col}_{short}d",
-            f"coalesce(b.{col}_{long}d, 0)::BIGINT AS {col}_{long}d",
+    return ",\n    ".join(
+        _per_event_type(
+            "coalesce(b.{col}_{short}d, 0)::BIGINT AS {col}_{short}d",
+            "coalesce(b.{col}_{long}d, 0)::BIGINT AS {col}_{long}d",
             # rate over the short window / rate over the long window; null without events
-            f"CASE WHEN coalesce(b.{col}_{long}d, 0) > 0 THEN "
-            f"(b.{col}_{short}d / {short}.0) / (b.{col}_{long}d / {long}.0) END::DOUBLE "
-            f"AS {col}_trend",
-        ]
-    return ",\n    ".join(parts)
+            "CASE WHEN coalesce(b.{col}_{long}d, 0) > 0 THEN "
+            "(b.{col}_{short}d / {short}.0) / (b.{col}_{long}d / {long}.0) END::DOUBLE "
+            "AS {col}_trend",
+        )
+    )
 
 
 def _event_daily(identities: bool) -> str:

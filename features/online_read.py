@@ -115,14 +115,15 @@ class ViewTable:
 
 @dataclass(frozen=True)
 class OnlineLayout:
-    """Where and how Feast stored the FeatureService's features in SQLite."""
+    """Where and how Feast stored the FeatureService's features in SQLite: the key format and
+    features the service gives (`_LayoutCommon`), then the database file and its tables."""
 
-    path: str
     key_version: int
     join_key: str
-    views: tuple[ViewTable, ...]
     feature_names: tuple[str, ...]
     strings: frozenset[str]
+    path: str
+    views: tuple[ViewTable, ...]
 
 
 def _missing(v: object) -> bool:
@@ -153,6 +154,35 @@ def decode_value(blob: bytes | None) -> Value:
     if blob[0] == _DOUBLE_TAG and len(blob) == 9:
         return float(_UNPACK_DOUBLE(blob, 1)[0])
     return _decode_proto(bytes(blob))
+
+
+def _start(
+    layout: OnlineLayout | RedisLayout, customer_ids: Sequence[str]
+) -> tuple[list[str], dict[bytes, list[int]], dict[str, list[Value]]]:
+    """The start of a direct read: the ids as text, the positions of each distinct entity key
+    among them, and an empty column per feature."""
+    ids = [str(c) for c in customer_ids]
+    positions: dict[bytes, list[int]] = {}
+    join_key, version = layout.join_key, layout.key_version
+    for i, c in enumerate(ids):
+        positions.setdefault(_entity_key(join_key, c, version), []).append(i)
+    values: dict[str, list[Value]] = {f: [None] * len(ids) for f in layout.feature_names}
+    return ids, positions, values
+
+
+def _batch(
+    layout: OnlineLayout | RedisLayout,
+    ids: list[str],
+    values: dict[str, list[Value]],
+    timestamps: list[float | None],
+) -> OnlineBatch:
+    return OnlineBatch(
+        customer_ids=ids,
+        feature_names=layout.feature_names,
+        strings=layout.strings,
+        values=values,
+        timestamps=timestamps,
+    )
 
 
 class SqliteOnlineReader:
@@ -186,14 +216,9 @@ class SqliteOnlineReader:
         return None
 
     def read(self, customer_ids: Sequence[str]) -> OnlineBatch:
-        ids = [str(c) for c in customer_ids]
+        ids, positions, values = _start(self.layout, customer_ids)
         n = len(ids)
-        positions: dict[bytes, list[int]] = {}
-        join_key, version = self.layout.join_key, self.layout.key_version
-        for i, c in enumerate(ids):
-            positions.setdefault(_entity_key(join_key, c, version), []).append(i)
         keys = list(positions)
-        values: dict[str, list[Value]] = {f: [None] * n for f in self.layout.feature_names}
         stamps: list[float] = [0.0] * n
         conn = self._conn()
         for sql, wanted in zip(self._sql, self._wanted, strict=True):
@@ -218,13 +243,7 @@ class SqliteOnlineReader:
         timestamps: list[float | None] = [
             stamps[i] if present[i] and stamps[i] > 0 else None for i in range(n)
         ]
-        return OnlineBatch(
-            customer_ids=ids,
-            feature_names=self.layout.feature_names,
-            strings=self.layout.strings,
-            values=values,
-            timestamps=timestamps,
-        )
+        return _batch(self.layout, ids, values, timestamps)
 
 
 @functools.lru_cache(maxsize=262_144)
@@ -322,16 +341,10 @@ class RedisOnlineReader:
         return None
 
     def read(self, customer_ids: Sequence[str]) -> OnlineBatch:
-        ids = [str(c) for c in customer_ids]
-        n = len(ids)
-        positions: dict[bytes, list[int]] = {}
-        join_key, version = self.layout.join_key, self.layout.key_version
-        for i, c in enumerate(ids):
-            positions.setdefault(_entity_key(join_key, c, version), []).append(i)
-        values: dict[str, list[Value]] = {f: [None] * n for f in self.layout.feature_names}
-        timestamps: list[float | None] = [None] * n
+        ids, positions, values = _start(self.layout, customer_ids)
+        timestamps: list[float | None] = [None] * len(ids)
         if not positions:
-            return self._batch(ids, values, timestamps)
+            return _batch(self.layout, ids, values, timestamps)
         keys = list(positions)
         with self._redis().pipeline(transaction=False) as pipe:
             for key in keys:
@@ -360,18 +373,7 @@ class RedisOnlineReader:
             if present and stamp > 0:
                 for i in rows:
                     timestamps[i] = stamp
-        return self._batch(ids, values, timestamps)
-
-    def _batch(
-        self, ids: list[str], values: dict[str, list[Value]], timestamps: list[float | None]
-    ) -> OnlineBatch:
-        return OnlineBatch(
-            customer_ids=ids,
-            feature_names=self.layout.feature_names,
-            strings=self.layout.strings,
-            values=values,
-            timestamps=timestamps,
-        )
+        return _batch(self.layout, ids, values, timestamps)
 
 
 class FeastOnlineReader:

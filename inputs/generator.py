@@ -27,7 +27,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, get_args
+from typing import Literal, NamedTuple, get_args
 
 import numpy as np
 import numpy.typing as npt
@@ -383,10 +383,11 @@ def generate(
     cust_ids = _ids("C", np.arange(1, customers + 1, dtype=np.int64), 6)
     customer_rows = _customers(spec, clock, people, cust_ids)
     export = None
+    drawn = _Drawn(rng, spec, clock, people, orders, scenario)
     if spec.retail is None:
-        transactions = _transactions(rng, spec, clock, people, orders, scenario, cust_ids)
+        transactions = _transactions(drawn, cust_ids)
     else:
-        export = _retail_export(rng, spec, clock, people, orders, scenario, cust_ids)
+        export = _retail_export(drawn, cust_ids)
         transactions = export.transactions
         customer_rows = _with_contacts(customer_rows, export.contacts, cust_ids)
     return GeneratedData(
@@ -667,16 +668,20 @@ def _line_items(
     return li, _ids("SKU", np.arange(1, lines.skus + 1, dtype=np.int64), 4)
 
 
-def _transactions(
-    rng: _Streams,
-    spec: WorldSpec,
-    clock: _Clock,
-    p: _People,
-    o: _Orders,
-    scenario: Scenario,
-    cust_ids: ObjectArray,
-) -> pd.DataFrame:
+class _Drawn(NamedTuple):
+    """What the purchases are written from: the streams, the world, its customers and orders."""
+
+    rng: _Streams
+    spec: WorldSpec
+    clock: _Clock
+    people: _People
+    orders: _Orders
+    scenario: Scenario
+
+
+def _transactions(drawn: _Drawn, cust_ids: ObjectArray) -> pd.DataFrame:
     """One row per order (per line in line worlds), then refund rows of earlier orders."""
+    rng, spec, clock, p, o, scenario = drawn
     value, price, sales = _order_values(spec, clock, p, o, scenario)
     margin_rate = np.clip(o.margin_rate, 0.05, 0.6)
     order_id = _ids("O", np.arange(1, len(o.t) + 1, dtype=np.int64), 8)
@@ -774,20 +779,13 @@ class _Rows:
     """The invoice a cancellation cancels, when it is in the export (else None)."""
 
 
-def _retail_export(
-    rng: _Streams,
-    spec: WorldSpec,
-    clock: _Clock,
-    p: _People,
-    o: _Orders,
-    scenario: Scenario,
-    cust_ids: ObjectArray,
-) -> _Export:
+def _retail_export(drawn: _Drawn, cust_ids: ObjectArray) -> _Export:
     """The line-item purchases as invoice lines, cancellations, aliases and personal data.
 
     Every draw comes in fixed blocks per customer, invoice or line from streams of its own, so
     the rows before a scenario's change date are the same in every scenario.
     """
+    rng, spec, clock, p, o, scenario = drawn
     retail, lines = spec.retail, spec.lines
     assert retail is not None and lines is not None
     n = len(p.signup)
@@ -863,43 +861,37 @@ def _invoices(
     unit_price = np.where(
         foreign[li.order], np.round(li.unit_price / retail.rate, 2), li.unit_price
     )
+
+    def invoice_lines(
+        kind: int, line: IntArray, t: FloatArray, invoice: ObjectArray, quantity: IntArray
+    ) -> _Rows:
+        """Rows of the lines `line`: `t` and `invoice` per order, `quantity` per line."""
+        of = li.order[line]
+        return _Rows(
+            kind=kind,
+            seq=line,
+            cust=o.cust[of],
+            written=written[of],
+            t=t[of],
+            order_id=invoice[of],
+            sku=sku_names[li.sku[line]],
+            quantity=quantity[line],
+            unit_price=unit_price[line],
+            currency=currency[of],
+            rate=rate[of],
+            refund_of=order_id[of] if kind else np.full(len(line), None, dtype=object),
+        )
+
     row = np.repeat(np.arange(len(li.order)), 1 + (u_line[:, 0] < retail.identical_share))
-    of = li.order[row]
-    bought = _Rows(
-        kind=0,
-        seq=row,
-        cust=o.cust[of],
-        written=written[of],
-        t=o.t[of],
-        order_id=order_id[of],
-        sku=sku_names[li.sku[row]],
-        quantity=li.quantity[row],
-        unit_price=unit_price[row],
-        currency=currency[of],
-        rate=rate[of],
-        refund_of=np.full(len(row), None, dtype=object),
-    )
+    bought = invoice_lines(0, row, o.t, order_id, li.quantity)
     at = o.t + 1.0 + 29.0 * u_order[:, 1]
     cancelled = (u_order[:, 0] < retail.cancel_share) & (at < clock.end)
     units = returned_units(
         u_line[:, 1], u_line[:, 2], order=li.order, quantity=li.quantity, spec=retail
     )
     line = np.flatnonzero(cancelled[li.order] & (units > 0))
-    of = li.order[line]
-    back = _Rows(
-        kind=1,
-        seq=line,
-        cust=o.cust[of],
-        written=written[of],
-        t=at[of],
-        order_id=np.char.add("C", order_id[of].astype(str)).astype(object),
-        sku=sku_names[li.sku[line]],
-        quantity=-units[line],
-        unit_price=unit_price[line],
-        currency=currency[of],
-        rate=rate[of],
-        refund_of=order_id[of],
-    )
+    cancellation = np.char.add("C", order_id.astype(str)).astype(object)
+    back = invoice_lines(1, line, at, cancellation, -units)
     return bought, back
 
 

@@ -19,7 +19,7 @@ import re
 import shutil
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -121,14 +121,7 @@ class LineCounts:
         return cls(r.summed, r.refunds, r.linked, r.converted, r.currency, r.line_level)
 
     def as_dict(self) -> dict[str, object]:
-        return {
-            "lines_summed": self.lines_summed,
-            "refunds": self.refunds,
-            "refunds_linked": self.refunds_linked,
-            "converted": self.converted,
-            "currency": self.currency,
-            "line_level": self.line_level,
-        }
+        return asdict(self)
 
 
 @dataclass(frozen=True, eq=False)
@@ -524,15 +517,15 @@ def _reconcile_and_store(
         )
     finally:
         con.close()
-    return IngestResult(
+    return IngestResult(  # the file and where its rows went, then the counts
         table=table,
         path=source,
+        quarantine_path=quarantine,
+        stored_rows=stored_rows,
         read=staged.read,
         accepted=new,
         already_present=present,
         quarantined=counts,
-        quarantine_path=quarantine,
-        stored_rows=stored_rows,
         lines=lines,
     )
 

@@ -58,15 +58,6 @@ FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 BoolArray = npt.NDArray[np.bool_]
 
-Season = tuple[float, float, float, float, float, float, float, float, float, float, float, float]
-"""A multiplier per month of year, January first."""
-
-BTYD_SEASON: Season = (0.90, 0.85, 0.95, 1.0, 1.0, 0.95, 0.95, 1.0, 1.0, 1.05, 1.35, 1.60)
-STRONG_SEASON: Season = (0.85, 0.75, 0.85, 0.9, 0.85, 0.6, 0.5, 0.6, 0.9, 1.1, 1.8, 2.4)
-STRONG_SPEND_SEASON: Season = (0.95, 0.9, 0.95, 1.0, 0.95, 0.9, 0.85, 0.9, 1.0, 1.05, 1.2, 1.3)
-MIXED_SEASON: Season = (0.9, 0.8, 0.9, 0.95, 0.95, 0.8, 0.7, 0.8, 0.95, 1.05, 1.5, 1.9)
-MIXED_SPEND_SEASON: Season = (1.0, 0.95, 1.0, 1.0, 1.0, 0.95, 0.9, 0.95, 1.0, 1.0, 1.1, 1.2)
-
 
 @dataclass(frozen=True)
 class Tenure:
@@ -81,6 +72,28 @@ class Tenure:
     decay_days: float = 120.0
     decay_peak: float = 2.5
     decay_floor: float = 0.5
+
+
+TENURE_TYPES = ("flat", "ramp_up", "decay")
+
+
+def tenure_types(u: FloatArray, spec: Tenure) -> IntArray:
+    """0 flat, 1 ramp-up, 2 decay (indexes of TENURE_TYPES), from one uniform per customer."""
+    ramp = u < spec.ramp_share
+    decay = ~ramp & (u < spec.ramp_share + spec.decay_share)
+    return np.where(ramp, 1, np.where(decay, 2, 0)).astype(np.int64)
+
+
+def tenure_factor(kind: IntArray, age: FloatArray, spec: Tenure) -> FloatArray:
+    """The purchase-rate multiplier at `age` days of tenure."""
+    ramp = spec.ramp_floor + (1.0 - spec.ramp_floor) * -np.expm1(-age / spec.ramp_days)
+    decay = spec.decay_floor + (spec.decay_peak - spec.decay_floor) * np.exp(-age / spec.decay_days)
+    return np.select([kind == 1, kind == 2], [ramp, decay], 1.0)
+
+
+def tenure_bound(kind: IntArray, spec: Tenure) -> FloatArray:
+    """An upper bound of tenure_factor per customer (for thinning)."""
+    return np.where(kind == 2, max(spec.decay_peak, 1.0), 1.0)
 
 
 @dataclass(frozen=True)
@@ -118,13 +131,18 @@ class Behaviour:
 
 @dataclass(frozen=True)
 class Lines:
-    """Orders of 1..`max_lines` lines (P(one more line) = `more`) from a catalog of `skus`."""
+    """Orders of 1..`max_lines` lines (P(one more line) = `more`) from a catalog of `skus`
+    priced from `min_price` to `max_price` in geometric steps; quantities: QUANTITY_PROBS."""
 
     max_lines: int = 6
     more: float = 0.5
     skus: int = 400
     min_price: float = 1.99
     max_price: float = 499.99
+
+
+QUANTITY_PROBS = np.array([0.72, 0.20, 0.08])
+"""P(quantity = 1, 2, 3) of a line."""
 
 
 @dataclass(frozen=True)
@@ -179,6 +197,16 @@ class Changes:
     mean_days: float = 240.0
 
 
+Season = tuple[float, float, float, float, float, float, float, float, float, float, float, float]
+"""A multiplier per month of year, January first."""
+
+BTYD_SEASON: Season = (0.90, 0.85, 0.95, 1.0, 1.0, 0.95, 0.95, 1.0, 1.0, 1.05, 1.35, 1.60)
+STRONG_SEASON: Season = (0.85, 0.75, 0.85, 0.9, 0.85, 0.6, 0.5, 0.6, 0.9, 1.1, 1.8, 2.4)
+STRONG_SPEND_SEASON: Season = (0.95, 0.9, 0.95, 1.0, 0.95, 0.9, 0.85, 0.9, 1.0, 1.05, 1.2, 1.3)
+MIXED_SEASON: Season = (0.9, 0.8, 0.9, 0.95, 0.95, 0.8, 0.7, 0.8, 0.95, 1.05, 1.5, 1.9)
+MIXED_SPEND_SEASON: Season = (1.0, 0.95, 1.0, 1.0, 1.0, 0.95, 0.9, 0.95, 1.0, 1.0, 1.1, 1.2)
+
+
 @dataclass(frozen=True)
 class WorldSpec:
     """The mechanisms a world switches on; `None` leaves a mechanism off (as in btyd)."""
@@ -222,34 +250,11 @@ WORLD_SPECS: dict[WorldName, WorldSpec] = {
     "retail": WorldSpec(season=STRONG_SEASON, lines=Lines(), retail=Retail()),
 }
 
-TENURE_TYPES = ("flat", "ramp_up", "decay")
-QUANTITY_PROBS = np.array([0.72, 0.20, 0.08])
-"""P(quantity = 1, 2, 3) of a line."""
-
 
 def pick(u: FloatArray, probs: FloatArray) -> IntArray:
     """Inverse-CDF choice: the index of the category each uniform draw falls into."""
     cdf = np.cumsum(probs / probs.sum())
     return np.minimum(np.searchsorted(cdf, u, side="right"), len(probs) - 1).astype(np.int64)
-
-
-def tenure_types(u: FloatArray, spec: Tenure) -> IntArray:
-    """0 flat, 1 ramp-up, 2 decay (indexes of TENURE_TYPES), from one uniform per customer."""
-    ramp = u < spec.ramp_share
-    decay = ~ramp & (u < spec.ramp_share + spec.decay_share)
-    return np.where(ramp, 1, np.where(decay, 2, 0)).astype(np.int64)
-
-
-def tenure_factor(kind: IntArray, age: FloatArray, spec: Tenure) -> FloatArray:
-    """The purchase-rate multiplier at `age` days of tenure."""
-    ramp = spec.ramp_floor + (1.0 - spec.ramp_floor) * -np.expm1(-age / spec.ramp_days)
-    decay = spec.decay_floor + (spec.decay_peak - spec.decay_floor) * np.exp(-age / spec.decay_days)
-    return np.select([kind == 1, kind == 2], [ramp, decay], 1.0)
-
-
-def tenure_bound(kind: IntArray, spec: Tenure) -> FloatArray:
-    """An upper bound of tenure_factor per customer (for thinning)."""
-    return np.where(kind == 2, max(spec.decay_peak, 1.0), 1.0)
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ check leaves the version challenger without a `rejected` row, for a human to loo
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 from pathlib import Path
 
 from clv.core.errors import ClvError
@@ -43,6 +43,7 @@ class RetrainResult:
     outcome: Outcome
     record_path: Path
     verdict: str
+    _: KW_ONLY
     version: str | None = None
     message: str = ""
     gates: dict[str, object] | None = None
@@ -185,7 +186,9 @@ def _finish(
     record.outcome = outcome
     record.result = {"verdict": verdict, "version": version, "message": message}
     record.save()
-    return RetrainResult(outcome, record.path, verdict, version, message, gates)
+    return RetrainResult(
+        outcome, record.path, verdict, version=version, message=message, gates=gates
+    )
 
 
 REQUIRED_TAGS = (MODEL_GINI, CHURN_ECE, TEST_SNAPSHOT, FEATURE_NAMES_HASH)

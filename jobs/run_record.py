@@ -14,7 +14,7 @@ import json
 import os
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
@@ -51,14 +51,9 @@ class RunRecord:
     result: dict[str, object] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, object]:
-        return {
-            "started_at": self.started_at,
-            "forced": self.forced,
-            "outcome": self.outcome,
-            "steps": self.steps,
-            "result": self.result,
-            "pid": os.getpid(),
-        }
+        """Every field but the path (the record's own place), and the writing process."""
+        kept = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "path"}
+        return {**kept, "pid": os.getpid()}
 
     def save(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)

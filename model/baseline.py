@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
@@ -29,30 +29,26 @@ import pandas as pd
 from scipy.optimize import minimize
 from scipy.special import gammaln, hyp2f1
 
+from clv.core.records import FloatRecord
+
 FloatArray = npt.NDArray[np.float64]
 WEEK_DAYS = 7.0
 RFM_COLUMNS = ("frequency", "recency", "T", "monetary_value")
 
 
 @dataclass(frozen=True)
-class BgNbdParams:
+class BgNbdParams(FloatRecord):
     r: float
     alpha: float
     a: float
     b: float
 
-    def as_dict(self) -> dict[str, float]:
-        return {k: float(v) for k, v in asdict(self).items()}
-
 
 @dataclass(frozen=True)
-class GammaGammaParams:
+class GammaGammaParams(FloatRecord):
     p: float
     q: float
     gamma: float
-
-    def as_dict(self) -> dict[str, float]:
-        return {k: float(v) for k, v in asdict(self).items()}
 
     @property
     def mean_value(self) -> float:
@@ -206,12 +202,10 @@ class Baseline:
     fitted_rows: int
 
     def as_dict(self) -> dict[str, float]:
-        return {
-            **{f"bgnbd.{k}": v for k, v in self.bgnbd.as_dict().items()},
-            **{f"gamma_gamma.{k}": v for k, v in self.gamma_gamma.as_dict().items()},
-            "margin_ratio": self.margin_ratio,
-            "fitted_rows": float(self.fitted_rows),
-        }
+        """`bgnbd.r` .. `gamma_gamma.gamma`, then the margin ratio and the fitted rows."""
+        params = {"bgnbd": self.bgnbd.as_dict(), "gamma_gamma": self.gamma_gamma.as_dict()}
+        flat = {f"{part}.{k}": v for part, values in params.items() for k, v in values.items()}
+        return {**flat, "margin_ratio": self.margin_ratio, "fitted_rows": float(self.fitted_rows)}
 
     @classmethod
     def from_dict(cls, values: Mapping[str, float]) -> Baseline:

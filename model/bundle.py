@@ -27,6 +27,7 @@ the trees re-rank customers, the classical model sets the level.
 
 from __future__ import annotations
 
+import copy
 import json
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -135,6 +136,13 @@ class ClvModel:
             name: {level: float(i) for i, level in enumerate(levels)}
             for name, levels in card.categories.items()
         }
+
+    def with_public_predict(self, public_predict: bool = True) -> ClvModel:
+        """The same card and boosters, predicting through the public API only (or, False, the
+        fast path where it was verified): the two paths side by side give the same numbers."""
+        twin = copy.copy(self)  # shares the boosters, as a second ClvModel over them would
+        twin._public, twin._fast = public_predict, {}
+        return twin
 
     @property
     def feature_names(self) -> list[str]:

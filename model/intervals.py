@@ -15,25 +15,24 @@ apart per band of the point prediction (`banded_interval_scale`): one pair for a
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import TypedDict
 
 import numpy as np
 import numpy.typing as npt
+
+from clv.core.records import FloatRecord
 
 FloatArray = npt.NDArray[np.float64]
 QUANTILES = {"clv_p10": 0.1, "clv_p50": 0.5, "clv_p90": 0.9}
 
 
 @dataclass(frozen=True)
-class IntervalMetrics:
+class IntervalMetrics(FloatRecord):
     coverage_p10_p90: float
     """Share of rows whose label lies in [P10, P90]."""
     mean_width: float
     n: int
-
-    def as_dict(self) -> dict[str, float]:
-        return {k: float(v) for k, v in asdict(self).items()}
 
 
 def interval_metrics(
@@ -246,9 +245,9 @@ def banded_interval_scale(
     upper: npt.ArrayLike,
     point: npt.ArrayLike,
     *,
-    coverage: float = 0.8,
     bands: int = BANDS,
     min_rows: int = MIN_BAND_ROWS,
+    coverage: float = 0.8,
 ) -> BandedScale:
     """`interval_scale` fitted apart within each band of the point prediction (`band_edges`),
     so that [P10, P90] covers `coverage` of each band, not only of all rows: split-conformal

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -87,7 +87,7 @@ class PredictorScore:
     rmse: float
     mae: float
     bias_pct: float
-    reason: str | None = None
+    reason: str | None = field(default=None, kw_only=True)
 
 
 @dataclass(frozen=True)

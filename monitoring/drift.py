@@ -83,6 +83,9 @@ class Sample:
     rows_total: int
     rows_used: int
 
+    def as_dict(self) -> dict[str, object]:
+        return {"rows_total": self.rows_total, "rows_used": self.rows_used, "sampled": self.sampled}
+
     @property
     def sampled(self) -> bool:
         return self.rows_used < self.rows_total
@@ -119,8 +122,8 @@ class MonitorResult:
     decision: Decision
     evidence: Evidence
     psi: tuple[ColumnPsi, ...]
-    key_features: tuple[str, ...]
     quality: QualityReport
+    key_features: tuple[str, ...]
     skipped: tuple[tuple[str, str], ...]
     reference: Sample
     current: Sample
@@ -326,8 +329,8 @@ def judge(settings: Settings, inputs: MonitorInputs) -> MonitorResult:
         decision=decision,
         evidence=evidence,
         psi=psi,
-        key_features=key_union,
         quality=quality,
+        key_features=key_union,
         skipped=comparison.skipped,
         reference=Sample(len(reference), len(ref_used)),
         current=Sample(len(current), len(cur_used)),

@@ -190,13 +190,9 @@ def _churn_cohort(cohorts: _Cohorts) -> ChurnBacktest | None:
     if found is None:
         return None
     cohort, frame, labels = found
-    return churn_backtest(
-        cohort,
-        churn_label=labels["churn_label"].to_numpy(np.float64),
-        churn_probability=frame["churn_probability"].to_numpy(np.float64),
-        window_value=labels["clv_label"].to_numpy(np.float64),
-        clv=frame["clv"].to_numpy(np.float64),
-    )
+    y, value = _floats(labels, "churn_label", "clv_label")
+    p, clv = _floats(frame, "churn_probability", "clv")
+    return churn_backtest(cohort, churn_label=y, churn_probability=p, window_value=value, clv=clv)
 
 
 def _value_cohort(cohorts: _Cohorts) -> ValueBacktest | None:
@@ -206,7 +202,7 @@ def _value_cohort(cohorts: _Cohorts) -> ValueBacktest | None:
         return None
     cohort, frame, labels = found
     m = settings.model
-    baselines = cohort_baselines(
+    given = cohort_baselines(
         frame,
         log.tx,
         horizon_days=cohort.window_days,
@@ -215,14 +211,14 @@ def _value_cohort(cohorts: _Cohorts) -> ValueBacktest | None:
         seed=settings.tuning.seed,
         identities=log.identities,
     )
-    return value_backtest(
-        cohort,
-        clv_label=labels["clv_label"].to_numpy(np.float64),
-        clv=frame["clv"].to_numpy(np.float64),
-        clv_p10=frame["clv_p10"].to_numpy(np.float64),
-        clv_p90=frame["clv_p90"].to_numpy(np.float64),
-        baselines=baselines,
-    )
+    (y,) = _floats(labels, "clv_label")
+    clv, p10, p90 = _floats(frame, "clv", "clv_p10", "clv_p90")
+    return value_backtest(cohort, clv_label=y, clv=clv, clv_p10=p10, clv_p90=p90, baselines=given)
+
+
+def _floats(frame: pd.DataFrame, *columns: str) -> list[np.ndarray]:
+    """`columns` of `frame` as float64 arrays."""
+    return [frame[c].to_numpy(np.float64) for c in columns]
 
 
 def _timestamp(value: object) -> pd.Timestamp | None:

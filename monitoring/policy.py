@@ -132,31 +132,13 @@ def decide(
             )
         )
 
-    if evidence.churn_ece is not None and evidence.churn_ece_test is not None:
-        excess = evidence.churn_ece - evidence.churn_ece_test
-        verdict = _band(excess, warn=t.ece_warn, retrain=t.ece_retrain)
-        findings.append(
-            Finding(
-                "calibration",
-                verdict,
-                f"churn calibration error on the matured cohort is {evidence.churn_ece:.3f} vs "
-                f"{evidence.churn_ece_test:.3f} at training ({excess:+.3f}; WARN at "
-                f"+{t.ece_warn:g}, RETRAIN at +{t.ece_retrain:g})",
-            )
-        )
-
-    if evidence.value_gini is not None and evidence.value_gini_test is not None:
-        drop = evidence.value_gini_test - evidence.value_gini
-        verdict = _band(drop, warn=t.gini_drop_warn, retrain=t.gini_drop_retrain)
-        findings.append(
-            Finding(
-                "backtest",
-                verdict,
-                f"the matured cohort's normalized Gini is {evidence.value_gini:.3f} vs "
-                f"{evidence.value_gini_test:.3f} at training (drop {drop:+.3f}; WARN at "
-                f"{t.gini_drop_warn:g}, RETRAIN at {t.gini_drop_retrain:g})",
-            )
-        )
+    ev = evidence
+    for check, now, test, warn, retrain in (
+        ("calibration", ev.churn_ece, ev.churn_ece_test, t.ece_warn, t.ece_retrain),
+        ("backtest", ev.value_gini, ev.value_gini_test, t.gini_drop_warn, t.gini_drop_retrain),
+    ):
+        if now is not None and test is not None:
+            findings.append(_against_training(check, now, test, warn=warn, retrain=retrain))
 
     findings += _baseline_findings(evidence, warns=baseline_loss_warns)
 
@@ -189,6 +171,28 @@ def decide(
 
     worst = max((f.verdict for f in findings), key=lambda v: _RANK[v], default=Verdict.OK)
     return Decision(worst, tuple(findings))
+
+
+_AGAINST_TRAINING = {
+    # check: (what the matured cohort measured, higher is worse, the change's word, bounds' sign)
+    "calibration": ("churn calibration error on the matured cohort", True, "", "+"),
+    "backtest": ("the matured cohort's normalized Gini", False, "drop ", ""),
+}
+
+
+def _against_training(
+    check: str, now: float, test: float, *, warn: float, retrain: float
+) -> Finding:
+    """The matured cohort's figure `now` against the model's own `test` one, banded by how
+    much worse it is (calibration error above, normalized Gini below)."""
+    subject, higher_is_worse, word, sign = _AGAINST_TRAINING[check]
+    worse = now - test if higher_is_worse else test - now
+    return Finding(
+        check,
+        _band(worse, warn=warn, retrain=retrain),
+        f"{subject} is {now:.3f} vs {test:.3f} at training ({word}{worse:+.3f}; WARN at "
+        f"{sign}{warn:g}, RETRAIN at {sign}{retrain:g})",
+    )
 
 
 def _baseline_findings(evidence: Evidence, *, warns: bool) -> list[Finding]:

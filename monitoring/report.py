@@ -14,9 +14,13 @@ import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 INDEX_FILE = "index.html"
 SUMMARY_FILE = "summary.json"
@@ -91,6 +95,14 @@ def _plt() -> ModuleType:
     return plt
 
 
+def _save(fig: Figure, path: Path) -> Path:
+    """Lay `fig` out, write it to `path` (110 dpi) and close it."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    _plt().close(fig)
+    return path
+
+
 def psi_chart(rows: Sequence[Mapping[str, object]], threshold: float, path: Path) -> Path:
     """Horizontal bars of PSI per column (largest 20), the drift threshold as a line."""
     plt = _plt()
@@ -103,10 +115,7 @@ def psi_chart(rows: Sequence[Mapping[str, object]], threshold: float, path: Path
     ax.axvline(threshold, color="#333", linestyle="--", linewidth=1)
     ax.set_xlabel(f"PSI (dashed: drift threshold {threshold:g}; red: drifted)")
     ax.tick_params(axis="y", labelsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def distribution_chart(
@@ -129,10 +138,7 @@ def distribution_chart(
         ax.hist(c, bins=bins, alpha=0.55, density=True, label="current", color="#d9822b")
         ax.set_title(name, fontsize=10)
         ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def reliability_chart(table: pd.DataFrame, path: Path, *, title: str) -> Path:
@@ -149,10 +155,7 @@ def reliability_chart(table: pd.DataFrame, path: Path, *, title: str) -> Path:
     ax.set_xlabel("mean predicted churn probability")
     ax.set_ylabel("observed churn rate")
     ax.set_title(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def decile_chart(table: pd.DataFrame, path: Path, *, title: str) -> Path:
@@ -167,10 +170,7 @@ def decile_chart(table: pd.DataFrame, path: Path, *, title: str) -> Path:
     ax.set_ylabel("mean CLV")
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def trend_chart(runs: Sequence[Mapping[str, object]], path: Path) -> Path:
@@ -190,10 +190,7 @@ def trend_chart(runs: Sequence[Mapping[str, object]], path: Path) -> Path:
     ax.set_xlabel("as-of")
     ax.legend(fontsize=8)
     fig.autofmt_xdate()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def _f(value: object, default: float = 0.0) -> float:

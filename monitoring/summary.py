@@ -19,6 +19,7 @@ from clv.core.tags import (
     eval_tag,
 )
 from clv.monitoring.backtest import (
+    Cohort,
     PredictorScore,
     ValueBacktest,
     compare_with_baselines,
@@ -30,7 +31,6 @@ from clv.monitoring.drift import (
     SEED,
     MonitorInputs,
     MonitorResult,
-    Sample,
     proportion_bound,
     tag_value,
 )
@@ -78,22 +78,11 @@ def summary(
         )
     )
 
-    def trained(note_in: bool) -> str:
-        return (
-            "in the model's training data: in-sample, optimistic"
-            if note_in
-            else "after the model's training data: out-of-sample"
-        )
-
     churn_doc: dict[str, object] | None = None
     if inputs.churn is not None:
         c = inputs.churn
         churn_doc = {
-            "snapshot": c.cohort.snapshot.isoformat(),
-            "window_days": c.cohort.window_days,
-            "in_training": c.cohort.in_training,
-            "training_note": trained(c.cohort.in_training),
-            "n": c.n,
+            **_cohort_doc(c.cohort, c.n),
             "churn_rate": _finite(c.churn_rate),
             "mean_predicted": _finite(c.mean_predicted),
             "ece": _finite(c.ece),
@@ -107,11 +96,7 @@ def summary(
     if inputs.value is not None:
         v = inputs.value
         value_doc = {
-            "snapshot": v.cohort.snapshot.isoformat(),
-            "window_days": v.cohort.window_days,
-            "in_training": v.cohort.in_training,
-            "training_note": trained(v.cohort.in_training),
-            "n": v.n,
+            **_cohort_doc(v.cohort, v.n),
             "gini": _finite(v.gini),
             "gini_test": ev.value_gini_test,
             "rmse": _finite(v.rmse),
@@ -160,8 +145,8 @@ def summary(
             "statement": statement,
             "max_rows": m.sample_rows,
             "seed": SEED,
-            "reference": _sample(result.reference),
-            "current": _sample(result.current),
+            "reference": result.reference.as_dict(),
+            "current": result.current.as_dict(),
             "share_bound_99": _finite(proportion_bound(min(n_ref, n_cur))),
         },
         "skipped_columns": [{"column": c, "reason": r} for c, r in result.skipped],
@@ -171,6 +156,21 @@ def summary(
             "evidently_json": result.json_path.name,
             "summary": SUMMARY_FILE,
         },
+    }
+
+
+def _cohort_doc(cohort: Cohort, n: int) -> dict[str, object]:
+    """The matured cohort a backtest scored, and whether the model was trained on it."""
+    return {
+        "snapshot": cohort.snapshot.isoformat(),
+        "window_days": cohort.window_days,
+        "in_training": cohort.in_training,
+        "training_note": (
+            "in the model's training data: in-sample, optimistic"
+            if cohort.in_training
+            else "after the model's training data: out-of-sample"
+        ),
+        "n": n,
     }
 
 
@@ -206,10 +206,6 @@ def _baselines_doc(value: ValueBacktest, tags: Mapping[str, str]) -> dict[str, o
         "predictors": [row(s) for s in (value.champion, *value.baselines)],
         "comparison": {**comparison, "sentence": comparison_sentence(value)},
     }
-
-
-def _sample(s: Sample) -> dict[str, object]:
-    return {"rows_total": s.rows_total, "rows_used": s.rows_used, "sampled": s.sampled}
 
 
 def _finite(v: float) -> float | None:

@@ -13,15 +13,8 @@ import numpy as np
 from clv.core.contracts import CHAMPION
 from clv.core.errors import ClvError
 from clv.core.settings import Settings
-from clv.registry import mlflow_io
-from clv.registry.gates import (
-    GateResult,
-    ModelContract,
-    ServedContract,
-    SmokeResult,
-    VersionEvidence,
-    evaluate_gates,
-)
+from clv.registry import gates, mlflow_io
+from clv.registry.gates import GateResult, ServedContract, SmokeResult
 
 
 def served_contract(settings: Settings) -> ServedContract | None:
@@ -44,7 +37,7 @@ def smoke_test(settings: Settings, version: str, *, rows: int = 200) -> SmokeRes
     except Exception as exc:
         return SmokeResult(False, f"does not load: {type(exc).__name__}: {_line(exc)}")
     model = loaded.model
-    contract = ModelContract(model.card.feature_service, tuple(model.feature_names))
+    contract = gates.ModelContract(model.card.feature_service, tuple(model.feature_names))
     try:
         batch = mlflow_io.reference_frame(settings, loaded.run_id).head(rows)
     except ClvError:
@@ -73,13 +66,13 @@ def check_gates(
     """
     held = mlflow_io.aliases(settings)
     champion = held.get(CHAMPION)
-    candidate = VersionEvidence(version, mlflow_io.version_tags(settings, version))
+    candidate = gates.VersionEvidence(version, mlflow_io.version_tags(settings, version))
     incumbent = (
-        VersionEvidence(champion, mlflow_io.version_tags(settings, champion))
+        gates.VersionEvidence(champion, mlflow_io.version_tags(settings, champion))
         if champion is not None and champion != version
         else None
     )
-    result = evaluate_gates(
+    result = gates.evaluate_gates(
         candidate,
         incumbent,
         settings=settings.registry,

@@ -44,7 +44,7 @@ champion, the comparison is skipped and the check says so. No champion: comparis
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -91,8 +91,8 @@ class VersionEvidence:
 
 
 @dataclass(frozen=True)
-class ServedContract:
-    """The FeatureService the online store serves: its name and ordered feature names."""
+class _Contract:
+    """A FeatureService name and its ordered feature names."""
 
     service: str
     feature_names: tuple[str, ...]
@@ -103,11 +103,13 @@ class ServedContract:
 
 
 @dataclass(frozen=True)
-class ModelContract:
-    """The contract a loaded model consumes (from its bundle's card)."""
+class ServedContract(_Contract):
+    """The FeatureService the online store serves: its name and ordered feature names."""
 
-    service: str
-    feature_names: tuple[str, ...]
+
+@dataclass(frozen=True)
+class ModelContract(_Contract):
+    """The contract a loaded model consumes (from its bundle's card)."""
 
 
 @dataclass(frozen=True)
@@ -117,6 +119,10 @@ class SmokeResult:
     ok: bool
     reason: str
     contract: ModelContract | None = None
+
+    def check(self) -> GateCheck:
+        """The `smoke` gate: it fails unless the version loaded and scored."""
+        return GateCheck("smoke", "pass" if self.ok else "fail", self.reason)
 
 
 @dataclass(frozen=True)
@@ -211,7 +217,7 @@ def evaluate_gates(
         _ece(candidate, champion, tolerance=settings.ece_tolerance),
         _coverage(candidate, band=settings.coverage_band),
         _contract(candidate, served, smoke.contract),
-        GateCheck("smoke", "pass" if smoke.ok else "fail", smoke.reason),
+        smoke.check(),
     )
     return GateResult(
         candidate=candidate.version,
@@ -289,6 +295,30 @@ def _no_tag(key: str) -> str:
     return f"no {key} tag on the candidate"
 
 
+def _against_champion(
+    name: str,
+    key: str,
+    candidate: VersionEvidence,
+    champion: VersionEvidence | None,
+    *,
+    label: str,
+    spec: str,
+    judge: Callable[[float, float], tuple[Outcome, str]],
+) -> GateCheck:
+    """`judge(mine, theirs)` on the candidate's and the champion's `key`, unless the check
+    decides without them: fail when the candidate lacks it, pass with no champion (the
+    candidate's value shown as `label` formatted with `spec`), skip when the champion lacks it."""
+    mine = candidate.metric(key)
+    if mine is None:
+        return GateCheck(name, "fail", _no_tag(key))
+    if champion is None:
+        return GateCheck(name, "pass", f"{label} {mine:{spec}}; no champion yet")
+    theirs = champion.metric(key)
+    if theirs is None:
+        return GateCheck(name, "skip", f"champion v{champion.version} has no {key} tag")
+    return GateCheck(name, *judge(mine, theirs))
+
+
 def _embargo(candidate: VersionEvidence) -> GateCheck:
     name = "embargo"
     flag = candidate.tags.get(EMBARGOED_TAG)
@@ -331,25 +361,22 @@ def _primary(
     noise: Noise | None = None,
 ) -> GateCheck:
     """Gain >= `min_gain` and above 0; with `noise`, also its CI above 0."""
-    name = "primary"
-    mine = candidate.metric(GINI)
-    if mine is None:
-        return GateCheck(name, "fail", _no_tag(GINI))
-    if champion is None:
-        return GateCheck(name, "pass", f"gini {mine:.4f}; no champion yet")
-    theirs = champion.metric(GINI)
-    if theirs is None:
-        return GateCheck(name, "skip", f"champion v{champion.version} has no {GINI} tag")
-    gain = mine - theirs
-    scores = f"gini {mine:.4f} vs {theirs:.4f}: gain {gain:+.4f}"
-    if noise is None:
-        outcome: Outcome = "pass" if gain >= min_gain and gain > 0 else "fail"
-        needs = f"needs {min_gain:+.4f}" + (" and above 0" if min_gain <= 0 else "")
-        return GateCheck(name, outcome, f"{scores} ({needs})")
-    outcome = "pass" if gain >= min_gain and gain > 0 and noise.low > 0 else "fail"
-    within = ": within the noise" if noise.low <= 0 <= noise.high else ""
-    needs = f"needs {min_gain:+.4f} and a CI above 0"
-    return GateCheck(name, outcome, f"{scores}, {noise.interval('+.4f')}{within} ({needs})")
+
+    def judge(mine: float, theirs: float) -> tuple[Outcome, str]:
+        gain = mine - theirs
+        scores = f"gini {mine:.4f} vs {theirs:.4f}: gain {gain:+.4f}"
+        if noise is None:
+            outcome: Outcome = "pass" if gain >= min_gain and gain > 0 else "fail"
+            needs = f"needs {min_gain:+.4f}" + (" and above 0" if min_gain <= 0 else "")
+            return outcome, f"{scores} ({needs})"
+        outcome = "pass" if gain >= min_gain and gain > 0 and noise.low > 0 else "fail"
+        within = ": within the noise" if noise.low <= 0 <= noise.high else ""
+        needs = f"needs {min_gain:+.4f} and a CI above 0"
+        return outcome, f"{scores}, {noise.interval('+.4f')}{within} ({needs})"
+
+    return _against_champion(
+        "primary", GINI, candidate, champion, label="gini", spec=".4f", judge=judge
+    )
 
 
 def _baselines(candidate: VersionEvidence) -> GateCheck:
@@ -384,39 +411,32 @@ def _rmse(
     """At most the champion's + `tolerance_pct`, as a point rule: the noise never excuses an
     RMSE beyond the tolerance (a guardrail is not loosened). With `noise`, the reason also
     gives the bootstrap CI of the difference, so a reviewer sees whether a loss is real."""
-    name = "rmse"
-    mine = candidate.metric(RMSE)
-    if mine is None:
-        return GateCheck(name, "fail", _no_tag(RMSE))
-    if champion is None:
-        return GateCheck(name, "pass", f"rmse {mine:.4g}; no champion yet")
-    theirs = champion.metric(RMSE)
-    if theirs is None:
-        return GateCheck(name, "skip", f"champion v{champion.version} has no {RMSE} tag")
-    limit = theirs * (1.0 + tolerance_pct / 100.0)
-    outcome: Outcome = "pass" if mine <= limit else "fail"
-    scores = f"rmse {mine:.4g} vs {theirs:.4g} (at most {limit:.4g}, +{tolerance_pct}%)"
-    if noise is None:
-        return GateCheck(name, outcome, scores)
-    difference = f"difference {noise.diff:+.4g}, {noise.interval('+.4g')}"
-    return GateCheck(name, outcome, f"{scores}, {difference}")
+
+    def judge(mine: float, theirs: float) -> tuple[Outcome, str]:
+        limit = theirs * (1.0 + tolerance_pct / 100.0)
+        outcome: Outcome = "pass" if mine <= limit else "fail"
+        scores = f"rmse {mine:.4g} vs {theirs:.4g} (at most {limit:.4g}, +{tolerance_pct}%)"
+        if noise is None:
+            return outcome, scores
+        difference = f"difference {noise.diff:+.4g}, {noise.interval('+.4g')}"
+        return outcome, f"{scores}, {difference}"
+
+    return _against_champion(
+        "rmse", RMSE, candidate, champion, label="rmse", spec=".4g", judge=judge
+    )
 
 
 def _ece(
     candidate: VersionEvidence, champion: VersionEvidence | None, *, tolerance: float
 ) -> GateCheck:
-    name = "churn_ece"
-    mine = candidate.metric(ECE)
-    if mine is None:
-        return GateCheck(name, "fail", _no_tag(ECE))
-    if champion is None:
-        return GateCheck(name, "pass", f"ece {mine:.4f}; no champion yet")
-    theirs = champion.metric(ECE)
-    if theirs is None:
-        return GateCheck(name, "skip", f"champion v{champion.version} has no {ECE} tag")
-    limit = theirs + tolerance
-    outcome: Outcome = "pass" if mine <= limit else "fail"
-    return GateCheck(name, outcome, f"ece {mine:.4f} vs {theirs:.4f} (at most {limit:.4f})")
+    def judge(mine: float, theirs: float) -> tuple[Outcome, str]:
+        limit = theirs + tolerance
+        outcome: Outcome = "pass" if mine <= limit else "fail"
+        return outcome, f"ece {mine:.4f} vs {theirs:.4f} (at most {limit:.4f})"
+
+    return _against_champion(
+        "churn_ece", ECE, candidate, champion, label="ece", spec=".4f", judge=judge
+    )
 
 
 def _coverage(candidate: VersionEvidence, *, band: tuple[float, float]) -> GateCheck:
@@ -443,7 +463,7 @@ def _contract(
             "fail",
             f"model uses FeatureService {model.service!r}, online store serves {served.service!r}",
         )
-    mine = feature_names_hash(model.feature_names)
+    mine = model.names_hash
     if mine != served.names_hash:
         missing = sorted(set(model.feature_names) - set(served.feature_names))
         detail = f"; not served: {', '.join(missing[:5])}" if missing else " (order differs)"

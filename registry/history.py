@@ -23,7 +23,7 @@ import time
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
@@ -83,20 +83,7 @@ class HistoryRow:
     status: str
 
     def as_dict(self) -> dict[str, object]:
-        return {
-            "id": self.id,
-            "at": self.at,
-            "actor": self.actor,
-            "model": self.model,
-            "alias": self.alias,
-            "action": self.action,
-            "from_version": self.from_version,
-            "to_version": self.to_version,
-            "reason": self.reason,
-            "gates": self.gates,
-            "forced": self.forced,
-            "status": self.status,
-        }
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 def default_actor() -> str:

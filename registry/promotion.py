@@ -158,28 +158,24 @@ def rollback(
     canary, champion = held.get(CANARY), held.get(CHAMPION)
     if canary_version is not None and canary != canary_version:
         raise ConflictError(f"canary is {version_text(canary)}, not version {canary_version}")
+    expected: dict[str, str | None]
     if canary is not None:
         why = reason or "manual rollback of the canary"
-        rows = apply_moves(
-            settings,
-            [AliasMove(CANARY, None, "rollback", why)],
-            expected={CANARY: canary, CHAMPION: champion},
-            actor=actor,
-        )
-        return ChangeResult(rows, None, f"canary version {canary} rolled back: {why}")
-    if champion is None:
-        raise ClvError("nothing to roll back: no champion and no canary")
-    previous = previous_champion(settings, champion)
-    if previous is None:
-        raise ClvError(f"nothing to roll back to: version {champion} is the first champion")
-    why = reason or f"manual rollback of champion {champion}"
-    rows = apply_moves(
-        settings,
-        [AliasMove(CHAMPION, previous, "rollback", why)],
-        expected={CHAMPION: champion, CANARY: None},
-        actor=actor,
-    )
-    return ChangeResult(rows, None, f"champion -> version {previous} (was version {champion})")
+        move = AliasMove(CANARY, None, "rollback", why)
+        expected = {CANARY: canary, CHAMPION: champion}
+        done = f"canary version {canary} rolled back: {why}"
+    else:
+        if champion is None:
+            raise ClvError("nothing to roll back: no champion and no canary")
+        previous = previous_champion(settings, champion)
+        if previous is None:
+            raise ClvError(f"nothing to roll back to: version {champion} is the first champion")
+        why = reason or f"manual rollback of champion {champion}"
+        move = AliasMove(CHAMPION, previous, "rollback", why)
+        expected = {CHAMPION: champion, CANARY: None}
+        done = f"champion -> version {previous} (was version {champion})"
+    rows = apply_moves(settings, [move], expected=expected, actor=actor)
+    return ChangeResult(rows, None, done)
 
 
 def previous_champion(settings: Settings, champion: str) -> str | None:

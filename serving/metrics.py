@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import threading
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -129,35 +130,15 @@ class LiveMetrics:
 
     def prometheus(self) -> str:
         """The Prometheus text exposition format (version 0.0.4)."""
-        lines = [
-            "# HELP clv_requests_total Score requests by the alias and version that scored them.",
-            "# TYPE clv_requests_total counter",
-        ]
         with self._lock:
             series = sorted(self._series.items())
-            for (alias, version), s in series:
-                lines.append(f"clv_requests_total{_labels(alias, version)} {s.requests}")
-            lines += [
-                "# HELP clv_request_errors_total Failed scoring by alias (canary falls back).",
-                "# TYPE clv_request_errors_total counter",
-            ]
-            for (alias, version), s in series:
-                lines.append(f"clv_request_errors_total{_labels(alias, version)} {s.errors}")
+            lines = _counter("clv_requests_total", series, lambda s: s.requests)
+            lines += _counter("clv_request_errors_total", series, lambda s: s.errors)
             lines.append(
                 f'clv_request_errors_total{{alias="none",version=""}} {self.unrouted_errors}'
             )
-            lines += [
-                "# HELP clv_scored_customers_total Customers scored by alias.",
-                "# TYPE clv_scored_customers_total counter",
-            ]
-            for (alias, version), s in series:
-                lines.append(f"clv_scored_customers_total{_labels(alias, version)} {s.customers}")
-            lines += [
-                "# HELP clv_cold_start_total Unknown customers given the cold-start prior.",
-                "# TYPE clv_cold_start_total counter",
-            ]
-            for (alias, version), s in series:
-                lines.append(f"clv_cold_start_total{_labels(alias, version)} {s.cold_start}")
+            lines += _counter("clv_scored_customers_total", series, lambda s: s.customers)
+            lines += _counter("clv_cold_start_total", series, lambda s: s.cold_start)
             lines += [
                 "# HELP clv_request_duration_seconds Score request latency by alias.",
                 "# TYPE clv_request_duration_seconds histogram",
@@ -188,6 +169,25 @@ class LiveMetrics:
             for alias, version in sorted(self.versions.items()):
                 lines.append(f"clv_model_info{_labels(alias, version)} 1")
         return "\n".join(lines) + "\n"
+
+
+_COUNTER_HELP = {
+    "clv_requests_total": "Score requests by the alias and version that scored them.",
+    "clv_request_errors_total": "Failed scoring by alias (canary falls back).",
+    "clv_scored_customers_total": "Customers scored by alias.",
+    "clv_cold_start_total": "Unknown customers given the cold-start prior.",
+}
+
+
+def _counter(
+    name: str, series: list[tuple[tuple[str, str], _Series]], value: Callable[[_Series], int]
+) -> list[str]:
+    """A counter's HELP and TYPE lines, then its `value` for each (alias, version)."""
+    return [
+        f"# HELP {name} {_COUNTER_HELP[name]}",
+        f"# TYPE {name} counter",
+        *(f"{name}{_labels(alias, version)} {value(s)}" for (alias, version), s in series),
+    ]
 
 
 def _bucket(seconds: float) -> int:

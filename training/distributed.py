@@ -122,9 +122,9 @@ def plan_scale(settings: Settings) -> TrainingScale:
 
 @dataclass(frozen=True)
 class TrainingParts:
-    """The training set on disk: one Parquet file per customer bucket that has rows."""
+    """The training set on disk: one Parquet file per customer bucket that has rows (in the
+    directory `write_parts` was given)."""
 
-    directory: Path
     paths: tuple[Path, ...]
     buckets: int
     rows: int
@@ -167,9 +167,7 @@ def write_parts(
             f"no snapshot has a complete {settings.model.horizon_days}-day label window before "
             f"{end}: build features with earlier snapshots or generate a longer history"
         )
-    return TrainingParts(
-        directory, tuple(paths), buckets, rows, time.perf_counter() - began, data_end=end
-    )
+    return TrainingParts(tuple(paths), buckets, rows, time.perf_counter() - began, data_end=end)
 
 
 def sample_data(settings: Settings, parts: TrainingParts, *, source: FeatureSource) -> TrainingData:
@@ -215,11 +213,7 @@ class DaskRefit:
     parts: TrainingParts
 
     def fit(
-        self,
-        jobs: Sequence[BoosterJob],
-        *,
-        encoder: ClvModel,
-        offset: OffsetFn | None,
+        self, jobs: Sequence[BoosterJob], *, encoder: ClvModel, offset: OffsetFn | None
     ) -> RefitOutcome:
         import dask.dataframe as dd
         from dask.dataframe.dispatch import make_meta

@@ -49,7 +49,8 @@ EvalsLog = dict[str, dict[str, list[float] | list[tuple[float, float]]]]
 
 @dataclass(frozen=True)
 class ValueParams:
-    """Hyper-parameters of the value booster (XGBoost names where they differ: eta, lambda)."""
+    """Hyper-parameters of the value booster (XGBoost names where they differ: eta, lambda);
+    the defaults are XGBoost's own, with 100 rounds (see DEFAULT_VALUE_PARAMS)."""
 
     max_depth: int = 6
     learning_rate: float = 0.3
@@ -188,22 +189,28 @@ class TuningData:
         offset_valid: npt.NDArray[np.float64] | None = None,
     ) -> TuningData:
         names = list(feature_names)
-        train = xgb.QuantileDMatrix(
-            x_train,
-            label=y_train,
-            base_margin=offset_train,
-            feature_names=names,
-            max_bin=MAX_BIN,
-            nthread=nthread,
-        )
-        valid = xgb.QuantileDMatrix(
-            x_valid,
-            label=y_valid,
-            base_margin=offset_valid,
-            feature_names=names,
-            ref=train,
-            nthread=nthread,
-        )
+
+        def matrix(
+            x: npt.NDArray[np.float32],
+            y: npt.NDArray[np.float64],
+            offset: npt.NDArray[np.float64] | None,
+            *,
+            max_bin: int | None = None,
+            ref: xgb.QuantileDMatrix | None = None,
+        ) -> xgb.QuantileDMatrix:
+            return xgb.QuantileDMatrix(
+                x,
+                label=y,
+                base_margin=offset,
+                feature_names=names,
+                nthread=nthread,
+                max_bin=max_bin,
+                ref=ref,
+            )
+
+        # the validation matrix uses the training matrix's quantile cuts (`ref`)
+        train = matrix(x_train, y_train, offset_train, max_bin=MAX_BIN)
+        valid = matrix(x_valid, y_valid, offset_valid, ref=train)
         return cls(train=train, validation=valid, offset=offset_train is not None)
 
 

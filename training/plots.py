@@ -10,6 +10,7 @@ import pandas as pd
 
 if TYPE_CHECKING:
     import optuna
+    from matplotlib.figure import Figure
 
 
 def _pyplot() -> ModuleType:
@@ -33,10 +34,7 @@ def decile_chart(tables: dict[str, pd.DataFrame], path: Path) -> Path:
         ax.set_xlabel("predicted decile (1 = highest)")
         ax.set_ylabel("mean CLV")
         ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def reliability_diagram(tables: dict[str, pd.DataFrame], path: Path) -> Path:
@@ -49,10 +47,7 @@ def reliability_diagram(tables: dict[str, pd.DataFrame], path: Path) -> Path:
     ax.set_xlabel("mean predicted churn probability")
     ax.set_ylabel("observed churn rate")
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def optuna_history(study: optuna.Study, path: Path) -> Path:
@@ -71,7 +66,12 @@ def optuna_history(study: optuna.Study, path: Path) -> Path:
         ax.legend()
     ax.set_xlabel("trial")
     ax.set_ylabel("validation RMSE")
+    return _save(fig, path)
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    """Lay `fig` out, write it to `path` (100 dpi) and close it."""
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _pyplot().close(fig)
     return path

@@ -43,7 +43,7 @@ import numpy as np
 import pandas as pd
 
 from clv.core.errors import DataError
-from clv.core.settings import Settings
+from clv.core.settings import EvaluationSettings, Settings
 from clv.core.store import duckdb_connection
 from clv.core.time import utc
 from clv.evaluation.protocol import evaluation_origins
@@ -111,6 +111,11 @@ class HorizonFit:
     suggestion: str
 
 
+_SUMMARY_FIGURES = ("status", "enforced", "history_days", "customers", "repeat_buyers")
+_SUMMARY_HORIZON = ("horizon_days", "embargoed", "suggested_horizon_days")
+"""The figures of the short form (`Readiness.summary`), in order, and those of its horizon."""
+
+
 @dataclass(frozen=True)
 class Readiness:
     """The figures of one transaction log and the findings on them."""
@@ -174,14 +179,8 @@ class Readiness:
     def summary(self) -> dict[str, object]:
         """The short form (`clv train --json`): status, key figures, findings that are not ok."""
         return {
-            "status": self.status,
-            "enforced": self.enforced,
-            "history_days": self.history_days,
-            "customers": self.customers,
-            "repeat_buyers": self.repeat_buyers,
-            "horizon_days": self.horizon.horizon_days,
-            "embargoed": self.horizon.embargoed,
-            "suggested_horizon_days": self.horizon.suggested_horizon_days,
+            **{k: getattr(self, k) for k in _SUMMARY_FIGURES},
+            **{k: getattr(self.horizon, k) for k in _SUMMARY_HORIZON},
             "findings": [asdict(f) for f in self.findings if f.level != "ok"],
         }
 
@@ -412,8 +411,7 @@ def _fit(
     *,
     horizon_days: int,
     every: str,
-    backtests: int,
-    spacing_days: int,
+    evaluation: EvaluationSettings,
 ) -> _Fit:
     """Labelled snapshots, test origin, embargo and backtests of the default calendar: the
     snapshots `clv features build` makes, judged by clv.evaluation.protocol."""
@@ -426,7 +424,10 @@ def _fit(
         {"event_timestamp": times, "clv_label": [1.0 if ok else np.nan for ok in labelled]}
     )
     origins = evaluation_origins(
-        frame, horizon_days=horizon_days, backtests=backtests, spacing_days=spacing_days
+        frame,
+        horizon_days=horizon_days,
+        backtests=evaluation.backtest_origins,
+        spacing_days=evaluation.origin_spacing_days,
     )
     return _Fit(sum(labelled), origins.test.date(), origins.embargoed, len(origins.backtests))
 
@@ -459,14 +460,7 @@ def horizon_fit(start: pd.Timestamp, end: pd.Timestamp, *, settings: Settings) -
     history = float((end - start) / pd.Timedelta(days=1))
 
     fits = {
-        c: _fit(
-            start,
-            end,
-            horizon_days=c,
-            every=every,
-            backtests=e.backtest_origins,
-            spacing_days=e.origin_spacing_days,
-        )
+        c: _fit(start, end, horizon_days=c, every=every, evaluation=e)
         for c in sorted({h, *(c for c in HORIZON_LADDER if c < h)}, reverse=True)
     }
 

@@ -84,11 +84,7 @@ class RefitBackend(Protocol):
     per-row log baseline (None: the value model has no offset)."""
 
     def fit(
-        self,
-        jobs: Sequence[BoosterJob],
-        *,
-        encoder: ClvModel,
-        offset: OffsetFn | None,
+        self, jobs: Sequence[BoosterJob], *, encoder: ClvModel, offset: OffsetFn | None
     ) -> RefitOutcome: ...
 
 
@@ -153,11 +149,7 @@ class InMemoryRefit:
     frame: pd.DataFrame
 
     def fit(
-        self,
-        jobs: Sequence[BoosterJob],
-        *,
-        encoder: ClvModel,
-        offset: OffsetFn | None,
+        self, jobs: Sequence[BoosterJob], *, encoder: ClvModel, offset: OffsetFn | None
     ) -> RefitOutcome:
         import xgboost as xgb
 
