@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NotRequired, TypedDict, Unpack
 
 import duckdb
 import pandas as pd
@@ -96,6 +97,7 @@ def read_parquet_bucket(
     cols = ", ".join(f'"{c}"' for c in columns) if columns else "*"
     grouped = groups is not None and buckets > 1 and not groups.empty
     con = duckdb_connection()
+    con.execute("SET preserve_insertion_order = true")  # the file's row order, every time
     try:
         if grouped:
             con.register(GROUPS_RELATION, groups)
@@ -106,14 +108,17 @@ def read_parquet_bucket(
     return frame
 
 
+class Bucket(TypedDict):
+    """Which bucket `read_parquet_bucket` reads, as keyword arguments."""
+
+    buckets: int
+    bucket: int
+    columns: NotRequired[Sequence[str] | None]
+    groups: NotRequired[pd.DataFrame | None]
+
+
 def read_table_bucket(
-    settings: Settings,
-    table: TableName,
-    *,
-    buckets: int,
-    bucket: int,
-    columns: Sequence[str] | None = None,
-    groups: pd.DataFrame | None = None,
+    settings: Settings, table: TableName, **bucket: Unpack[Bucket]
 ) -> pd.DataFrame:
     """One customer bucket of an ingested table (see `bucket_predicate` and
     `read_parquet_bucket`)."""
@@ -122,7 +127,7 @@ def read_table_bucket(
         raise NotReadyError(
             f"no {table} in {settings.offline_dir}: run `clv data ingest PATH --table {table}`"
         )
-    return read_parquet_bucket(path, buckets=buckets, bucket=bucket, columns=columns, groups=groups)
+    return read_parquet_bucket(path, **bucket)
 
 
 def write_table(settings: Settings, table: TableName, frame: pd.DataFrame) -> Path:

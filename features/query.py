@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Required, TypedDict, Unpack
 
 import duckdb
 import pandas as pd
@@ -38,6 +39,11 @@ def feature_connection(
     # the epoch ranges of identities make DuckDB underestimate the snapshot grid, and below
     # this many rows it runs the attributes' ASOF join as a nested loop (13 s instead of 0.2)
     con.execute("SET asof_loop_join_threshold = 0")
+    # One thread: DuckDB's parallel aggregation merges partial sums in whatever order its
+    # threads finish, so the same data gave features that differed in the last bits (and rows
+    # in another order) from one build to the next, and so did every model fitted on them.
+    # A build that needs more cores runs its customer buckets on Dask (clv.features.buckets).
+    con.execute("SET threads = 1")
     return con
 
 
@@ -140,27 +146,23 @@ def compute_features_arrow(
     )
 
 
+class FeatureOptions(TypedDict, total=False):
+    """The keyword options of `compute_features` (those of `compute_features_arrow`)."""
+
+    margin_rate: Required[float]
+    created: datetime | None
+    identities: IdentityMap | None
+
+
 def compute_features(
     transactions: pd.DataFrame,
     customers: pd.DataFrame | None,
     events: pd.DataFrame | None,
     snapshots: list[pd.Timestamp],
-    *,
-    margin_rate: float,
-    created: datetime | None = None,
-    identities: IdentityMap | None = None,
+    **options: Unpack[FeatureOptions],
 ) -> pd.DataFrame:
     """The feature rows as a pandas frame (one row per known customer and snapshot)."""
-    table = compute_features_arrow(
-        transactions,
-        customers,
-        events,
-        snapshots,
-        margin_rate=margin_rate,
-        created=created,
-        identities=identities,
-    )
-    return table.to_pandas()
+    return compute_features_arrow(transactions, customers, events, snapshots, **options).to_pandas()
 
 
 def _microseconds(table: pa.Table) -> pa.Table:
