@@ -6,6 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_WORKSPACE ?= demo-workspace
 PYTEST_ARGS ?=
+PYTEST_WORKERS ?= 2
 NAMESPACE := build/namespace
 
 .PHONY: env demo test lint format bench clean
@@ -25,10 +26,12 @@ demo: $(STAMP)
 	rm -rf $(DEMO_WORKSPACE)
 	$(BIN)/clv --workspace $(DEMO_WORKSPACE) demo
 
-## Every test. Integration tests need the servers that .ci/run starts (Postgres, Redis,
-## Chromium); without them they are skipped, and pytest says so.
+## Every test, on $(PYTEST_WORKERS) pytest-xdist workers (a file's tests on one worker, the tests on the
+## real services on one worker in order: tests/conftest.py). Integration tests need the servers
+## that .ci/run starts (Postgres, Redis, Chromium); without them they are skipped, and pytest
+## says so.
 test: $(STAMP)
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 ## mypy and the import contracts read the folders as the one `clv` tree a wheel installs:
 ## $(NAMESPACE)/clv links each subpackage folder (clv.SUBPACKAGES) under its name.

@@ -33,3 +33,13 @@ def dask_scheduler(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         for proc in reversed(procs):
             stop_process(proc)
         log.close()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """`make test` runs on two pytest-xdist workers (`--dist loadgroup`): a file's tests stay
+    on one worker (its module fixtures are built once), and every test on the real services
+    runs on the same one, in order (they share one Redis, which one of them restarts)."""
+    for item in items:
+        shared = item.get_closest_marker("integration") is not None
+        group = "services" if shared else item.nodeid.split("::", 1)[0]
+        item.add_marker(pytest.mark.xdist_group(group))

@@ -163,6 +163,8 @@ def test_whole_lifecycle_on_postgres_and_redis(
     with (ws / "clv.yaml").open("a") as config:  # the server polls the registry often
         config.write("serving:\n  reload_seconds: 0.5\n  stats_seconds: 0.5\n")
         config.write("model:\n  horizon_days: 90\n")  # 18 months: enough for an embargo
+        # the gates and the verdicts read the test origin (tests/e2e/test_retrain_scenarios.py)
+        config.write("evaluation:\n  backtest_origins: 0\n")
     settings = load_settings(ws)
     client = mlflow.MlflowClient(tracking_uri=uris["mlflow"], registry_uri=uris["mlflow"])
     host, port = uris["redis"].rsplit(":", 1)

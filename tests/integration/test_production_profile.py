@@ -25,6 +25,7 @@ def test_lifecycle_on_postgres_and_redis(
     uris = production_profile
     with (tmp_path / "clv.yaml").open("a") as config:  # 24 months: enough for an embargo
         config.write("model:\n  horizon_days: 90\n")
+        config.write("evaluation:\n  backtest_origins: 0\n")  # the services, not backtests
         # 382 repeat buyers, below readiness.min_repeat_buyers: this test is about the services
         config.write("readiness:\n  enforce: false\n")
     _clv(tmp_path, "data", "generate", "--customers", "500", "--months", "24", "--seed", "3")

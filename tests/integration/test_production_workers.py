@@ -29,6 +29,8 @@ def _world(workspace: Path, *, db: Callable[[str], str]) -> dict[str, str]:
     (workspace / "clv.yaml").write_text(
         f"mlflow:\n  tracking_uri: {uris['mlflow']}\ntuning:\n  storage: {uris['optuna']}\n"
         "model:\n  horizon_days: 90\n"
+        # the workers' tests read the test origin's and the served recipe's studies: a faster loop
+        "evaluation:\n  backtest_origins: 0\n"
         # 460 repeat buyers, below readiness.min_repeat_buyers: these tests are about workers
         "readiness:\n  enforce: false\n"
     )

@@ -67,6 +67,7 @@ def served(
     # `production_profile` wrote clv.yaml; its Redis is the one `restartable_redis` restarts.
     with (tmp_path / "clv.yaml").open("a") as config:  # 24 months: enough for an embargo
         config.write("model:\n  horizon_days: 90\n")
+        config.write("evaluation:\n  backtest_origins: 0\n")  # Redis, not backtests
         # 310 repeat buyers, below readiness.min_repeat_buyers: this test is about Redis
         config.write("readiness:\n  enforce: false\n")
     _clv(tmp_path, "data", "generate", "--customers", "400", "--months", "24", "--seed", "3")
