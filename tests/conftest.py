@@ -35,11 +35,16 @@ def dask_scheduler(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         log.close()
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """`make test` runs on two pytest-xdist workers (`--dist loadgroup`): a file's tests stay
-    on one worker (its module fixtures are built once), and every test on the real services
-    runs on the same one, in order (they share one Redis, which one of them restarts)."""
-    for item in items:
-        shared = item.get_closest_marker("integration") is not None
-        group = "services" if shared else item.nodeid.split("::", 1)[0]
-        item.add_marker(pytest.mark.xdist_group(group))
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
+    """`make test` runs on two pytest-xdist workers. A file's tests stay on one worker (its
+    module fixtures are built once), and every test on the real services runs on the same one,
+    in order: they share one Redis, which one of them restarts. (A scheduler, not
+    `xdist_group` marks: pytest 9 ignores the node ids pytest-xdist 3.8 rewrites for them.)"""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class FileOrServices(LoadScopeScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return "services" if path.startswith("tests/integration/") else path
+
+    return FileOrServices(config, log)
