@@ -138,7 +138,7 @@ def ingest(
 ) -> None:
     """Validate raw files into the offline store; bad rows go to .clv/quarantine/."""
     from clv.core.errors import DataError
-    from clv.inputs.ingest import ingest_all
+    from clv.inputs.ingest import HINTS, ingest_all
 
     settings = settings_of(ctx)
     if not path.exists():
@@ -163,7 +163,8 @@ def ingest(
         if bad:
             reasons = ", ".join(f"{k} {v:,}" for k, v in r.quarantined.items())
             line += f" ({reasons}) -> {r.quarantine_path}"
-        lines.append(line + f"; stored {r.stored_rows:,} rows")
+        line += f"; stored {r.stored_rows:,} rows"
+        lines.append(line + "".join(f"\n  {k}: {HINTS[k]}" for k in r.quarantined if k in HINTS))
     emit("\n".join(lines), {"results": [r.as_dict() for r in results]}, as_json=as_json)
 
 

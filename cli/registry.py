@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from clv.core.console import JsonOption, emit, settings_of
-from clv.core.tags import EMBARGOED_TAG, MODEL_GINI, eval_tag
+from clv.core.tags import EMBARGOED_TAG, MODEL_GINI, STATUS_INCOMPLETE, STATUS_TAG, eval_tag
 
 app = typer.Typer(
     help="Registered model versions, their aliases and promotion.", no_args_is_help=True
@@ -33,9 +33,11 @@ def list_(ctx: typer.Context, as_json: bool = JsonOption) -> None:
         embargo = {"true": "embargoed", "false": "NOT EMBARGOED"}.get(
             v.version_tags.get(EMBARGOED_TAG, ""), "embargo unknown"
         )
+        incomplete = v.version_tags.get(STATUS_TAG) == STATUS_INCOMPLETE
         lines.append(
-            f"  v{v.version}{tag}  {v.created:%Y-%m-%d %H:%M}  gini {gini:.3f}{versus}"
-            f"  {embargo}{gated}  run {v.run_id}"
+            f"  v{v.version}{tag}  {v.created:%Y-%m-%d %H:%M}"
+            + ("  INCOMPLETE (registration did not complete)" if incomplete else "")
+            + f"  gini {gini:.3f}{versus}  {embargo}{gated}  run {v.run_id}"
         )
     emit(
         "\n".join(lines),

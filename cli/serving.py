@@ -19,31 +19,29 @@ if TYPE_CHECKING:
 def serve(
     ctx: typer.Context,
     host: str | None = typer.Option(None, "--host", help="Bind address (default serving.host)."),
-    port: int | None = typer.Option(None, "--port", help="Port (default serving.port)."),
+    port: int | None = typer.Option(
+        None, "--port", help="Port, 1-65535 or 0 for any free one (default serving.port)."
+    ),
     as_json: bool = JsonOption,
 ) -> None:
     """Serve POST /score (champion + canary, online features), /healthz, /readyz, /metrics."""
-    import uvicorn
-
-    from clv.serving.app import create_app
+    from clv.serving import listen
+    from clv.serving.app import bearer_token, create_app
 
     settings = settings_of(ctx)
-    bind_host = host or settings.serving.host
-    bind_port = port or settings.serving.port
+    auth = bearer_token(settings) is not None  # an empty token stops here, before the bind
+    sock = listen.bind(
+        host or settings.serving.host, settings.serving.port if port is None else port
+    )
     app = create_app(settings, freeze_gc=True)
-    url = f"http://{bind_host}:{bind_port}"
-    import os
-
-    auth = bool(os.environ.get(settings.serving.auth_token_env))
+    bound_host, bound_port, url = listen.bound_url(sock)
     emit(
         f"serving {settings.mlflow.model_name}@champion (+ canary when set) on {url} "
         f"(POST /score{' with bearer auth' if auth else ''}, GET /readyz, GET /metrics)",
-        {"url": url, "host": bind_host, "port": bind_port, "alias": "champion", "auth": auth},
+        {"url": url, "host": bound_host, "port": bound_port, "alias": "champion", "auth": auth},
         as_json=as_json,
     )
-    uvicorn.run(
-        app, host=bind_host, port=bind_port, workers=1, log_level="warning", access_log=False
-    )
+    listen.run(app, sock)
 
 
 def score(

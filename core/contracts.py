@@ -171,8 +171,18 @@ CONTRACTS: dict[TableName, TableContract] = {
 class RejectReason(StrEnum):
     """Why a row went to quarantine; one per row, the first that applies."""
 
+    MALFORMED_ROW = "malformed_row"
+    """A CSV row with more or fewer fields than the header (its cells are kept by position)."""
     MISSING_ID = "missing_customer_id"
+    INVALID_ID = "invalid_id"
+    """An id (a `*_id` column) holding a control character (NUL, tab, newline, ...) or longer
+    than `ingest.max_id_length` characters."""
     BAD_TIMESTAMP = "unparseable_timestamp"
+    AMBIGUOUS_DATE = "ambiguous_date"
+    """A numeric date (01/02/2024) whose day-month order the file does not decide (no day above
+    12 in one order only): set `ingest.dayfirst`."""
+    UNKNOWN_TIMEZONE = "unknown_timezone"
+    """A time-zone name that is not one offset (IST, BST: several zones): write an offset."""
     FUTURE_TIMESTAMP = "future_timestamp"
     BAD_AMOUNT = "non_numeric_amount"
     BAD_VALUE = "non_numeric_value"

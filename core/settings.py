@@ -138,6 +138,21 @@ class IngestSettings(_Frozen):
         500_000,
         "rows parsed per chunk (memory is bounded by the chunk)",
     )
+    max_id_length: int = _positive(
+        256,
+        "ids (customer_id, order_id, line_id, alias_id) longer than this many characters are "
+        "quarantined (invalid_id), as are ids holding a control character",
+    )
+    dayfirst: bool | Literal["auto"] = Field(
+        "auto",
+        description="numeric dates (01/02/2024): true: day first; false: month first; auto: "
+        "decided once per file by a day above 12, else quarantined (ambiguous_date)",
+    )
+    epoch_unit: Literal["none", "s", "ms"] = Field(
+        "none",
+        description="timestamps written as a bare number: seconds (s) or milliseconds (ms) "
+        "since 1970-01-01 UTC; none: not timestamps (unparseable_timestamp)",
+    )
 
 
 class EvaluationSettings(_Frozen):
@@ -267,6 +282,14 @@ class ServingSettings(_Frozen):
     host: str = "127.0.0.1"
     port: int = Field(8000, gt=0, lt=65536)
     max_batch: int = _positive(1000)
+    max_body_bytes: int = _positive(
+        1_048_576,
+        "largest /score request body in bytes; a larger one is refused with 413, unread",
+    )
+    max_id_length: int = _positive(
+        256,
+        "longest customer id /score accepts, in characters; a longer one is refused with 422",
+    )
     value_thresholds: Band | None = Field(
         default=None,
         description="CLV cut points low|mid and mid|high; default: terciles of the champion's "
@@ -282,7 +305,8 @@ class ServingSettings(_Frozen):
     )
     auth_token_env: str = Field(
         default="CLV_SERVING_TOKEN",
-        description="environment variable holding the bearer token /score requires (unset: open)",
+        description="environment variable holding the bearer token /score requires (unset: "
+        "open; set but empty: `clv serve` refuses to start)",
     )
     webhook_url: str | None = Field(
         default=None, description="`clv score --all` posts the at-risk customers here (JSON)"
@@ -358,6 +382,11 @@ class RegistrySettings(_Frozen):
     lock_timeout_seconds: float = _positive(
         30.0,
         "wait this long for the lock",
+    )
+    incomplete_grace_seconds: float = _positive(
+        3600.0,
+        "a version without training's completion tag, whose training process cannot be "
+        "checked from this host, is marked incomplete this long after it was created",
     )
 
     @model_validator(mode="after")

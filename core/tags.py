@@ -15,6 +15,18 @@ EMBARGOED_TAG = "evaluation.embargoed"
 """"true" when the version's test metrics come from an embargoed out-of-time evaluation
 (clv.evaluation.protocol); the gates refuse a version without it."""
 EVALUATION_REASON = "evaluation.reason"
+STATUS_TAG = "clv.status"
+"""A version's registration state: training writes "complete" as its very last registry write
+(after every evaluation tag); the registry writes "incomplete" on a version whose training
+stopped before that (clv.registry.completion), and the gates refuse it."""
+STATUS_COMPLETE = "complete"
+STATUS_INCOMPLETE = "incomplete"
+STATUS_REASON_TAG = "clv.status.reason"
+"""Why a version was marked incomplete."""
+RUN_OWNER_TAG = "clv.owner"
+"""A training run's tag (not a version's): `host:pid:start` of the process that trains it
+(`start` is the process's start time in clock ticks, or "-"), so that a later command can tell
+a live registration from one whose process is gone."""
 FEATURE_SERVICE = "feature_service"
 FEATURE_NAMES_HASH = "feature_names_hash"
 TEST_SNAPSHOT = "test_snapshot"

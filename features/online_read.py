@@ -72,9 +72,7 @@ class OnlineBatch:
                 out[name] = pd.Series(col, dtype=object)
             else:
                 out[name] = np.array([np.nan if v is None else v for v in col], dtype=np.float64)
-        seconds = np.array([np.nan if t is None else t for t in self.timestamps], dtype=np.float64)
-        stamps = pd.to_datetime(seconds, unit="s", utc=True)
-        out["feature_timestamp"] = pd.Series(stamps).astype(TS_DTYPE)
+        out["feature_timestamp"] = _utc_stamps(self.timestamps)
         return out
 
     @classmethod
@@ -95,6 +93,29 @@ class OnlineBatch:
             values=values,
             timestamps=seconds,
         )
+
+
+_NAT = np.iinfo(np.int64).min
+
+
+def _micros(seconds: float | None) -> int:
+    """Epoch seconds as whole microseconds, as `pd.to_datetime(unit="s")` then `[us]` gives
+    them (whole seconds, nanoseconds rounded to 9 places, floored to us); NaT when missing."""
+    if seconds is None or not math.isfinite(seconds):
+        return int(_NAT)
+    whole = int(seconds)
+    nanos = whole * 1_000_000_000 + int(round(seconds - whole, 9) * 1_000_000_000)
+    return nanos // 1_000
+
+
+def _utc_stamps(timestamps: Sequence[float | None]) -> pd.Series:
+    """Feature timestamps (epoch seconds, None for a cold start) as a `TS_DTYPE` column.
+
+    In integers: pandas' float path (`to_datetime(unit="s")`) multiplies under
+    `np.errstate(over="raise")`, and a cold start's NaN there failed `explain` requests with
+    `FloatingPointError: overflow encountered in multiply` (issue 15)."""
+    micros = np.fromiter((_micros(t) for t in timestamps), dtype=np.int64, count=len(timestamps))
+    return pd.Series(micros.view("M8[us]")).dt.tz_localize("UTC").astype(TS_DTYPE)
 
 
 class FeatureReader(Protocol):

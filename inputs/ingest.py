@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -42,9 +42,11 @@ from clv.inputs.parse import (
     arrow_schema,
     check_columns,
     empty_table,
-    parse_rows,
+    original_as_text,
+    parse_in_file_order,
 )
 from clv.inputs.personal import protect
+from clv.inputs.raw_csv import Chunk, csv_chunks
 from clv.inputs.reconcile import (
     AMOUNT_BOUND_FACTOR,
     FileRules,
@@ -54,10 +56,12 @@ from clv.inputs.reconcile import (
     reconcile,
     stored_view,
 )
+from clv.inputs.timestamps import TimeRules
 from clv.inputs.versions import merge_versions
 
 __all__ = [
     "AMOUNT_BOUND_FACTOR",
+    "HINTS",
     "MIN_DATE",
     "IngestResult",
     "Plausibility",
@@ -76,6 +80,16 @@ CSV_SUFFIXES = (".csv", ".csv.gz", ".txt")
 PARQUET_SUFFIXES = (".parquet", ".pq")
 SOURCE_FILE = "source_file"
 """Quarantine column naming the part a row came from (folder ingests only)."""
+HINTS: dict[str, str] = {
+    RejectReason.AMBIGUOUS_DATE.value: "dates such as 01/02/2024 may be day or month first and "
+    "the file does not say: set ingest.dayfirst (true: day first, false: month first) and "
+    "ingest the quarantined rows again",
+    RejectReason.UNKNOWN_TIMEZONE.value: "a time-zone name stands for several zones: write an "
+    "offset (2024-01-05T10:00+05:30) instead",
+    RejectReason.MALFORMED_ROW.value: "rows with more or fewer fields than the header: an "
+    "unquoted comma or a cut line",
+}
+"""What to do about a reason, printed with the run's summary when it occurred."""
 
 
 @dataclass(frozen=True)
@@ -89,6 +103,12 @@ class Plausibility:
     @classmethod
     def from_settings(cls, settings: Settings) -> Plausibility:
         return cls(utc(pd.Timestamp(settings.ingest.min_date)), settings.ingest.max_abs_amount)
+
+
+def time_rules(settings: Settings) -> TimeRules:
+    """How the `ingest` settings ask timestamps to be read."""
+    s = settings.ingest
+    return TimeRules(dayfirst=None if s.dayfirst == "auto" else s.dayfirst, epoch_unit=s.epoch_unit)
 
 
 def file_rules(settings: Settings, bounds: Plausibility | None = None) -> FileRules:
@@ -246,6 +266,7 @@ def validate(
     now: pd.Timestamp,
     bounds: Plausibility | None = None,
     rules: FileRules | None = None,
+    times: TimeRules | None = None,
 ) -> Validation:
     """Split `frame` into accepted rows (canonical dtypes) and rejected rows with a reason, by
     the same row and file rules as `ingest` (without a store).
@@ -260,7 +281,14 @@ def validate(
     check_columns(frame.columns, contract, source=table)
     limits = bounds if bounds is not None else Plausibility()
     chosen = rules if rules is not None else FileRules(max_abs_amount=limits.max_abs_amount)
-    parsed = parse_rows(frame, table, now=now, min_date=limits.min_date)
+    parsed, _ = parse_in_file_order(
+        frame,
+        table,
+        times=times if times is not None else TimeRules(),
+        whole_file=lambda: (frame,),
+        now=now,
+        min_date=limits.min_date,
+    )
     raw_columns = [str(c) for c in frame.columns]
     con = duckdb_connection()
     try:
@@ -345,23 +373,22 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def read_chunks(path: Path, rows: int) -> Iterator[pd.DataFrame]:
-    """A raw file in frames of at most `rows` rows: CSV cells stay text (the row rules parse
-    them), Parquet as stored."""
+def read_chunks(path: Path, rows: int) -> Iterator[Chunk]:
+    """A raw file in chunks of at most `rows` rows: CSV cells stay text (the row rules parse
+    them; rows that do not fit the header are set aside), Parquet as stored."""
     name = path.name.lower()
     try:
         if name.endswith(CSV_SUFFIXES):
-            reader = pd.read_csv(
-                path, dtype=str, keep_default_na=False, na_filter=False, chunksize=rows
-            )
-            with reader:
-                yield from reader
+            yield from csv_chunks(path, _header(path), rows)
             return
         if name.endswith(PARQUET_SUFFIXES):
             parquet = pq.ParquetFile(path)
             columns = _data_columns(parquet.schema_arrow.names)
+            first = 1
             for batch in parquet.iter_batches(batch_size=rows, columns=columns):
-                yield batch.to_pandas()
+                numbers = np.arange(first, first + batch.num_rows, dtype=np.int64)
+                first += batch.num_rows
+                yield Chunk(batch.to_pandas(), numbers)
             return
     except (pd.errors.ParserError, pd.errors.EmptyDataError, OSError, ValueError) as exc:
         raise DataError(f"{path}: cannot read ({_first_line(exc)})") from exc
@@ -370,7 +397,7 @@ def read_chunks(path: Path, rows: int) -> Iterator[pd.DataFrame]:
 
 def read_raw(path: Path) -> pd.DataFrame:
     """A whole raw file as one frame (small files and tests; ingest streams `read_chunks`)."""
-    frames = list(read_chunks(path, 1 << 62))
+    frames = [c.frame for c in read_chunks(path, 1 << 62)]
     return frames[0] if frames else pd.DataFrame(columns=_header(path))
 
 
@@ -411,27 +438,62 @@ def _stage(
     )
     valid_path, rejected_path = work / "valid.parquet", work / "rejected.parquet"
     min_date = Plausibility.from_settings(settings).min_date
+    times = time_rules(settings)
     read = 0
+
+    def raw(chunk: pd.DataFrame, part: Path) -> pd.DataFrame:
+        frame = protect(chunk, settings).rename(columns=lambda c: str(c).strip())
+        if len(files) > 1:
+            frame[SOURCE_FILE] = part.name
+        return frame
+
+    def whole_file() -> Iterable[pd.DataFrame]:
+        for part in files:
+            for again in read_chunks(part, settings.ingest.chunk_rows):
+                yield again.frame.rename(columns=lambda c: str(c).strip())
+
     with (
         pq.ParquetWriter(valid_path, schema) as valid_out,
         pq.ParquetWriter(rejected_path, rejected_schema) as rejected_out,
     ):
         for part in files:
+            offset = read  # rows of the earlier parts: a folder's rows are numbered through
             for chunk in read_chunks(part, settings.ingest.chunk_rows):
-                frame = protect(chunk, settings).rename(columns=lambda c: str(c).strip())
-                if len(files) > 1:
-                    frame[SOURCE_FILE] = part.name
-                parsed = parse_rows(frame, table, now=now, min_date=min_date, first_row=read + 1)
-                read += len(frame)
+                parsed, times = parse_in_file_order(
+                    raw(chunk.frame, part),
+                    table,
+                    times=times,
+                    whole_file=whole_file,
+                    now=now,
+                    min_date=min_date,
+                    row_numbers=offset + chunk.rows,
+                    max_id_length=settings.ingest.max_id_length,
+                )
+                read += len(chunk.frame) + len(chunk.malformed)
                 valid_out.write_table(
                     pa.Table.from_pandas(parsed.valid, schema=schema, preserve_index=False)
                 )
+                rejects = [parsed.rejected]
+                if len(chunk.malformed):
+                    rejects.append(
+                        _malformed(raw(chunk.malformed, part), offset + chunk.malformed_rows)
+                    )
                 rejected_out.write_table(
                     pa.Table.from_pandas(
-                        parsed.rejected, schema=rejected_schema, preserve_index=False
+                        pd.concat(rejects, ignore_index=True),
+                        schema=rejected_schema,
+                        preserve_index=False,
                     )
                 )
     return _Staged(read, valid_path, rejected_path, raw_columns)
+
+
+def _malformed(frame: pd.DataFrame, numbers: np.ndarray) -> pd.DataFrame:
+    """Rows that did not fit the header, as row rejects (`malformed_row`)."""
+    out = original_as_text(frame.reset_index(drop=True)).add_prefix(RAW)
+    out.insert(0, REASON, RejectReason.MALFORMED_ROW.value)
+    out.insert(0, ROW_NUMBER, numbers.astype(np.int64))
+    return out
 
 
 def _sql_path(path: Path) -> str:

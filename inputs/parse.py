@@ -9,7 +9,8 @@ duplicates) can quarantine it later with what the file said.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
 
 import numpy as np
 import numpy.typing as npt
@@ -19,6 +20,7 @@ import pyarrow as pa
 from clv.core.contracts import CONTRACTS, TS_DTYPE, Column, RejectReason, TableContract, TableName
 from clv.core.errors import DataError
 from clv.core.time import utc
+from clv.inputs.timestamps import TimeRules, file_date_order, parse_times, stripped_text
 
 ROW_NUMBER = "row_number"
 REASON = "reason"
@@ -27,7 +29,10 @@ RAW = "raw__"
 
 ROW_REASONS: tuple[RejectReason, ...] = (
     RejectReason.MISSING_ID,
+    RejectReason.INVALID_ID,
     RejectReason.BAD_TIMESTAMP,
+    RejectReason.AMBIGUOUS_DATE,
+    RejectReason.UNKNOWN_TIMEZONE,
     RejectReason.FUTURE_TIMESTAMP,
     RejectReason.BAD_AMOUNT,
     RejectReason.BAD_VALUE,
@@ -38,6 +43,11 @@ ROW_REASONS: tuple[RejectReason, ...] = (
 
 MIN_DATE = pd.Timestamp("1970-01-01", tz="UTC")
 """Default `ingest.min_date` (the Unix epoch: no real customer log starts before it)."""
+MAX_ID_LENGTH = 256
+"""Default `ingest.max_id_length`: far above real ids (a UUID has 36 characters, a hex
+SHA-256 64), far below a pasted blob or a whole row that slid into one cell."""
+_CONTROL = r"[\x00-\x1f\x7f-\x9f]"
+"""Control characters (Unicode category Cc): a NUL or a newline inside an id."""
 
 _ARROW = {
     "string": pa.string(),
@@ -47,35 +57,13 @@ _ARROW = {
 }
 
 
-def _text(col: pd.Series) -> pd.Series:
-    """Strings, stripped; empty -> missing."""
-    s = col.astype("string").str.strip()
-    return s.mask(s == "")
+_text = stripped_text
 
 
 def _to_object(s: pd.Series) -> pd.Series:
     """A nullable string series as plain Python strings with None for missing (Parquet-friendly)."""
     out = s.astype(object)
     return out.where(s.notna(), None)
-
-
-def parse_ts(col: pd.Series) -> tuple[pd.Series, npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
-    """(UTC microsecond timestamps, missing mask, unparseable mask). Naive values are UTC."""
-    if pd.api.types.is_datetime64_any_dtype(col.dtype):
-        parsed = col.dt.tz_localize("UTC") if col.dt.tz is None else col.dt.tz_convert("UTC")
-        missing = parsed.isna().to_numpy()
-        return parsed.astype(TS_DTYPE), missing, np.zeros(len(col), dtype=bool)
-    text = _text(col)
-    missing = text.isna().to_numpy()
-    parsed = pd.to_datetime(text, utc=True, errors="coerce", format="ISO8601")
-    failed = parsed.isna().to_numpy() & ~missing
-    if failed.any():
-        # Common non-ISO forms ("01/31/2024 10:00", "Jan 5 2024"): slower, so only where needed.
-        retry = pd.to_datetime(text[failed], utc=True, errors="coerce", format="mixed")
-        parsed = parsed.copy()
-        parsed[failed] = retry
-        failed = parsed.isna().to_numpy() & ~missing
-    return parsed.astype(TS_DTYPE), missing, failed
 
 
 def _parse_number(
@@ -182,8 +170,12 @@ def parse_rows(
     now: pd.Timestamp,
     min_date: pd.Timestamp = MIN_DATE,
     first_row: int = 1,
+    row_numbers: npt.NDArray[np.int64] | None = None,
+    times: TimeRules = TimeRules(),
+    max_id_length: int = MAX_ID_LENGTH,
 ) -> ParsedRows:
-    """Parse a raw chunk whose first data row is number `first_row` (columns already checked).
+    """Parse a raw chunk whose first data row is number `first_row` (or whose rows are numbered
+    `row_numbers`; columns already checked).
 
     A missing amount is quantity x unit_price when both parsed."""
     contract = CONTRACTS[table]
@@ -201,8 +193,11 @@ def parse_rows(
             continue
         raw = frame[column.name].reset_index(drop=True)
         if column.kind == "timestamp":
-            values, missing, bad = parse_ts(raw)
-            flags[RejectReason.BAD_TIMESTAMP] |= bad
+            ts = parse_times(raw, times)
+            values, missing = ts.values, ts.missing
+            flags[RejectReason.BAD_TIMESTAMP] |= ts.bad
+            flags[RejectReason.AMBIGUOUS_DATE] |= ts.ambiguous
+            flags[RejectReason.UNKNOWN_TIMEZONE] |= ts.unknown_zone
             future = (values > now_utc).fillna(False).to_numpy(dtype=bool)
             flags[RejectReason.FUTURE_TIMESTAMP] |= future
             early = (values < min_date).fillna(False).to_numpy(dtype=bool)
@@ -217,6 +212,8 @@ def parse_rows(
         else:
             text = _text(raw)
             missing = text.isna().to_numpy()
+            if column.name.endswith("_id"):
+                flags[RejectReason.INVALID_ID] |= _invalid_id(text, max_id_length)
             clean[column.name] = _to_object(text)
         missing_by[column.name] = missing
     for column in contract.inputs:
@@ -234,7 +231,9 @@ def parse_rows(
     code = np.full(n, -1, dtype=np.int64)
     for k, reason in enumerate(ROW_REASONS):
         code[(code < 0) & flags[reason]] = k
-    numbers = np.arange(first_row, first_row + n, dtype=np.int64)
+    numbers = (
+        np.arange(first_row, first_row + n, dtype=np.int64) if row_numbers is None else row_numbers
+    )
     raw_text = original_as_text(frame.reset_index(drop=True)).add_prefix(RAW)
     good = code < 0
     valid = pd.DataFrame(clean).loc[good].reset_index(drop=True)
@@ -254,3 +253,45 @@ def _absent(column: Column, n: int) -> pd.Series:
     if column.kind == "number":
         return pd.Series(np.nan, index=range(n), dtype="float64")
     return pd.Series(np.full(n, None, dtype=object))
+
+
+def _invalid_id(text: pd.Series, max_length: int) -> npt.NDArray[np.bool_]:
+    """Ids holding a control character or longer than `max_length` characters."""
+    bad = text.str.contains(_CONTROL) | (text.str.len() > max_length)
+    return bad.fillna(False).to_numpy(dtype=bool)
+
+
+def parse_in_file_order(
+    frame: pd.DataFrame,
+    table: TableName,
+    *,
+    times: TimeRules,
+    whole_file: Callable[[], Iterable[pd.DataFrame]],
+    now: pd.Timestamp,
+    min_date: pd.Timestamp = MIN_DATE,
+    row_numbers: npt.NDArray[np.int64] | None = None,
+    max_id_length: int = MAX_ID_LENGTH,
+) -> tuple[ParsedRows, TimeRules]:
+    """`parse_rows`, deciding the day-month order from `whole_file` (its chunks, read again) the
+    first time a chunk holds numeric dates of unknown order; the rules to parse later chunks by.
+    A file whose order stays unknown quarantines those rows (ambiguous_date)."""
+
+    def parse(rules: TimeRules) -> ParsedRows:
+        return parse_rows(
+            frame,
+            table,
+            now=now,
+            min_date=min_date,
+            row_numbers=row_numbers,
+            times=rules,
+            max_id_length=max_id_length,
+        )
+
+    parsed = parse(times)
+    unknown = (parsed.rejected[REASON] == RejectReason.AMBIGUOUS_DATE.value).any()
+    if times.dayfirst is not None or times.decided or not unknown:
+        return parsed, times
+    stamps = [c.name for c in CONTRACTS[table].inputs if c.kind == "timestamp"]
+    columns = (chunk[c] for chunk in whole_file() for c in stamps if c in chunk.columns)
+    decided = replace(times, dayfirst=file_date_order(columns), decided=True)
+    return (parse(decided) if decided.dayfirst is not None else parsed), decided

@@ -30,8 +30,15 @@ from pathlib import Path
 
 from clv.core.errors import ClvError
 from clv.core.settings import Settings
-from clv.core.tags import CHURN_ECE, FEATURE_NAMES_HASH, MODEL_GINI, TEST_SNAPSHOT
-from clv.jobs.run_record import Outcome, RunRecord, new_record, retrain_lock
+from clv.core.tags import (
+    CHURN_ECE,
+    FEATURE_NAMES_HASH,
+    MODEL_GINI,
+    STATUS_COMPLETE,
+    STATUS_TAG,
+    TEST_SNAPSHOT,
+)
+from clv.jobs.run_record import Outcome, RunRecord, abandon_stale, new_record, retrain_lock
 
 GATES_EXIT = 1
 ACTOR = "clv retrain"
@@ -68,6 +75,8 @@ def run_retrain(
     ReadinessError when the data are below a readiness minimum (unless `skip_readiness`)."""
     say = progress or (lambda _m: None)
     with retrain_lock(settings):
+        for stale in abandon_stale(settings):
+            say(f"retrain: {stale.name} was left running by a killed run: marked abandoned")
         record = new_record(settings, forced=force)
         verdict, retrain = _monitor(settings, record, say)
         if not retrain and not force:
@@ -204,6 +213,8 @@ def verify_logged(settings: Settings, version: str) -> dict[str, object]:
     missing = [t for t in REQUIRED_TAGS if t not in info.version_tags]
     if missing:
         raise ClvError(f"version {version} lacks tags {missing}: no alias was moved")
+    if info.version_tags.get(STATUS_TAG) != STATUS_COMPLETE:
+        raise ClvError(f"version {version}'s registration did not complete: no alias was moved")
     loaded = load_version(settings, version)
     return {
         "status": info.status,

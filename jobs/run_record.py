@@ -3,7 +3,9 @@
 - one run at a time: an exclusive non-blocking `flock` on `<ws>/.clv/retrain.lock`; a second
   run fails at once with a one-line message (exit code 4);
 - a run record `<ws>/.clv/retrain/<UTC stamp>.json` is rewritten atomically after every step
-  (steps, timings, outcome), so a killed run leaves a record saying where it stopped.
+  (steps, timings, outcome), so a killed run leaves a record saying where it stopped;
+- the next run, holding the lock, marks such a record (still "running", another pid)
+  `abandoned`, with the dead pid and when it was found (`abandon_stale`).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ Outcome = Literal[
     "awaiting_approval",
     "gates_failed",
     "failed",
+    "abandoned",
 ]
 
 
@@ -56,10 +59,7 @@ class RunRecord:
         return {**kept, "pid": os.getpid()}
 
     def save(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(self.as_dict(), indent=2, default=str) + "\n")
-        tmp.replace(self.path)
+        _write(self.path, self.as_dict())
 
     @contextlib.contextmanager
     def step(self, name: str) -> Iterator[dict[str, object]]:
@@ -109,11 +109,53 @@ def retrain_lock(settings: Settings) -> Iterator[Path]:
         handle.close()
 
 
+def _write(path: Path, doc: dict[str, object]) -> None:
+    """Write a record atomically (temp file + rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(doc, indent=2, default=str) + "\n")
+    tmp.replace(path)
+
+
+def abandon_stale(settings: Settings) -> list[Path]:
+    """Mark every record still "running" by another process `abandoned` (with its pid, when,
+    and its running step); call it holding `retrain_lock`: a run that still ran would hold the
+    lock, so such a record's process is gone. The records marked."""
+    marked: list[Path] = []
+    now = datetime.now(UTC).isoformat(timespec="seconds")
+    for path in sorted((settings.state_dir / RECORD_DIR).glob("*.json")):
+        try:
+            doc = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if not isinstance(doc, dict) or doc.get("outcome") != "running":
+            continue
+        pid = doc.get("pid")
+        if pid == os.getpid():
+            continue
+        for step in doc.get("steps") or []:
+            if isinstance(step, dict) and step.get("status") == "running":
+                step["status"] = "abandoned"
+        doc["outcome"] = "abandoned"
+        doc["abandoned"] = {
+            "pid": pid,
+            "at": now,
+            "reason": f"process {pid} stopped without finishing: it no longer holds {LOCK_FILE}",
+        }
+        _write(path, doc)
+        marked.append(path)
+    return marked
+
+
 def new_record(settings: Settings, *, forced: bool) -> RunRecord:
-    """A run record named by the UTC time it starts, saved at once."""
+    """A run record named by the UTC time it starts (never another's), saved at once."""
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    path = settings.state_dir / RECORD_DIR / f"{stamp}.json"
+    n = 1
+    while path.exists():  # a record of the same second (e.g. one just marked abandoned)
+        path, n = path.with_name(f"{stamp}_{n}.json"), n + 1  # sorts after
     record = RunRecord(
-        path=settings.state_dir / RECORD_DIR / f"{stamp}.json",
+        path=path,
         started_at=datetime.now(UTC).isoformat(timespec="seconds"),
         forced=forced,
     )

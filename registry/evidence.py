@@ -64,6 +64,7 @@ def check_gates(
     (`eval.champion.*`) the gates compare on those (`clv.registry.gates.
     champion_on_candidate_rows`). `by` names the job that checked (tag `gate.by`).
     """
+    mlflow_io.mark_incomplete(settings)  # a version left by a killed training is refused
     held = mlflow_io.aliases(settings)
     champion = held.get(CHAMPION)
     candidate = gates.VersionEvidence(version, mlflow_io.version_tags(settings, version))

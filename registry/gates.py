@@ -6,6 +6,8 @@ Evidence comes from the version's evaluation tags (written by training: `eval.mo
 from a smoke test (the version loads and scores a batch). `clv.registry.evidence` gathers it.
 
 Gates, in order:
+- `registration` (only for a version marked `clv.status=incomplete`, clv.registry.completion):
+  its training stopped after registering it and before tagging it; it always fails.
 - `embargo`: the candidate's evaluation was embargoed out of time (`evaluation.embargoed`,
   clv.evaluation.protocol); evidence whose label windows overlap is no ground for a promotion
   (`--force` overrides).
@@ -60,6 +62,9 @@ from clv.core.tags import (
     INTERVAL_COVERAGE,
     MODEL_GINI,
     MODEL_RMSE,
+    STATUS_INCOMPLETE,
+    STATUS_REASON_TAG,
+    STATUS_TAG,
     TEST_SNAPSHOT,
     champion_tag,
     eval_tag,
@@ -199,6 +204,7 @@ def evaluate_gates(
     champion = champion_on_candidate_rows(candidate, champion)
     level = settings.noise_level
     checks = (
+        *_registration(candidate),
         _embargo(candidate),
         _snapshot(candidate, champion),
         _primary(
@@ -317,6 +323,15 @@ def _against_champion(
     if theirs is None:
         return GateCheck(name, "skip", f"champion v{champion.version} has no {key} tag")
     return GateCheck(name, *judge(mine, theirs))
+
+
+def _registration(candidate: VersionEvidence) -> tuple[GateCheck, ...]:
+    """A failing `registration` check for a version marked incomplete (its training stopped
+    before tagging it: clv.registry.completion); nothing otherwise."""
+    if candidate.tags.get(STATUS_TAG) != STATUS_INCOMPLETE:
+        return ()
+    why = candidate.tags.get(STATUS_REASON_TAG, "its training stopped before tagging it")
+    return (GateCheck("registration", "fail", f"registration incomplete: {why}"),)
 
 
 def _embargo(candidate: VersionEvidence) -> GateCheck:

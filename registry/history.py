@@ -27,10 +27,10 @@ from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from clv.core.errors import ClvError, ConfigError
-from clv.core.services import is_sql, uri_scheme
+from clv.core.services import is_sql, redact, uri_scheme
 
 LEASE_SECONDS = 30.0
 PENDING, DONE, FAILED = "pending", "done", "failed"
@@ -63,6 +63,33 @@ lock_table = sa.Table(
 
 class LockTimeoutError(ClvError):
     """Another alias change held the lock for longer than the timeout."""
+
+
+class HistoryDatabaseError(ClvError):
+    """The tracking database failed for a reason other than contention (read-only, missing,
+    corrupt...): reported as itself, at once."""
+
+
+CONTENTION_SQLSTATES = ("55P03", "40001", "40P01")
+"""Postgres lock_not_available, serialization_failure, deadlock_detected."""
+
+
+def is_contention(exc: DBAPIError) -> bool:
+    """A lock or busy error (another writer: retry), as opposed to any other database error."""
+    orig = getattr(exc, "orig", None)
+    code = getattr(orig, "pgcode", None) or getattr(orig, "sqlstate", None)
+    if code in CONTENTION_SQLSTATES:
+        return True
+    text = str(orig if orig is not None else exc).lower()
+    return "database is locked" in text or "database table is locked" in text or "busy" in text
+
+
+def database_error(uri: str, exc: DBAPIError) -> HistoryDatabaseError:
+    """A one-line error naming the database and its own reason."""
+    orig = getattr(exc, "orig", None)
+    lines = [ln.strip() for ln in str(orig if orig is not None else exc).splitlines() if ln]
+    reason = lines[0] if lines else type(exc).__name__
+    return HistoryDatabaseError(f"alias history database {redact(uri)}: {reason}")
 
 
 @dataclass(frozen=True)
@@ -125,7 +152,10 @@ class History:
             return _engine(self.uri)
         except OperationalError:
             _engine.cache_clear()  # tables created concurrently: try once more
-            return _engine(self.uri)
+            try:
+                return _engine(self.uri)
+            except OperationalError as exc:
+                raise database_error(self.uri, exc) from exc
 
     # ------------------------------------------------------------------ lock
 
@@ -134,7 +164,10 @@ class History:
         """Hold the model's alias lock for the block; raises LockTimeoutError after the timeout."""
         token = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         deadline = time.monotonic() + self.lock_timeout
-        self._ensure_lock_row(model)
+        try:
+            self._ensure_lock_row(model)
+        except OperationalError as exc:
+            raise database_error(self.uri, exc) from exc
         while not self._try_acquire(model, token):
             if time.monotonic() > deadline:
                 raise LockTimeoutError(
@@ -177,8 +210,10 @@ class History:
                     .values(holder=token, expires=now + LEASE_SECONDS)
                 )
                 return bool(result.rowcount == 1)
-        except OperationalError:  # SQLite "database is locked" under contention: try again
-            return False
+        except OperationalError as exc:
+            if is_contention(exc):  # SQLite "database is locked" under contention: try again
+                return False
+            raise database_error(self.uri, exc) from exc
 
     # ------------------------------------------------------------------ rows
 

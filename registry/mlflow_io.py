@@ -7,20 +7,25 @@ Loading takes the fast path: the version's run artifact `bundle/` is downloaded 
 from __future__ import annotations
 
 import shutil
+import socket
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pandas as pd
 from mlflow import MlflowClient
+from mlflow.entities import Run
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 
 from clv.core.contracts import CHAMPION
 from clv.core.errors import ClvError, NotReadyError
 from clv.core.settings import Settings
+from clv.core.tags import RUN_OWNER_TAG, STATUS_INCOMPLETE, STATUS_REASON_TAG, STATUS_TAG
 from clv.model.bundle import CARD_FILE, ClvModel
+from clv.registry.completion import judge_registration, owner_alive
 from clv.training.mlflow_io import (
     BUNDLE_PATH,
     EVAL_BUNDLE_PATH,
@@ -189,9 +194,11 @@ def set_version_tags(settings: Settings, version: str, tags: dict[str, str]) -> 
 
 
 def list_versions(settings: Settings) -> list[VersionInfo]:
-    """Every registered version, newest first ([] when nothing is registered)."""
+    """Every registered version, newest first ([] when nothing is registered); versions
+    whose registration did not complete are marked first (`mark_incomplete`)."""
     client = connect(settings)
     name = settings.mlflow.model_name
+    mark_incomplete(settings)
     try:
         found = client.search_model_versions(f"name = '{name}'")
     except MlflowException:
@@ -201,6 +208,51 @@ def list_versions(settings: Settings) -> list[VersionInfo]:
         held.setdefault(version, []).append(alias)
     infos = [_info(client, mv, detail=False, aliases=held.get(str(mv.version), [])) for mv in found]
     return sorted(infos, key=lambda v: int(v.version), reverse=True)
+
+
+def mark_incomplete(settings: Settings) -> tuple[str, ...]:
+    """Mark each version whose registration did not complete (clv.registry.completion): tags
+    `clv.status=incomplete` with the reason, and its run FAILED when it was left RUNNING.
+    A version a live training run is still tagging is left alone. The versions marked."""
+    client = connect(settings)
+    name = settings.mlflow.model_name
+    try:
+        found = client.search_model_versions(f"name = '{name}'")
+    except MlflowException:
+        return ()
+    host, now_ms = socket.gethostname(), time.time() * 1000.0
+    marked: list[str] = []
+    for mv in found:
+        tags = {str(k): str(v) for k, v in (mv.tags or {}).items()}
+        if STATUS_TAG in tags:
+            continue
+        run = _run(client, mv.run_id)
+        owner = run.data.tags.get(RUN_OWNER_TAG) if run is not None else None
+        judged = judge_registration(
+            tags,
+            run_status=str(run.info.status) if run is not None else None,
+            owner=owner,
+            owner_alive=owner_alive(owner, host=host),
+            age_seconds=(now_ms - int(mv.creation_timestamp)) / 1000.0,
+            grace_seconds=settings.registry.incomplete_grace_seconds,
+        )
+        if judged.state != "incomplete":
+            continue
+        client.set_model_version_tag(name, str(mv.version), STATUS_REASON_TAG, judged.reason)
+        client.set_model_version_tag(name, str(mv.version), STATUS_TAG, STATUS_INCOMPLETE)
+        if run is not None and run.info.status == "RUNNING":
+            client.set_terminated(str(mv.run_id), "FAILED")
+        marked.append(str(mv.version))
+    return tuple(marked)
+
+
+def _run(client: MlflowClient, run_id: str | None) -> Run | None:
+    if not run_id:
+        return None
+    try:
+        return client.get_run(run_id)
+    except MlflowException:
+        return None
 
 
 def version_info(settings: Settings, version: str) -> VersionInfo:

@@ -21,6 +21,9 @@ from clv.registry.history import DONE, HistoryRow, default_actor
 from clv.registry.mlflow_io import CANARY_SHADOW_TAG, CANARY_SHARE_TAG
 from clv.registry.moves import AliasMove, ConflictError, apply_moves, history, version_text
 
+REFUSED = "refused"
+"""The status of a history row for a change that was refused (a second rollback)."""
+
 
 class GateError(ClvError):
     """A version failed its promotion gates (and --force was not given)."""
@@ -149,7 +152,9 @@ def rollback(
     actor: str | None = None,
     canary_version: str | None = None,
 ) -> ChangeResult:
-    """End the canary when one runs; otherwise give the champion back to its predecessor.
+    """End the canary when one runs; otherwise give the champion back to its predecessor,
+    once: a champion that a rollback restored is not rolled back again (ClvError, with a
+    `refused` history row saying when it was rolled back).
 
     `canary_version` (the automatic rollback) rolls back only that canary: if another
     version became canary meanwhile, the call fails with a ConflictError.
@@ -167,7 +172,10 @@ def rollback(
     else:
         if champion is None:
             raise ClvError("nothing to roll back: no champion and no canary")
-        previous = previous_champion(settings, champion)
+        made = champion_change(settings, champion)
+        if made is not None and made.action == "rollback":
+            _refuse_second_rollback(settings, made, actor=actor)
+        previous = made.from_version if made is not None else None
         if previous is None:
             raise ClvError(f"nothing to roll back to: version {champion} is the first champion")
         why = reason or f"manual rollback of champion {champion}"
@@ -178,9 +186,34 @@ def rollback(
     return ChangeResult(rows, None, done)
 
 
-def previous_champion(settings: Settings, champion: str) -> str | None:
-    """The version the current champion replaced (from the history)."""
+def champion_change(settings: Settings, champion: str) -> HistoryRow | None:
+    """The history row that made `champion` the champion (the newest done one)."""
     for row in history(settings).rows(settings.mlflow.model_name, limit=None):
         if row.alias == CHAMPION and row.status == DONE and row.to_version == champion:
-            return row.from_version
+            return row
     return None
+
+
+def _refuse_second_rollback(settings: Settings, made: HistoryRow, *, actor: str | None) -> None:
+    """A champion that a rollback restored is not rolled back again: that would re-instate the
+    version just rolled back from, without gates. Recorded as a `refused` row; raises."""
+    why = (
+        f"already rolled back from {version_text(made.from_version)} to "
+        f"{version_text(made.to_version)} at {made.at[:19].replace('T', ' ')} UTC "
+        f"(history #{made.id})"
+    )
+    h = history(settings)
+    row = h.begin(
+        model=settings.mlflow.model_name,
+        alias=CHAMPION,
+        action="rollback",
+        from_version=made.to_version,
+        to_version=made.from_version,
+        reason=f"refused: {why}",
+        actor=actor or default_actor(),
+    )
+    h.finish(row, status=REFUSED)
+    raise ClvError(
+        f"not rolled back: {why}; promote a version through the gates "
+        "(`clv registry promote`) to change the champion"
+    )

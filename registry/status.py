@@ -66,9 +66,14 @@ def status(
     settings: Settings, *, auto_rollback: bool = True, actor: str | None = None
 ) -> StatusReport:
     """Aliases, canary vs champion on live traffic, and an automatic rollback on a breach."""
+    incomplete = mlflow_io.mark_incomplete(settings)
     state = mlflow_io.registry_state(settings)
     live = read_live_stats(settings)
     verdict, notes = judge_live(settings, state, live)
+    notes = (
+        *notes,
+        *(f"version {v} marked incomplete: its registration did not complete" for v in incomplete),
+    )
     rolled: ChangeResult | None = None
     if verdict is not None and verdict.action == "rollback" and auto_rollback:
         try:

@@ -15,6 +15,11 @@ up the event loop.
 
 Auth: when the environment variable named by `serving.auth_token_env` (CLV_SERVING_TOKEN) is
 set, `/score` needs `Authorization: Bearer <token>`; health, readiness and metrics stay open.
+Set but empty (or blank) is a startup error, never open access.
+
+Limits: a body over `serving.max_body_bytes` is a 413 (refused from its Content-Length, or as
+soon as the streamed body passes the limit, never parsed), an id over `serving.max_id_length`
+characters a 422; neither error echoes the input.
 """
 
 from __future__ import annotations
@@ -30,7 +35,8 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from clv.core.contracts import CHAMPION
-from clv.core.settings import Settings
+from clv.core.errors import ClvError
+from clv.core.settings import ServingSettings, Settings
 from clv.features.online_read import FeatureReader
 from clv.serving.coalesce import Coalescer
 from clv.serving.identities import AliasHolder
@@ -106,19 +112,32 @@ def create_app(
     def prometheus() -> Response:
         return Response(metrics.prometheus(), media_type="text/plain; version=0.0.4")
 
-    token = os.environ.get(settings.serving.auth_token_env) or None
+    token = bearer_token(settings)
     endpoint = ScoreEndpoint(
         holder,
         reader,
         aliases,
         metrics,
-        max_batch=settings.serving.max_batch,
-        expected_auth=f"Bearer {token}".encode() if token else None,
+        limits=settings.serving,
+        expected_auth=f"Bearer {token}".encode() if token is not None else None,
     )
     # A plain Starlette route: the body is parsed and validated here (ScoreRequest), so
     # FastAPI's per-request dependency solving would only add cost to the hot path.
     app.add_route("/score", endpoint.score, methods=["POST"])
     return app
+
+
+def bearer_token(settings: Settings) -> str | None:
+    """The token `/score` requires: None when its variable is unset (open access); a variable
+    set but empty or blank is an error, so that a broken secret never opens the server."""
+    name = settings.serving.auth_token_env
+    token = os.environ.get(name) if name else None
+    if token is not None and not token.strip():
+        raise ClvError(
+            f"{name} is set but empty: set the bearer token /score requires, "
+            f"or unset {name} to serve without auth"
+        )
+    return token
 
 
 def _readiness(holder: ModelHolder, reader: FeatureReader, aliases: AliasHolder) -> Response:
@@ -157,14 +176,16 @@ class ScoreEndpoint:
         aliases: AliasHolder,
         metrics: LiveMetrics,
         *,
-        max_batch: int,
+        limits: ServingSettings,
         expected_auth: bytes | None,
     ) -> None:
         self.holder = holder
         self.reader = reader
         self.aliases = aliases
         self.metrics = metrics
-        self.max_batch = max_batch
+        self.max_batch = limits.max_batch
+        self.max_body_bytes = limits.max_body_bytes
+        self.max_id_length = limits.max_id_length
         self.expected_auth = expected_auth
         self.coalescer = Coalescer()
 
@@ -178,8 +199,14 @@ class ScoreEndpoint:
                     401,
                     headers={"WWW-Authenticate": "Bearer"},
                 )
+        raw = await _bounded_body(request, self.max_body_bytes)
+        if raw is None:
+            return _json(
+                {"detail": f"request body over serving.max_body_bytes ({self.max_body_bytes})"},
+                413,
+            )
         try:
-            body = ScoreRequest.model_validate_json(await request.body())
+            body = ScoreRequest.model_validate_json(raw)
         except ValidationError as exc:
             return _json({"detail": _validation_detail(exc)}, 422)
         requested = body.customer_ids
@@ -188,6 +215,15 @@ class ScoreEndpoint:
                 {
                     "detail": f"customer_ids must hold 1 to {self.max_batch} ids "
                     f"(got {len(requested)})"
+                },
+                422,
+            )
+        too_long = next((i for i, c in enumerate(requested) if len(c) > self.max_id_length), None)
+        if too_long is not None:  # the id itself is not echoed
+            return _json(
+                {
+                    "detail": f"customer_ids.{too_long}: {len(requested[too_long])} characters, "
+                    f"over serving.max_id_length ({self.max_id_length})"
                 },
                 422,
             )
@@ -230,6 +266,22 @@ class ScoreEndpoint:
                 cold_start=obs.cold_start,
                 predictions=obs.predictions,
             )
+
+
+async def _bounded_body(request: Request, limit: int) -> bytes | None:
+    """The request body, or None once it is known to exceed `limit` bytes (from its
+    Content-Length, else while it streams in): a body that large is never held whole."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _json(

@@ -7,11 +7,13 @@ explicitly so that logging a model never inspects the network or the environment
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.util
 import logging
 import os
 import shutil
+import socket
 import subprocess
 import tempfile
 import time
@@ -29,6 +31,13 @@ from mlflow import MlflowClient
 from mlflow.pyfunc.model import PythonModel, PythonModelContext
 
 from clv.core.settings import CODE_ROOT, Settings
+from clv.core.tags import (
+    RUN_OWNER_TAG,
+    STATUS_COMPLETE,
+    STATUS_INCOMPLETE,
+    STATUS_REASON_TAG,
+    STATUS_TAG,
+)
 from clv.model.bundle import ClvModel
 
 if TYPE_CHECKING:
@@ -123,6 +132,8 @@ class TrainingRun:
         self.client = client
         self.run_id = run_id
         self.experiment_id = experiment_id
+        self.versions: list[str] = []
+        """The model versions this run registered (marked complete when the run ends well)."""
 
     def log_trial(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         """Optuna callback: one nested run per finished trial (complete, pruned or failed)."""
@@ -154,6 +165,11 @@ class TrainingRun:
     def log_files(self, directory: Path, *, artifact_path: str) -> None:
         """Every file of `directory` (tables, PNG plots) under `artifact_path`."""
         self.client.log_artifacts(self.run_id, str(directory), artifact_path=artifact_path)
+
+    def tag_versions(self, tags: Mapping[str, str]) -> None:
+        """The same tags on every version this run registered."""
+        for version in self.versions:
+            self.tag_version(version, tags)
 
     def tag_version(self, version: str, tags: Mapping[str, str]) -> None:
         """Tags on the registered model version (the evaluation that promotion gates read)."""
@@ -209,6 +225,7 @@ class TrainingRun:
         version = info.registered_model_version
         if version is None:  # pragma: no cover - registration is requested above
             raise RuntimeError("MLflow did not register a model version")
+        self.versions.append(str(version))
         return LoggedVersion(run_id=self.run_id, version=str(version))
 
 
@@ -270,7 +287,42 @@ def training_run(settings: Settings, *, run_name: str) -> Iterator[TrainingRun]:
     client = connect(settings)
     experiment_id = ensure_experiment(settings, client)
     with mlflow.start_run(experiment_id=experiment_id, run_name=run_name) as run:
-        yield TrainingRun(settings, client, run_id=run.info.run_id, experiment_id=experiment_id)
+        client.set_tag(run.info.run_id, RUN_OWNER_TAG, run_owner())
+        mrun = TrainingRun(settings, client, run_id=run.info.run_id, experiment_id=experiment_id)
+        try:
+            yield mrun
+        except BaseException as exc:
+            with contextlib.suppress(Exception):  # best effort: the original error is reported
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+                mrun.tag_versions(
+                    {
+                        STATUS_TAG: STATUS_INCOMPLETE,
+                        STATUS_REASON_TAG: f"training failed: {type(exc).__name__}: {first}"[:500],
+                    }
+                )
+            raise
+        # The very last registry write of a training run: every evaluation tag is on the
+        # version; a version without it was left by a run that stopped (clv.registry.completion).
+        mrun.tag_versions({STATUS_TAG: STATUS_COMPLETE})
+
+
+def run_owner() -> str:
+    """`host:pid:start` of this process (the RUN_OWNER_TAG of its training runs)."""
+    pid = os.getpid()
+    state = process_state(pid)
+    return f"{socket.gethostname()}:{pid}:{state[1] if state is not None else '-'}"
+
+
+def process_state(pid: int) -> tuple[str, str] | None:
+    """Process `pid`'s state letter (`Z` for a zombie) and start time in clock ticks since
+    boot (`/proc/<pid>/stat` fields 3 and 22, proc(5)); None without /proc or such a process.
+    With the pid, the start time names one process: pids are reused, start times are not."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    after_name = stat.rsplit(")", 1)[-1].split()  # field 3 onwards
+    return (after_name[0], after_name[19]) if len(after_name) > 19 else None
 
 
 def pip_requirements() -> list[str]:
