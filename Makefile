@@ -31,7 +31,7 @@ demo: $(STAMP)
 ## that .ci/run starts (Postgres, Redis, Chromium); without them they are skipped, and pytest
 ## says so.
 test: $(STAMP)
-	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadscope $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadscope --no-loadscope-reorder $(PYTEST_ARGS)
 
 ## mypy and the import contracts read the folders as the one `clv` tree a wheel installs:
 ## $(NAMESPACE)/clv links each subpackage folder (clv.SUBPACKAGES) under its name.
