@@ -1,11 +1,14 @@
 """Child processes clv starts (the demo's server, workers): a free port, waiting until a server
-answers, stopping a process."""
+answers, stopping a process; and who a process is (`run_owner`, `process_state`), so that a
+later command can tell a dead owner from a live one."""
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import time
+from pathlib import Path
 
 import httpx
 
@@ -42,3 +45,22 @@ def wait_for_http(url: str, proc: subprocess.Popen[bytes], *, timeout: float) ->
             pass
         time.sleep(0.25)
     raise ClvError(f"{url} did not answer 200 within {timeout:.0f} s")
+
+
+def run_owner() -> str:
+    """`host:pid:start` of this process (the RUN_OWNER_TAG of its training runs)."""
+    pid = os.getpid()
+    state = process_state(pid)
+    return f"{socket.gethostname()}:{pid}:{state[1] if state is not None else '-'}"
+
+
+def process_state(pid: int) -> tuple[str, str] | None:
+    """Process `pid`'s state letter (`Z` for a zombie) and start time in clock ticks since
+    boot (`/proc/<pid>/stat` fields 3 and 22, proc(5)); None without /proc or such a process.
+    With the pid, the start time names one process: pids are reused, start times are not."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    after_name = stat.rsplit(")", 1)[-1].split()  # field 3 onwards
+    return (after_name[0], after_name[19]) if len(after_name) > 19 else None

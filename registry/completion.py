@@ -15,8 +15,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
+from clv.core.processes import process_state
 from clv.core.tags import STATUS_COMPLETE, STATUS_INCOMPLETE, STATUS_REASON_TAG, STATUS_TAG
-from clv.training.mlflow_io import process_state
 
 RegistrationState = Literal["complete", "in_progress", "incomplete"]
 ENDED_BADLY = ("FAILED", "KILLED")

@@ -13,7 +13,6 @@ import importlib.util
 import logging
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -30,6 +29,7 @@ import pandas as pd
 from mlflow import MlflowClient
 from mlflow.pyfunc.model import PythonModel, PythonModelContext
 
+from clv.core.processes import run_owner
 from clv.core.settings import CODE_ROOT, Settings
 from clv.core.tags import (
     RUN_OWNER_TAG,
@@ -304,25 +304,6 @@ def training_run(settings: Settings, *, run_name: str) -> Iterator[TrainingRun]:
         # The very last registry write of a training run: every evaluation tag is on the
         # version; a version without it was left by a run that stopped (clv.registry.completion).
         mrun.tag_versions({STATUS_TAG: STATUS_COMPLETE})
-
-
-def run_owner() -> str:
-    """`host:pid:start` of this process (the RUN_OWNER_TAG of its training runs)."""
-    pid = os.getpid()
-    state = process_state(pid)
-    return f"{socket.gethostname()}:{pid}:{state[1] if state is not None else '-'}"
-
-
-def process_state(pid: int) -> tuple[str, str] | None:
-    """Process `pid`'s state letter (`Z` for a zombie) and start time in clock ticks since
-    boot (`/proc/<pid>/stat` fields 3 and 22, proc(5)); None without /proc or such a process.
-    With the pid, the start time names one process: pids are reused, start times are not."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    after_name = stat.rsplit(")", 1)[-1].split()  # field 3 onwards
-    return (after_name[0], after_name[19]) if len(after_name) > 19 else None
 
 
 def pip_requirements() -> list[str]:

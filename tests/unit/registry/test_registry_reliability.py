@@ -28,6 +28,7 @@ from sqlalchemy.exc import OperationalError
 
 from clv.cli.main import main
 from clv.core.errors import ClvError
+from clv.core.processes import process_state, run_owner
 from clv.core.settings import Settings
 from clv.core.tags import STATUS_COMPLETE, STATUS_INCOMPLETE, STATUS_REASON_TAG, STATUS_TAG
 from clv.jobs.retrain import run_retrain
@@ -39,7 +40,7 @@ from clv.registry.gates import ServedContract
 from clv.registry.history import History, HistoryDatabaseError, is_contention
 from clv.registry.moves import history
 from clv.registry.promotion import GateError, promote, rollback
-from clv.training.mlflow_io import connect, process_state, run_owner, training_run
+from clv.training.mlflow_io import connect, training_run
 
 pytestmark = pytest.mark.slow
 Register = Callable[..., tuple[str, str]]
