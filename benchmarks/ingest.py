@@ -31,7 +31,7 @@ def generate_and_ingest(*, quick: bool) -> Figures:
         "generate_seconds": round(t1 - t0, 2),
         "write_csv_seconds": round(t2 - t1, 2),
         "ingest_csv_seconds": round(t3 - t2, 2),
-        "accepted": {r.table: r.accepted for r in results},
+        "inserted": {r.table: r.inserted for r in results},
         "peak_rss_mib": peak_rss_mib(),
     }
 

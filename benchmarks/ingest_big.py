@@ -162,8 +162,8 @@ def _check(results: list[dict[str, object]], written: BigFile) -> Figures:
     quarantined: dict[str, int] = {}
     for r in results:
         read += int(str(r["read"]))
-        accepted += int(str(r["accepted"]))
-        present += int(str(r["already_present"]))
+        accepted += int(str(r["inserted"])) + int(str(r["replaced"]))
+        present += int(str(r["unchanged"]))
         bad = r["quarantined"]
         assert isinstance(bad, dict)
         for k, v in bad.items():

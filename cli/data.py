@@ -144,13 +144,13 @@ def ingest(
     if not path.exists():
         raise DataError(f"{path}: no such file or folder")
     progress(f"ingesting {path}")
-    results = ingest_all(settings, path, table=table.value if table else None)
+    run = ingest_all(settings, path, table=table.value if table else None, on_wait=progress)
     lines = []
-    for r in results:
+    for r in run.results:
         bad = sum(r.quarantined.values())
         line = (
-            f"{r.table}: read {r.read:,}, accepted {r.accepted:,}, "
-            f"already present {r.already_present:,}, quarantined {bad:,}"
+            f"{r.table}: read {r.read:,}, inserted {r.inserted:,}, replaced {r.replaced:,}, "
+            f"unchanged {r.unchanged:,}, quarantined {bad:,}"
         )
         if r.superseded:
             line += f", superseded {r.superseded:,}"
@@ -165,7 +165,15 @@ def ingest(
             line += f" ({reasons}) -> {r.quarantine_path}"
         line += f"; stored {r.stored_rows:,} rows"
         lines.append(line + "".join(f"\n  {k}: {HINTS[k]}" for k in r.quarantined if k in HINTS))
-    emit("\n".join(lines), {"results": [r.as_dict() for r in results]}, as_json=as_json)
+    if len(run.files) > 1 or run.skipped:
+        stored = sum(f.outcome == "stored" for f in run.files)
+        lines.append(f"files: {stored:,} stored, {len(run.skipped):,} skipped")
+        lines += [f"  skipped {f.path}: {f.reason}" for f in run.skipped]
+    payload = {
+        "results": [r.as_dict() for r in run.results],
+        "files": [f.as_dict() for f in run.files],
+    }
+    emit("\n".join(lines), payload, as_json=as_json)
 
 
 @app.command()

@@ -1,8 +1,9 @@
 """`clv monitor run` and `clv retrain`: thin commands over clv.monitoring.drift and .retrain.
 
-Exit codes: `monitor run` 0 for OK or WARN, 3 for RETRAIN (a gate a scheduler can act on);
-`retrain` 0 when it finished (nothing to do, canary started, awaiting approval), 1 when the
-challenger failed its gates, 4 when another retrain holds the lock.
+Exit codes: `monitor run` 0 for OK or WARN, 3 for RETRAIN (a gate a scheduler can act on), 5
+for DATA_QUALITY (non-finite features: fix the data first); `retrain` 0 when it finished
+(nothing to do, canary started, awaiting approval), 1 when the challenger failed its gates, 4
+when another retrain holds the lock, 5 when it refused corrupt data.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
     from clv.monitoring.drift import MonitorResult
 
 RETRAIN_EXIT = 3
+DATA_QUALITY_EXIT = 5
 
 app = typer.Typer(help="Drift, calibration and backtest reports on the champion, and a verdict.")
 
@@ -39,11 +41,15 @@ def run(
     emit(_summary(result), _payload(result), as_json=as_json)
     if result.verdict is Verdict.RETRAIN:
         raise typer.Exit(RETRAIN_EXIT)
+    if result.verdict is Verdict.DATA_QUALITY:
+        raise typer.Exit(DATA_QUALITY_EXIT)
 
 
 def retrain(
     ctx: typer.Context,
-    force: bool = typer.Option(False, "--force", help="Retrain whatever the verdict."),
+    force: bool = typer.Option(
+        False, "--force", help="Retrain whatever the verdict (except DATA_QUALITY)."
+    ),
     trials: int | None = typer.Option(None, "--trials", min=1, help="Optuna trials."),
     skip_readiness: bool = skip_readiness_option("Retrain"),
     as_json: bool = JsonOption,

@@ -44,9 +44,11 @@ class TableContract:
     name: TableName
     columns: tuple[Column, ...]
     key: tuple[str, ...]
-    """Columns that identify a row when none of them is missing: a second row with the same key
-    is the same row even if other values differ (transactions: one line of an order). A row
-    with a missing key column is identified by all its columns (an exact duplicate)."""
+    """Columns that identify a row: a second row with the same key is the same row even if
+    other values differ, so it replaces the stored one (`clv.inputs.reconcile.identity_key`:
+    transactions are keyed by order and line, an order-level row by its order). A row without
+    a key, or a table whose key is every column, is identified by all its columns (the
+    exact-duplicate rule)."""
     versioned: bool = False
     """Rows with the same key are versions of one entity, not duplicates (customers)."""
 
@@ -197,6 +199,9 @@ class RejectReason(StrEnum):
     DUPLICATE = "exact_duplicate"
     DUPLICATE_LINE = "duplicate_line"
     """Same (customer_id, order_id, line_id) as an earlier row of the file, other values."""
+    KEY_CONFLICT = "key_conflict"
+    """The key of a stored row with other values, under `ingest.on_key_conflict: quarantine`
+    (the default, `replace`, stores the row in the stored one's place)."""
 
 
 CHAMPION: Final = "champion"

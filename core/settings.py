@@ -153,6 +153,17 @@ class IngestSettings(_Frozen):
         description="timestamps written as a bare number: seconds (s) or milliseconds (ms) "
         "since 1970-01-01 UTC; none: not timestamps (unparseable_timestamp)",
     )
+    on_key_conflict: Literal["replace", "quarantine"] = Field(
+        "replace",
+        description="a row with the key of a stored row (an order, or an order line) and other "
+        "values: replace: it replaces the stored row (a corrected export); quarantine: it is "
+        "quarantined (key_conflict) and the stored row stays",
+    )
+    lock_timeout_seconds: float = _positive(
+        600.0,
+        "how long an ingest waits for another ingest into the same workspace to finish "
+        "before it gives up (nothing stored)",
+    )
 
 
 class EvaluationSettings(_Frozen):

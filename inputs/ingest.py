@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import re
 import shutil
-import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Literal, overload
 
 import duckdb
 import numpy as np
@@ -30,10 +30,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from clv.core.contracts import CONTRACTS, TABLES, TS_DTYPE, RejectReason, TableName
-from clv.core.errors import DataError
+from clv.core.errors import ClvError, DataError
 from clv.core.settings import Settings
-from clv.core.store import duckdb_connection, has_table, read_table, table_path, write_table
+from clv.core.store import duckdb_connection, has_table, table_path
 from clv.core.time import utc
+from clv.inputs.commit import StoreWriter, staging_dir, store_writer
 from clv.inputs.parse import (
     MIN_DATE,
     RAW,
@@ -51,7 +52,7 @@ from clv.inputs.reconcile import (
     AMOUNT_BOUND_FACTOR,
     FileRules,
     Reconciled,
-    fresh_rows,
+    match_stored,
     q,
     reconcile,
     stored_view,
@@ -63,7 +64,9 @@ __all__ = [
     "AMOUNT_BOUND_FACTOR",
     "HINTS",
     "MIN_DATE",
+    "FileOutcome",
     "IngestResult",
+    "IngestRun",
     "Plausibility",
     "Validation",
     "canonical",
@@ -162,15 +165,19 @@ class Validation:
 
 @dataclass(frozen=True)
 class IngestResult:
-    """What one ingest run did.
-    read = accepted + already_present + superseded + quarantined + lines summed."""
+    """What one ingest of a table did.
+    read = inserted + replaced + unchanged + superseded + quarantined + lines summed."""
 
     table: TableName
     path: Path
     read: int
-    accepted: int
-    """Rows newly stored (for customers: new versions, or corrections of a stored one)."""
-    already_present: int
+    inserted: int
+    """Rows newly stored (for customers: new versions)."""
+    replaced: int
+    """Rows stored in the place of a stored row with their key and other values (a corrected
+    order or line; for customers, a correction of the version at the same time)."""
+    unchanged: int
+    """Rows equal to a stored row (or, for customers, to the version in force): not stored again."""
     quarantined: dict[str, int]
     quarantine_path: Path | None
     stored_rows: int
@@ -184,14 +191,73 @@ class IngestResult:
             "table": self.table,
             "path": str(self.path),
             "read": self.read,
-            "accepted": self.accepted,
-            "already_present": self.already_present,
+            "inserted": self.inserted,
+            "replaced": self.replaced,
+            "unchanged": self.unchanged,
             "superseded": self.superseded,
             "quarantined": dict(self.quarantined),
             "quarantine_path": str(self.quarantine_path) if self.quarantine_path else None,
             "stored_rows": self.stored_rows,
             **self.lines.as_dict(),
         }
+
+
+Outcome = Literal["stored", "skipped", "failed", "not_stored"]
+
+
+@dataclass(frozen=True)
+class FileOutcome:
+    """What happened to one file of an ingest: stored (its rows were judged and committed),
+    skipped (not a table's file, with the reason), failed (the reason), or not stored (staged,
+    then dropped because another file of the run failed)."""
+
+    path: Path
+    outcome: Outcome
+    table: TableName | None = None
+    reason: str | None = None
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "path": str(self.path),
+            "outcome": self.outcome,
+            "table": self.table,
+            "reason": self.reason,
+        }
+
+    def describe(self) -> str:
+        words = {"not_stored": "not stored"}.get(self.outcome, self.outcome)
+        return f"{self.path.name}: {words}" + (f" ({self.reason})" if self.reason else "")
+
+
+@dataclass(frozen=True)
+class IngestRun(Sequence[IngestResult]):
+    """One ingest command: a result per table file (in ingest order) and every file's fate."""
+
+    results: tuple[IngestResult, ...]
+    files: tuple[FileOutcome, ...]
+
+    @overload
+    def __getitem__(self, i: int) -> IngestResult: ...
+    @overload
+    def __getitem__(self, i: slice) -> Sequence[IngestResult]: ...
+    def __getitem__(self, i: int | slice) -> IngestResult | Sequence[IngestResult]:
+        return self.results[i]
+
+    def __len__(self) -> int:
+        return len(self.results)
+
+    @property
+    def skipped(self) -> tuple[FileOutcome, ...]:
+        return tuple(f for f in self.files if f.outcome == "skipped")
+
+
+class IngestFailed(DataError):
+    """A file of a run could not be ingested: nothing of the run was stored; the message says
+    what happened to every file."""
+
+    def __init__(self, message: str, files: tuple[FileOutcome, ...]) -> None:
+        super().__init__(message)
+        self.files = files
 
 
 @dataclass(frozen=True)
@@ -343,12 +409,30 @@ def _is_raw_file(path: Path) -> bool:
     return path.is_file() and path.name.lower().endswith(CSV_SUFFIXES + PARQUET_SUFFIXES)
 
 
-def _parts(folder: Path) -> list[Path]:
-    """The parts of one table in a folder (CSV or Parquet files, hidden files ignored)."""
-    parts = sorted(p for p in folder.iterdir() if _is_raw_file(p) and not p.name.startswith("."))
+def _skip_reason(path: Path) -> str | None:
+    """Why a folder entry is not a part of a table (None: it is one)."""
+    if path.name.startswith("."):
+        return "hidden"
+    if path.is_dir():
+        return "a folder inside a table's folder"
+    if not _is_raw_file(path):
+        return "not a .csv, .csv.gz, .txt or .parquet file"
+    return None
+
+
+def _parts(folder: Path) -> tuple[list[Path], list[FileOutcome]]:
+    """The parts of one table in a folder (CSV or Parquet files), and the entries skipped."""
+    parts: list[Path] = []
+    skipped: list[FileOutcome] = []
+    for p in sorted(folder.iterdir()):
+        reason = _skip_reason(p)
+        if reason is None:
+            parts.append(p)
+        else:
+            skipped.append(FileOutcome(p, "skipped", reason=reason))
     if not parts:
         raise DataError(f"{folder}: no .csv or .parquet parts in this folder")
-    return parts
+    return parts, skipped
 
 
 def _header(path: Path) -> list[str]:
@@ -500,18 +584,16 @@ def _sql_path(path: Path) -> str:
     return "'" + str(path).replace("'", "''") + "'"
 
 
-def ingest(
-    settings: Settings,
-    path: Path | str,
-    *,
-    table: TableName | None = None,
-    now: pd.Timestamp | None = None,
-) -> IngestResult:
-    """Validate one raw file (or a folder of parts of one table) into the offline store; bad
-    rows go to a quarantine CSV."""
-    source = Path(path)
-    if not source.exists():
-        raise DataError(f"{source}: no such file")
+@dataclass(frozen=True)
+class _Planned:
+    """One table's file, or folder of parts, to ingest."""
+
+    table: TableName
+    source: Path
+    parts: list[Path]
+
+
+def _checked_table(source: Path, table: str | None) -> TableName:
     chosen = table or infer_table(source)
     if chosen is None:
         raise DataError(
@@ -519,28 +601,180 @@ def ingest(
         )
     if chosen not in CONTRACTS:
         raise DataError(f"{source}: unknown table {chosen!r}; use {', '.join(TABLES)}")
-    files = _parts(source) if source.is_dir() else [source]
+    return chosen
+
+
+def _plan_one(source: Path, table: TableName | None) -> tuple[list[_Planned], list[FileOutcome]]:
+    """A file, or a folder of parts of one table."""
+    chosen = _checked_table(source, table)
+    if not source.is_dir():
+        return [_Planned(chosen, source, [source])], []
+    parts, skipped = _parts(source)
+    return [_Planned(chosen, source, parts)], skipped
+
+
+def _plan(source: Path, table: TableName | None) -> tuple[list[_Planned], list[FileOutcome]]:
+    """What a file or a folder holds: the tables to ingest (identities, customers,
+    transactions, events) and the entries skipped, each with its reason."""
+    if not source.is_dir():
+        return _plan_one(source, table)
+    found = raw_files(source, table=table)
+    if not found and (table is not None or source.name.lower() in TABLES):
+        return _plan_one(source, table)
+    if not found:
+        raise DataError(f"{source}: no {' / '.join(TABLES)} .csv or .parquet files in this folder")
+    used = {p for _, p in found}
+    skipped = [
+        FileOutcome(p, "skipped", reason=_folder_skip_reason(p, table))
+        for p in sorted(source.iterdir())
+        if p not in used
+    ]
+    planned: list[_Planned] = []
+    for t, p in found:
+        if p.is_dir():
+            parts, inner = _parts(p)
+            planned.append(_Planned(t, p, parts))
+            skipped.extend(inner)
+        else:
+            planned.append(_Planned(t, p, [p]))
+    return planned, skipped
+
+
+def _folder_skip_reason(path: Path, table: TableName | None) -> str:
+    if path.name.startswith("."):
+        return "hidden"
+    named = path.name.lower() in TABLES if path.is_dir() else infer_table(path) is not None
+    if named:
+        return f"not the {table} table (--table {table})"
+    if path.is_dir():
+        return f"a folder not named after a table ({', '.join(TABLES)})"
+    if not _is_raw_file(path):
+        return "not a .csv, .csv.gz, .txt or .parquet file"
+    return f"its name does not start with a table's ({', '.join(TABLES)})"
+
+
+def ingest(
+    settings: Settings,
+    path: Path | str,
+    *,
+    table: TableName | None = None,
+    now: pd.Timestamp | None = None,
+    on_wait: Callable[[str], None] | None = None,
+) -> IngestResult:
+    """Validate one raw file (or a folder of parts of one table) into the offline store; bad
+    rows go to a quarantine CSV."""
+    source = Path(path)
+    if not source.exists():
+        raise DataError(f"{source}: no such file")
+    planned, skipped = _plan_one(source, table)
+    return _run(settings, source, planned, skipped, now=now, on_wait=on_wait).results[0]
+
+
+def ingest_all(
+    settings: Settings,
+    path: Path | str,
+    *,
+    table: TableName | None = None,
+    now: pd.Timestamp | None = None,
+    on_wait: Callable[[str], None] | None = None,
+) -> IngestRun:
+    """Ingest a file, a folder of table files (identities and customers first), or a folder of
+    parts of one table (named by the table, or with `table`): all of it, or nothing.
+
+    Every file is parsed and staged first; then, under the workspace's ingest lock
+    (`clv.inputs.commit`), each table is judged against the store and the new tables are
+    committed together. A failing file stores nothing of the run (`IngestFailed` says what
+    became of each file)."""
+    source = Path(path)
+    if not source.exists():
+        raise DataError(f"{source}: no such file or folder")
+    planned, skipped = _plan(source, table)
+    return _run(settings, source, planned, skipped, now=now, on_wait=on_wait)
+
+
+def _failure(
+    source: Path,
+    planned: list[_Planned],
+    skipped: list[FileOutcome],
+    failed: _Planned,
+    exc: BaseException,
+) -> IngestFailed:
+    reason = _first_line(exc)
+    for part in failed.parts:  # the message may start with the failing part's path
+        reason = reason.removeprefix(f"{part}: ")
+    reason = reason.removeprefix(f"{failed.source}: ")
+    files = [
+        FileOutcome(
+            part,
+            "failed" if p is failed else "not_stored",
+            p.table,
+            reason if p is failed else "another file of this ingest failed",
+        )
+        for p in planned
+        for part in p.parts
+    ] + skipped
+    if len(files) == 1:  # one file: its own error, as it was
+        return IngestFailed(str(exc), tuple(files))
+    lines = [f"{source}: {failed.source.name} failed, nothing of this ingest was stored: {reason}"]
+    lines += [f"  {f.describe()}" for f in files]
+    return IngestFailed("\n".join(lines), tuple(files))
+
+
+def _run(
+    settings: Settings,
+    source: Path,
+    planned: list[_Planned],
+    skipped: list[FileOutcome],
+    *,
+    now: pd.Timestamp | None,
+    on_wait: Callable[[str], None] | None,
+) -> IngestRun:
     instant = utc(pd.Timestamp.now(tz="UTC") if now is None else now)
-    settings.state_dir.mkdir(parents=True, exist_ok=True)
-    work = settings.state_dir / "staging" / uuid.uuid4().hex
-    work.mkdir(parents=True)
+    work = staging_dir(settings)
     try:
-        staged = _stage(settings, files, chosen, now=instant, work=work)
-        return _reconcile_and_store(settings, source, chosen, staged, now=instant, work=work)
+        staged: list[_Staged] = []
+        for i, p in enumerate(planned):
+            (work / str(i)).mkdir()
+            try:
+                staged.append(_stage(settings, p.parts, p.table, now=instant, work=work / str(i)))
+            except ClvError as exc:
+                raise _failure(source, planned, skipped, p, exc) from None
+        results: list[IngestResult] = []
+        with store_writer(
+            settings,
+            what=str(source),
+            timeout_seconds=settings.ingest.lock_timeout_seconds,
+            on_wait=on_wait,
+        ) as writer:
+            for i, (p, s) in enumerate(zip(planned, staged, strict=True)):
+                try:
+                    results.append(
+                        _reconcile_and_store(
+                            settings, writer, p, s, now=instant, work=work / str(i)
+                        )
+                    )
+                except ClvError as exc:
+                    raise _failure(source, planned, skipped, p, exc) from None
+            writer.commit()
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    stored = [FileOutcome(part, "stored", p.table) for p in planned for part in p.parts]
+    return IngestRun(tuple(results), tuple(stored + skipped))
 
 
 def _reconcile_and_store(
     settings: Settings,
-    source: Path,
-    table: TableName,
+    writer: StoreWriter,
+    planned: _Planned,
     staged: _Staged,
     *,
     now: pd.Timestamp,
     work: Path,
 ) -> IngestResult:
-    stored_path = table_path(settings, table)
+    """Judge one table's staged rows against the store as `writer` sees it; stage the new
+    table and the quarantine file for the writer's commit."""
+    table = planned.table
+    stored_path = writer.current(table)
     con = duckdb_connection(
         memory_limit_mb=settings.compute.memory_budget_mb, temp_directory=work / "spill"
     )
@@ -552,81 +786,90 @@ def _reconcile_and_store(
             f"CREATE TEMP VIEW row_rejects AS "
             f"SELECT * FROM read_parquet({_sql_path(staged.rejected)})"
         )
-        stored_view(con, table, str(stored_path) if stored_path.exists() else None)
+        stored_view(con, table, str(stored_path) if stored_path is not None else None)
         done = reconcile(con, table, file_rules(settings), file_columns=tuple(staged.raw_columns))
+        versioned = CONTRACTS[table].versioned
+        match = None
+        if not versioned:
+            match = match_stored(
+                con, table, line_level=done.line_level, policy=settings.ingest.on_key_conflict
+            )
+            done_counts = {**done.counts}
+            if match.conflicts:
+                done_counts[RejectReason.KEY_CONFLICT.value] = match.conflicts
+        else:
+            done_counts = done.counts
         row_counts = {
             str(k): int(n)
             for k, n in con.execute(
                 f"SELECT {REASON}, count(*) FROM row_rejects GROUP BY 1"
             ).fetchall()
         }
-        counts = _counts(row_counts, done.counts)
+        counts = _counts(row_counts, done_counts)
         quarantine: Path | None = None
         if counts:
-            settings.quarantine_dir.mkdir(parents=True, exist_ok=True)
             quarantine = _quarantine_path(settings, table)
             con.execute(
-                f"COPY ({_sorted_rejects(con, staged.raw_columns)}) TO {_sql_path(quarantine)} "
-                "(HEADER, DELIMITER ',')"
+                f"COPY ({_sorted_rejects(con, staged.raw_columns)}) "
+                f"TO {_sql_path(writer.stage_file(quarantine))} (HEADER, DELIMITER ',')"
             )
         lines = LineCounts.of(done) if table == "transactions" else LineCounts()
-        if CONTRACTS[table].versioned:
-            return _store_versions(settings, source, table, staged, con, counts, quarantine, now)
-        present = fresh_rows(con, table)
-        new = int(con.execute("SELECT count(*) FROM fresh").fetchone()[0])  # type: ignore[index]
-        stored_rows = _write_stored(
-            con, settings, table, rewrite=bool(new) or not stored_path.exists()
-        )
+        if versioned:
+            return _store_versions(
+                writer, planned, table, staged, con, counts, quarantine, now, stored_path
+            )
+        assert match is not None
+        changed = bool(match.inserted or match.replaced) or stored_path is None
+        stored_rows = _write_stored(con, writer, table, rewrite=changed)
     finally:
         con.close()
     return IngestResult(  # the file and where its rows went, then the counts
         table=table,
-        path=source,
+        path=planned.source,
         quarantine_path=quarantine,
         stored_rows=stored_rows,
         read=staged.read,
-        accepted=new,
-        already_present=present,
+        inserted=match.inserted,
+        replaced=match.replaced,
+        unchanged=match.unchanged,
         quarantined=counts,
         lines=lines,
     )
 
 
 def _write_stored(
-    con: duckdb.DuckDBPyConnection, settings: Settings, table: TableName, *, rewrite: bool
+    con: duckdb.DuckDBPyConnection, writer: StoreWriter, table: TableName, *, rewrite: bool
 ) -> int:
-    """Stored rows then fresh rows, by time, as the new stored table (atomic rename)."""
+    """The kept stored rows then the fresh rows, by time, as the table's next version (staged
+    for the writer's commit)."""
     contract = CONTRACTS[table]
     if not rewrite:
-        return int(con.execute("SELECT count(*) FROM stored").fetchone()[0])  # type: ignore[index]
+        return int(con.execute("SELECT count(*) FROM kept").fetchone()[0])  # type: ignore[index]
     names = ", ".join(q(n) for n in contract.names)
     order = "ts, " if "ts" in contract.names else ""
-    settings.offline_dir.mkdir(parents=True, exist_ok=True)
-    path = table_path(settings, table)
-    tmp = path.with_suffix(".parquet.tmp")
+    path = writer.stage(table)
     con.execute(
         f"""COPY (
             SELECT {names} FROM (
-                SELECT {names}, 0 AS _src, _stored_row AS _n FROM stored
+                SELECT {names}, 0 AS _src, _stored_row AS _n FROM kept
                 UNION ALL
                 SELECT {names}, 1 AS _src, {ROW_NUMBER} AS _n FROM fresh)
             ORDER BY {order}_src, _n
-        ) TO {_sql_path(tmp)} (FORMAT parquet)"""
+        ) TO {_sql_path(path)} (FORMAT parquet)"""
     )
-    rows = pq.ParquetFile(tmp).metadata.num_rows
-    tmp.replace(path)
-    return int(rows)
+    return int(pq.ParquetFile(path).metadata.num_rows)
 
 
 def _store_versions(
-    settings: Settings,
-    source: Path,
+    writer: StoreWriter,
+    planned: _Planned,
     table: TableName,
     staged: _Staged,
     con: duckdb.DuckDBPyConnection,
     counts: dict[str, int],
     quarantine: Path | None,
     now: pd.Timestamp,
+    stored_path: Path | None,
 ) -> IngestResult:
     """Customers: the candidates are versions, merged with the stored history in memory (one
     row per customer version, small next to the logs)."""
@@ -635,19 +878,20 @@ def _store_versions(
         table,
     )
     stored = (
-        canonical(read_table(settings, table), table)
-        if has_table(settings, table)
+        canonical(pd.read_parquet(stored_path), table)
+        if stored_path is not None
         else empty_table(table)
     )
     merged = merge_versions(stored, accepted, ingested_at=utc(now))
-    if merged.new or not has_table(settings, table):
-        write_table(settings, table, merged.frame)
+    if merged.inserted or merged.replaced or stored_path is None:
+        merged.frame.to_parquet(writer.stage(table), index=False)
     return IngestResult(
         table=table,
-        path=source,
+        path=planned.source,
         read=staged.read,
-        accepted=merged.new,
-        already_present=merged.already_present,
+        inserted=merged.inserted,
+        replaced=merged.replaced,
+        unchanged=merged.already_present,
         quarantined=counts,
         quarantine_path=quarantine,
         stored_rows=len(merged.frame),
@@ -672,28 +916,6 @@ def raw_files(directory: Path, *, table: TableName | None = None) -> list[tuple[
         if t is not None and (table is None or t == table):
             found.append((t, p))  # type: ignore[arg-type]
     return sorted(found, key=lambda tp: order[tp[0]])
-
-
-def ingest_all(
-    settings: Settings,
-    path: Path | str,
-    *,
-    table: TableName | None = None,
-    now: pd.Timestamp | None = None,
-) -> tuple[IngestResult, ...]:
-    """Ingest a file, a folder of table files (identities and customers first), or a folder of
-    parts of one table (named by the table, or with `table`)."""
-    source = Path(path)
-    if not source.exists():
-        raise DataError(f"{source}: no such file or folder")
-    if not source.is_dir():
-        return (ingest(settings, source, table=table, now=now),)
-    files = raw_files(source, table=table)
-    if not files and (table is not None or source.name.lower() in TABLES):
-        return (ingest(settings, source, table=table, now=now),)
-    if not files:
-        raise DataError(f"{source}: no {' / '.join(TABLES)} .csv or .parquet files in this folder")
-    return tuple(ingest(settings, p, table=t, now=now) for t, p in files)
 
 
 def status(settings: Settings) -> tuple[TableStatus, ...]:

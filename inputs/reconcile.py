@@ -16,7 +16,9 @@ order, for transactions:
    that are identical in every column are one line bought twice: summed, not dropped.
 Then, for every table: exact duplicates (every contract column equal; the first row is kept)
 are `exact_duplicate`; a keyed row repeating an earlier row's key with other values is
-`duplicate_line`; rows already stored (a keyed row: its key is stored) are skipped.
+`duplicate_line`. Against the stored table (`match_stored`): a row equal to a stored row is
+unchanged; a keyed row whose key is stored with other values replaces that row, or is
+quarantined `key_conflict` (`ingest.on_key_conflict`); rows without a key are judged whole.
 Why these rules: docs/decisions/real-exports.md.
 """
 
@@ -228,7 +230,7 @@ def reconcile(
         )
         line_level = _line_level(con, rules, file_columns)
         source = _sum_identical_lines(con, names) if line_level else "linked"
-    _deduplicate(con, table, source)
+    _deduplicate(con, table, source, line_level=line_level)
     if table == "transactions":
         row = con.execute(
             "SELECT coalesce(sum(_n) - count(*), 0), count(*) FILTER (WHERE amount < 0), "
@@ -291,21 +293,42 @@ def _sum_identical_lines(con: duckdb.DuckDBPyConnection, names: list[str]) -> st
     return "lines"
 
 
-def _deduplicate(con: duckdb.DuckDBPyConnection, table: TableName, source: str) -> None:
+def identity_key(table: TableName, *, line_level: bool, alias: str = "") -> tuple[str, str] | None:
+    """SQL of the key that decides a row's identity, or None when rows have no key (every
+    column then identifies a row: the exact-duplicate rule): (condition that a row has a key,
+    the key's expressions). Transactions: (customer_id, order_id, line_id, refund or not) of a
+    row with an order id and a line id, or with an order id in an order-level file (the order's
+    one row). Lines of a line-level file without a line_id have no key (summed or kept as
+    lines). A refund is another row than the sale it refunds, even with its order's id."""
+    contract = CONTRACTS[table]
+    if contract.versioned or set(contract.key) >= set(contract.names):
+        return None
+    a = f"{alias}." if alias else ""
+    if table != "transactions":
+        has_key = " AND ".join(f"{a}{q(k)} IS NOT NULL" for k in contract.key)
+        return has_key, ", ".join(f"{a}{q(k)}" for k in contract.key)
+    line = f"{a}line_id IS NOT NULL" if line_level else "true"
+    return (
+        f"({a}order_id IS NOT NULL AND {line})",
+        f"{a}customer_id, {a}order_id, coalesce({a}line_id, ''), {a}amount < 0",
+    )
+
+
+def _deduplicate(
+    con: duckdb.DuckDBPyConnection, table: TableName, source: str, *, line_level: bool
+) -> None:
     """`ranked` (materialized once) and the view `candidates` from `source`: an exact
     duplicate repeats an earlier row; a keyed row repeating the key of an earlier row with
     other values is a duplicate line. Both go to `rejects`; the first row is kept."""
     contract = CONTRACTS[table]
     every = ", ".join(q(n) for n in contract.names)
     summed, count = ("_summed", "_n") if source == "lines" else ("false", "1")
-    keyed = not contract.versioned and not set(contract.key) >= set(contract.names)
+    key = identity_key(table, line_level=line_level)
     first_key = "NULL::BIGINT"
-    if keyed:
-        has_key = " AND ".join(f"{q(k)} IS NOT NULL" for k in contract.key)
-        key = ", ".join(q(k) for k in contract.key)
-        first_key = (
-            f"CASE WHEN {has_key} THEN min({ROW_NUMBER}) OVER (PARTITION BY {key}, ({has_key})) END"
-        )
+    if key is not None:
+        has_key, parts = key
+        first = f"min({ROW_NUMBER}) OVER (PARTITION BY {parts}, ({has_key}))"
+        first_key = f"CASE WHEN {has_key} THEN {first} END"
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE ranked AS
         SELECT {ROW_NUMBER}, {every}, {count} AS _n,
@@ -326,28 +349,88 @@ def _deduplicate(con: duckdb.DuckDBPyConnection, table: TableName, source: str) 
     )
 
 
-def fresh_rows(con: duckdb.DuckDBPyConnection, table: TableName) -> int:
-    """`fresh`: the candidates not already in `stored` (a keyed row: by its key). Returns how
-    many candidates were already stored."""
+KeyPolicy = Literal["replace", "quarantine"]
+
+
+@dataclass(frozen=True)
+class StoreMatch:
+    """How the candidates meet the stored rows (see `match_stored`)."""
+
+    inserted: int
+    """Candidates whose key (or, without a key, whole row) is not stored."""
+    replaced: int
+    """Candidates with a stored row's key and other values, stored in its place."""
+    unchanged: int
+    """Candidates equal to a stored row: nothing to store."""
+    conflicts: int
+    """Candidates with a stored row's key and other values, quarantined (`key_conflict`)."""
+
+
+def match_stored(
+    con: duckdb.DuckDBPyConnection, table: TableName, *, line_level: bool, policy: KeyPolicy
+) -> StoreMatch:
+    """Judge the candidates against `stored`. Leaves the temp table `fresh` (candidates to
+    store: new keys, and under `replace` the rows that replace a stored one) and the view
+    `kept` (the stored rows that stay: all but those replaced). Under `quarantine` a candidate
+    whose key is stored with other values goes to `rejects` as `key_conflict`."""
     contract = CONTRACTS[table]
-    keyed = not contract.versioned and not set(contract.key) >= set(contract.names)
     same_row = " AND ".join(f"c.{q(n)} IS NOT DISTINCT FROM s.{q(n)}" for n in contract.names)
-    if keyed:
-        has_key = " AND ".join(f"c.{q(k)} IS NOT NULL" for k in contract.key)
-        same_key = " AND ".join(f"c.{q(k)} = s.{q(k)}" for k in contract.key)
-        con.execute(
-            f"""CREATE OR REPLACE TEMP TABLE fresh AS
-            SELECT c.* FROM (SELECT * FROM candidates c WHERE {has_key}) c
-                ANTI JOIN stored s ON {same_key}
-            UNION ALL
-            SELECT c.* FROM (SELECT * FROM candidates c WHERE NOT ({has_key})) c
-                ANTI JOIN stored s ON {same_row}"""
-        )
-    else:
+    key = identity_key(table, line_level=line_level, alias="c")
+    if key is None:
         con.execute(
             f"CREATE OR REPLACE TEMP TABLE fresh AS "
-            f"SELECT c.* FROM candidates c ANTI JOIN stored s ON {same_row}"
+            f"SELECT c.*, false AS _replaces FROM candidates c ANTI JOIN stored s ON {same_row}"
         )
-    total = int(_scalar(con, "SELECT count(*) FROM candidates") or 0)  # type: ignore[call-overload]
-    new = int(_scalar(con, "SELECT count(*) FROM fresh") or 0)  # type: ignore[call-overload]
-    return total - new
+        con.execute("CREATE OR REPLACE TEMP VIEW kept AS SELECT * FROM stored")
+    else:
+        has_key, parts = key
+        stored_has_key, stored_parts = identity_key(table, line_level=line_level, alias="s")  # type: ignore[misc]
+        same_key = f"({parts}) = ({stored_parts}) AND {stored_has_key}"
+        con.execute(
+            f"""CREATE OR REPLACE TEMP TABLE matched AS
+            SELECT c.*,
+                EXISTS (SELECT 1 FROM stored s WHERE {same_key}) AS _key_stored,
+                EXISTS (SELECT 1 FROM stored s WHERE {same_key} AND {same_row}) AS _same
+            FROM candidates c WHERE {has_key}"""
+        )
+        con.execute(
+            f"INSERT INTO rejects SELECT {ROW_NUMBER}, ? FROM matched "
+            "WHERE _key_stored AND NOT _same AND ?",
+            [RejectReason.KEY_CONFLICT.value, policy == "quarantine"],
+        )
+        replacing = "_key_stored AND NOT _same AND " + ("true" if policy == "replace" else "false")
+        con.execute(
+            f"""CREATE OR REPLACE TEMP TABLE fresh AS
+            SELECT * EXCLUDE (_key_stored, _same), {replacing} AS _replaces FROM matched
+            WHERE NOT _key_stored OR ({replacing})
+            UNION ALL BY NAME
+            SELECT c.*, false AS _replaces
+            FROM (SELECT * FROM candidates c WHERE NOT ({has_key})) c
+                ANTI JOIN stored s ON {same_row}"""
+        )
+        _, r_parts = identity_key(table, line_level=line_level, alias="r")  # type: ignore[misc]
+        con.execute(
+            f"""CREATE OR REPLACE TEMP VIEW kept AS SELECT s.* FROM stored s
+            WHERE NOT ({stored_has_key} AND EXISTS (
+                SELECT 1 FROM fresh r WHERE r._replaces AND ({r_parts}) = ({stored_parts})))"""
+        )
+    row = con.execute(
+        "SELECT (SELECT count(*) FROM candidates), count(*) FILTER (WHERE NOT _replaces), "
+        "count(*) FILTER (WHERE _replaces) FROM fresh"
+    ).fetchone()
+    assert row is not None
+    total, inserted, replaced = (int(x) for x in row)
+    conflicts = int(
+        _scalar(
+            con,
+            f"SELECT count(*) FROM rejects WHERE {REASON} = ?",
+            [RejectReason.KEY_CONFLICT.value],
+        )
+        or 0  # type: ignore[call-overload]
+    )
+    return StoreMatch(
+        inserted=inserted,
+        replaced=replaced,
+        unchanged=total - inserted - replaced - conflicts,
+        conflicts=conflicts,
+    )

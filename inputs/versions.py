@@ -23,6 +23,7 @@ _VT = "_version_us"
 _ORDER = "_order_us"
 _NEW = "_new"
 _ATTRS = "_attrs"
+_CORRECTS = "_corrects"
 BEGINNING = np.iinfo(np.int64).min
 """The in-force time of a first version without valid_from (NaT as int64 is the same value)."""
 
@@ -33,8 +34,10 @@ class VersionMerge:
 
     frame: pd.DataFrame
     """Every version, sorted by customer_id and version time."""
-    new: int
-    """Rows stored as a new version (or correcting a stored one with the same version time)."""
+    inserted: int
+    """Rows stored as a new version."""
+    replaced: int
+    """Rows correcting a stored version (same customer and version time, other attributes)."""
     already_present: int
     """Rows identical to the version in force at their version time."""
     superseded: int
@@ -115,17 +118,23 @@ def merge_versions(
     same = pd.MultiIndex.from_arrays([old["customer_id"], old[_VT], old[_ATTRS]])
     identical = pd.MultiIndex.from_arrays([new["customer_id"], new[_VT], new[_ATTRS]]).isin(same)
     replaced = slot_old.isin(slot_new[~identical])
+    new[_CORRECTS] = ~identical & slot_new.isin(slot_old)
+    old[_CORRECTS] = False
     both = pd.concat([old.loc[~replaced], new.loc[~identical]], ignore_index=True)
 
     # Against the versions in force as stored (a first undated version from the beginning),
     # then again in the merged order, where that version may no longer be the first.
     both = _drop_repeats(both, _ORDER)
     both = _drop_repeats(both, _VT)
-    fresh = int(both[_NEW].sum())
+    # A correction counts as one even when its version then equals the one before it and is
+    # dropped: the stored version it corrected is gone either way.
+    corrections = int(new[_CORRECTS].sum())
+    inserted = int((both[_NEW] & ~both[_CORRECTS].astype(bool)).sum())
     frame = both.loc[:, columns].reset_index(drop=True)
     return VersionMerge(
         frame=frame,
-        new=fresh,
-        already_present=len(new) - fresh,
+        inserted=inserted,
+        replaced=corrections,
+        already_present=len(new) - inserted - corrections,
         superseded=superseded,
     )

@@ -101,8 +101,9 @@ def run_demo(
         res = ingest(settings, path, table=table)
         ingested[table] = {
             "read": res.read,
-            "accepted": res.accepted,
-            "already_present": res.already_present,
+            "inserted": res.inserted,
+            "replaced": res.replaced,
+            "unchanged": res.unchanged,
             "quarantined": sum(res.quarantined.values()),
             "stored": res.stored_rows,
         }
@@ -167,7 +168,7 @@ def _summary(settings: Settings, report: DemoReport) -> str:
     for table, c in data.items():
         assert isinstance(c, dict)
         lines.append(
-            f"  {table:<13}{c['read']:>9,} {c['accepted']:>10,} {c['quarantined']:>12,}"
+            f"  {table:<13}{c['read']:>9,} {c['inserted']:>10,} {c['quarantined']:>12,}"
             f" {c['stored']:>10,}"
         )
     feats = report.steps["features"]

@@ -1,6 +1,6 @@
 """`clv retrain`: the scheduled job that closes the loop from monitoring to a new canary.
 
-Steps: monitor -> (RETRAIN, or --force) -> readiness (the check `clv train` runs:
+Steps: monitor -> (RETRAIN, or --force; never on DATA_QUALITY) -> readiness (the check `clv train` runs:
 clv.training.readiness_io.require_ready; it refuses an unready workspace before any work) -> build
 features -> apply + materialize -> train a challenger -> verify it is fully logged -> mark it
 challenger -> gates -> canary at `registry.canary_share`, or stop for a human when
@@ -41,6 +41,8 @@ from clv.core.tags import (
 from clv.jobs.run_record import Outcome, RunRecord, abandon_stale, new_record, retrain_lock
 
 GATES_EXIT = 1
+DATA_QUALITY_EXIT = 5
+"""The monitor found non-finite features: the job trains nothing, even with --force."""
 ACTOR = "clv retrain"
 """Who the job's gate checks and alias moves are recorded as."""
 
@@ -57,7 +59,7 @@ class RetrainResult:
 
     @property
     def exit_code(self) -> int:
-        return GATES_EXIT if self.outcome == "gates_failed" else 0
+        return {"gates_failed": GATES_EXIT, "data_quality": DATA_QUALITY_EXIT}.get(self.outcome, 0)
 
 
 Progress = Callable[[str], None]
@@ -79,6 +81,14 @@ def run_retrain(
             say(f"retrain: {stale.name} was left running by a killed run: marked abandoned")
         record = new_record(settings, forced=force)
         verdict, retrain = _monitor(settings, record, say)
+        if verdict == "DATA_QUALITY":  # a challenger trained on corrupt data is no fix
+            return _finish(
+                record,
+                "data_quality",
+                verdict,
+                message="DATA_QUALITY: non-finite features (see the monitor report); fix the "
+                "data and ingest again before retraining",
+            )
         if not retrain and not force:
             return _finish(
                 record, "no_retrain", verdict, message=f"{verdict}: no retraining needed"

@@ -30,6 +30,7 @@ LOCKED_EXIT = 4
 Outcome = Literal[
     "running",
     "no_retrain",
+    "data_quality",
     "canary_started",
     "awaiting_approval",
     "gates_failed",

@@ -12,9 +12,11 @@ Reference (`monitoring.reference_window`):
 Current: every customer's features at `as_of` (default: the latest snapshot) + predictions.
 
 Evidence: PSI per column on all rows (clv.evaluation.psi), importance-weighted over the models'
-key features; data quality (clv.monitoring.quality); the matured cohorts (clv.monitoring.backtest),
-the value cohort with every simple baseline beside the champion (clv.monitoring.baselines);
-Evidently's report on a seeded sample of at most `monitoring.sample_rows` rows per side.
+key features; data quality (clv.monitoring.quality), with the non-finite values of every numeric
+column of the current window (features and predictions, compared or not); the matured cohorts
+(clv.monitoring.backtest), the value cohort with every simple baseline beside the champion
+(clv.monitoring.baselines); Evidently's report on a seeded sample of at most
+`monitoring.sample_rows` rows per side.
 The verdict is `clv.monitoring.policy.decide`. Writes `reports/<as-of>/`: index.html,
 data_drift.html (Evidently), data_drift.json, summary.json and plots; updates reports/index.html.
 """
@@ -260,6 +262,7 @@ def judge(settings: Settings, inputs: MonitorInputs) -> MonitorResult:
         categorical=features_cat,
         missing_share_warn=m.missing_share_warn,
         out_of_range_warn=m.out_of_range_warn,
+        finite=[c for c in current.columns if c not in NOT_COMPARED],
     )
     quality_issues = tuple(
         i for i in quality.issues if any(i.startswith(f"{k} ") for k in key_union)
@@ -294,6 +297,7 @@ def judge(settings: Settings, inputs: MonitorInputs) -> MonitorResult:
         if value is not None and value_judged
         else None,
         quality_issues=quality_issues,
+        non_finite=quality.non_finite,
         in_sample=tuple(
             b.cohort.kind for b in (churn, value) if b is not None and b.cohort.in_training
         ),

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 import pandas as pd
 
 ColumnKind = Literal["numerical", "categorical"]
@@ -173,10 +174,14 @@ def parse_drift(
 
 
 def _typed(frame: pd.DataFrame, config: DriftConfig) -> pd.DataFrame:
-    """Only the configured columns: numbers as float, categories as strings (missing kept)."""
+    """Only the configured columns: numbers as float, categories as strings (missing kept).
+
+    +inf and -inf are given as missing: Evidently's bins need a finite range (it raises
+    otherwise), and clv.monitoring.quality counts them as a data-quality failure."""
     out = pd.DataFrame(index=frame.index)
     for c in config.numerical:
-        out[c] = pd.to_numeric(frame[c], errors="coerce").astype("float64")
+        values = pd.to_numeric(frame[c], errors="coerce").astype("float64")
+        out[c] = values.where(~np.isinf(values))
     for c in config.categorical:
         out[c] = frame[c].astype("string").astype(object).where(frame[c].notna(), None)
     return out.reset_index(drop=True)

@@ -52,6 +52,7 @@ def log_monitor_run(settings: Settings, result: MonitorResult) -> str:
                 metrics[f"backtest_{score.predictor}_{name}"] = float(getattr(score, name))
     metrics["drifted_key_features"] = float(len(ev.drifted_key_features))
     metrics["quality_issues"] = float(len(result.quality.issues))
+    metrics["non_finite_values"] = float(sum(result.quality.non_finite.values()))
     metrics["seconds"] = result.seconds
     with mlflow.start_run(
         experiment_id=experiment_id, run_name=f"monitor-{result.as_of.date()}"

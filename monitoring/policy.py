@@ -12,7 +12,11 @@ Evidence, each judged against `MonitoringSettings` thresholds:
 - baselines (WARN only, `monitoring.baseline_loss_warns`): the champion loses to the best
   simple baseline on the matured value cohort, by normalized Gini or by RMSE (same rows, same
   gating as the backtest).
-- data quality (WARN only): missing values, new categories, out-of-range values.
+- data quality (WARN): missing values, new categories, out-of-range values.
+- non-finite values (DATA_QUALITY): any +inf or -inf in the current window. XGBoost scores
+  them as an extreme value without a word, and drift measured on them is drift of corrupt
+  data: DATA_QUALITY outranks RETRAIN, so that the retrain job (which acts on RETRAIN only)
+  never trains a challenger on them; the data are fixed first.
 
 The verdict is the worst of the findings; each finding is one plain sentence.
 """
@@ -33,9 +37,13 @@ class Verdict(StrEnum):
     OK = "OK"
     WARN = "WARN"
     RETRAIN = "RETRAIN"
+    DATA_QUALITY = "DATA_QUALITY"
+    """The current data are corrupt: fix them before trusting scores or retraining on them."""
 
 
-_RANK = {Verdict.OK: 0, Verdict.WARN: 1, Verdict.RETRAIN: 2}
+_RANK = {Verdict.OK: 0, Verdict.WARN: 1, Verdict.RETRAIN: 2, Verdict.DATA_QUALITY: 3}
+SHOWN = 5
+"""Columns named in a non-finite finding; the report's table has them all."""
 
 
 @dataclass(frozen=True)
@@ -67,6 +75,8 @@ class Evidence:
     """Per simple baseline scored on the judged matured value cohort: its RMSE."""
     coverage: float | None = None
     quality_issues: tuple[str, ...] = ()
+    non_finite: Mapping[str, int] = field(default_factory=dict)
+    """Per column of the current window with any: its count of +inf / -inf values."""
     in_sample: tuple[str, ...] = ()
     """Matured cohorts ("churn", "value") the model was fitted on: shown, not judged."""
 
@@ -164,9 +174,11 @@ def decide(
             )
         )
 
+    if evidence.non_finite:
+        findings.append(_non_finite_finding(evidence.non_finite))
     for issue in evidence.quality_issues:
         findings.append(Finding("data_quality", Verdict.WARN, issue))
-    if not evidence.quality_issues:
+    if not evidence.quality_issues and not evidence.non_finite:
         findings.append(Finding("data_quality", Verdict.OK, "no data-quality issue found"))
 
     worst = max((f.verdict for f in findings), key=lambda v: _RANK[v], default=Verdict.OK)
@@ -217,3 +229,18 @@ def _baseline_findings(evidence: Evidence, *, warns: bool) -> list[Finding]:
             reason = f"champion beats the best baseline, {name}, on the matured cohort ({numbers})"
         out.append(Finding(f"baselines:{metric}", verdict, reason))
     return out
+
+
+def _non_finite_finding(counts: Mapping[str, int]) -> Finding:
+    """DATA_QUALITY: which columns hold +inf / -inf values and how many, most first."""
+    ranked = sorted(counts.items(), key=lambda kv: -kv[1])
+    shown = ", ".join(f"{c} {n:,}" for c, n in ranked[:SHOWN])
+    more = f" and {len(ranked) - SHOWN} more" if len(ranked) > SHOWN else ""
+    total = sum(counts.values())
+    return Finding(
+        "data_quality:non_finite",
+        Verdict.DATA_QUALITY,
+        f"{total:,} non-finite value{'s' if total != 1 else ''} (inf or -inf) in the current "
+        f"window: {shown}{more}; a data-quality failure: fix the data before trusting its "
+        "scores or retraining on it",
+    )

@@ -1,12 +1,14 @@
-"""Data quality of the current window against the reference: missing, new categories, range.
+"""Data quality of the current window against the reference: missing, new categories, range,
+and non-finite values.
 
 Pure checks over two frames; each issue is one sentence for the report and the policy (WARN).
+Non-finite values are counted apart (`QualityReport.non_finite`): the policy fails on any.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -28,6 +30,27 @@ class ColumnQuality:
 class QualityReport:
     columns: tuple[ColumnQuality, ...]
     issues: tuple[str, ...]
+    non_finite: Mapping[str, int] = field(default_factory=dict)
+    """Per column of the current window with any: its count of non-finite values."""
+
+
+def non_finite_counts(frame: pd.DataFrame, columns: Sequence[str]) -> dict[str, int]:
+    """Per numeric column with any, in order: values that are +inf or -inf as the model reads
+    them (float32, so beyond +/-3.4e38 too). NaN is missing, judged by the missing share."""
+    out: dict[str, int] = {}
+    for c in columns:
+        if c not in frame.columns or not _is_number(frame[c].dtype):
+            continue
+        values = pd.to_numeric(frame[c], errors="coerce").to_numpy(np.float64, na_value=np.nan)
+        with np.errstate(over="ignore"):
+            count = int(np.isinf(values.astype(np.float32)).sum())
+        if count:
+            out[c] = count
+    return out
+
+
+def _is_number(dtype: object) -> bool:
+    return pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype)
 
 
 def check_quality(
@@ -38,8 +61,10 @@ def check_quality(
     categorical: Sequence[str],
     missing_share_warn: float,
     out_of_range_warn: float,
+    finite: Sequence[str] = (),
 ) -> QualityReport:
-    """Per-column quality and the issues crossing the thresholds (new categories always count)."""
+    """Per-column quality and the issues crossing the thresholds (new categories always count);
+    the current window's non-finite values in `finite` (`non_finite_counts`)."""
     columns: list[ColumnQuality] = []
     issues: list[str] = []
     for c in numerical:
@@ -76,7 +101,7 @@ def check_quality(
                 f"({shown}) on {share:.1%} of rows"
             )
         _missing_issue(q, missing_share_warn, issues)
-    return QualityReport(tuple(columns), tuple(issues))
+    return QualityReport(tuple(columns), tuple(issues), non_finite_counts(current, finite))
 
 
 def _missing(values: np.ndarray) -> float:

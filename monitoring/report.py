@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 INDEX_FILE = "index.html"
 SUMMARY_FILE = "summary.json"
-COLOURS = {"OK": "#1b7f3b", "WARN": "#b26a00", "RETRAIN": "#b3261e"}
+COLOURS = {"OK": "#1b7f3b", "WARN": "#b26a00", "RETRAIN": "#b3261e", "DATA_QUALITY": "#6a1b9a"}
 CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:2rem auto;
 max-width:1100px;color:#1d1d1f;line-height:1.45;padding:0 1rem}
@@ -297,6 +297,7 @@ def _quality_section(metrics: Mapping[str, object]) -> list[str]:
     assert isinstance(quality, dict)
     issues = quality.get("issues", [])
     assert isinstance(issues, list)
+    out += _non_finite_table(quality.get("non_finite"))
     out.append(
         "<ul>" + "".join(f"<li>{_e(i)}</li>" for i in issues) + "</ul>"
         if issues
@@ -325,6 +326,19 @@ def _quality_section(metrics: Mapping[str, object]) -> list[str]:
             )
         )
     return out
+
+
+def _non_finite_table(counts: object) -> list[str]:
+    """Every column of the current window holding +inf / -inf values, with its count."""
+    if not isinstance(counts, dict) or not counts:
+        return ["<p>No non-finite value (inf or -inf) in the current window.</p>"]
+    rows = [[_e(c), f"{int(n):,}"] for c, n in sorted(counts.items(), key=lambda kv: -kv[1])]
+    return [
+        "<p><strong>Non-finite values (inf or -inf) in the current window: a data-quality "
+        "failure.</strong> The model scores them as extreme values without a word; fix the data "
+        "before trusting its scores or retraining on it.</p>",
+        _table(["column", "non-finite values"], rows, hits=set(range(len(rows)))),
+    ]
 
 
 def _calibration_section(metrics: Mapping[str, object], out_dir: Path) -> list[str]:

@@ -129,6 +129,7 @@ def summary(
             "psi": psi_rows,
             "quality": {
                 "issues": list(result.quality.issues),
+                "non_finite": dict(result.quality.non_finite),
                 "columns": [asdict(q) for q in result.quality.columns],
             },
             "churn_backtest": churn_doc,

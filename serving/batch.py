@@ -7,6 +7,9 @@ models from the registry: customers are routed to champion or canary by the same
 it, `at_risk.csv`: customers at or above `serving.at_risk_min_clv` (default: the high-value
 cut) and `serving.at_risk_min_churn` (default: `churn_threshold`), cold starts excluded, highest
 CLV first; when `serving.webhook_url` is set they are POSTed there (the CRM trigger).
+A customer with a feature the models read as +inf or -inf is not scored (XGBoost would score
+it as an extreme value without a word): it is counted per feature in the result and a one-line
+warning says so (`non_finite_rows`).
 
 `clv score ID...` (`score_ids`) scores chosen customers the same way: each id may be an alias
 (`clv.inputs.identities`), answered for the customer it is at `as_of`, with the id as sent in
@@ -16,7 +19,7 @@ CLV first; when `serving.webhook_url` is set they are POSTed there (the CRM trig
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeAlias
 
@@ -62,6 +65,20 @@ class BatchResult:
     canary_version: str | None = None
     canary_rows: int = 0
     webhook: WebhookResult | None = None
+    excluded: int = 0
+    """Customers not scored: a feature the models read is +inf or -inf (`non_finite_rows`)."""
+    non_finite: dict[str, int] = field(default_factory=dict)
+    """Per feature with any: the excluded customers with a non-finite value there."""
+
+    @property
+    def warning(self) -> str | None:
+        """One line saying who was not scored and why, or None when everyone was."""
+        if not self.excluded:
+            return None
+        return (
+            f"warning: {self.excluded:,} of {self.rows + self.excluded:,} customers not scored, "
+            f"non-finite features (inf or -inf): {_counted(self.non_finite)}"
+        )
 
 
 def latest_snapshot(settings: Settings) -> pd.Timestamp:
@@ -105,6 +122,31 @@ def score_snapshot(
     scores = scores.sort_index(kind="stable") if len(parts) > 1 else scores
     scores["as_of"] = as_of
     return scores.reset_index(drop=True)
+
+
+def non_finite_rows(
+    models: Sequence[Champion], features: pd.DataFrame
+) -> tuple[np.ndarray, dict[str, int]]:
+    """Rows holding a feature some model reads as +inf or -inf (its float32 matrix, so a value
+    beyond +/-3.4e38 too; NaN is missing, which the models handle), and per feature how many.
+    XGBoost's inplace predict scores such a row as an extreme value without a word."""
+    bad = np.zeros(len(features), dtype=bool)
+    counts: dict[str, int] = {}
+    for champion in models:
+        with np.errstate(over="ignore"):
+            inf = np.isinf(champion.model.matrix(features))
+        bad |= inf.any(axis=1)
+        for name, n in zip(champion.model.feature_names, inf.sum(axis=0), strict=True):
+            if n:
+                counts[name] = max(counts.get(name, 0), int(n))
+    return bad, counts
+
+
+def _counted(counts: dict[str, int], *, shown: int = 5) -> str:
+    """Counts as text, most first: "a 3, b 1" (at most `shown`, then how many more)."""
+    ranked = sorted(counts.items(), key=lambda kv: -kv[1])
+    more = f" and {len(ranked) - shown} more" if len(ranked) > shown else ""
+    return ", ".join(f"{name} {n:,}" for name, n in ranked[:shown]) + more
 
 
 def at_risk(scores: pd.DataFrame, *, min_clv: float, min_churn: float) -> pd.DataFrame:
@@ -157,8 +199,12 @@ def score_all(
     registry: ModelRegistry | None = None,
     reference_source: ReferenceSource | None = None,
     snapshot_source: SnapshotSource | None = None,
+    warn: Callable[[str], object] | None = None,
 ) -> BatchResult:
-    """Score every customer known at `as_of`; write scores.parquet and at_risk.csv (+ webhook)."""
+    """Score every customer known at `as_of`; write scores.parquet and at_risk.csv (+ webhook).
+
+    Customers with a non-finite feature are left out and counted; the one-line warning goes to
+    `warn` (default: stderr, beside the command's progress lines)."""
     when = as_of if as_of is not None else latest_snapshot(settings)
     if registry is None:
         registry = (
@@ -171,7 +217,13 @@ def score_all(
     features = (snapshot_source or _offline_snapshot(settings))(when)
     if features.empty:
         raise DataError(f"no customers known before {when.date()}; check --as-of")
-    scores = models.score(settings, features, as_of=when)
+    bad, non_finite = non_finite_rows([m for m in (champion, canary) if m is not None], features)
+    if bad.all():
+        raise DataError(
+            f"no customer at {when.date()} scored: every one has a non-finite feature "
+            f"({_counted(non_finite)})"
+        )
+    scores = models.score(settings, features[~bad] if bad.any() else features, as_of=when)
     out.parent.mkdir(parents=True, exist_ok=True)
     scores.to_parquet(out, index=False)
     thresholds = at_risk_thresholds(champion, settings.serving)
@@ -187,7 +239,7 @@ def score_all(
         else None
     )
     counts = scores["segment"].value_counts().sort_index()
-    return BatchResult(
+    result = BatchResult(
         path=out,
         at_risk_path=risk_path,
         rows=len(scores),
@@ -202,7 +254,18 @@ def score_all(
         canary_version=canary.version if canary is not None else None,
         canary_rows=int((scores["alias"] == CANARY).sum()),
         webhook=hook,
+        excluded=int(bad.sum()),
+        non_finite=non_finite,
     )
+    if result.warning is not None:
+        (warn or _stderr)(result.warning)
+    return result
+
+
+def _stderr(message: str) -> None:
+    from clv.core.console import progress
+
+    progress(message)
 
 
 def score_ids(

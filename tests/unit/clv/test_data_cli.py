@@ -57,7 +57,7 @@ def test_generate_ingest_status(app: typer.Typer, tmp_path: Path) -> None:
     results = first["results"]
     assert isinstance(results, list)
     by_table = {r["table"]: r for r in results}
-    assert by_table["transactions"]["accepted"] == rows["transactions"]
+    assert by_table["transactions"]["inserted"] == rows["transactions"]
     assert by_table["customers"]["stored_rows"] == rows["customers"]
     assert all(r["quarantined"] == {} for r in results)
 
@@ -66,8 +66,8 @@ def test_generate_ingest_status(app: typer.Typer, tmp_path: Path) -> None:
     assert isinstance(results, list)
     assert len(results) == 1
     again = results[0]
-    assert again["accepted"] == 0
-    assert again["already_present"] == rows["transactions"]
+    assert again["inserted"] == 0
+    assert again["unchanged"] == rows["transactions"]
 
     st = run(app, *ws, "data", "status", "--json")
     tables = st["tables"]

@@ -166,7 +166,7 @@ def test_ingest_quarantines_stores_and_is_idempotent(settings: Settings, tmp_pat
         path, index=False
     )
     first = ingest(settings, path, now=NOW)
-    assert (first.read, first.accepted, first.already_present) == (3, 2, 0)
+    assert (first.read, first.inserted, first.unchanged) == (3, 2, 0)
     assert first.quarantined == {"unparseable_timestamp": 1}
     assert first.stored_rows == 2
     assert first.quarantine_path is not None
@@ -190,14 +190,14 @@ def test_ingest_quarantines_stores_and_is_idempotent(settings: Settings, tmp_pat
     assert stored["customer_id"].tolist() == ["C1", "C2"]
 
     second = ingest(settings, path, now=NOW)
-    assert (second.accepted, second.already_present, second.stored_rows) == (0, 2, 2)
+    assert (second.inserted, second.unchanged, second.stored_rows) == (0, 2, 2)
     assert second.quarantined == {"unparseable_timestamp": 1}  # still reported, not stored
     assert len(read_table(settings, "transactions")) == 2
 
     more = tmp_path / "transactions-2.csv"
     tx(GOOD, ("C4", "2024-02-02", "9", "", "O9", "store")).to_csv(more, index=False)
     third = ingest(settings, more, now=NOW)
-    assert (third.accepted, third.already_present, third.stored_rows) == (1, 1, 3)
+    assert (third.inserted, third.unchanged, third.stored_rows) == (1, 1, 3)
     assert third.quarantine_path is None
 
 
@@ -226,7 +226,7 @@ def test_customers_without_valid_from_are_versioned_by_ingest_time(
     ).to_csv(p2, index=False)
     res = ingest(settings, p2, now=FEB)
     # C1 changed: a new version; C2 did not; C3's first row is superseded by its second
-    assert (res.accepted, res.already_present, res.superseded, res.stored_rows) == (2, 1, 1, 4)
+    assert (res.inserted, res.unchanged, res.superseded, res.stored_rows) == (2, 1, 1, 4)
     assert _versions(settings) == [
         ("C1", "free", None, "2024-01-01"),
         ("C1", "premium", None, "2024-02-01"),
@@ -234,11 +234,11 @@ def test_customers_without_valid_from_are_versioned_by_ingest_time(
         ("C3", "basic", None, "2024-02-01"),
     ]
     again = ingest(settings, p2, now=MAR)  # the same file again: nothing new
-    assert (again.accepted, again.already_present, again.superseded) == (0, 3, 1)
+    assert (again.inserted, again.unchanged, again.superseded) == (0, 3, 1)
     assert again.stored_rows == 4
     # An older file again is news: C1 is free as of now (a downgrade looks the same)
     old = ingest(settings, p1, now=MAR)
-    assert (old.accepted, old.already_present, old.stored_rows) == (1, 1, 5)
+    assert (old.inserted, old.unchanged, old.stored_rows) == (1, 1, 5)
     assert _versions(settings)[2] == ("C1", "free", None, "2024-03-01")
 
 
@@ -257,7 +257,7 @@ def test_customers_with_valid_from_keep_their_history(settings: Settings, tmp_pa
     res = ingest(settings, history, now=MAY)
     # C1 free on Jan 15: already in force (from the beginning); pro on Apr 1: in force since
     # Mar 10; C2's two rows are new
-    assert (res.accepted, res.already_present, res.superseded) == (3, 2, 0)
+    assert (res.inserted, res.unchanged, res.superseded) == (3, 2, 0)
     assert _versions(settings) == [
         ("C1", "free", None, "2024-02-01"),
         ("C1", "pro", "2024-03-10", "2024-05-01"),
@@ -265,14 +265,14 @@ def test_customers_with_valid_from_keep_their_history(settings: Settings, tmp_pa
         ("C2", "pro", "2024-02-20", "2024-05-01"),
     ]
     again = ingest(settings, history, now=JUN)
-    assert (again.accepted, again.already_present, again.stored_rows) == (0, 5, 4)
+    assert (again.inserted, again.unchanged, again.stored_rows) == (0, 5, 4)
     # a correction: the same customer and valid_from with another plan replaces that version
     fix = tmp_path / "customers-fix.csv"
     pd.DataFrame({"customer_id": ["C2"], "plan": ["basic"], "valid_from": ["2024-02-20"]}).to_csv(
         fix, index=False
     )
     fixed = ingest(settings, fix, now=JUN)
-    assert (fixed.accepted, fixed.stored_rows) == (1, 4)
+    assert (fixed.inserted, fixed.replaced, fixed.stored_rows) == (0, 1, 4)
     assert _versions(settings)[3] == ("C2", "basic", "2024-02-20", "2024-06-01")
 
 
@@ -300,7 +300,7 @@ def test_order_lines_are_rows_identified_by_order_and_line(
     ]
     pd.DataFrame(lines, columns=LINE_COLUMNS).to_csv(path, index=False)  # no amount column
     first = ingest(settings, path, now=NOW)
-    assert (first.read, first.accepted) == (6, 2)
+    assert (first.read, first.inserted) == (6, 2)
     assert first.quarantined == {
         "exact_duplicate": 1,
         "duplicate_line": 1,
@@ -313,15 +313,17 @@ def test_order_lines_are_rows_identified_by_order_and_line(
     assert stored["quantity"].tolist() == [2.0, 2.0]
 
     again = ingest(settings, path, now=NOW)
-    assert (again.accepted, again.already_present, again.stored_rows) == (0, 2, 2)
-    # another file with line 1 of O1 at another price: the stored line stays
+    assert (again.inserted, again.unchanged, again.stored_rows) == (0, 2, 2)
+    # another file with line 1 of O1 at another price: a correction, in the stored line's place
     other = tmp_path / "transactions-2.csv"
     pd.DataFrame(
         [("C1", "2024-01-05T10:00", "O1", "1", "SKU-A", "2", "6", "12")],
         columns=[*LINE_COLUMNS, "amount"],
     ).to_csv(other, index=False)
     third = ingest(settings, other, now=NOW)
-    assert (third.accepted, third.already_present, third.stored_rows) == (0, 1, 2)
+    assert (third.inserted, third.replaced, third.unchanged, third.stored_rows) == (0, 1, 0, 2)
+    stored = read_table(settings, "transactions")
+    assert dict(zip(stored["line_id"], stored["amount"], strict=True)) == {"1": 12.0, "2": 10.0}
 
 
 def test_amount_is_required_unless_quantity_and_unit_price(
@@ -366,13 +368,13 @@ def test_parquet_and_csv_give_the_same_store(tmp_path: Path) -> None:
     typed.to_csv(tmp_path / "transactions.csv", index=False)
     ra = ingest(a, tmp_path / "transactions.parquet", now=NOW)
     rb = ingest(b, tmp_path / "transactions.csv", now=NOW)
-    assert ra.accepted == rb.accepted == 2
+    assert ra.inserted == rb.inserted == 2
     pd.testing.assert_frame_equal(read_table(a, "transactions"), read_table(b, "transactions"))
     # a Parquet file with a timezone-aware column converts to UTC
     aware = typed.assign(ts=typed["ts"].dt.tz_localize("Europe/Berlin"))
     aware.to_parquet(tmp_path / "transactions-aware.parquet")
     v = ingest(a, tmp_path / "transactions-aware.parquet", now=NOW)
-    assert v.accepted == 2  # one hour earlier than the naive rows: new rows
+    assert (v.inserted, v.replaced) == (0, 2)  # one hour earlier: the same orders, corrected
     assert read_table(a, "transactions")["ts"].min() == pd.Timestamp("2024-01-01 09:00", tz="UTC")
 
 

@@ -29,7 +29,7 @@ def test_million_row_csv_lands_every_valid_row_and_quarantines_each_bad_one(
     valid = ROWS - sum(expected.values())
     assert result.read == ROWS
     assert result.quarantined == expected
-    assert result.accepted == valid
+    assert result.inserted == valid
     assert len(read_table(settings, "transactions")) == valid
     assert result.quarantine_path is not None
     quarantine = pd.read_csv(result.quarantine_path, dtype=str, keep_default_na=False)

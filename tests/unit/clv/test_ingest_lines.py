@@ -48,12 +48,12 @@ def test_identical_lines_of_an_invoice_are_summed_not_dropped(tmp_path: Path) ->
     assert first.lines.line_level  # invoice 1 has rows that differ
     assert first.lines.lines_summed == 1
     assert first.quarantined == {"exact_duplicate": 1}
-    assert (first.read, first.accepted) == (6, 4)
+    assert (first.read, first.inserted) == (6, 4)
     assert order_totals(settings) == {("C1", "1"): 17.0, ("C2", "2"): 3.0}
     stored = read_table(settings, "transactions")
     assert stored["amount"].sum() == pytest.approx(24.0)  # 17 + 3 + 4: nothing lost
     again = ingest(settings, path, now=NOW)
-    assert (again.accepted, again.already_present, again.stored_rows) == (0, 4, 4)
+    assert (again.inserted, again.unchanged, again.stored_rows) == (0, 4, 4)
 
 
 def test_an_order_level_file_drops_repeated_rows_as_duplicates() -> None:
@@ -230,7 +230,7 @@ def test_a_store_written_before_the_new_columns_still_merges(tmp_path: Path) -> 
     old.to_parquet(settings.offline_dir / "transactions.parquet", index=False)
     rows = [("C1", "2024-01-01", "5.0", "1"), ("C2", "2024-01-02", "6.0", "2")]
     result = ingest(settings, write(tmp_path / "transactions.csv", rows, INVOICE), now=NOW)
-    assert (result.accepted, result.already_present, result.stored_rows) == (1, 1, 2)
+    assert (result.inserted, result.unchanged, result.stored_rows) == (1, 1, 2)
     assert list(read_table(settings, "transactions")["currency"]) == [None, None]
 
 

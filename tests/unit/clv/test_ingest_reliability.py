@@ -118,7 +118,7 @@ def test_a_ragged_row_is_quarantined_and_the_file_goes_on(tmp_path: Path, chunk_
         7: "malformed_row",
     }
     assert r.read == 7
-    assert r.accepted == 2
+    assert r.inserted == 2
     assert sorted(read_table(settings, "transactions")["order_id"]) == ["O1", "O6"]
     q = quarantine(r).set_index("row_number")
     assert q.loc["2", "order_id"] == "O2,extra"  # the extra field kept, in the last column
@@ -136,7 +136,7 @@ def test_a_ragged_row_in_a_folder_part_names_its_part(settings: Settings, tmp_pa
     assert q[["row_number", "reason", "source_file"]].values.tolist() == [
         ["3", "malformed_row", "b.csv"]
     ]
-    assert r.accepted == 3
+    assert r.inserted == 3
 
 
 # --- time zones --------------------------------------------------------------------------

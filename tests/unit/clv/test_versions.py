@@ -37,7 +37,7 @@ def test_first_undated_version_is_in_force_from_the_beginning() -> None:
 def test_rows_stored_before_versions_count_as_first_versions() -> None:
     legacy = canonical(pd.DataFrame({"customer_id": ["a"], "plan": ["free"]}), "customers")
     merged = merge_versions(legacy, _customers([("a", "free", None, None)]), ingested_at=MAR)
-    assert (merged.new, merged.already_present, len(merged.frame)) == (0, 1, 1)
+    assert (merged.inserted, merged.already_present, len(merged.frame)) == (0, 1, 1)
     changed = merge_versions(legacy, _customers([("a", "pro", None, None)]), ingested_at=MAR)
     assert changed.frame["plan"].tolist() == ["free", "pro"]
     assert changed.frame["ingested_at"].isna().tolist() == [True, False]
@@ -47,11 +47,11 @@ def test_an_earlier_dated_change_comes_before_the_undated_first_version() -> Non
     stored = _customers([("a", "free", None, "2024-02-01")])  # free, from the beginning
     news = _customers([("a", "pro", "2024-01-15", None)])  # but pro since Jan 15
     merged = merge_versions(stored, news, ingested_at=MAR)
-    assert merged.new == 1
+    assert merged.inserted == 1
     assert merged.frame["plan"].tolist() == ["pro", "free"]
     # pro from Jan 15 (nothing before: a dated first version), free again from Feb 1
     assert in_force_order(merged.frame).tolist() == [_us("2024-01-15"), _us("2024-02-01")]
     # the same news again changes nothing
     again = merge_versions(merged.frame, news, ingested_at=MAR)
-    assert (again.new, again.already_present) == (0, 1)
+    assert (again.inserted, again.already_present) == (0, 1)
     pd.testing.assert_frame_equal(again.frame, merged.frame)

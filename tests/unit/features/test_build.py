@@ -397,7 +397,7 @@ def test_identical_order_lines_are_kept_at_ingest_and_make_one_order(tmp_path: P
         }
     ).to_csv(path, index=False)
     result = ingest(settings, path, now=MAR)
-    assert (result.accepted, result.quarantined, result.stored_rows) == (2, {}, 2)
+    assert (result.inserted, result.quarantined, result.stored_rows) == (2, {}, 2)
     build_features(settings)
     feats = pd.read_parquet(features_path(settings)).set_index("event_timestamp")
     c1 = feats.loc[FEB]

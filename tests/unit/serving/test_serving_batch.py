@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import typer
@@ -133,3 +134,42 @@ def test_cli_score_without_all_says_how() -> None:
     result = CliRunner().invoke(app, ["score"])
     assert isinstance(result.exception, ClvError)
     assert "pass --all" in str(result.exception)
+
+
+def test_score_all_leaves_out_and_counts_customers_with_non_finite_features(
+    settings: Settings, model: ClvModel, features: pd.DataFrame, tmp_path: Path
+) -> None:
+    """XGBoost's inplace predict scores +inf as an extreme value without a word (issue 15)."""
+    corrupt = features.copy()
+    corrupt.loc[[3, 8], "monetary_value"] = np.inf
+    corrupt.loc[5, "avg_basket"] = 1e39  # finite in float64, inf in the model's float32
+    said: list[str] = []
+
+    def run(frame: pd.DataFrame, out: Path) -> BatchResult:
+        return score_all(
+            settings,
+            as_of=SNAPSHOT,
+            out=out,
+            model_source=lambda: Loaded(model, "7", "champion", "run-7"),
+            reference_source=lambda run_id: features,
+            snapshot_source=lambda when: frame,
+            warn=said.append,
+        )
+
+    result = run(corrupt, tmp_path / "bad" / "scores.parquet")
+    assert (result.rows, result.excluded) == (len(features) - 3, 3)
+    assert result.non_finite == {"monetary_value": 2, "avg_basket": 1}
+    assert said == [
+        f"warning: 3 of {len(features)} customers not scored, non-finite features (inf or -inf): "
+        "monetary_value 2, avg_basket 1"
+    ]
+    scored = set(pd.read_parquet(result.path)["customer_id"])
+    assert scored == set(features["customer_id"]) - {"c0003", "c0005", "c0008"}
+    at_risk = pd.read_csv(result.at_risk_path, dtype={"customer_id": str})
+    assert not {"c0003", "c0005", "c0008"} & set(at_risk["customer_id"])
+
+    clean = run(features, tmp_path / "good" / "scores.parquet")
+    assert (clean.rows, clean.excluded, clean.non_finite) == (len(features), 0, {})
+    assert clean.warning is None and len(said) == 1
+    with pytest.raises(DataError, match="every one has a non-finite feature"):
+        run(features.assign(T=-np.inf), tmp_path / "none" / "scores.parquet")
