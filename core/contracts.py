@@ -175,6 +175,8 @@ class RejectReason(StrEnum):
 
     MALFORMED_ROW = "malformed_row"
     """A CSV row with more or fewer fields than the header (its cells are kept by position)."""
+    INVALID_ENCODING = "invalid_encoding"
+    """A CSV row holding bytes that are not text in `ingest.encoding` (default UTF-8)."""
     MISSING_ID = "missing_customer_id"
     INVALID_ID = "invalid_id"
     """An id (a `*_id` column) holding a control character (NUL, tab, newline, ...) or longer

@@ -153,6 +153,14 @@ class IngestSettings(_Frozen):
         description="timestamps written as a bare number: seconds (s) or milliseconds (ms) "
         "since 1970-01-01 UTC; none: not timestamps (unparseable_timestamp)",
     )
+    encoding: str = Field(
+        "utf-8",
+        description="the text encoding of CSV files (utf-8, latin-1, cp1252, ...); a row with "
+        "bytes that are not text in it is quarantined (invalid_encoding)",
+    )
+    delimiter: str = Field(
+        ",", min_length=1, max_length=1, description="the field separator of CSV files"
+    )
     on_key_conflict: Literal["replace", "quarantine"] = Field(
         "replace",
         description="a row with the key of a stored row (an order, or an order line) and other "

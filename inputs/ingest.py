@@ -47,7 +47,7 @@ from clv.inputs.parse import (
     parse_in_file_order,
 )
 from clv.inputs.personal import protect
-from clv.inputs.raw_csv import Chunk, csv_chunks
+from clv.inputs.raw_csv import Chunk, CsvFormat, csv_chunks, csv_header
 from clv.inputs.reconcile import (
     AMOUNT_BOUND_FACTOR,
     FileRules,
@@ -91,6 +91,9 @@ HINTS: dict[str, str] = {
     "offset (2024-01-05T10:00+05:30) instead",
     RejectReason.MALFORMED_ROW.value: "rows with more or fewer fields than the header: an "
     "unquoted comma or a cut line",
+    RejectReason.INVALID_ENCODING.value: "rows holding bytes that are not text in "
+    "ingest.encoding (default utf-8): re-export the file as UTF-8, or set ingest.encoding "
+    "(latin-1, cp1252, ...)",
 }
 """What to do about a reason, printed with the run's summary when it occurred."""
 
@@ -435,13 +438,18 @@ def _parts(folder: Path) -> tuple[list[Path], list[FileOutcome]]:
     return parts, skipped
 
 
-def _header(path: Path) -> list[str]:
+def csv_format(settings: Settings) -> CsvFormat:
+    """How the `ingest` settings say CSV files are written."""
+    return CsvFormat(encoding=settings.ingest.encoding, delimiter=settings.ingest.delimiter)
+
+
+def _header(path: Path, fmt: CsvFormat) -> list[str]:
     name = path.name.lower()
     if not name.endswith(CSV_SUFFIXES + PARQUET_SUFFIXES):
         raise DataError(f"{path}: unknown format {path.suffix!r}; use .csv or .parquet")
     try:
         if name.endswith(CSV_SUFFIXES):
-            return [str(c) for c in pd.read_csv(path, dtype=str, nrows=0).columns]
+            return csv_header(path, fmt)
         return _data_columns(pq.ParquetFile(path).schema_arrow.names)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, OSError, ValueError) as exc:
         raise DataError(f"{path}: cannot read ({_first_line(exc)})") from exc
@@ -457,13 +465,14 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def read_chunks(path: Path, rows: int) -> Iterator[Chunk]:
+def read_chunks(path: Path, rows: int, fmt: CsvFormat | None = None) -> Iterator[Chunk]:
     """A raw file in chunks of at most `rows` rows: CSV cells stay text (the row rules parse
     them; rows that do not fit the header are set aside), Parquet as stored."""
     name = path.name.lower()
+    fmt = fmt or CsvFormat()
     try:
         if name.endswith(CSV_SUFFIXES):
-            yield from csv_chunks(path, _header(path), rows)
+            yield from csv_chunks(path, _header(path, fmt), rows, fmt)
             return
         if name.endswith(PARQUET_SUFFIXES):
             parquet = pq.ParquetFile(path)
@@ -479,10 +488,10 @@ def read_chunks(path: Path, rows: int) -> Iterator[Chunk]:
     raise DataError(f"{path}: unknown format {path.suffix!r}; use .csv or .parquet")
 
 
-def read_raw(path: Path) -> pd.DataFrame:
+def read_raw(path: Path, fmt: CsvFormat | None = None) -> pd.DataFrame:
     """A whole raw file as one frame (small files and tests; ingest streams `read_chunks`)."""
-    frames = [c.frame for c in read_chunks(path, 1 << 62)]
-    return frames[0] if frames else pd.DataFrame(columns=_header(path))
+    frames = [c.frame for c in read_chunks(path, 1 << 62, fmt)]
+    return frames[0] if frames else pd.DataFrame(columns=_header(path, fmt or CsvFormat()))
 
 
 def _quarantine_path(settings: Settings, table: TableName) -> Path:
@@ -507,9 +516,10 @@ def _stage(
     settings: Settings, files: list[Path], table: TableName, *, now: pd.Timestamp, work: Path
 ) -> _Staged:
     """Read, protect and parse every chunk; stage parsed rows and row rejects to Parquet."""
-    header = [c.strip() for c in _header(files[0])]
+    fmt = csv_format(settings)
+    header = [c.strip() for c in _header(files[0], fmt)]
     for part in files[1:]:
-        if [c.strip() for c in _header(part)] != header:
+        if [c.strip() for c in _header(part, fmt)] != header:
             raise DataError(f"{part}: its columns differ from {files[0].name}'s")
     check_columns(pd.Index(header), CONTRACTS[table], source=str(files[0]))
     raw_columns = [c for c in protect(pd.DataFrame(columns=header), settings).columns]
@@ -533,7 +543,7 @@ def _stage(
 
     def whole_file() -> Iterable[pd.DataFrame]:
         for part in files:
-            for again in read_chunks(part, settings.ingest.chunk_rows):
+            for again in read_chunks(part, settings.ingest.chunk_rows, fmt):
                 yield again.frame.rename(columns=lambda c: str(c).strip())
 
     with (
@@ -542,15 +552,19 @@ def _stage(
     ):
         for part in files:
             offset = read  # rows of the earlier parts: a folder's rows are numbered through
-            for chunk in read_chunks(part, settings.ingest.chunk_rows):
+            for chunk in read_chunks(part, settings.ingest.chunk_rows, fmt):
+                frame, numbers = chunk.frame, offset + chunk.rows
+                undecodable = chunk.undecodable
+                if undecodable is not None:  # set aside before the row rules read them
+                    frame, numbers = frame.loc[~undecodable], numbers[~undecodable]
                 parsed, times = parse_in_file_order(
-                    raw(chunk.frame, part),
+                    raw(frame, part),
                     table,
                     times=times,
                     whole_file=whole_file,
                     now=now,
                     min_date=min_date,
-                    row_numbers=offset + chunk.rows,
+                    row_numbers=numbers,
                     max_id_length=settings.ingest.max_id_length,
                 )
                 read += len(chunk.frame) + len(chunk.malformed)
@@ -562,6 +576,14 @@ def _stage(
                     rejects.append(
                         _malformed(raw(chunk.malformed, part), offset + chunk.malformed_rows)
                     )
+                if undecodable is not None:
+                    rejects.append(
+                        _malformed(
+                            raw(chunk.frame.loc[undecodable], part),
+                            offset + chunk.rows[undecodable],
+                            RejectReason.INVALID_ENCODING,
+                        )
+                    )
                 rejected_out.write_table(
                     pa.Table.from_pandas(
                         pd.concat(rejects, ignore_index=True),
@@ -572,10 +594,13 @@ def _stage(
     return _Staged(read, valid_path, rejected_path, raw_columns)
 
 
-def _malformed(frame: pd.DataFrame, numbers: np.ndarray) -> pd.DataFrame:
-    """Rows that did not fit the header, as row rejects (`malformed_row`)."""
+def _malformed(
+    frame: pd.DataFrame, numbers: np.ndarray, reason: RejectReason = RejectReason.MALFORMED_ROW
+) -> pd.DataFrame:
+    """Rows the reader set aside, as row rejects: they did not fit the header
+    (`malformed_row`), or held bytes that are not text (`invalid_encoding`)."""
     out = original_as_text(frame.reset_index(drop=True)).add_prefix(RAW)
-    out.insert(0, REASON, RejectReason.MALFORMED_ROW.value)
+    out.insert(0, REASON, reason.value)
     out.insert(0, ROW_NUMBER, numbers.astype(np.int64))
     return out
 
