@@ -293,7 +293,9 @@ def _sum_identical_lines(con: duckdb.DuckDBPyConnection, names: list[str]) -> st
     return "lines"
 
 
-def identity_key(table: TableName, *, line_level: bool, alias: str = "") -> tuple[str, str] | None:
+def identity_key(
+    table: TableName, *, line_level: bool, alias: str = ""
+) -> tuple[str, list[str]] | None:
     """SQL of the key that decides a row's identity, or None when rows have no key (every
     column then identifies a row: the exact-duplicate rule): (condition that a row has a key,
     the key's expressions). Transactions: (customer_id, order_id, line_id, refund or not) of a
@@ -306,12 +308,17 @@ def identity_key(table: TableName, *, line_level: bool, alias: str = "") -> tupl
     a = f"{alias}." if alias else ""
     if table != "transactions":
         has_key = " AND ".join(f"{a}{q(k)} IS NOT NULL" for k in contract.key)
-        return has_key, ", ".join(f"{a}{q(k)}" for k in contract.key)
+        return has_key, [f"{a}{q(k)}" for k in contract.key]
     line = f"{a}line_id IS NOT NULL" if line_level else "true"
     return (
         f"({a}order_id IS NOT NULL AND {line})",
-        f"{a}customer_id, {a}order_id, coalesce({a}line_id, ''), {a}amount < 0",
+        [f"{a}customer_id", f"{a}order_id", f"coalesce({a}line_id, '')", f"({a}amount < 0)"],
     )
+
+
+def _same(left: list[str], right: list[str]) -> str:
+    """Equal keys, as column equalities (a hash join, where a row comparison may not be)."""
+    return " AND ".join(f"{x} = {y}" for x, y in zip(left, right, strict=True))
 
 
 def _deduplicate(
@@ -327,7 +334,7 @@ def _deduplicate(
     first_key = "NULL::BIGINT"
     if key is not None:
         has_key, parts = key
-        first = f"min({ROW_NUMBER}) OVER (PARTITION BY {parts}, ({has_key}))"
+        first = f"min({ROW_NUMBER}) OVER (PARTITION BY {', '.join(parts)}, ({has_key}))"
         first_key = f"CASE WHEN {has_key} THEN {first} END"
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE ranked AS
@@ -385,7 +392,7 @@ def match_stored(
     else:
         has_key, parts = key
         stored_has_key, stored_parts = identity_key(table, line_level=line_level, alias="s")  # type: ignore[misc]
-        same_key = f"({parts}) = ({stored_parts}) AND {stored_has_key}"
+        same_key = f"{_same(parts, stored_parts)} AND {stored_has_key}"
         con.execute(
             f"""CREATE OR REPLACE TEMP TABLE matched AS
             SELECT c.*,
@@ -412,7 +419,7 @@ def match_stored(
         con.execute(
             f"""CREATE OR REPLACE TEMP VIEW kept AS SELECT s.* FROM stored s
             WHERE NOT ({stored_has_key} AND EXISTS (
-                SELECT 1 FROM fresh r WHERE r._replaces AND ({r_parts}) = ({stored_parts})))"""
+                SELECT 1 FROM fresh r WHERE r._replaces AND {_same(r_parts, stored_parts)}))"""
         )
     row = con.execute(
         "SELECT (SELECT count(*) FROM candidates), count(*) FILTER (WHERE NOT _replaces), "
