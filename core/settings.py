@@ -348,6 +348,22 @@ class ServingSettings(_Frozen):
     auto_rollback: bool = Field(
         default=True, description="the server rolls back a canary that breaches a guardrail"
     )
+    read_timeout_seconds: float = _positive(
+        2.0,
+        "an online-store read slower than this (a locked or hung store) is given up: /score "
+        "answers 503 with Retry-After; also SQLite's wait for a lock, and the bound of the "
+        "store check behind /readyz",
+    )
+    worker_threads: int = _positive(
+        4,
+        "threads that run the server's blocking work (online-store reads, explain, batches of "
+        "256 rows or more) off the event loop, so that /healthz always answers",
+    )
+    worker_queue: int = _positive(
+        16,
+        "jobs those threads hold at once, running or waiting; one more is refused at once "
+        "with 503 and Retry-After rather than queued",
+    )
 
     @model_validator(mode="after")
     def _ordered_thresholds(self) -> ServingSettings:

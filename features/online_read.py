@@ -7,6 +7,9 @@ per feature, `value` a serialized ValueProto, `event_ts` epoch seconds) with one
 `SELECT ... WHERE entity_key IN (...)` per feature view on a per-thread connection, and decodes
 the values itself (a double's 9-byte wire form directly, anything else with the protobuf parser,
 memoized). `OnlineBatch.frame()` equals `clv.features.feast_io.online_features` (a tested property).
+A connection is reopened when the file at the path is no longer the one it opened (a new file
+renamed over it, or the file truncated or restored) and after any SQLite error; `ping` tells a
+missing, locked or corrupt store apart.
 
 Redis gets the same treatment: Feast keeps one hash per entity under `serialize_entity_key(...)
 + project`, with fields `mmh3("<view>:<feature>")` (serialized ValueProto) and `_ts:<view>` (a
@@ -27,13 +30,14 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 import sqlite3
 import struct
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol, TypedDict
+from typing import TYPE_CHECKING, Literal, Protocol, TypedDict
 
 import numpy as np
 import pandas as pd
@@ -48,6 +52,8 @@ if TYPE_CHECKING:
 _DOUBLE_TAG = 0x29  # ValueProto.double_val: field 5, wire type 1
 _UNPACK_DOUBLE = struct.Struct("<d").unpack_from
 _CHUNK = 900  # ids per statement, below SQLite's bound-parameter limit
+SQLITE_LOCK_WAIT = 10.0
+"""Seconds a SQLite read waits for a writer's lock unless told otherwise (serving: less)."""
 _REDIS_TIMEOUT = float(FeastSettings.model_fields["redis_timeout_seconds"].default)
 Value = float | str | None
 
@@ -206,11 +212,61 @@ def _batch(
     )
 
 
-class SqliteOnlineReader:
-    """Reads a FeatureService's rows from Feast's SQLite online store (one connection/thread)."""
+@dataclass(frozen=True)
+class FileIdentity:
+    """Which file a path names, and its size and modification time: a file renamed over the
+    path changes `device`/`inode`; one truncated or rewritten in place, `size`/`mtime_ns`."""
 
-    def __init__(self, layout: OnlineLayout) -> None:
+    device: int
+    inode: int
+    size: int
+    mtime_ns: int
+
+    @property
+    def file(self) -> tuple[int, int]:
+        return (self.device, self.inode)
+
+
+def file_identity(path: str) -> FileIdentity | None:
+    """The identity of the file at `path` now; None when nothing is there."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return FileIdentity(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+StoreFault = Literal["locked", "missing", "corrupt"]
+
+
+def store_fault(exc: sqlite3.Error) -> StoreFault:
+    """What a SQLite error says about the store file: locked by a writer, missing, or corrupt
+    (not a database, malformed, or without the service's tables: truncated or emptied)."""
+    text = str(exc).lower()
+    if "locked" in text or "busy" in text:
+        return "locked"
+    if "unable to open" in text:
+        return "missing"
+    return "corrupt"
+
+
+def _connect(path: str, *, timeout: float) -> sqlite3.Connection:
+    """A read-only connection that waits up to `timeout` seconds for a writer's lock."""
+    uri = Path(path).resolve().as_uri() + "?mode=ro"
+    return sqlite3.connect(uri, uri=True, timeout=timeout)
+
+
+class SqliteOnlineReader:
+    """Reads a FeatureService's rows from Feast's SQLite online store (one connection/thread).
+
+    Each read first compares the file at the path with the one its connection opened
+    (`file_identity`) and reopens when they differ (a re-materialization renamed a new file
+    over it, or it was truncated or restored); any SQLite error drops the connection, so the
+    next read opens afresh. `timeout_seconds`: how long a read waits for a writer's lock."""
+
+    def __init__(self, layout: OnlineLayout, *, timeout_seconds: float = SQLITE_LOCK_WAIT) -> None:
         self.layout = layout
+        self.timeout_seconds = timeout_seconds
         self._local = threading.local()
         self._wanted = [frozenset(v.features) for v in layout.views]
         self._sql = [
@@ -218,22 +274,46 @@ class SqliteOnlineReader:
             "WHERE entity_key IN ({})"
             for v in layout.views
         ]
+        self._probes = [f'SELECT 1 FROM "{v.table}" LIMIT 1' for v in layout.views]
 
     def _conn(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            uri = Path(self.layout.path).resolve().as_uri() + "?mode=ro"
-            conn = sqlite3.connect(uri, uri=True, timeout=10.0)
-            self._local.conn = conn
+        identity = file_identity(self.layout.path)
+        local = self._local
+        conn: sqlite3.Connection | None = getattr(local, "conn", None)
+        if conn is not None and identity is not None and local.identity == identity:
+            return conn
+        self._drop()
+        conn = _connect(self.layout.path, timeout=self.timeout_seconds)
+        local.conn, local.identity = conn, identity
         return conn
 
+    def _drop(self) -> None:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        self._local.conn = None
+        if conn is not None:
+            conn.close()
+
     def ping(self) -> str | None:
-        if not Path(self.layout.path).exists():
-            return f"online store {self.layout.path} does not exist: run `clv features materialize`"
+        """None when every table of the service reads, else why not: the store is `missing`,
+        `locked` (for half of `timeout_seconds`, so that the answer comes before a caller
+        bounded by the read timeout gives up), `corrupt`, or `stale` (another file was renamed
+        over it during the check). A fresh connection each time: it checks the file there now."""
+        path = self.layout.path
+        before = file_identity(path)
+        if before is None:
+            return f"online store missing: {path} does not exist: run `clv features materialize`"
         try:
-            self._conn().execute("SELECT 1").fetchone()
+            conn = _connect(path, timeout=self.timeout_seconds / 2)
+            try:
+                for sql in self._probes:
+                    conn.execute(sql).fetchall()
+            finally:
+                conn.close()
         except sqlite3.Error as exc:
-            return f"online store unreadable: {exc}"
+            return f"online store {store_fault(exc)}: {path}: {exc}"
+        after = file_identity(path)
+        if after is None or after.file != before.file:
+            return f"online store stale: {path} was replaced during the check"
         return None
 
     def read(self, customer_ids: Sequence[str]) -> OnlineBatch:
@@ -242,20 +322,24 @@ class SqliteOnlineReader:
         keys = list(positions)
         stamps: list[float] = [0.0] * n
         conn = self._conn()
-        for sql, wanted in zip(self._sql, self._wanted, strict=True):
-            for start in range(0, len(keys), _CHUNK):
-                chunk = keys[start : start + _CHUNK]
-                query = sql.format(",".join("?" * len(chunk)))
-                for key, feature, blob, event_ts in conn.execute(query, chunk):
-                    if feature not in wanted:
-                        continue
-                    value = decode_value(blob)
-                    column = values[feature]
-                    ts = float(event_ts) if event_ts is not None else 0.0
-                    for i in positions[key]:
-                        column[i] = value
-                        if ts > stamps[i]:
-                            stamps[i] = ts
+        try:
+            for sql, wanted in zip(self._sql, self._wanted, strict=True):
+                for start in range(0, len(keys), _CHUNK):
+                    chunk = keys[start : start + _CHUNK]
+                    query = sql.format(",".join("?" * len(chunk)))
+                    for key, feature, blob, event_ts in conn.execute(query, chunk):
+                        if feature not in wanted:
+                            continue
+                        value = decode_value(blob)
+                        column = values[feature]
+                        ts = float(event_ts) if event_ts is not None else 0.0
+                        for i in positions[key]:
+                            column[i] = value
+                            if ts > stamps[i]:
+                                stamps[i] = ts
+        except sqlite3.Error:
+            self._drop()  # locked, truncated, replaced mid-read: the next read reopens
+            raise
         present = [False] * n
         for column in values.values():
             for i, v in enumerate(column):
@@ -504,8 +588,9 @@ def redis_layout(settings: Settings) -> RedisLayout:
 class _LazyReader:
     """Builds the real reader on first use (reading the Feast registry is not free)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, timeout_seconds: float) -> None:
         self.settings = settings
+        self.timeout_seconds = timeout_seconds
         self._reader: FeatureReader | None = None
         self._lock = threading.Lock()
 
@@ -517,7 +602,9 @@ class _LazyReader:
                     if not feast_private.enabled():  # Feast's storage unverified: its own read
                         self._reader = FeastOnlineReader(self.settings)
                     elif store == "sqlite":
-                        self._reader = SqliteOnlineReader(sqlite_layout(self.settings))
+                        self._reader = SqliteOnlineReader(
+                            sqlite_layout(self.settings), timeout_seconds=self.timeout_seconds
+                        )
                     elif store == "redis":
                         self._reader = RedisOnlineReader(redis_layout(self.settings))
                     else:
@@ -535,9 +622,12 @@ class _LazyReader:
         return reader.ping()
 
 
-def online_source(settings: Settings) -> FeatureReader:
-    """The online read chosen by `feast.online_store`: direct SQLite or direct Redis."""
-    return _LazyReader(settings)
+def online_source(
+    settings: Settings, *, timeout_seconds: float = SQLITE_LOCK_WAIT
+) -> FeatureReader:
+    """The online read chosen by `feast.online_store`: direct SQLite or direct Redis;
+    `timeout_seconds`: how long a SQLite read waits for a writer's lock."""
+    return _LazyReader(settings, timeout_seconds=timeout_seconds)
 
 
 def online_frame(settings: Settings, customer_ids: Sequence[str]) -> pd.DataFrame:

@@ -42,9 +42,10 @@ class CallableReader:
 def feature_reader(
     settings: Settings, source: FeatureSource | FeatureReader | None
 ) -> FeatureReader:
-    """The reader for `source`; None: the configured online store."""
+    """The reader for `source`; None: the configured online store, whose SQLite reads wait
+    for a writer's lock no longer than a request waits for them (`serving.read_timeout_seconds`)."""
     if source is None:
-        return online_source(settings)
+        return online_source(settings, timeout_seconds=settings.serving.read_timeout_seconds)
     if hasattr(source, "read") and hasattr(source, "ping"):
         return source
     return CallableReader(source)

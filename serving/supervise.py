@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import gc
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING
 
@@ -41,8 +41,10 @@ def lifespan(
     reader: FeatureReader,
     *,
     freeze_gc: bool = False,
+    on_stop: Sequence[Callable[[], None]] = (),
 ) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
-    """The app's lifespan: load everything off the event loop, then supervise until shutdown."""
+    """The app's lifespan: load everything off the event loop, then supervise until shutdown
+    (then call `on_stop`: the worker threads' shutdown)."""
 
     @contextlib.asynccontextmanager
     async def run(app: FastAPI) -> AsyncIterator[None]:
@@ -60,6 +62,8 @@ def lifespan(
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+            for stop in on_stop:
+                stop()
 
     return run
 
