@@ -52,6 +52,7 @@ def _register() -> None:
         return
     _registered = True
     from clv.cli import data as data_cli
+    from clv.cli import decisions as decisions_cli
     from clv.cli import features as features_cli
     from clv.cli import monitoring as monitoring_cli
     from clv.cli import registry as registry_cli
@@ -67,6 +68,7 @@ def _register() -> None:
     app.command("score")(serving_cli.score)
     app.add_typer(monitoring_cli.app, name="monitor")
     app.command("retrain")(monitoring_cli.retrain)
+    app.add_typer(decisions_cli.app, name="analyze")
     app.command("demo")(demo.demo)
 
 

@@ -20,6 +20,7 @@ SUBPACKAGES = (
     "registry",
     "serving",
     "monitoring",
+    "decisions",
     "jobs",
     "cli",
 )

@@ -438,6 +438,21 @@ class RegistrySettings(_Frozen):
         return self
 
 
+class DecisionSettings(_Frozen):
+    """The analyses teams act on (clv.decisions): cohorts, channels, experiments, retention."""
+
+    adoption_days: int = _positive(
+        14,
+        "an early-adoption cohort: customers who used an event type within this many days of "
+        "their acquisition, against those who did not",
+    )
+    adoption_events: tuple[str, ...] = Field(
+        (),
+        description="the event types whose early use defines adoption cohorts; empty: every "
+        "event type of the events table",
+    )
+
+
 class MonitoringSettings(_Frozen):
     """Monitoring evidence and the retrain policy's thresholds (see clv.monitoring.policy)."""
 
@@ -522,6 +537,17 @@ class MonitoringSettings(_Frozen):
         return self
 
 
+class ServicesSettings(_Frozen):
+    """Reaching the shared services a profile names (clv.core.services)."""
+
+    connect_timeout_seconds: float = _positive(
+        10.0,
+        "how long a command waits for the MLflow tracking database or server and the Optuna "
+        "storage (and, as `clv serve` starts, the Feast SQL registry and Redis) before it stops "
+        "with one line naming the service; a refused connection stops it at once",
+    )
+
+
 class Settings(_Frozen):
     """Everything clv reads from configuration, bound to one workspace."""
 
@@ -538,6 +564,8 @@ class Settings(_Frozen):
     serving: ServingSettings = ServingSettings()
     registry: RegistrySettings = RegistrySettings()
     monitoring: MonitoringSettings = MonitoringSettings()
+    decisions: DecisionSettings = DecisionSettings()
+    services: ServicesSettings = ServicesSettings()  # connect timeout of shared services
 
     # Paths inside the workspace, the only place clv writes: the state folder and what lives
     # there, then the workspace's own folders.

@@ -190,6 +190,51 @@ def webhook_payload(
     }
 
 
+@dataclass(frozen=True, eq=False)
+class Scored:
+    """Every customer known at `as_of`, scored by the served models (`score_everyone`)."""
+
+    scores: pd.DataFrame
+    as_of: pd.Timestamp
+    models: _Models
+    excluded: int
+    """Customers not scored: a non-finite feature (`non_finite_rows`)."""
+    non_finite: dict[str, int]
+
+
+def score_everyone(
+    settings: Settings,
+    *,
+    as_of: pd.Timestamp | None = None,
+    model_source: ModelSource | None = None,
+    registry: ModelRegistry | None = None,
+    reference_source: ReferenceSource | None = None,
+    snapshot_source: SnapshotSource | None = None,
+) -> Scored:
+    """Score every customer known at `as_of` (default: the latest snapshot) with the champion
+    and the canary, as `/score` would; customers with a non-finite feature are left out."""
+    when = as_of if as_of is not None else latest_snapshot(settings)
+    if registry is None:
+        registry = (
+            SingleModel(model_source) if model_source is not None else MlflowRegistry(settings)
+        )
+    if reference_source is None:
+        reference_source = registry_reference(settings)
+    models = _models(settings, registry, reference_source)
+    features = (snapshot_source or _offline_snapshot(settings))(when)
+    if features.empty:
+        raise DataError(f"no customers known before {when.date()}; check --as-of")
+    served = [m for m in (models.champion, models.canary) if m is not None]
+    bad, non_finite = non_finite_rows(served, features)
+    if bad.all():
+        raise DataError(
+            f"no customer at {when.date()} scored: every one has a non-finite feature "
+            f"({_counted(non_finite)})"
+        )
+    scores = models.score(settings, features[~bad] if bad.any() else features, as_of=when)
+    return Scored(scores, when, models, int(bad.sum()), non_finite)
+
+
 def score_all(
     settings: Settings,
     *,
@@ -205,25 +250,20 @@ def score_all(
 
     Customers with a non-finite feature are left out and counted; the one-line warning goes to
     `warn` (default: stderr, beside the command's progress lines)."""
-    when = as_of if as_of is not None else latest_snapshot(settings)
-    if registry is None:
-        registry = (
-            SingleModel(model_source) if model_source is not None else MlflowRegistry(settings)
-        )
-    if reference_source is None:
-        reference_source = registry_reference(settings)
-    models = _models(settings, registry, reference_source)
-    champion, canary = models.champion, models.canary
-    features = (snapshot_source or _offline_snapshot(settings))(when)
-    if features.empty:
-        raise DataError(f"no customers known before {when.date()}; check --as-of")
-    bad, non_finite = non_finite_rows([m for m in (champion, canary) if m is not None], features)
-    if bad.all():
-        raise DataError(
-            f"no customer at {when.date()} scored: every one has a non-finite feature "
-            f"({_counted(non_finite)})"
-        )
-    scores = models.score(settings, features[~bad] if bad.any() else features, as_of=when)
+    scored = score_everyone(
+        settings,
+        as_of=as_of,
+        model_source=model_source,
+        registry=registry,
+        reference_source=reference_source,
+        snapshot_source=snapshot_source,
+    )
+    scores, when, champion, canary = (
+        scored.scores,
+        scored.as_of,
+        scored.models.champion,
+        scored.models.canary,
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
     scores.to_parquet(out, index=False)
     thresholds = at_risk_thresholds(champion, settings.serving)
@@ -254,8 +294,8 @@ def score_all(
         canary_version=canary.version if canary is not None else None,
         canary_rows=int((scores["alias"] == CANARY).sum()),
         webhook=hook,
-        excluded=int(bad.sum()),
-        non_finite=non_finite,
+        excluded=scored.excluded,
+        non_finite=scored.non_finite,
     )
     if result.warning is not None:
         (warn or _stderr)(result.warning)

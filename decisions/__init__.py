@@ -1,0 +1,1 @@
+"""Decisions from CLV: cohorts, channels (CAC:CLV), experiments, retention, the dashboard."""
