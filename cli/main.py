@@ -69,6 +69,7 @@ def _register() -> None:
     app.add_typer(monitoring_cli.app, name="monitor")
     app.command("retrain")(monitoring_cli.retrain)
     app.add_typer(decisions_cli.app, name="analyze")
+    app.add_typer(decisions_cli.decide_app, name="decide")
     app.command("demo")(demo.demo)
 
 

@@ -451,6 +451,28 @@ class DecisionSettings(_Frozen):
         description="the event types whose early use defines adoption cohorts; empty: every "
         "event type of the events table",
     )
+    control_arm: str = Field(
+        "control", description="the arm of an experiment the other arms are compared with"
+    )
+    bootstrap_samples: int = _positive(
+        2000, "resamples of each arm for the bootstrap check of an experiment's interval"
+    )
+    retention_holdout: float = Field(
+        0.1,
+        gt=0.0,
+        lt=1.0,
+        description="share of a retention selection held out untreated at random: the control "
+        "that measures its realized ROI",
+    )
+    retention_cooldown_days: int = _positive(
+        30,
+        "a customer in a retention selection (treated or held out) is not selected again "
+        "within this many days",
+    )
+    retention_max_spend: float | None = _positive(
+        None, "most that retention offers may cost per period (null: only --budget bounds it)"
+    )
+    retention_period_days: int = _positive(30, "the period of retention_max_spend, in days")
 
 
 class MonitoringSettings(_Frozen):
