@@ -48,6 +48,8 @@ class TableChoice(StrEnum):
     customers = "customers"
     events = "events"
     identities = "identities"
+    acquisition_costs = "acquisition_costs"
+    assignments = "assignments"
 
 
 @app.command()
@@ -68,12 +70,19 @@ def generate(
     ),
     out: Path | None = typer.Option(None, "--out", help="Output folder (default: data/raw)."),
     fmt: FormatChoice = typer.Option(FormatChoice.csv, "--format", help="File format."),
+    decisions: bool = typer.Option(
+        False,
+        "--decisions",
+        help="Also plant the decisions' truths: acquisition costs per channel and month "
+        "(acquisition_costs), an early-adoption lift and a retention experiment (assignments).",
+    ),
     as_json: bool = JsonOption,
 ) -> None:
     """Write transactions, customers and events files (retail: and identities) from a seeded
-    generator."""
+    generator; with --decisions also acquisition_costs and assignments."""
     from clv.inputs.generator import generate as run_generate
     from clv.inputs.generator import ingest_block, ingest_overrides, write_raw
+    from clv.inputs.planted import AdoptionPlan, CostPlan, ExperimentPlan
 
     settings = settings_of(ctx)
     out_dir = out or settings.raw_dir
@@ -90,6 +99,9 @@ def generate(
         start=start,
         scenario=scenario.value,
         change_date=change_date,
+        costs=CostPlan() if decisions else None,
+        adoption=AdoptionPlan() if decisions else None,
+        experiment=ExperimentPlan() if decisions else None,
     )
     paths = write_raw(data, out_dir, fmt=fmt.value)
     seconds = round(time.perf_counter() - t, 2)
@@ -109,14 +121,23 @@ def generate(
         "files": {table: str(p) for table, p in paths.items()},
         "seconds": seconds,
     }
+    if decisions:
+        payload["truths"] = data.truths.as_dict()
     identities = f", {rows['identities']:,} aliases" if "identities" in rows else ""
+    planted = "".join(
+        f", {rows[t]:,} {t.replace('_', ' ')} rows"
+        for t in ("acquisition_costs", "assignments")
+        if t in rows
+    )
     summary = (
         f"wrote {rows['transactions']:,} transactions, {rows['customers']:,} customer rows"
-        f"{identities} and {rows['events']:,} events to {out_dir} ({fmt.value}, {seconds} s)\n"
+        f"{identities}{planted} and {rows['events']:,} events to {out_dir} "
+        f"({fmt.value}, {seconds} s)\n"
         f"period {data.start.date()} .. {data.end.date()}, world {data.world}, "
         f"scenario {scenario.value}"
         f" from {data.change_date.date()}\n"
     )
+    summary += "".join(f"planted: {line}\n" for line in data.truths.describe())
     if data.ingest_settings is not None:
         block = ingest_block(data.ingest_settings)
         payload["ingest_settings"] = ingest_overrides(data.ingest_settings)

@@ -8,6 +8,9 @@ Customers are versioned, not upserted: every stored row is one version of a cust
 attributes, in force from its `valid_from`, else from its `ingested_at` (the ingest instant);
 a customer's first version without a `valid_from` also covers the time before it (see
 `clv.inputs.versions` and docs/decisions/customer-versions.md).
+
+`acquisition_costs` and `assignments` are the decisions' tables (what acquiring customers cost,
+who was in which arm of an experiment): optional, ingested like the others, never features.
 """
 
 from __future__ import annotations
@@ -16,8 +19,17 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final, Literal
 
-TableName = Literal["transactions", "customers", "events", "identities"]
-TABLES: tuple[TableName, ...] = ("transactions", "customers", "events", "identities")
+TableName = Literal[
+    "transactions", "customers", "events", "identities", "acquisition_costs", "assignments"
+]
+TABLES: tuple[TableName, ...] = (
+    "transactions",
+    "customers",
+    "events",
+    "identities",
+    "acquisition_costs",
+    "assignments",
+)
 
 TS_DTYPE = "datetime64[us, UTC]"
 
@@ -37,6 +49,12 @@ class Column:
     (amount = quantity x unit_price). A required column may then be absent from the file."""
     source: ColumnSource = "input"
     """`ingest`: set by ingest (never read from the file), stored with the rows."""
+    nonnegative: bool = False
+    """A number below zero is quarantined (`negative_value`)."""
+    month: bool = False
+    """A timestamp stored as the first instant of its UTC month (2024-01, 2024-01-01 and any
+    time in January 2024 are all 2024-01-01T00:00Z); the future and `ingest.min_date` rules
+    judge that instant, so the month in progress is never in the future."""
 
 
 @dataclass(frozen=True)
@@ -49,8 +67,12 @@ class TableContract:
     transactions are keyed by order and line, an order-level row by its order). A row without
     a key, or a table whose key is every column, is identified by all its columns (the
     exact-duplicate rule)."""
+    time: str
+    """The column `clv data status` shows the stored time range of."""
     versioned: bool = False
     """Rows with the same key are versions of one entity, not duplicates (customers)."""
+    sorted_by: tuple[str, ...] = ()
+    """The stored rows' order (then kept rows before new ones, each in file order)."""
 
     @property
     def required(self) -> tuple[str, ...]:
@@ -80,8 +102,10 @@ class _Kind:
         required: bool = False,
         product_of: tuple[str, ...] = (),
         source: ColumnSource = "input",
+        nonnegative: bool = False,
+        month: bool = False,
     ) -> Column:
-        return Column(name, self.kind, required, doc, product_of, source)
+        return Column(name, self.kind, required, doc, product_of, source, nonnegative, month)
 
 
 _string, _timestamp = _Kind("string"), _Kind("timestamp")
@@ -115,6 +139,8 @@ TRANSACTIONS = TableContract(
         ),
     ),
     key=("customer_id", "order_id", "line_id"),
+    time="ts",
+    sorted_by=("ts",),
 )
 
 CUSTOMERS = TableContract(
@@ -134,6 +160,7 @@ CUSTOMERS = TableContract(
     ),
     key=("customer_id",),
     versioned=True,
+    time="signup_ts",
 )
 
 CUSTOMER_ATTRIBUTES: tuple[str, ...] = ("signup_ts", "acquisition_channel", "country", "plan")
@@ -147,6 +174,8 @@ EVENTS = TableContract(
         _category("event_type", "login, support_ticket, feature_use, ...", required=True),
     ),
     key=("customer_id", "ts", "event_type"),
+    time="ts",
+    sorted_by=("ts",),
 )
 
 IDENTITIES = TableContract(
@@ -160,13 +189,67 @@ IDENTITIES = TableContract(
         ),
     ),
     key=("alias_id", "customer_id", "valid_from"),
+    time="valid_from",
 )
+
+ACQUISITION_COSTS = TableContract(
+    name="acquisition_costs",
+    columns=(
+        _category(
+            "channel",
+            "the acquisition channel: the values of customers.acquisition_channel",
+            required=True,
+        ),
+        _timestamp(
+            "month",
+            "the month the spend bought customers in (stored: its first instant, UTC); "
+            "2024-01, 2024-01-01 or any time in the month",
+            required=True,
+            month=True,
+        ),
+        _number(
+            "spend",
+            "money spent on the channel that month, in the workspace's currency",
+            required=True,
+            nonnegative=True,
+        ),
+        _number(
+            "new_customers",
+            "customers the channel reports acquiring that month; missing: the customers "
+            "table's signups count",
+            nonnegative=True,
+        ),
+    ),
+    key=("channel", "month"),
+    time="month",
+    sorted_by=("month", "channel"),
+)
+"""One row per acquisition channel and month: a corrected spend replaces the stored row."""
+
+ASSIGNMENTS = TableContract(
+    name="assignments",
+    columns=(
+        _string("experiment", "the experiment's name", required=True),
+        CUSTOMER_ID,
+        _category(
+            "arm", "the arm the customer was assigned to: control, treatment, ...", required=True
+        ),
+        _timestamp("assigned_at", "when the customer was assigned (UTC)", required=True),
+    ),
+    key=("experiment", "customer_id"),
+    time="assigned_at",
+    sorted_by=("assigned_at",),
+)
+"""One arm per customer and experiment: a later row for the same pair replaces it (or is a
+`key_conflict`)."""
 
 CONTRACTS: dict[TableName, TableContract] = {
     "transactions": TRANSACTIONS,
     "customers": CUSTOMERS,
     "events": EVENTS,
     "identities": IDENTITIES,
+    "acquisition_costs": ACQUISITION_COSTS,
+    "assignments": ASSIGNMENTS,
 }
 
 
@@ -190,6 +273,9 @@ class RejectReason(StrEnum):
     FUTURE_TIMESTAMP = "future_timestamp"
     BAD_AMOUNT = "non_numeric_amount"
     BAD_VALUE = "non_numeric_value"
+    NEGATIVE_VALUE = "negative_value"
+    """A number below zero in a column that cannot be (acquisition_costs: spend,
+    new_customers)."""
     MISSING_VALUE = "missing_required_value"
     BEFORE_MIN_DATE = "before_min_date"
     """A timestamp before `ingest.min_date` (a default date such as 1899-12-30, a typo)."""
@@ -200,7 +286,9 @@ class RejectReason(StrEnum):
     """A currency other than the workspace's (`ingest.currency`) without a rate to convert it."""
     DUPLICATE = "exact_duplicate"
     DUPLICATE_LINE = "duplicate_line"
-    """Same (customer_id, order_id, line_id) as an earlier row of the file, other values."""
+    """The key of an earlier row of the file, other values: (customer_id, order_id, line_id)
+    of transactions, (channel, month) of acquisition_costs, (experiment, customer_id) of
+    assignments."""
     KEY_CONFLICT = "key_conflict"
     """The key of a stored row with other values, under `ingest.on_key_conflict: quarantine`
     (the default, `replace`, stores the row in the stored one's place)."""

@@ -12,7 +12,9 @@ tenure curves, on/off dormancy instead of death, engagement-driven spend with no
 line items, and plan or country changes (a customers row per change, from `valid_from`); the
 `retail` world writes the line-item purchases as a shop's point-of-sale export (with the order
 totals a correct ingest must store, `GeneratedData.order_totals`), and `plant_bad_rows` adds a
-bad row of every quarantine kind to a transactions frame.
+bad row of every quarantine kind to a transactions frame. On request (`generate`'s `costs`,
+`adoption`, `experiment`) a world also carries the decisions' planted truths
+(`clv.inputs.planted`): acquisition costs, an early-adoption lift, a retention experiment.
 
 Time-varying rates (seasonality, scenarios, tenure, drift, plans, the pre-churn fade) are
 sampled by thinning (Lewis & Shedler 1979): candidates come from a homogeneous process at an
@@ -25,7 +27,7 @@ change date in every scenario; only what happens after it differs.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, NamedTuple, get_args
 
@@ -38,6 +40,22 @@ from clv.core.contracts import TS_DTYPE, RejectReason, TableName
 from clv.core.errors import DataError
 from clv.core.settings import IngestSettings
 from clv.core.time import utc
+from clv.inputs.planted import (
+    TREATMENT,
+    AdoptionPlan,
+    AdoptionTruth,
+    Boost,
+    CacTruth,
+    CostPlan,
+    ExperimentPlan,
+    ExperimentTruth,
+    Truths,
+    assign,
+    assignment_rows,
+    cost_table,
+    early_adopters,
+    period_months,
+)
 from clv.inputs.worlds import (
     DEFAULT_WORLD,
     QUANTITY_PROBS,
@@ -191,6 +209,11 @@ class GeneratedData:
     The `retail` world also has `identities` (a fourth raw table), `order_totals` (truth: what
     a correct ingest stores, see `_order_totals`) and `ingest_settings` (what a user sets in
     clv.yaml to read this export; `ingest_block` prints it).
+
+    Planted for the decisions (`generate`'s `costs`, `adoption`, `experiment`; see
+    `clv.inputs.planted`): the `acquisition_costs` and `assignments` tables, `truths` (the
+    planted CAC, the early-adoption lift and the experiment's uplift, with the rows each added)
+    and, with adoption, the truth column early_adopter.
     """
 
     transactions: pd.DataFrame
@@ -206,6 +229,9 @@ class GeneratedData:
     identities: pd.DataFrame | None = None
     order_totals: pd.DataFrame | None = None
     ingest_settings: IngestSettings | None = None
+    acquisition_costs: pd.DataFrame | None = None
+    assignments: pd.DataFrame | None = None
+    truths: Truths = field(default_factory=Truths)
 
     def tables(self) -> dict[TableName, pd.DataFrame]:
         tables: dict[TableName, pd.DataFrame] = {
@@ -215,6 +241,10 @@ class GeneratedData:
         }
         if self.identities is not None:
             tables["identities"] = self.identities
+        if self.acquisition_costs is not None:
+            tables["acquisition_costs"] = self.acquisition_costs
+        if self.assignments is not None:
+            tables["assignments"] = self.assignments
         return tables
 
 
@@ -270,10 +300,26 @@ class _Streams:
     retail_extra: np.random.Generator
 
     @classmethod
-    def of(cls, seed: int) -> _Streams:
+    def of(cls, seed: int, *, branch: int | None = None) -> _Streams:
+        """The world's streams; with `branch`, another independent set (a planted effect's
+        purchases), leaving the world's own as they were."""
         # Children are numbered: adding streams at the end leaves the first ones as they were.
-        children = np.random.SeedSequence(seed).spawn(19)
+        root = np.random.SeedSequence(seed, spawn_key=() if branch is None else (branch,))
+        children = root.spawn(19)
         return cls(*(np.random.default_rng(s) for s in children))
+
+
+class _Branch:
+    """Seed-sequence children of the planted truths: far from the world's streams (0-18)."""
+
+    COSTS = 1001
+    ADOPTION = 1002
+    ASSIGNMENT = 1003
+    EXPERIMENT = 1004
+
+
+def _branch_rng(seed: int, branch: int) -> np.random.Generator:
+    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(branch,)))
 
 
 @dataclass(frozen=True)
@@ -359,8 +405,14 @@ def generate(
     world: WorldName = DEFAULT_WORLD,
     start: pd.Timestamp | str = DEFAULT_START,
     change_date: pd.Timestamp | str | None = None,
+    costs: CostPlan | None = None,
+    adoption: AdoptionPlan | None = None,
+    experiment: ExperimentPlan | None = None,
 ) -> GeneratedData:
-    """Generate `customers` customers signing up over `months` months from `start` (seeded)."""
+    """Generate `customers` customers signing up over `months` months from `start` (seeded).
+
+    `costs`, `adoption` and `experiment` plant the decisions' truths (`clv.inputs.planted`);
+    without them (the default) the world is exactly what it was."""
     if customers < 1 or months < 1:
         raise DataError("generate needs at least 1 customer and 1 month")
     if scenario not in SCENARIOS:
@@ -390,11 +442,19 @@ def generate(
         export = _retail_export(drawn, cust_ids)
         transactions = export.transactions
         customer_rows = _with_contacts(customer_rows, export.contacts, cust_ids)
+    events = _events(rng, spec, clock, people, scenario, cust_ids)
+    truth = _truth(spec, clock, people, cust_ids)
+    planted = _Planted(transactions=transactions)
+    if costs is not None or adoption is not None or experiment is not None:
+        plans = _Plans(seed, costs, adoption, experiment)
+        planted = _plant(drawn, plans, cust_ids, transactions, events, (t0, t_end, t_change))
+        if planted.early_adopter is not None:
+            truth["early_adopter"] = planted.early_adopter
     return GeneratedData(
-        transactions=transactions,
+        transactions=planted.transactions,
         customers=customer_rows,
-        events=_events(rng, spec, clock, people, scenario, cust_ids),
-        truth=_truth(spec, clock, people, cust_ids),
+        events=events,
+        truth=truth,
         world=world,
         scenario=scenario,
         seed=seed,
@@ -404,6 +464,9 @@ def generate(
         identities=export.identities if export else None,
         order_totals=export.order_totals if export else None,
         ingest_settings=export.settings if export else None,
+        acquisition_costs=planted.acquisition_costs,
+        assignments=planted.assignments,
+        truths=planted.truths,
     )
 
 
@@ -584,6 +647,41 @@ def _rate_factor(
     return factor
 
 
+@dataclass(frozen=True, eq=False)
+class _Thinning:
+    """The repeat purchases' thinning: candidates at `rate()` per customer and day, a candidate
+    kept with probability accept / bound while the customer is alive. The bound does not depend
+    on the (scenario-dependent) channel or on the scenario."""
+
+    spec: WorldSpec
+    clock: _Clock
+    p: _People
+    scenario: Scenario
+    bound: float
+    plan_hi: FloatArray
+    world_bound: FloatArray | None
+
+    @classmethod
+    def of(cls, spec: WorldSpec, clock: _Clock, p: _People, scenario: Scenario) -> _Thinning:
+        bound = float(p.ch_rate.max() * np.max(spec.season))
+        plan_hi = PLAN_RATE[p.history.plan].max(axis=1)
+        return cls(spec, clock, p, scenario, bound, plan_hi, _rate_bound(spec, clock, p))
+
+    def rate(self) -> FloatArray:
+        rate = self.p.lam * self.plan_hi * self.bound
+        return rate if self.world_bound is None else rate * self.world_bound
+
+    def accept(self, idx: IntArray, t: FloatArray) -> FloatArray:
+        p, clock = self.p, self.clock
+        accept = p.ch_rate[idx] * _season(t, clock.start_us, np.array(self.spec.season))
+        if self.scenario == "price_increase":
+            accept = np.where(t >= clock.change, accept * PRICE_RATE_FACTOR, accept)
+        if self.world_bound is not None:
+            factor = _rate_factor(self.spec, p, idx, t, self.plan_hi)
+            accept = accept * factor / self.world_bound[idx]
+        return accept
+
+
 def _orders(
     rng: _Streams, spec: WorldSpec, clock: _Clock, p: _People, scenario: Scenario
 ) -> _Orders:
@@ -591,14 +689,8 @@ def _orders(
 
     The bound does not depend on the (scenario-dependent) channel or on the scenario.
     """
-    season = np.array(spec.season)
-    bound = p.ch_rate.max() * season.max()
-    plan_hi = PLAN_RATE[p.history.plan].max(axis=1)
-    rate = p.lam * plan_hi * bound
-    world_bound = _rate_bound(spec, clock, p)
-    if world_bound is not None:
-        rate = rate * world_bound
-    idx, t = _candidates(rng.buy, rate, p.signup, clock.end)
+    th = _Thinning.of(spec, clock, p, scenario)
+    idx, t = _candidates(rng.buy, th.rate(), p.signup, clock.end)
     u_keep = rng.buy.random(len(idx))
     u_sales = rng.buy.random(len(idx))
     u_sales_pick = rng.buy.random(len(idx))
@@ -606,12 +698,7 @@ def _orders(
     margin_rate = rng.spend.normal(MARGIN_MEAN, MARGIN_SD, len(idx))
     u_refund = rng.refund.random(len(idx))
     refund_delay = rng.refund.uniform(1.0, 30.0, len(idx))
-    accept = p.ch_rate[idx] * _season(t, clock.start_us, season)
-    if scenario == "price_increase":
-        accept = np.where(t >= clock.change, accept * PRICE_RATE_FACTOR, accept)
-    if world_bound is not None:
-        accept = accept * _rate_factor(spec, p, idx, t, plan_hi) / world_bound[idx]
-    keep = (u_keep * bound < accept) & _alive(p, idx, t)
+    keep = (u_keep * th.bound < th.accept(idx, t)) & _alive(p, idx, t)
 
     n = len(p.signup)
     has_first = rng.first.random(n) < FIRST_PURCHASE_SHARE
@@ -679,12 +766,14 @@ class _Drawn(NamedTuple):
     scenario: Scenario
 
 
-def _transactions(drawn: _Drawn, cust_ids: ObjectArray) -> pd.DataFrame:
-    """One row per order (per line in line worlds), then refund rows of earlier orders."""
+def _transactions(drawn: _Drawn, cust_ids: ObjectArray, *, first_order: int = 1) -> pd.DataFrame:
+    """One row per order (per line in line worlds), then refund rows of earlier orders; order
+    ids are numbered from `first_order` in time order."""
     rng, spec, clock, p, o, scenario = drawn
     value, price, sales = _order_values(spec, clock, p, o, scenario)
     margin_rate = np.clip(o.margin_rate, 0.05, 0.6)
-    order_id = _ids("O", np.arange(1, len(o.t) + 1, dtype=np.int64), 8)
+    numbers = np.arange(first_order, first_order + len(o.t), dtype=np.int64)
+    order_id = _ids("O", numbers, 8)
     sales_names = np.array([c[0] for c in SALES_CHANNELS], dtype=object)
     rows: dict[str, Column]
     relabel: dict[str, ObjectArray] = {}
@@ -740,6 +829,236 @@ def _with_refunds(
         frame[name] = np.concatenate([col, back])[tx_order]
     first = ["customer_id", "ts", "amount", "margin", "order_id", "channel"]
     return pd.DataFrame(frame)[first + [c for c in frame if c not in first]]
+
+
+# --- the decisions' planted truths (clv.inputs.planted) -------------------------------------
+
+
+class _Plans(NamedTuple):
+    seed: int
+    costs: CostPlan | None
+    adoption: AdoptionPlan | None
+    experiment: ExperimentPlan | None
+
+
+@dataclass(frozen=True, eq=False)
+class _Planted:
+    """What planting gives the generated data: transactions with the effects' purchases, the
+    decisions' tables and their truths."""
+
+    transactions: pd.DataFrame
+    acquisition_costs: pd.DataFrame | None = None
+    assignments: pd.DataFrame | None = None
+    truths: Truths = field(default_factory=Truths)
+    early_adopter: BoolArray | None = None
+
+
+def _plant(
+    drawn: _Drawn,
+    plans: _Plans,
+    cust_ids: ObjectArray,
+    transactions: pd.DataFrame,
+    events: pd.DataFrame,
+    period: tuple[pd.Timestamp, pd.Timestamp, pd.Timestamp],
+) -> _Planted:
+    """The decisions' tables and truths; the purchases the planted effects add, merged into
+    `transactions` by time (the world's own rows unchanged, in their order)."""
+    if drawn.spec.retail is not None and (plans.adoption or plans.experiment):
+        raise DataError(
+            "the retail world's export cannot carry planted purchase effects: plant early "
+            "adoption or an experiment in another world (acquisition costs are fine)"
+        )
+    p = drawn.people
+    signup_ts = _ts(p.signup, drawn.clock.start_us)
+    costs = cac = None
+    if plans.costs is not None:
+        costs, cac = _plant_costs(plans.costs, plans.seed, p, signup_ts, period)
+    effects = _Effects(drawn, _Thinning.of(drawn.spec, drawn.clock, p, drawn.scenario), cust_ids)
+    adoption = None
+    if plans.adoption is not None:
+        adoption = _plant_adoption(effects, plans.adoption, plans.seed, events, signup_ts)
+    experiment = None
+    if plans.experiment is not None:
+        experiment = _plant_experiment(effects, plans, period, adoption)
+    added = [adoption.rows] if adoption else []
+    added += [experiment.treated_rows] if experiment else []
+    return _Planted(
+        transactions=_merged(transactions, added),
+        acquisition_costs=costs,
+        assignments=experiment.assignments if experiment else None,
+        truths=Truths(
+            cac=cac,
+            adoption=adoption.truth if adoption else None,
+            experiment=experiment.truth if experiment else None,
+        ),
+        early_adopter=adoption.adopter if adoption else None,
+    )
+
+
+@dataclass(frozen=True, eq=False)
+class _Effects:
+    """What the planted effects' purchases are drawn from: the world, its thinning, the ids."""
+
+    drawn: _Drawn
+    thinning: _Thinning
+    cust_ids: ObjectArray
+
+    def rows(self, seed: int, branch: int, boost: Boost, *, first_order: int) -> _Added:
+        """The transactions rows of the purchases `boost` adds (own streams: `branch`)."""
+        rng = _Streams.of(seed, branch=branch)
+        extra = _extra_orders(rng, self.thinning, boost)
+        drawn = self.drawn._replace(rng=rng, orders=extra)
+        return _Added(extra, _transactions(drawn, self.cust_ids, first_order=first_order))
+
+
+class _Added(NamedTuple):
+    orders: _Orders
+    rows: pd.DataFrame
+
+
+@dataclass(frozen=True, eq=False)
+class _Adoption:
+    adopter: BoolArray
+    lift_from: FloatArray
+    """Days from the start at which an adopter's lift begins (inf: not an adopter)."""
+    orders: _Orders
+    rows: pd.DataFrame
+    truth: AdoptionTruth
+
+
+def _plant_adoption(
+    effects: _Effects, plan: AdoptionPlan, seed: int, events: pd.DataFrame, signup_ts: pd.Series
+) -> _Adoption:
+    names = [name for name, _ in EVENT_RATES]
+    if plan.event_type not in names:
+        raise DataError(f"early adoption: event_type must be one of {', '.join(names)}")
+    p = effects.drawn.people
+    adopter = early_adopters(events, pd.Index(effects.cust_ids), signup_ts, plan)
+    lift_from = np.where(adopter, p.signup + plan.window_days, np.inf)
+    boost = Boost(scale=np.where(adopter, plan.lift, 0.0), begin=lift_from)
+    first = len(effects.drawn.orders.t) + 1
+    added = effects.rows(seed, _Branch.ADOPTION, boost, first_order=first)
+    truth = AdoptionTruth(
+        plan.event_type, plan.window_days, plan.lift, int(adopter.sum()), added.rows
+    )
+    return _Adoption(adopter, lift_from, added.orders, added.rows, truth)
+
+
+@dataclass(frozen=True, eq=False)
+class _Experiment:
+    assignments: pd.DataFrame
+    treated_rows: pd.DataFrame
+    truth: ExperimentTruth
+
+
+def _plant_experiment(
+    effects: _Effects,
+    plans: _Plans,
+    period: tuple[pd.Timestamp, pd.Timestamp, pd.Timestamp],
+    adoption: _Adoption | None,
+) -> _Experiment:
+    """Assign the active customers at the experiment's date; the treatment's purchases, drawn
+    for both arms (control's are the counterfactual)."""
+    plan = plans.experiment
+    assert plan is not None
+    t0, t_end, t_change = period
+    at = t_change if plan.at is None else utc(plan.at)
+    if not t0 < at < t_end:
+        span = f"{t0.date()}..{t_end.date()}"
+        raise DataError(f"experiment date {at} is not inside the period {span}")
+    at_day = (at - t0) / pd.Timedelta(days=1)
+    p, o = effects.drawn.people, effects.drawn.orders
+    cust, t = o.cust, o.t
+    first = len(o.t) + 1
+    if adoption is not None:  # the adopters' added purchases count as buying too
+        cust = np.concatenate([cust, adoption.orders.cust])
+        t = np.concatenate([t, adoption.orders.t])
+        first += len(adoption.orders.t)
+    eligible = _active(p.signup, cust, t, at=at_day, days=plan.active_days)
+    chosen = assign(eligible, plan=plan, rng=_branch_rng(plans.seed, _Branch.ASSIGNMENT))
+    boost = Boost(
+        scale=np.where(chosen.enrolled, plan.uplift, 0.0),
+        begin=np.where(chosen.enrolled, at_day, np.inf),
+        lift=plans.adoption.lift if plans.adoption is not None else 0.0,
+        lift_from=adoption.lift_from if adoption is not None else None,
+    )
+    rows = effects.rows(plans.seed, _Branch.EXPERIMENT, boost, first_order=first).rows
+    assignments = assignment_rows(effects.cust_ids, chosen, plan=plan, at=at)
+    treated = assignments.loc[assignments["arm"] == TREATMENT, "customer_id"]
+    truth = ExperimentTruth(plan.name, at, plan.uplift, int(chosen.enrolled.sum()), rows)
+    return _Experiment(assignments, rows[rows["customer_id"].isin(treated)], truth)
+
+
+def _plant_costs(
+    plan: CostPlan,
+    seed: int,
+    p: _People,
+    signup_ts: pd.Series,
+    period: tuple[pd.Timestamp, pd.Timestamp, pd.Timestamp],
+) -> tuple[pd.DataFrame, CacTruth]:
+    names = [c.name for c in CHANNELS]
+    if sorted(name for name, _ in plan.cac) != sorted(names):
+        raise DataError(f"acquisition costs: give a CAC for each channel ({', '.join(names)})")
+    channel = pd.Series(np.array(names, dtype=object)[p.channel])
+    frame = cost_table(
+        signup_ts,
+        channel,
+        months=period_months(period[0], period[1]),
+        plan=plan,
+        rng=_branch_rng(seed, _Branch.COSTS),
+    )
+    return frame, CacTruth(cac=dict(plan.cac), noise=plan.noise)
+
+
+def _active(
+    signup: FloatArray, cust: IntArray, t: FloatArray, *, at: float, days: float
+) -> BoolArray:
+    """Customers who signed up before `at` and bought (an order at `t`) in the `days` before."""
+    last = np.full(len(signup), -np.inf)
+    before = t < at
+    np.maximum.at(last, cust[before], t[before])
+    return (signup < at) & (last >= at - days)
+
+
+def _extra_orders(rng: _Streams, th: _Thinning, boost: Boost) -> _Orders:
+    """The purchases a boost adds: a second process thinned like the world's own, candidates at
+    boost.most x the customer's candidate rate from boost.begin, a candidate kept with
+    probability accept / bound x factor / most (so at factor x the customer's rate), with order
+    draws from `rng`'s streams."""
+    p = th.p
+    most = boost.most
+    idx, t = _candidates(rng.buy, th.rate() * most, boost.begin, th.clock.end)
+    u_keep, u_sales, u_pick = (rng.buy.random(len(idx)) for _ in range(3))
+    z = rng.spend.gamma(P, 1.0, len(idx)) / p.nu[idx]
+    margin_rate = rng.spend.normal(MARGIN_MEAN, MARGIN_SD, len(idx))
+    u_refund = rng.refund.random(len(idx))
+    delay = rng.refund.uniform(1.0, 30.0, len(idx))
+    accept = th.accept(idx, t) * boost.factor(idx, t) / most[idx]
+    keep = (u_keep * th.bound < accept) & _alive(p, idx, t)
+    order = np.lexsort((idx[keep], t[keep]))
+
+    def kept(a: FloatArray) -> FloatArray:
+        return a[keep][order]
+
+    return _Orders(
+        cust=idx[keep][order],
+        t=kept(t),
+        z=kept(z),
+        margin_rate=kept(margin_rate),
+        u_sales=kept(u_sales),
+        u_pick=kept(u_pick),
+        u_refund=kept(u_refund),
+        delay=kept(delay),
+    )
+
+
+def _merged(transactions: pd.DataFrame, added: list[pd.DataFrame]) -> pd.DataFrame:
+    """The world's rows and the added ones, by time (stable: the world's rows first at a tie)."""
+    parts = [transactions, *(a for a in added if len(a))]
+    if len(parts) == 1:
+        return transactions
+    merged = pd.concat(parts, ignore_index=True)
+    return merged.sort_values("ts", kind="stable", ignore_index=True)
 
 
 # --- the retail world: a shop's point-of-sale export ---------------------------------------

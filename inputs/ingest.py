@@ -639,8 +639,8 @@ def _plan_one(source: Path, table: TableName | None) -> tuple[list[_Planned], li
 
 
 def _plan(source: Path, table: TableName | None) -> tuple[list[_Planned], list[FileOutcome]]:
-    """What a file or a folder holds: the tables to ingest (identities, customers,
-    transactions, events) and the entries skipped, each with its reason."""
+    """What a file or a folder holds: the tables to ingest (in INGEST_ORDER) and the entries
+    skipped, each with its reason."""
     if not source.is_dir():
         return _plan_one(source, table)
     found = raw_files(source, table=table)
@@ -871,7 +871,7 @@ def _write_stored(
     if not rewrite:
         return int(con.execute("SELECT count(*) FROM kept").fetchone()[0])  # type: ignore[index]
     names = ", ".join(q(n) for n in contract.names)
-    order = "ts, " if "ts" in contract.names else ""
+    order = "".join(f"{q(c)}, " for c in contract.sorted_by)
     path = writer.stage(table)
     con.execute(
         f"""COPY (
@@ -924,10 +924,21 @@ def _store_versions(
     )
 
 
+INGEST_ORDER: tuple[TableName, ...] = (
+    "identities",
+    "customers",
+    "transactions",
+    "events",
+    "acquisition_costs",
+    "assignments",
+)
+"""The order a folder's tables are ingested in: who a customer is before what they did."""
+
+
 def raw_files(directory: Path, *, table: TableName | None = None) -> list[tuple[TableName, Path]]:
     """The raw tables in a folder: files named by table, and subfolders named by table (parts
-    of one table); identities first, then customers, transactions, events."""
-    order = {"identities": 0, "customers": 1, "transactions": 2, "events": 3}
+    of one table), in INGEST_ORDER."""
+    order = {t: k for k, t in enumerate(INGEST_ORDER)}
     found: list[tuple[TableName, Path]] = []
     for p in sorted(directory.iterdir()):
         if p.name.startswith("."):
@@ -950,7 +961,7 @@ def status(settings: Settings) -> tuple[TableStatus, ...]:
         if not has_table(settings, table):
             out.append(TableStatus(table, False, 0, None, None))
             continue
-        col = {"customers": "signup_ts", "identities": "valid_from"}.get(table, "ts")
+        col = CONTRACTS[table].time
         times = pd.read_parquet(table_path(settings, table), columns=[col])[col]
         lo, hi = times.min(), times.max()
         out.append(

@@ -1,7 +1,9 @@
 """Row rules of ingest: parse one chunk of a raw file against its contract, row by row.
 
 `parse_rows` is pure. Each row either parses (contract columns in canonical dtypes: strings,
-float64, `datetime64[us, UTC]`) or gets the first per-row `RejectReason` that applies. Every
+float64, `datetime64[us, UTC]`; a month column as its month's first instant) or gets the first
+per-row `RejectReason` that applies (a month is compared with `now` as a month: the current
+one is not in the future; a column that cannot be negative is `negative_value` below 0). Every
 row keeps its 1-based data-row number and its original cells as text, so the rules that need
 the whole file (`clv.inputs.reconcile`: currencies, the amount bound, refunds, order lines,
 duplicates) can quarantine it later with what the file said.
@@ -36,6 +38,7 @@ ROW_REASONS: tuple[RejectReason, ...] = (
     RejectReason.FUTURE_TIMESTAMP,
     RejectReason.BAD_AMOUNT,
     RejectReason.BAD_VALUE,
+    RejectReason.NEGATIVE_VALUE,
     RejectReason.MISSING_VALUE,
     RejectReason.BEFORE_MIN_DATE,
 )
@@ -194,7 +197,8 @@ def parse_rows(
         raw = frame[column.name].reset_index(drop=True)
         if column.kind == "timestamp":
             ts = parse_times(raw, times)
-            values, missing = ts.values, ts.missing
+            values = month_start(ts.values) if column.month else ts.values
+            missing = ts.missing
             flags[RejectReason.BAD_TIMESTAMP] |= ts.bad
             flags[RejectReason.AMBIGUOUS_DATE] |= ts.ambiguous
             flags[RejectReason.UNKNOWN_TIMEZONE] |= ts.unknown_zone
@@ -208,6 +212,8 @@ def parse_rows(
             of_amount = column.name == "amount" or column.name in derived_from
             key = RejectReason.BAD_AMOUNT if of_amount else RejectReason.BAD_VALUE
             flags[key] |= bad
+            if column.nonnegative:
+                flags[RejectReason.NEGATIVE_VALUE] |= (values < 0).to_numpy(dtype=bool)
             clean[column.name] = values
         else:
             text = _text(raw)
@@ -244,6 +250,13 @@ def parse_rows(
     rejected.insert(0, REASON, reasons)
     rejected.insert(0, ROW_NUMBER, numbers[~good])
     return ParsedRows(valid=valid, rejected=rejected)
+
+
+def month_start(values: pd.Series) -> pd.Series:
+    """UTC timestamps as the first instant of their UTC month (NaT stays NaT)."""
+    naive = values.dt.tz_localize(None).to_numpy(dtype="datetime64[us]")
+    first = naive.astype("datetime64[M]").astype("datetime64[us]")
+    return pd.Series(first, index=values.index).dt.tz_localize("UTC").astype(TS_DTYPE)
 
 
 def _absent(column: Column, n: int) -> pd.Series:
