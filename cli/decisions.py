@@ -36,6 +36,7 @@ def analyze(
         return
     from clv.core.store import has_table
     from clv.decisions.analyze import analyze_channels, analyze_cohorts, analyze_experiments
+    from clv.decisions.dashboard import render_dashboard
 
     settings, values = _values(ctx, as_of)
     cohorts = analyze_cohorts(settings, values=values)
@@ -49,6 +50,9 @@ def analyze(
         experiments = analyze_experiments(settings, values=values)
         payload["experiments"] = _experiment_payload(experiments)
         lines.append(_experiment_summary(experiments))
+    page = render_dashboard(settings)
+    payload["dashboard"] = str(page)
+    lines.append(f"dashboard -> {page}")
     emit("\n".join(lines), payload, as_json=as_json)
 
 
@@ -107,6 +111,7 @@ def retention(
     """Choose the at-risk customers whose offer saves the most margin within the budget; hold
     out a random control, record both in assignments, POST the treated to the webhook."""
     from clv.decisions.analyze import decide_retention
+    from clv.decisions.dashboard import render_dashboard
 
     settings = settings_of(ctx)
     progress("scoring every customer with the served models")
@@ -118,7 +123,9 @@ def retention(
         experiment=experiment,
         name=name,
     )
-    emit(_retention_summary(run), _retention_payload(run), as_json=as_json)
+    page = render_dashboard(settings)
+    payload = {**_retention_payload(run), "dashboard": str(page)}
+    emit(f"{_retention_summary(run)}\ndashboard -> {page}", payload, as_json=as_json)
 
 
 def _experiment_payload(run: ExperimentRun) -> dict[str, object]:

@@ -157,10 +157,10 @@ def realized_by_month(values: Customers, members: pd.Index | None = None) -> pd.
     ages = frame.set_index("customer_id")["age_months"]
     months = int(ages.max()) if len(ages) else 0
     rows = []
-    per_month = tx.groupby(["customer_id", "age_month"]).agg(
-        discounted=("discounted", "sum"),
-        revenue=("amount", "sum"),
-        bought=("amount", lambda a: bool((a > 0).any())),
+    per_month = (
+        tx.assign(bought=tx["amount"] > 0)
+        .groupby(["customer_id", "age_month"])
+        .agg(discounted=("discounted", "sum"), revenue=("amount", "sum"), bought=("bought", "max"))
     )
     wide = (
         per_month["discounted"]

@@ -1,9 +1,9 @@
 """`clv retrain`: the scheduled job that closes the loop from monitoring to a new canary.
 
-Steps: monitor -> (RETRAIN, or --force; never on DATA_QUALITY) -> readiness (the check `clv train` runs:
-clv.training.readiness_io.require_ready; it refuses an unready workspace before any work) -> build
-features -> apply + materialize -> train a challenger -> verify it is fully logged -> mark it
-challenger -> gates -> canary at `registry.canary_share`, or stop for a human when
+Steps: monitor -> (RETRAIN, or --force; never on DATA_QUALITY) -> readiness (the check `clv
+train` runs: clv.training.readiness_io.require_ready; it refuses an unready workspace before any
+work) -> build features -> apply + materialize -> train a challenger -> verify it is fully
+logged -> mark it challenger -> gates -> canary at `registry.canary_share`, or stop for a human when
 `monitoring.retrain_approval` is "manual".
 
 Safety (`clv.jobs.run_record`): one run at a time (a lock; a second run exits with code 4), and
@@ -74,8 +74,28 @@ def run_retrain(
     skip_readiness: bool = False,
 ) -> RetrainResult:
     """The scheduled job (see the module docstring); raises RetrainLockedError when locked,
-    ReadinessError when the data are below a readiness minimum (unless `skip_readiness`)."""
+    ReadinessError when the data are below a readiness minimum (unless `skip_readiness`).
+    Whatever its outcome, it then redraws reports/dashboard.html (clv.decisions.dashboard)."""
     say = progress or (lambda _m: None)
+    result = _run(settings, force=force, n_trials=n_trials, say=say, skip_readiness=skip_readiness)
+    _redraw_dashboard(settings, say)
+    return result
+
+
+def _redraw_dashboard(settings: Settings, say: Progress) -> None:
+    """The dashboard with this run's verdict and aliases; a page that cannot be drawn is said,
+    never the job's failure (the page is a view of what the job did)."""
+    from clv.decisions.dashboard import render_dashboard
+
+    try:
+        say(f"dashboard: {render_dashboard(settings)}")
+    except (ClvError, OSError, ValueError) as exc:
+        say(f"dashboard: not redrawn ({exc})")
+
+
+def _run(
+    settings: Settings, *, force: bool, n_trials: int | None, say: Progress, skip_readiness: bool
+) -> RetrainResult:
     with retrain_lock(settings):
         for stale in abandon_stale(settings):
             say(f"retrain: {stale.name} was left running by a killed run: marked abandoned")
