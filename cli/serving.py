@@ -25,11 +25,17 @@ def serve(
     as_json: bool = JsonOption,
 ) -> None:
     """Serve POST /score (champion + canary, online features), /healthz, /readyz, /metrics."""
+    from clv.core.services import require_feast_registry, require_online_store, require_tracking
     from clv.serving import listen
     from clv.serving.app import bearer_token, create_app
 
     settings = settings_of(ctx)
     auth = bearer_token(settings) is not None  # an empty token stops here, before the bind
+    # What the start-up load reads: a service that does not answer stops here in one line
+    # (a running server rides out an outage instead: clv.serving.state keeps its models).
+    require_tracking(settings)
+    require_feast_registry(settings)
+    require_online_store(settings)
     sock = listen.bind(
         host or settings.serving.host, settings.serving.port if port is None else port
     )

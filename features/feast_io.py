@@ -190,10 +190,14 @@ def _without_password(section: dict[str, object]) -> dict[str, object]:
 def feature_store(settings: Settings) -> FeatureStore:
     """The workspace's FeatureStore, built once per process and settings (it is expensive).
 
-    Settings are frozen and hashable, so the key is the workspace plus its configuration.
-    """
+    Settings are frozen and hashable, so the key is the workspace plus its configuration. A
+    Feast SQL registry that does not answer stops here, in one line, within
+    `services.connect_timeout_seconds`."""
     from feast import FeatureStore
 
+    from clv.core.services import require_feast_registry
+
+    require_feast_registry(settings)
     settings.ensure_dirs()
     return FeatureStore(config=_repo_config(settings), repo_path=str(settings.state_dir))
 

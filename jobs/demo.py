@@ -2,7 +2,11 @@
 
 generate -> ingest -> features (apply, build, materialize) -> train (Optuna + MLflow, register,
 champion) -> monitor (Evidently) -> serve (a real HTTP server in a child process) -> score a few
-customers over HTTP -> stop the server -> say what was made and where to look.
+customers over HTTP -> stop the server -> decisions (cohorts, channels, a retention selection,
+the dashboard) -> say what was made and where to look.
+
+The world carries acquisition costs per channel (a planted CAC, `clv.inputs.planted`), which do
+not touch its customers' behaviour: the model table is the one without them.
 """
 
 from __future__ import annotations
@@ -69,6 +73,7 @@ def run_demo(
     from clv.features.build import build_features
     from clv.inputs.generator import generate, write_raw
     from clv.inputs.ingest import ingest
+    from clv.inputs.planted import CostPlan
     from clv.monitoring.run import run_monitor
     from clv.registry.aliases import ensure_champion
     from clv.registry.mlflow_io import aliases
@@ -85,17 +90,17 @@ def run_demo(
         last[0] = now
 
     progress(
-        f"[1/7] generating {customers:,} customers over {months} months "
+        f"[1/8] generating {customers:,} customers over {months} months "
         f"(world mixed, seed {seed}, ending {DEMO_END})"
     )
     import pandas as pd
 
     start = pd.Timestamp(DEMO_END, tz="UTC") - pd.DateOffset(months=months)
-    data = generate(customers=customers, months=months, seed=seed, start=start)
+    data = generate(customers=customers, months=months, seed=seed, start=start, costs=CostPlan())
     paths = write_raw(data, settings.raw_dir, fmt="parquet")
     timed("generate")
 
-    progress("[2/7] ingesting into the offline store")
+    progress("[2/8] ingesting into the offline store")
     ingested: dict[str, object] = {}
     for table, path in paths.items():
         res = ingest(settings, path, table=table)
@@ -110,7 +115,7 @@ def run_demo(
     report.steps["data"] = ingested
     timed("ingest")
 
-    progress("[3/7] features: apply, build snapshots, materialize")
+    progress("[3/8] features: apply, build snapshots, materialize")
     built = build_features(settings)
     feast_io.apply(settings)
     feast_io.materialize(settings)
@@ -121,7 +126,7 @@ def run_demo(
     }
     timed("features")
 
-    progress("[4/7] training: Optuna-tuned XGBoost, logged to MLflow")
+    progress("[4/8] training: Optuna-tuned XGBoost, logged to MLflow")
     trained = train_run(
         settings,
         n_trials=trials,
@@ -143,7 +148,7 @@ def run_demo(
     }
     timed("train")
 
-    progress("[5/7] monitoring: Evidently drift report against the training reference")
+    progress("[5/8] monitoring: Evidently drift report against the training reference")
     monitored = run_monitor(settings)
     report.steps["monitor"] = {
         "verdict": str(monitored.verdict),
@@ -152,11 +157,65 @@ def run_demo(
     }
     timed("monitor")
 
-    progress("[6/7] serving: start `clv serve`, score customers over HTTP")
+    progress("[6/8] serving: start `clv serve`, score customers over HTTP")
     ids = [*data.customers["customer_id"].head(3).tolist(), "C_NEW_CUSTOMER"]
     report.steps["score"] = score_over_http(settings, ids)
     timed("serve")
+
+    progress("[8/8] decisions: cohorts, channels (CAC:CLV), a retention selection, dashboard")
+    report.steps["decisions"] = _decisions(settings)
+    timed("decisions")
     return report
+
+
+RETENTION_BUDGET, OFFER_COST, SAVE_RATE = 5_000.0, 10.0, 0.25
+"""The demo's retention question: 5,000 to spend on offers of 10 each, assuming an offer keeps
+a quarter of the value at risk (a real team measures it: `clv decide retention --experiment`)."""
+
+
+def _decisions(settings: Settings) -> dict[str, object]:
+    """Cohorts one snapshot back and now (so that a drop can show), channels, retention."""
+    from clv.decisions.analyze import (
+        analyze_channels,
+        analyze_cohorts,
+        decide_retention,
+        load_values,
+    )
+    from clv.decisions.dashboard import render_dashboard
+    from clv.features.snapshots import snapshot_times
+
+    times = snapshot_times(settings)
+    if len(times) > 1:
+        analyze_cohorts(settings, values=load_values(settings, as_of=times[-2]))
+    values = load_values(settings)
+    cohorts = analyze_cohorts(settings, values=values)
+    channels = analyze_channels(settings, values=values)
+    retention = decide_retention(
+        settings, budget=RETENTION_BUDGET, offer_cost=OFFER_COST, save_rate=SAVE_RATE
+    )
+    ranked = channels.ranked
+    drop = cohorts.largest_drop
+
+    def channel(row: object) -> dict[str, object] | None:
+        return None if row is None else row.as_dict()  # type: ignore[attr-defined]
+
+    selection = retention.selection
+    return {
+        "best_channel": channel(ranked[0] if ranked else None),
+        "worst_channel": channel(ranked[-1] if ranked else None),
+        "largest_drop": None
+        if drop is None
+        else {"cohort": drop.name, "change": drop.change, "flagged": drop.flagged},
+        "retention": {
+            "treated": len(selection.treated),
+            "holdout": len(selection.holdout),
+            "expected_roi": selection.expected_roi,
+            "budget": RETENTION_BUDGET,
+            "offer_cost": OFFER_COST,
+            "save_rate": SAVE_RATE,
+        },
+        "dashboard": str(render_dashboard(settings)),
+    }
 
 
 def _summary(settings: Settings, report: DemoReport) -> str:
@@ -204,16 +263,57 @@ def _summary(settings: Settings, report: DemoReport) -> str:
         f"aliases: {held}"
     )
     lines.append(f"monitor verdict: {monitor['verdict']}")
+    lines += _decision_lines(report.steps["decisions"])
     lines.append("score from the running server (POST /score):")
     lines.append(json.dumps(report.steps["score"], indent=2))
     lines.append("")
     lines.append("where to look:")
     lines.append(f"  report:       {monitor['page']}")
+    lines.append(f"  dashboard:    {settings.reports_dir / 'dashboard.html'}")
     lines.append(f"  MLflow UI:    .venv/bin/mlflow ui --backend-store-uri {settings.tracking_uri}")
     lines.append(f"  workspace:    {settings.workspace}")
     secs = ", ".join(f"{k} {v:.0f}s" for k, v in report.seconds.items())
     lines.append(f"time: {sum(report.seconds.values()):.0f} s ({secs})")
     return "\n".join(lines)
+
+
+def _decision_lines(d: dict[str, object]) -> list[str]:
+    """One line each: the best and worst channel by CLV:CAC, the cohort with the largest drop,
+    the retention selection, the dashboard."""
+
+    def channel(row: object) -> str:
+        if not isinstance(row, dict) or row.get("clv_cac") is None:
+            return "none"
+        ratio = row["clv_cac"]
+        assert isinstance(ratio, dict)
+        return (
+            f"{row['channel']} {ratio['value']:.2f} (P10-P90 {ratio['p10']:.2f}-{ratio['p90']:.2f}"
+            f", CAC {float(row['cac']):,.2f})" + (", flagged" if row.get("flagged") else "")
+        )
+
+    lines = [
+        f"best channel by CLV:CAC: {channel(d['best_channel'])}",
+        f"worst channel by CLV:CAC: {channel(d['worst_channel'])}",
+    ]
+    drop = d["largest_drop"]
+    if isinstance(drop, dict) and drop["change"] is not None:
+        flag = " (flagged: below the last run's P10)" if drop["flagged"] else ""
+        lines.append(
+            f"largest cohort drop since the last snapshot: {drop['cohort']} "
+            f"{float(drop['change']):+.1%}{flag}"
+        )
+    else:
+        lines.append("largest cohort drop since the last snapshot: none to compare")
+    r = d["retention"]
+    assert isinstance(r, dict)
+    roi = "n/a" if r["expected_roi"] is None else f"{float(r['expected_roi']):+.0%}"
+    lines.append(
+        f"retention: {r['treated']:,} offers ({r['holdout']:,} held out as control), expected "
+        f"ROI {roi} (budget {float(r['budget']):,.0f}, offer {float(r['offer_cost']):,.0f}, "
+        f"save rate {float(r['save_rate']):.0%} assumed)"
+    )
+    lines.append(f"dashboard: {d['dashboard']}")
+    return lines
 
 
 def demo(

@@ -30,7 +30,15 @@ import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from clv.core.errors import ClvError, ConfigError
-from clv.core.services import is_sql, redact, uri_scheme
+from clv.core.services import (
+    DEFAULT_CONNECT_TIMEOUT,
+    connect_args,
+    is_sql,
+    redact,
+    require_service,
+    tracking_purpose,
+    uri_scheme,
+)
 
 LEASE_SECONDS = 30.0
 PENDING, DONE, FAILED = "pending", "done", "failed"
@@ -126,14 +134,19 @@ def default_actor() -> str:
 
 
 @functools.lru_cache(maxsize=8)
-def _engine(uri: str) -> sa.Engine:
+def _engine(uri: str, connect_timeout: float) -> sa.Engine:
     scheme = uri_scheme(uri)
     if not is_sql(uri):
         raise ConfigError(
             f"mlflow.tracking_uri {uri.split('://', 1)[0]}://... is not a database: "
             "the alias history needs a SQL tracking store"
         )
-    args: dict[str, object] = {"timeout": 30.0} if scheme == "sqlite" else {}
+    require_service(uri, purpose=tracking_purpose(uri), timeout_seconds=connect_timeout)
+    args = (
+        {"timeout": 30.0}
+        if scheme == "sqlite"
+        else connect_args(uri, timeout_seconds=connect_timeout)
+    )
     engine = sa.create_engine(uri, connect_args=args, pool_pre_ping=scheme != "sqlite")
     _meta.create_all(engine, checkfirst=True)
     return engine
@@ -142,18 +155,25 @@ def _engine(uri: str) -> sa.Engine:
 class History:
     """The history table and lock of one tracking database."""
 
-    def __init__(self, uri: str, *, lock_timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        uri: str,
+        *,
+        lock_timeout: float = 30.0,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+    ) -> None:
         self.uri = uri
         self.lock_timeout = lock_timeout
+        self.connect_timeout = connect_timeout  # no answer this long: ServiceUnavailable
 
     @property
     def engine(self) -> sa.Engine:
         try:
-            return _engine(self.uri)
+            return _engine(self.uri, self.connect_timeout)
         except OperationalError:
             _engine.cache_clear()  # tables created concurrently: try once more
             try:
-                return _engine(self.uri)
+                return _engine(self.uri, self.connect_timeout)
             except OperationalError as exc:
                 raise database_error(self.uri, exc) from exc
 

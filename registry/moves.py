@@ -36,7 +36,11 @@ class AliasMove:
 
 def history(settings: Settings) -> History:
     """The alias history of this workspace's tracking database."""
-    return History(settings.tracking_uri, lock_timeout=settings.registry.lock_timeout_seconds)
+    return History(
+        settings.tracking_uri,
+        lock_timeout=settings.registry.lock_timeout_seconds,
+        connect_timeout=settings.services.connect_timeout_seconds,
+    )
 
 
 def version_text(version: str | None) -> str:

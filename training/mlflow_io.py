@@ -30,6 +30,7 @@ from mlflow import MlflowClient
 from mlflow.pyfunc.model import PythonModel, PythonModelContext
 
 from clv.core.processes import run_owner
+from clv.core.services import require_tracking
 from clv.core.settings import CODE_ROOT, Settings
 from clv.core.tags import (
     RUN_OWNER_TAG,
@@ -66,13 +67,20 @@ def quiet() -> None:
     for key, value in _QUIET_ENV.items():
         os.environ.setdefault(key, value)
     logging.getLogger("mlflow").setLevel(logging.WARNING)
+    # Its engine retries (ten attempts over ~100 s) log each failure in five lines, a failed
+    # session its traceback; connect() checks the store first, and the error itself still
+    # reaches the command's one line.
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
     logging.getLogger("alembic").setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", module=r"mlflow\.")
 
 
 def connect(settings: Settings) -> MlflowClient:
-    """Point MLflow at the workspace's tracking store and return a client for it."""
+    """Point MLflow at the workspace's tracking store and return a client for it. A store that
+    does not answer within `services.connect_timeout_seconds` stops here with one line
+    (ServiceUnavailable), not after MLflow's own retries (minutes)."""
     quiet()
+    require_tracking(settings)
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(settings.tracking_uri)
     mlflow.set_registry_uri(settings.tracking_uri)

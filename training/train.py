@@ -130,12 +130,12 @@ def run(
     once the services are known to answer (clv.training.readiness_io.require_ready: it raises to
     refuse); its result is the TrainResult's `readiness`. `champion` loads the live champion
     (see fit_and_log) after it."""
-    from clv.core.services import check_database
+    from clv.core.services import require_optuna_storage, require_tracking
 
     say = progress or (lambda _msg: None)
     # Fail fast, in one line, before any work: the services this run will write to.
-    check_database(settings.tracking_uri, purpose="MLflow tracking database")
-    check_database(settings.optuna_storage, purpose="Optuna storage")
+    require_tracking(settings)
+    require_optuna_storage(settings)
     checked = readiness(settings) if readiness is not None else None
     live = champion(settings) if champion is not None else None
     if source is None:
