@@ -141,6 +141,9 @@ def _experiment_summary(run: ExperimentRun) -> str:
     for c in run.comparisons:
         u = c.uplift
         state = "matured" if c.matured else f"matures {c.matures_at.date()}"
+        if u.value != u.value:  # NaN: assigned after as_of
+            lines.append(f"  {c.name}: {c.arms}, assigned after {run.as_of.date()}: no outcome yet")
+            continue
         lines.append(
             f"  {c.name}: uplift {u.value:+,.2f} per customer (95% {u.low:+,.2f} to "
             f"{u.high:+,.2f}; CUPED {c.cuped.low:+,.2f} to {c.cuped.high:+,.2f}, variance "

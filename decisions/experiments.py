@@ -23,6 +23,7 @@ the control (`decisions.control_arm`) is compared with the control:
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -47,8 +48,20 @@ class Estimate:
     low: float
     high: float
 
-    def as_dict(self) -> dict[str, float]:
-        return {"value": self.value, "low": self.low, "high": self.high}
+    def as_dict(self) -> dict[str, float | None]:
+        return {
+            k: _finite(v)
+            for k, v in (("value", self.value), ("low", self.low), ("high", self.high))
+        }
+
+
+NOTHING = Estimate(float("nan"), float("nan"), float("nan"))
+"""No estimate yet: no outcome has been observed."""
+
+
+def _finite(x: float) -> float | None:
+    """JSON has no NaN: an estimate that does not exist yet is null."""
+    return None if math.isnan(x) else float(x)
 
 
 def welch(treated: np.ndarray, control: np.ndarray) -> Estimate:
@@ -126,10 +139,14 @@ class Comparison:
             "control": self.control,
             "arms": self.arms,
             "outcome": "realized discounted margin per customer since assignment",
-            "control_mean": self.control_mean,
+            "control_mean": _finite(self.control_mean),
+            "observed": self.uplift is not NOTHING,
             "uplift": self.uplift.as_dict(),
-            "bootstrap": {"low": self.bootstrap.low, "high": self.bootstrap.high},
-            "cuped": {**self.cuped.as_dict(), "variance_reduction": self.variance_reduction},
+            "bootstrap": {"low": _finite(self.bootstrap.low), "high": _finite(self.bootstrap.high)},
+            "cuped": {
+                **self.cuped.as_dict(),
+                "variance_reduction": _finite(self.variance_reduction),
+            },
             "surrogate": {
                 **self.surrogate.as_dict(),
                 "label": "surrogate: the difference in predicted CLV at as_of, not realized",
@@ -151,13 +168,14 @@ def outcomes(
     annual_discount_rate: float,
     identities: IdentityMap | None = None,
 ) -> pd.DataFrame:
-    """One row per assignment: experiment, customer_id (canonical at as_of), arm, assigned_at
-    and `outcome`, the realized margin after the assignment (see the module)."""
+    """One row per assignment: experiment, customer_id (canonical at as_of), arm, assigned_at,
+    `observed` (assigned before as_of: an outcome can exist) and `outcome`, the realized margin
+    after the assignment (see the module; 0 when not observed)."""
     a = assignments.assign(
         customer_id=canonical_ids(assignments["customer_id"].astype(str), identities, as_of),
         assigned_at=utc_series(assignments["assigned_at"]).astype(TS_DTYPE),
     )
-    a = a.loc[a["assigned_at"] < as_of].reset_index(drop=True)
+    a = a.assign(observed=a["assigned_at"] < as_of).reset_index(drop=True)
     tx = transactions.assign(
         customer_id=canonical_ids(transactions["customer_id"].astype(str), identities, as_of),
         ts=utc_series(transactions["ts"]).astype(TS_DTYPE),
@@ -194,7 +212,8 @@ def compare(
     as_of: pd.Timestamp,
     samples: int,
 ) -> list[Comparison]:
-    """Each experiment's treatment arms against its control. `results`: `outcomes`;
+    """Each experiment's treatment arms against its control (an experiment without a control
+    arm has nothing to be compared with and is left out). `results`: `outcomes`;
     `before`/`after`: predicted CLV by customer_id before the assignment and at as_of."""
     out: list[Comparison] = []
     for experiment, rows in results.groupby("experiment", sort=True):
@@ -207,15 +226,40 @@ def compare(
             continue
         first, last = rows["assigned_at"].min(), rows["assigned_at"].max()
         matures = last + pd.Timedelta(days=horizon_days)
+        seen = rows.loc[rows["observed"]] if "observed" in rows.columns else rows
+        base = base.loc[base["observed"]] if "observed" in base.columns else base
         for arm in [a for a in arms if a != control]:
-            treated_rows = rows.loc[rows["arm"].astype(str) == arm]
+            treated_rows = seen.loc[seen["arm"].astype(str) == arm]
+            name = str(experiment) if len(arms) == 2 else f"{experiment}: {arm}"
+            if treated_rows.empty or base.empty:  # assigned after as_of: no outcome yet
+                out.append(
+                    Comparison(
+                        name,
+                        str(experiment),
+                        arm,
+                        control,
+                        arms,
+                        NOTHING,
+                        NOTHING,
+                        NOTHING,
+                        float("nan"),
+                        NOTHING,
+                        p,
+                        srm,
+                        first,
+                        last,
+                        matures,
+                        False,
+                        float("nan"),
+                    )
+                )
+                continue
             both = pd.concat([treated_rows, base], ignore_index=True)
             is_treated = (both["arm"].astype(str) == arm).to_numpy()
             y = both["outcome"].to_numpy(dtype=float)
             x = before.reindex(both["customer_id"]).fillna(0.0).to_numpy(dtype=float)
             z = after.reindex(both["customer_id"]).fillna(0.0).to_numpy(dtype=float)
             adjusted, reduction = cuped(y, x, is_treated)
-            name = str(experiment) if len(arms) == 2 else f"{experiment}: {arm}"
             out.append(
                 Comparison(
                     name=name,

@@ -74,9 +74,10 @@ def expected_saved(
 
 
 def _holdout_mask(ids: pd.Series, share: float, name: str) -> np.ndarray:
-    """A random `share` of `ids` (exactly round(share x n)), seeded by the selection's name."""
+    """A random `share` of `ids` (round(share x n), at least one of two or more: a selection
+    without a control could never be measured), seeded by the selection's name."""
     n = len(ids)
-    k = round(share * n)
+    k = max(round(share * n), 1 if n >= 2 else 0)
     seed = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "little")
     picked = np.random.default_rng(seed).permutation(n)[:k]
     mask = np.zeros(n, dtype=bool)

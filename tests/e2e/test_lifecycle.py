@@ -3,16 +3,46 @@
 from __future__ import annotations
 
 import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from clv.cli.main import main
+from clv.core.settings import load_settings
+from clv.core.store import read_table
+
+
+@pytest.fixture
+def crm() -> Iterator[tuple[str, list[dict[str, object]]]]:
+    """A CRM's webhook on loopback: its URL and the JSON documents it received."""
+    received: list[dict[str, object]] = []
+
+    class Hook(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            received.append(json.loads(body))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}/hook", received
+    server.shutdown()
 
 
 @pytest.mark.slow
 def test_demo_runs_every_stage_and_serves_over_http(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    crm: tuple[str, list[dict[str, object]]],
 ) -> None:
     # 600 customers keep this test fast but have fewer than readiness.min_repeat_buyers: the
     # check runs and reports, it does not refuse (`make demo`'s 20,000 pass it outright).
@@ -53,6 +83,49 @@ def test_demo_runs_every_stage_and_serves_over_http(
     assert scores[-1]["cold_start"] is True
     assert all(not s["cold_start"] for s in scores[:-1])
     assert all(s["clv"] is not None and s["clv"] >= 0 for s in scores)
+
+    # Decisions: channels on the planted costs, cohorts one snapshot back and now, a retention
+    # selection recorded as an experiment, the dashboard.
+    decisions = steps["decisions"]
+    best, worst = decisions["best_channel"], decisions["worst_channel"]
+    assert best["clv_cac"]["value"] >= worst["clv_cac"]["value"]
+    assert {best["cac"], worst["cac"]} <= {8.0, 90.0, 60.0, 40.0, 80.0}  # the planted CACs
+    assert decisions["largest_drop"] is not None  # two runs were compared
+    assert Path(decisions["dashboard"]).read_text().count("<svg") >= 3
+    retention = decisions["retention"]
+    settings = load_settings(tmp_path, environ={})
+    assigned = read_table(settings, "assignments")
+    assert assigned["arm"].value_counts().to_dict() == {
+        k: v
+        for k, v in (("treatment", retention["treated"]), ("control", retention["holdout"]))
+        if v
+    }
+    code = main(["--workspace", str(tmp_path), "analyze", "experiments", "--json"])
+    experiments = json.loads(capsys.readouterr().out)["experiments"]
+    assert code == 0 and [e["matured"] for e in experiments] == [False]
+
+    # A second selection a day later, with the CRM's webhook: nobody of the first is chosen
+    # again, and the webhook hears of the treated only.
+    url, received = crm
+    monkeypatch.setenv("CLV_SERVING__WEBHOOK_URL", url)
+    argv = ["--workspace", str(tmp_path), "decide", "retention", "--budget", "200"]
+    code = main([*argv, "--offer-cost", "2", "--save-rate", "0.5", "--json"])
+    second = json.loads(capsys.readouterr().out)
+    assert code == 0 and second["excluded_recent"] == retention["treated"] + retention["holdout"]
+    after = read_table(load_settings(tmp_path, environ={}), "assignments")
+    mine = after.loc[after["experiment"] == second["experiment"]]
+    first = set(assigned["customer_id"])
+    assert not set(mine["customer_id"]) & first
+    assert len(mine) == second["selected"] and second["expected_cost"] <= 200.0
+    (posted,) = received
+    treated = set(mine.loc[mine["arm"] == "treatment", "customer_id"])
+    assert {c["customer_id"] for c in posted["customers"]} == treated  # type: ignore[union-attr]
+    assert pd.Timestamp(str(posted["as_of"])) == pd.Timestamp(str(retention_as_of(tmp_path)))
+
+
+def retention_as_of(workspace: Path) -> str:
+    doc = json.loads((workspace / "reports" / "decisions" / "retention.json").read_text())
+    return str(doc["as_of"])
 
 
 def test_every_stage_refuses_to_run_out_of_order(
