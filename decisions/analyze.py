@@ -325,9 +325,10 @@ def decide_retention(
     left = budget
     if decisions.retention_max_spend is not None:
         start = instant - pd.Timedelta(days=decisions.retention_period_days)
-        spent = sum(
-            float(p["expected_cost"]) for p in past if pd.Timestamp(str(p["assigned_at"])) >= start
-        )
+        spent = 0.0
+        for p in past:
+            if pd.Timestamp(str(p["assigned_at"])) >= start:
+                spent += float(str(p["expected_cost"]))
         left = max(0.0, min(budget, decisions.retention_max_spend - spent))
     chosen_name = name or f"{RETENTION_PREFIX}{instant.strftime('%Y-%m-%dT%H%M%S')}"
     selection = select(

@@ -108,6 +108,9 @@ def test_demo_runs_every_stage_and_serves_over_http(
     # again, and the webhook hears of the treated only.
     url, received = crm
     monkeypatch.setenv("CLV_SERVING__WEBHOOK_URL", url)
+    spent = json.loads((tmp_path / "reports" / "decisions" / "retention.json").read_text())
+    cap = float(spent["expected_cost"]) + 20.0  # the period's cap leaves 20 of the 200
+    monkeypatch.setenv("CLV_DECISIONS__RETENTION_MAX_SPEND", str(cap))
     argv = ["--workspace", str(tmp_path), "decide", "retention", "--budget", "200"]
     code = main([*argv, "--offer-cost", "2", "--save-rate", "0.5", "--json"])
     second = json.loads(capsys.readouterr().out)
@@ -116,7 +119,8 @@ def test_demo_runs_every_stage_and_serves_over_http(
     mine = after.loc[after["experiment"] == second["experiment"]]
     first = set(assigned["customer_id"])
     assert not set(mine["customer_id"]) & first
-    assert len(mine) == second["selected"] and second["expected_cost"] <= 200.0
+    assert len(mine) == second["selected"] and second["budget_left"] == pytest.approx(20.0)
+    assert 0 < second["expected_cost"] <= 20.0
     (posted,) = received
     treated = set(mine.loc[mine["arm"] == "treatment", "customer_id"])
     assert {c["customer_id"] for c in posted["customers"]} == treated  # type: ignore[union-attr]
