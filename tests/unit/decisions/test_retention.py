@@ -83,3 +83,58 @@ def test_a_measured_uplift_values_customers_by_their_clv() -> None:
     with pytest.raises(ValueError):
         expected_saved(s, save_rate=0.1, uplift=0.05)
     assert realized_roi(12.0, 100, 10.0) == pytest.approx(0.2)
+
+
+def test_a_past_selection_reports_its_realized_roi_once_matured(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    from clv.core.settings import load_settings
+    from clv.decisions.analyze import ExperimentRun, _past_retention, decisions_dir
+    from clv.decisions.experiments import Comparison, Estimate
+
+    settings = load_settings(tmp_path, environ={})
+    runs = decisions_dir(settings) / "runs"
+    runs.mkdir(parents=True)
+    for name, when in (("retention-a", "2024-01-01"), ("retention-b", "2024-05-01")):
+        doc = {
+            "experiment": name,
+            "assigned_at": when,
+            "treated": 100,
+            "holdout": 11,
+            "offer_cost": 10.0,
+            "expected_cost": 1000.0,
+            "expected_roi": 0.5,
+        }
+        (runs / f"{name}.json").write_text(json.dumps(doc))
+    e = Estimate(12.0, 2.0, 22.0)
+
+    def comparison(name: str, matured: bool) -> Comparison:
+        t = pd.Timestamp("2024-01-01", tz="UTC")
+        return Comparison(
+            name,
+            name,
+            "treatment",
+            "control",
+            {"control": 11, "treatment": 100},
+            e,
+            e,
+            e,
+            0.3,
+            e,
+            0.5,
+            False,
+            t,
+            t,
+            t,
+            matured,
+            40.0,
+        )
+
+    run = ExperimentRun(
+        pd.Timestamp("2025-02-01", tz="UTC"),
+        [comparison("retention-a", True), comparison("retention-b", False)],
+        tmp_path / "experiments.json",
+    )
+    past = {p["experiment"]: p for p in _past_retention(settings, run)}
+    assert past["retention-a"]["realized_roi"] == pytest.approx((12.0 * 100 - 1000.0) / 1000.0)
+    assert past["retention-b"]["realized_roi"] is None  # not matured: not reported yet
