@@ -159,13 +159,18 @@ def ingest(
 ) -> None:
     """Validate raw files into the offline store; bad rows go to .clv/quarantine/."""
     from clv.core.errors import DataError
-    from clv.inputs.ingest import HINTS, ingest_all
+    from clv.inputs.ingest import HINTS, IngestFailed, ingest_all
 
     settings = settings_of(ctx)
     if not path.exists():
         raise DataError(f"{path}: no such file or folder")
     progress(f"ingesting {path}")
-    run = ingest_all(settings, path, table=table.value if table else None, on_wait=progress)
+    try:
+        run = ingest_all(settings, path, table=table.value if table else None, on_wait=progress)
+    except IngestFailed as failed:
+        for f in failed.files:  # what became of every file, then the one-line error
+            progress(f"  {f.describe()}")
+        raise
     lines = []
     for r in run.results:
         bad = sum(r.quarantined.values())

@@ -30,7 +30,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from clv.core.contracts import CONTRACTS, TABLES, TS_DTYPE, RejectReason, TableName
-from clv.core.errors import ClvError, DataError
+from clv.core.errors import DataError
 from clv.core.settings import Settings
 from clv.core.store import duckdb_connection, has_table, table_path
 from clv.core.time import utc
@@ -255,8 +255,8 @@ class IngestRun(Sequence[IngestResult]):
 
 
 class IngestFailed(DataError):
-    """A file of a run could not be ingested: nothing of the run was stored; the message says
-    what happened to every file."""
+    """A file of a run could not be ingested: nothing of the run was stored. The message is
+    one line; `files` says what happened to every file (the CLI prints them before it)."""
 
     def __init__(self, message: str, files: tuple[FileOutcome, ...]) -> None:
         super().__init__(message)
@@ -740,9 +740,8 @@ def _failure(
     ] + skipped
     if len(files) == 1:  # one file: its own error, as it was
         return IngestFailed(str(exc), tuple(files))
-    lines = [f"{source}: {failed.source.name} failed, nothing of this ingest was stored: {reason}"]
-    lines += [f"  {f.describe()}" for f in files]
-    return IngestFailed("\n".join(lines), tuple(files))
+    message = f"{source}: {failed.source.name} failed, nothing of this ingest was stored: {reason}"
+    return IngestFailed(message, tuple(files))
 
 
 def _run(
@@ -762,7 +761,7 @@ def _run(
             (work / str(i)).mkdir()
             try:
                 staged.append(_stage(settings, p.parts, p.table, now=instant, work=work / str(i)))
-            except ClvError as exc:
+            except DataError as exc:  # a file's fault; a ConfigError is the workspace's: as is
                 raise _failure(source, planned, skipped, p, exc) from None
         results: list[IngestResult] = []
         with store_writer(
@@ -778,7 +777,7 @@ def _run(
                             settings, writer, p, s, now=instant, work=work / str(i)
                         )
                     )
-                except ClvError as exc:
+                except DataError as exc:
                     raise _failure(source, planned, skipped, p, exc) from None
             writer.commit()
     finally:

@@ -74,11 +74,13 @@ def csv_header(path: Path, fmt: CsvFormat) -> list[str]:
     names = [
         c.strip() for c in next(csv.reader([text.removeprefix("\ufeff")], delimiter=fmt.delimiter))
     ]
-    seen: set[str] = set()
-    for name in names:
-        if name in seen:
-            raise DataError(f"{path}: the header names column {name!r} twice")
-        seen.add(name)
+    seen: dict[str, int] = {}
+    for k, name in enumerate(names, start=1):
+        if name in seen:  # by position: a file without a header row has data for names
+            raise DataError(
+                f"{path}: columns {seen[name]} and {k} of the header have the same name"
+            )
+        seen[name] = k
     if len(names) == 1:
         other = next((d for d in DELIMITER_HINTS if d != fmt.delimiter and d in names[0]), None)
         if other is not None:

@@ -84,7 +84,7 @@ CORPUS: dict[str, Kind] = {
     "a column named twice": Kind(
         b"customer_id,ts,amount,amount\nC1,2024-01-05,20,21\n",
         0,
-        error=r"transactions\.csv: the header names column 'amount' twice",
+        error=r"transactions\.csv: columns 3 and 4 of the header have the same name",
     ),
     "missing required column": Kind(
         b"customer_id,ts,order_id\nC1,2024-01-05,O1\n",

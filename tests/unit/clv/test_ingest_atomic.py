@@ -247,7 +247,7 @@ def test_a_failing_folder_stores_nothing(settings: Settings, tmp_path: Path) -> 
         ingest_all(settings, raw, now=NOW)
     message = str(failed.value)
     assert message.startswith(f"{raw}: events.csv failed, nothing of this ingest was stored: ")
-    assert "missing required column 'ts'" in message
+    assert "missing required column 'ts'" in message and "\n" not in message
     fates = {f.path.name: f.outcome for f in failed.value.files}
     assert fates == {
         "customers.csv": "not_stored",
