@@ -34,6 +34,7 @@ from clv.core.contracts import TS_DTYPE
 from clv.core.time import utc_series
 from clv.decisions.values import Interval
 from clv.inputs.identities import IdentityMap, canonical_ids
+from clv.training.labels import order_margins
 
 SRM_P = 0.001
 """The chi-square p-value below which the arms' sizes flag a sample-ratio mismatch (the usual
@@ -181,12 +182,9 @@ def outcomes(
         ts=utc_series(transactions["ts"]).astype(TS_DTYPE),
     )
     tx = tx.loc[tx["ts"] < as_of]
-    amount = pd.to_numeric(tx["amount"], errors="coerce").fillna(0.0)
-    margin = amount * margin_rate
-    if "margin" in tx.columns:
-        given = pd.to_numeric(tx["margin"], errors="coerce")
-        margin = given.where(given.notna(), margin)
-    tx = tx.assign(_margin=margin)[["customer_id", "ts", "_margin"]]
+    tx = tx.assign(_margin=order_margins(tx, margin_rate=margin_rate))[
+        ["customer_id", "ts", "_margin"]
+    ]
     joined = a.reset_index().merge(tx, on="customer_id", how="left")
     after = joined["ts"] > joined["assigned_at"]
     years = (joined["ts"] - joined["assigned_at"]).dt.total_seconds() / (365.0 * 86_400.0)

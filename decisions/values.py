@@ -29,6 +29,7 @@ import pandas as pd
 from clv.core.contracts import TS_DTYPE
 from clv.core.time import utc_series
 from clv.inputs.identities import IdentityMap, canonical_ids
+from clv.training.labels import order_margins
 
 MONTH_DAYS = 365.25 / 12
 Z90 = 1.2815515655446004
@@ -68,11 +69,7 @@ def customers_at(
     tx["customer_id"] = _canonical(tx["customer_id"], identities, as_of)
     tx["ts"] = utc_series(tx["ts"]).astype(TS_DTYPE)
     amount = pd.to_numeric(tx["amount"], errors="coerce").fillna(0.0)
-    margin = amount * margin_rate
-    if "margin" in tx.columns:
-        given = pd.to_numeric(tx["margin"], errors="coerce")
-        margin = given.where(given.notna(), margin)
-    tx["amount"], tx["margin"] = amount, margin
+    tx["amount"], tx["margin"] = amount, order_margins(tx, margin_rate=margin_rate)
     first_tx = tx.groupby("customer_id")["ts"].min()
 
     signup = pd.Series(dtype=TS_DTYPE)

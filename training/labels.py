@@ -112,6 +112,18 @@ def make_labels(
     return out
 
 
+def order_margins(transactions: pd.DataFrame, *, margin_rate: float) -> pd.Series:
+    """Each row's margin: the `margin` column where present and not null, else amount x
+    margin_rate (a refund, amount < 0, is a negative margin). The one rule labels, baselines
+    and decisions use."""
+    amount = pd.to_numeric(transactions["amount"], errors="coerce").fillna(0.0)
+    margin = amount * margin_rate
+    if "margin" in transactions.columns:
+        given = pd.to_numeric(transactions["margin"], errors="coerce")
+        margin = given.where(given.notna(), margin)
+    return margin
+
+
 def _prepared(
     transactions: pd.DataFrame, *, margin_rate: float, identities: IdentityMap | None
 ) -> pd.DataFrame:
@@ -119,10 +131,7 @@ def _prepared(
     customer (`clv.inputs.identities.expand_rows`: an alias's row once per epoch), sorted by
     time."""
     amount = pd.to_numeric(transactions["amount"], errors="coerce").fillna(0.0)
-    margin = amount * margin_rate
-    if "margin" in transactions.columns:
-        given = pd.to_numeric(transactions["margin"], errors="coerce")
-        margin = given.where(given.notna(), margin)
+    margin = order_margins(transactions, margin_rate=margin_rate)
     tx = pd.DataFrame(
         {
             "customer_id": transactions["customer_id"].astype(str).to_numpy(),
