@@ -4,6 +4,7 @@ run; a worker killed mid-study does not stop training."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
@@ -94,7 +95,9 @@ def test_two_workers_share_one_study(tmp_path: Path, postgres_db: Callable[[str]
 
 class _WorkerKiller(threading.Thread):
     """SIGKILLs the first worker process (not this one) seen running a trial of a study whose
-    name ends with `suffix`."""
+    name ends with `suffix`, and only while that trial is unfinished: the worker is frozen
+    (SIGSTOP) and the trial read again, so a trial that finished between the two reads is
+    left alone (the worker resumes, SIGCONT) rather than counted as killed."""
 
     def __init__(self, storage_url: str, *, suffix: str) -> None:
         super().__init__(daemon=True)
@@ -115,10 +118,19 @@ class _WorkerKiller(threading.Thread):
                     continue
                 for trial in storage.get_all_trials(study._study_id, states=running):
                     pid = trial.user_attrs.get("worker_pid")
-                    if isinstance(pid, int) and pid != os.getpid():
+                    if not isinstance(pid, int) or pid == os.getpid():
+                        continue
+                    try:
+                        os.kill(pid, signal.SIGSTOP)
+                    except ProcessLookupError:
+                        continue
+                    time.sleep(0.2)  # a commit already sent by the frozen worker lands first
+                    if storage.get_trial(trial._trial_id).state in running:
                         os.kill(pid, signal.SIGKILL)
                         self.killed, self.study = pid, study.study_name
                         return
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGCONT)
             time.sleep(0.02)
 
 
