@@ -127,16 +127,20 @@ def rollback(
 @app.command("status")
 def status(
     ctx: typer.Context,
-    no_auto: bool = typer.Option(
-        False, "--no-auto-rollback", help="Report a breach without rolling back."
+    enforce: bool = typer.Option(
+        False,
+        "--enforce",
+        help="Roll back a canary that breaches a guardrail (the scheduled judge: cron or a "
+        "systemd timer, every minute).",
     ),
     as_json: bool = JsonOption,
 ) -> None:
-    """Aliases; canary vs champion on live traffic; rolls back a canary that breaches."""
+    """Aliases; canary vs champion on the live traffic of every replica (Prometheus, else the
+    local server); with --enforce, rolls back a canary that breaches a guardrail."""
     from clv.registry.status import status as registry_status
 
     settings = settings_of(ctx)
-    report = registry_status(settings, auto_rollback=not no_auto)
+    report = registry_status(settings, enforce=enforce)
     name = settings.mlflow.model_name
     lines = (
         [f"{alias}: version {v}" for alias, v in report.aliases.items()]
@@ -148,6 +152,8 @@ def status(
         lines.append(f"canary mode: {mode}")
     live = report.live
     if live is not None and live.canary is not None and live.champion is not None:
+        replicas = f", {live.replicas} replica(s) serve the canary" if live.replicas else ""
+        lines.append(f"live traffic from the {live.source}{replicas}")
         lines.append(f"{'live':<10}{'version':>8}{'requests':>10}{'errors':>9}{'p95 ms':>9}")
         for label, s in (("champion", live.champion), ("canary", live.canary)):
             lines.append(

@@ -87,10 +87,18 @@ def score(
         else ""
     )
     hook = result.webhook
+    record = result.record
+    share = record.coverage if record is not None else None
+    covered = (
+        f"\ncoverage: {record.active_scored:,} of {record.active:,} active customers scored "
+        f"({share:.1%})"
+        if record is not None and share is not None
+        else ""
+    )
     summary = (
         f"scored {result.rows} customers as of {result.as_of.date()} with version "
         f"{result.model_version}{canary} ({result.cold_start} cold start) -> {result.path}\n"
-        f"{result.at_risk} high value / at risk -> {result.at_risk_path}"
+        f"{result.at_risk} high value / at risk -> {result.at_risk_path}{covered}"
     )
     if hook is not None:
         summary += f"\nwebhook {hook.url}: " + (
@@ -112,6 +120,9 @@ def score(
             "thresholds_source": result.thresholds_source,
             "canary_version": result.canary_version,
             "canary_rows": result.canary_rows,
+            "coverage": None
+            if record is None
+            else {"active": record.active, "active_scored": record.active_scored, "share": share},
             "webhook": None
             if hook is None
             else {"url": hook.url, "status": hook.status, "error": hook.error, "ok": hook.ok},

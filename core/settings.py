@@ -343,10 +343,8 @@ class ServingSettings(_Frozen):
     )
     stats_seconds: float = _positive(
         2.0,
-        "write live canary stats (.clv/serving/) every N seconds",
-    )
-    auto_rollback: bool = Field(
-        default=True, description="the server rolls back a canary that breaches a guardrail"
+        "write this replica's live canary stats (.clv/serving/) and check the online store "
+        "every N seconds",
     )
     read_timeout_seconds: float = _positive(
         2.0,
@@ -364,6 +362,16 @@ class ServingSettings(_Frozen):
         "jobs those threads hold at once, running or waiting; one more is refused at once "
         "with 503 and Retry-After rather than queued",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_auto_rollback(cls, data: object) -> object:
+        if isinstance(data, dict) and "auto_rollback" in data:
+            raise ValueError(
+                "auto_rollback was removed: the server only reads the registry; schedule "
+                "`clv registry status --enforce` to judge the canary (README, Operations)"
+            )
+        return data
 
     @model_validator(mode="after")
     def _ordered_thresholds(self) -> ServingSettings:
@@ -414,6 +422,16 @@ class RegistrySettings(_Frozen):
         200, ge=1, description="requests the canary must have served before it is judged"
     )
     route_salt: str = Field("clv", description="salt of the customer-id hash that routes")
+    prometheus_url: str | None = Field(
+        None,
+        description="the canary judge (`clv registry status`) reads every replica's metrics "
+        "from this Prometheus server (PromQL); unset: the one local server's live-stats file",
+    )
+    prometheus_selector: str = Field(
+        'job="clv"',
+        description="label matchers that pick clv's replicas in Prometheus, e.g. "
+        '\'job="clv",env="prod"\'',
+    )
     lock_timeout_seconds: float = _positive(
         30.0,
         "wait this long for the lock",

@@ -86,6 +86,9 @@ class ModelCard:
     """Conformal scales per band of the predicted clv (clv.model.intervals.BandedScale:
     {"edges": inner edges, ascending; "scales": [[lower, upper], ...], one per band});
     None in bundles written before it existed."""
+    data_end: str | None = None
+    """The end of the training data (ISO, UTC): the served fit saw the log up to it; the
+    model's age in serving counts from it. None in bundles written before it existed."""
     value_level: str = "anchor"
     """How `value_scale` was set (clv.training.blend): "anchor" (`level_scale` at the anchor
     snapshot) or "none" (1.0). "anchor" in bundles written before the choice existed."""

@@ -3,8 +3,8 @@
 `route` sends a deterministic share of customers to the canary by a stable hash of the customer
 id (BLAKE2b, not Python's salted `hash()`), so a customer sees the same model on every request,
 in every process, and in batch scoring. `judge_canary` compares the canary with the champion on
-live traffic (error rate, p95 latency ratio, PSI of CLV predictions) and says whether to wait,
-keep going, or roll back.
+live traffic (error rate, p95 latency ratio, PSI of CLV predictions over fixed bins, every
+replica's counts added) and says whether to wait, keep going, or roll back.
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
-import pandas as pd
 
 from clv.core.contracts import CANARY, CHAMPION, Route
-from clv.evaluation.psi import N_BINS, numeric_psi
+from clv.core.telemetry import Buckets, bin_counts, histogram_quantile
+from clv.evaluation.psi import noise_bound, psi_from_shares
 
 Action = Literal["wait", "healthy", "rollback"]
 _SCALE = float(2**64)
@@ -48,27 +48,52 @@ def route_many(customer_ids: Sequence[str], share: float, salt: str) -> npt.NDAr
     )
 
 
-def psi(expected: npt.ArrayLike, actual: npt.ArrayLike, *, bins: int = N_BINS) -> float:
-    """Population stability index of `actual` against `expected`: the monitoring rule
-    (clv.evaluation.psi: decile bins of `expected`, a missing value in a bin of its own, shares
-    floored so an empty bin does not give infinity); nan when either side is empty."""
-    return numeric_psi("prediction", pd.Series(expected), pd.Series(actual), bins=bins).psi
-
-
 @dataclass(frozen=True)
 class AliasStats:
-    """Live traffic of one alias since its version started serving."""
+    """Live traffic of one alias's version since it started serving, summed over replicas:
+    counters and the cumulative buckets of the `clv.core.telemetry` histograms."""
 
     version: str
     requests: int
     errors: int
-    latency_p95_ms: float
-    predictions: tuple[float, ...] = ()
-    """A recent sample of CLV predictions."""
+    latency: Buckets = ()
+    """/score latency in seconds (`telemetry.LATENCY_BUCKETS`)."""
+    predictions: Buckets = ()
+    """CLV predictions of known customers (`telemetry.PREDICTION_BUCKETS`)."""
 
     @property
     def error_rate(self) -> float:
         return self.errors / self.requests if self.requests else 0.0
+
+    @property
+    def latency_p95_ms(self) -> float:
+        """The p95 latency (Prometheus's `histogram_quantile` rule); nan without requests."""
+        return histogram_quantile(0.95, self.latency) * 1000.0
+
+    @property
+    def predicted(self) -> int:
+        """Predictions in the histogram."""
+        return int(self.predictions[-1][1]) if self.predictions else 0
+
+
+def psi(expected: AliasStats, actual: AliasStats) -> float:
+    """PSI of `actual`'s CLV predictions against `expected`'s over the fixed prediction bins
+    (clv.evaluation.psi's rule: empty bins floored); nan when either has none."""
+    if not expected.predicted or not actual.predicted:
+        return math.nan
+    e, a = bin_counts(expected.predictions), bin_counts(actual.predictions)
+    if e.size != a.size:
+        return math.nan
+    return psi_from_shares(e / e.sum(), a / a.sum())
+
+
+def psi_noise(expected: AliasStats, actual: AliasStats) -> float:
+    """The PSI that sampling noise alone stays under for these two samples' sizes, over the
+    bins either fills (clv.evaluation.psi.noise_bound, the monitoring rule)."""
+    if not expected.predicted or not actual.predicted:
+        return math.inf
+    filled = int(((bin_counts(expected.predictions) + bin_counts(actual.predictions)) > 0).sum())
+    return noise_bound(filled, expected.predicted, actual.predicted)
 
 
 @dataclass(frozen=True)
@@ -110,7 +135,10 @@ def judge_canary(
     """Roll back when a guardrail is breached; wait until the canary has enough traffic.
 
     An error-rate breach is judged at once (errors are never acceptable in volume); latency
-    and PSI need `min_requests` on the canary first, as noisy small samples would flap.
+    and PSI need `min_requests` on the canary first, as noisy small samples would flap. A PSI
+    over `max_psi` counts only above what sampling noise alone gives for the two samples'
+    sizes (`psi_noise`), as in the drift monitor: two random halves of the customers scored by
+    one model differ by about (bins - 1) x (1/n1 + 1/n2), 0.15 at 200 predictions a side.
     """
     g = guardrails
     err = CanaryCheck(
@@ -130,16 +158,11 @@ def judge_canary(
             f"canary v{canary.version} has {canary.requests} of {g.min_requests} requests",
             (err,),
         )
-    ratio = (
-        canary.latency_p95_ms / champion.latency_p95_ms
-        if champion.latency_p95_ms > 0
-        else (1.0 if canary.latency_p95_ms <= 0 else math.inf)
-    )
+    ratio = latency_ratio(champion, canary)
     lat = CanaryCheck("latency_p95_ratio", ratio, g.max_latency_ratio, ratio > g.max_latency_ratio)
-    drift = psi(champion.predictions, canary.predictions)
-    psi_check = CanaryCheck(
-        "prediction_psi", drift, g.max_psi, bool(math.isfinite(drift) and drift > g.max_psi)
-    )
+    drift = psi(champion, canary)
+    shifted = math.isfinite(drift) and drift > g.max_psi and drift > psi_noise(champion, canary)
+    psi_check = CanaryCheck("prediction_psi", drift, g.max_psi, shifted)
     checks = (err, lat, psi_check)
     breached = [c for c in checks if c.breached]
     if breached:
@@ -151,3 +174,12 @@ def judge_canary(
         f"(errors {canary.error_rate:.2%}, p95 ratio {ratio:.2f}, psi {drift:.3f})",
         checks,
     )
+
+
+def latency_ratio(champion: AliasStats, canary: AliasStats) -> float:
+    """Canary p95 / champion p95 (1 when neither has a latency, inf when only the champion
+    has none)."""
+    mine, theirs = canary.latency_p95_ms, champion.latency_p95_ms
+    if math.isfinite(theirs) and theirs > 0:
+        return mine / theirs if math.isfinite(mine) else 1.0
+    return 1.0 if not (math.isfinite(mine) and mine > 0) else math.inf

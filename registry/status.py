@@ -1,7 +1,11 @@
 """`clv registry status`: the aliases, the canary judged on live traffic, and the report.
 
-A canary that breaches a guardrail is rolled back here (`clv.registry.promotion.rollback`,
-only that canary: a newer one is left alone and the report says why).
+The live traffic is every replica's, read from Prometheus when `registry.prometheus_url` is set,
+else the one local server's live-stats file (`clv.registry.live`). With `enforce` (the
+scheduled judge, `clv registry status --enforce`, from cron or a systemd timer) a canary that
+breaches a guardrail is rolled back here, the one place aliases move on live traffic
+(`clv.registry.promotion.rollback`, only that canary: a newer one is left alone and the report
+says why).
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from clv.core.contracts import CANARY
 from clv.core.settings import Settings
 from clv.registry import mlflow_io
 from clv.registry.canary import AliasStats, CanaryVerdict
-from clv.registry.live import LiveStats, judge_live, read_live_stats
+from clv.registry.live import LiveStats, judge_live, live_stats
 from clv.registry.moves import ConflictError
 from clv.registry.promotion import ChangeResult, rollback
 
@@ -37,6 +41,8 @@ class StatusReport:
             "live": None
             if self.live is None
             else {
+                "source": self.live.source,
+                "replicas": self.live.replicas,
                 "age_seconds": round(self.live.age_seconds, 1),
                 "champion": _alias_doc(self.live.champion),
                 "canary": _alias_doc(self.live.canary),
@@ -58,24 +64,22 @@ def _alias_doc(s: AliasStats | None) -> dict[str, object] | None:
         "errors": s.errors,
         "error_rate": s.error_rate,
         "latency_p95_ms": p95,
-        "predictions_sampled": len(s.predictions),
+        "predictions": s.predicted,
     }
 
 
-def status(
-    settings: Settings, *, auto_rollback: bool = True, actor: str | None = None
-) -> StatusReport:
-    """Aliases, canary vs champion on live traffic, and an automatic rollback on a breach."""
+def status(settings: Settings, *, enforce: bool = False, actor: str | None = None) -> StatusReport:
+    """Aliases and canary vs champion on live traffic; with `enforce`, a rollback on a breach."""
     incomplete = mlflow_io.mark_incomplete(settings)
     state = mlflow_io.registry_state(settings)
-    live = read_live_stats(settings)
+    live = live_stats(settings, state)
     verdict, notes = judge_live(settings, state, live)
     notes = (
         *notes,
         *(f"version {v} marked incomplete: its registration did not complete" for v in incomplete),
     )
     rolled: ChangeResult | None = None
-    if verdict is not None and verdict.action == "rollback" and auto_rollback:
+    if verdict is not None and verdict.action == "rollback" and enforce:
         try:
             rolled = rollback(
                 settings,

@@ -35,16 +35,19 @@ import json
 import os
 import time
 
+import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from clv.core.contracts import CHAMPION
 from clv.core.errors import ClvError
+from clv.core.live_stats import read_batch_scoring
 from clv.core.settings import ServingSettings, Settings
 from clv.features.online_read import FeatureReader
 from clv.serving.coalesce import Coalescer, ReadCoalescer, ShortRead
 from clv.serving.identities import AliasHolder
+from clv.serving.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from clv.serving.metrics import LiveMetrics
 from clv.serving.reader import FeatureSource, feature_reader
 from clv.serving.readiness import StoreCheck
@@ -85,7 +88,7 @@ def create_app(
     reader = feature_reader(settings, feature_source)
     if reference_source is None:
         reference_source = registry_reference(settings)
-    metrics = LiveMetrics()
+    metrics = LiveMetrics(batch_scoring=lambda: read_batch_scoring(settings))
     aliases = AliasHolder(settings)
     workers = WorkerPool.from_settings(settings.serving)
     store_check = StoreCheck(reader, timeout_seconds=settings.serving.read_timeout_seconds)
@@ -103,10 +106,10 @@ def create_app(
         lifespan=lifespan(
             settings,
             holder,
-            registry,
             metrics,
             aliases,
             reader,
+            store_check,
             freeze_gc=freeze_gc,
             on_stop=(workers.close, store_check.close),
         ),
@@ -125,8 +128,8 @@ def create_app(
         return await _readiness(holder, store_check, aliases)
 
     @app.get("/metrics")
-    def prometheus() -> Response:
-        return Response(metrics.prometheus(), media_type="text/plain; version=0.0.4")
+    def prometheus() -> Response:  # a plain def: FastAPI runs it on a thread, off the loop
+        return Response(metrics.prometheus(), media_type=METRICS_CONTENT_TYPE)
 
     token = bearer_token(settings)
     endpoint = ScoreEndpoint(
@@ -210,6 +213,11 @@ class ScoreEndpoint:
         self.coalescer = Coalescer(workers)
 
     async def score(self, request: Request) -> Response:
+        response = await self._score(request)
+        self.metrics.respond(response.status_code)
+        return response
+
+    async def _score(self, request: Request) -> Response:
         started = time.perf_counter()
         if self.expected_auth is not None:
             given = request.headers.get("authorization", "").encode()
@@ -265,7 +273,7 @@ class ScoreEndpoint:
             job = functools.partial(_rendered, scored, offset, requested)
             weight = len(requested) * (EXPLAINED_ROW_WEIGHT if body.explain else 1)
             big = weight >= OFFLOAD_ROWS
-            raw, observed = await self.workers.run(job, timed=False) if big else job()
+            raw, observed, stored = await self.workers.run(job, timed=False) if big else job()
         except Busy as exc:
             self.metrics.error_without_model()
             return self._unavailable(exc)
@@ -273,6 +281,7 @@ class ScoreEndpoint:
             self.metrics.error_without_model()
             return _json({"detail": f"scoring failed: {describe(exc)}"}, 500)
         self._observe(observed, seconds=time.perf_counter() - started)
+        self.metrics.observe_features(stored)
         return Response(raw, media_type="application/json")
 
     def _unavailable(self, exc: Exception) -> Response:
@@ -294,6 +303,7 @@ class ScoreEndpoint:
                 error=obs.error,
                 cold_start=obs.cold_start,
                 predictions=obs.predictions,
+                tier=obs.tier,
             )
 
 
@@ -313,11 +323,18 @@ async def _bounded_body(request: Request, limit: int) -> bytes | None:
     return b"".join(chunks)
 
 
-def _rendered(scored: Scored, offset: int, requested: list[str]) -> tuple[bytes, list[Observation]]:
-    """The `/score` body for one request's rows of a scored batch, and what each alias did."""
+def _rendered(
+    scored: Scored, offset: int, requested: list[str]
+) -> tuple[bytes, list[Observation], np.ndarray]:
+    """The `/score` body for one request's rows of a scored batch, what each alias did, and
+    the timestamps of the stored features it served."""
     stop = offset + len(requested)
     payload = scored.payload(offset, stop, requested=requested)
-    return _dumps(payload), scored.observations(offset, stop)
+    return (
+        _dumps(payload),
+        scored.observations(offset, stop),
+        scored.stored_feature_seconds(offset, stop),
+    )
 
 
 def _dumps(payload: dict[str, JsonValue]) -> bytes:

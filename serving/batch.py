@@ -18,6 +18,8 @@ warning says so (`non_finite_rows`).
 
 from __future__ import annotations
 
+import dataclasses
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +30,7 @@ import pandas as pd
 
 from clv.core.contracts import CANARY, CHAMPION
 from clv.core.errors import DataError, NotReadyError
+from clv.core.live_stats import BatchScoring, write_batch_scoring
 from clv.core.settings import ServingSettings, Settings
 from clv.registry.canary import route_many
 from clv.serving.routing import MlflowRegistry, ModelRegistry, SingleModel
@@ -69,6 +72,8 @@ class BatchResult:
     """Customers not scored: a feature the models read is +inf or -inf (`non_finite_rows`)."""
     non_finite: dict[str, int] = field(default_factory=dict)
     """Per feature with any: the excluded customers with a non-finite value there."""
+    record: BatchScoring | None = None
+    """What the servers expose of this run (`clv.core.live_stats`): its time and coverage."""
 
     @property
     def warning(self) -> str | None:
@@ -297,9 +302,47 @@ def score_all(
         excluded=scored.excluded,
         non_finite=scored.non_finite,
     )
+    active, active_scored = coverage(settings, scores["customer_id"])
+    record = BatchScoring(
+        finished_at=time.time(),
+        scored=len(scores),
+        active=active,
+        active_scored=active_scored,
+        model_version=champion.version,
+    )
+    write_batch_scoring(settings, record)
+    result = dataclasses.replace(result, record=record)
     if result.warning is not None:
         (warn or _stderr)(result.warning)
     return result
+
+
+def coverage(settings: Settings, scored: pd.Series) -> tuple[int | None, int | None]:
+    """(active customers, those of them in `scored`): active = a purchase in the
+    `model.churn_window_days` before the log's last transaction, under their canonical id then.
+    (None, None) without a transactions table."""
+    from clv.core.store import duckdb_connection, table_path
+    from clv.inputs.identities import canonical_ids, read_identities
+
+    path = table_path(settings, "transactions")
+    if not path.exists():
+        return None, None
+    con = duckdb_connection()
+    try:
+        rows = con.execute(
+            "WITH t AS (SELECT customer_id, ts FROM read_parquet(?)) "
+            "SELECT DISTINCT CAST(customer_id AS VARCHAR), (SELECT max(ts) FROM t) FROM t "
+            f"WHERE ts > (SELECT max(ts) FROM t) - INTERVAL {settings.model.churn_window_days} DAY",
+            [str(path)],
+        ).fetchall()
+    finally:
+        con.close()
+    if not rows:
+        return 0, 0
+    end = pd.Timestamp(rows[0][1])
+    end = end.tz_localize("UTC") if end.tzinfo is None else end.tz_convert("UTC")
+    active = set(canonical_ids([r[0] for r in rows], read_identities(settings), end))
+    return len(active), int(scored.astype(str).isin(active).sum())
 
 
 def _stderr(message: str) -> None:

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from clv.core.contracts import CANARY, CHAMPION
+from clv.core.telemetry import MIXED_TIER
 from clv.features.online_read import OnlineBatch
 from clv.registry.canary import route_many
 from clv.serving.reader import CallableReader
@@ -37,6 +38,8 @@ class Observation:
     error: bool
     cold_start: int
     predictions: np.ndarray
+    tier: str = MIXED_TIER
+    """The value tier of the customers this alias answered (`MIXED_TIER` when they differ)."""
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,8 @@ class Scored:
     canary_clv: np.ndarray
     """The canary's CLV where it scored a known customer (NaN elsewhere), shadow included."""
     canary_failed: bool
+    feature_seconds: np.ndarray
+    """Each row's feature timestamp (epoch seconds; NaN where the store had none)."""
 
     def payload(
         self, start: int = 0, stop: int | None = None, *, requested: Sequence[str] | None = None
@@ -78,7 +83,10 @@ class Scored:
             else:
                 clv = self.canary_clv[start:stop][mask]
                 known = clv[~np.isnan(clv)]
-                out.append(Observation(CANARY, canary.version, n, False, n - known.size, known))
+                tier = _tier([r for r, m in zip(rows, mask.tolist(), strict=True) if m])
+                out.append(
+                    Observation(CANARY, canary.version, n, False, n - known.size, known, tier)
+                )
         champion = [r for r in rows if r["alias"] == CHAMPION]
         if champion:
             cold = sum(1 for r in champion if r["cold_start"])
@@ -86,10 +94,16 @@ class Scored:
                 [r["clv"] for r in champion if not r["cold_start"] and r["clv"] is not None],
                 dtype=np.float64,
             )
+            version = self.state.champion.version
             out.append(
-                Observation(CHAMPION, self.state.champion.version, len(champion), False, cold, clv)
+                Observation(CHAMPION, version, len(champion), False, cold, clv, _tier(champion))
             )
         return out
+
+    def stored_feature_seconds(self, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """The feature timestamps of rows [start, stop) served from stored features."""
+        seconds = self.feature_seconds[start:stop]
+        return seconds[~np.isnan(seconds)]
 
 
 def score_batch(state: ServingState, batch: OnlineBatch, *, explain_rows: bool = False) -> Scored:
@@ -152,7 +166,8 @@ def score_batch(state: ServingState, batch: OnlineBatch, *, explain_rows: bool =
         if explanations is not None:  # a cold start is the prior: no feature explains it
             row["explanation"] = None if row["cold_start"] else _explanation(explanations[i])
         rows_out.append(row)
-    return Scored(state, rows_out, to_canary, canary_clv, canary_failed)
+    seconds = np.array([np.nan if ts is None else ts for ts in batch.timestamps], dtype=np.float64)
+    return Scored(state, rows_out, to_canary, canary_clv, canary_failed, seconds)
 
 
 def score_routed(
@@ -196,6 +211,13 @@ def _explanation(e: Explanation) -> dict[str, JsonValue]:
         "other": _finite(e.other),
         "margin": _finite(e.margin),
     }
+
+
+def _tier(rows: Sequence[dict[str, JsonValue]]) -> str:
+    """The value tier of the rows' segments ("high value / at risk" -> "high value"), or
+    `MIXED_TIER` when they differ."""
+    tiers = {str(r["segment"]).split(" / ", 1)[0] for r in rows}
+    return tiers.pop() if len(tiers) == 1 else MIXED_TIER
 
 
 def _finite(v: float) -> float | None:

@@ -1,9 +1,10 @@
 """Which versions serve: the routing plan read from the registry, and loading them.
 
 `ModelRegistry` is what the server (`clv.serving.state`, `clv.serving.supervise`) and
-`clv.serving.batch` need from a registry: the plan (champion, canary, share, shadow), loading a
-version, rolling a canary back. `MlflowRegistry` reads the MLflow aliases and model tags in one
-call; `SingleModel` wraps a plain model source.
+`clv.serving.batch` need from a registry: the plan (champion, canary, share, shadow) and
+loading a version. Both only read: serving needs no write access to the registry.
+`MlflowRegistry` reads the MLflow aliases and model tags in one call; `SingleModel` wraps a
+plain model source.
 """
 
 from __future__ import annotations
@@ -27,13 +28,11 @@ class RoutingPlan:
 
 
 class ModelRegistry(Protocol):
-    """Where the server learns which versions serve, loads them, and rolls a canary back."""
+    """Where the server learns which versions serve, and loads them (read only)."""
 
     def plan(self) -> RoutingPlan: ...
 
     def load(self, version: str, alias: str) -> LoadedModelLike: ...
-
-    def rollback_canary(self, version: str, reason: str) -> None: ...
 
 
 class MlflowRegistry:
@@ -60,11 +59,6 @@ class MlflowRegistry:
         loaded: LoadedModelLike = load_version(self.settings, version, alias=alias)
         return loaded
 
-    def rollback_canary(self, version: str, reason: str) -> None:
-        from clv.registry.promotion import rollback
-
-        rollback(self.settings, reason=reason, actor="clv serve (auto)", canary_version=version)
-
 
 class SingleModel:
     """A champion-only registry around a model source (tests, simple embedding)."""
@@ -80,6 +74,3 @@ class SingleModel:
     def load(self, version: str, alias: str) -> LoadedModelLike:
         loaded = self._loaded if self._loaded is not None else self.source()
         return loaded
-
-    def rollback_canary(self, version: str, reason: str) -> None:
-        raise RuntimeError("a single-model source has no canary")

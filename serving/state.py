@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from clv.core.contracts import CANARY, CHAMPION
+from clv.core.time import utc
 from clv.serving.metrics import LiveMetrics
 from clv.serving.routing import ModelRegistry
 from clv.serving.scorer import Champion, LoadedModelLike
@@ -95,7 +96,12 @@ class ModelHolder:
                 salt=self._salt,
             )
             self.error = None
-            self._metrics.set_routing(state.versions, share=state.share, shadow=state.shadow)
+            self._metrics.set_routing(
+                state.versions,
+                share=state.share,
+                shadow=state.shadow,
+                data_ends={CHAMPION: data_end(champion), CANARY: data_end(canary)},
+            )
             self.current = state  # one reference assignment: readers see old or new
             return True
 
@@ -108,6 +114,12 @@ class ModelHolder:
                         bound if bound.alias == alias else dataclasses.replace(bound, alias=alias)
                     )
         return self._bind(self._registry.load(version, alias))
+
+
+def data_end(model: Champion | None) -> float | None:
+    """Where the model's training data ends (unix seconds; None when its card predates it)."""
+    end = model.model.card.data_end if model is not None else None
+    return None if end is None else utc(end).timestamp()
 
 
 def describe(exc: BaseException) -> str:

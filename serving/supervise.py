@@ -1,13 +1,15 @@
 """The server's lifecycle and its background supervisor: start-up load, registry poll, live
-stats, canary guard.
+stats, store readiness.
 
 At start the lifespan loads the models, the identities and the feature reader's layout, then
 runs `supervise` until shutdown. Every `serving.reload_seconds` it polls the registry (one
 `get_registered_model` call) and swaps the state when an alias moved; every
-`serving.stats_seconds` it writes live per-alias stats to `.clv/serving/live_stats.json`; with
-`serving.auto_rollback` it rolls back a canary that breaches a guardrail
-(`clv.registry.canary.judge_canary`; the history row says why). Each tick runs wholly in a
-worker thread, never on the event loop.
+`serving.stats_seconds` it writes this replica's live per-alias stats to
+`.clv/serving/live_stats.json` and checks the online store (the `clv_online_store_ready` gauge).
+Each tick runs wholly in a worker thread, never on the event loop.
+
+The server only reads the registry: judging the canary and moving aliases is the scheduled
+judge's work (`clv registry status --enforce`), which sees every replica's traffic.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from clv.core.settings import Settings
 from clv.features.online_read import FeatureReader
 from clv.serving.identities import AliasHolder
 from clv.serving.metrics import LiveMetrics
-from clv.serving.routing import ModelRegistry
+from clv.serving.readiness import StoreCheck
 from clv.serving.state import ModelHolder, describe
 
 if TYPE_CHECKING:
@@ -35,10 +37,10 @@ if TYPE_CHECKING:
 def lifespan(
     settings: Settings,
     holder: ModelHolder,
-    registry: ModelRegistry,
     metrics: LiveMetrics,
     aliases: AliasHolder,
     reader: FeatureReader,
+    store: StoreCheck,
     *,
     freeze_gc: bool = False,
     on_stop: Sequence[Callable[[], None]] = (),
@@ -54,7 +56,7 @@ def lifespan(
         if freeze_gc:
             freeze_heap()
         task = asyncio.create_task(
-            supervise(settings, holder, registry, metrics, aliases, freeze_gc=freeze_gc)
+            supervise(settings, holder, metrics, aliases, store, freeze_gc=freeze_gc)
         )
         try:
             yield
@@ -71,19 +73,19 @@ def lifespan(
 async def supervise(
     settings: Settings,
     holder: ModelHolder,
-    registry: ModelRegistry,
     metrics: LiveMetrics,
     aliases: AliasHolder,
+    store: StoreCheck,
     *,
     freeze_gc: bool = False,
 ) -> None:
-    """Poll the registry (and the identities), write live stats, judge the canary; never
-    raises. Each tick runs in a worker thread (`tick`)."""
+    """Poll the registry (and the identities), write live stats, check the store; never
+    raises. Each tick runs in a worker thread (`tick`); the store check is bounded by
+    `serving.read_timeout_seconds` (`clv.serving.readiness`)."""
     reload_every = settings.serving.reload_seconds
     stats_every = settings.serving.stats_seconds
     period = min(stats_every, reload_every) if reload_every > 0 else stats_every
     next_reload = time.monotonic() + reload_every
-    judged: set[str] = set()
     while True:
         await asyncio.sleep(period)
         now = time.monotonic()
@@ -91,24 +93,15 @@ async def supervise(
         if poll:
             next_reload = now + reload_every
         await asyncio.to_thread(
-            tick,
-            settings,
-            holder,
-            registry,
-            metrics,
-            judged,
-            poll=poll,
-            freeze_gc=freeze_gc,
-            aliases=aliases,
+            tick, settings, holder, metrics, poll=poll, freeze_gc=freeze_gc, aliases=aliases
         )
+        metrics.store_ready(await store.problem() is None)
 
 
 def tick(
     settings: Settings,
     holder: ModelHolder,
-    registry: ModelRegistry,
     metrics: LiveMetrics,
-    judged: set[str],
     *,
     poll: bool,
     freeze_gc: bool = False,
@@ -121,21 +114,7 @@ def tick(
             freeze_heap()
         if poll and aliases is not None:
             aliases.refresh()
-        snapshot = metrics.snapshot()
-        write_live_stats(settings, snapshot)
-        state = holder.current
-        if (
-            settings.serving.auto_rollback
-            and state is not None
-            and state.canary is not None
-            and state.canary.version not in judged
-        ):
-            verdict = judge(settings, snapshot)
-            if verdict is not None:
-                judged.add(state.canary.version)
-                registry.rollback_canary(state.canary.version, f"auto: {verdict}")
-                if holder.reload() and freeze_gc:
-                    freeze_heap()
+        write_live_stats(settings, metrics.snapshot())
     except Exception as exc:  # the loop must survive a registry or disk hiccup
         holder.error = holder.error or f"background: {describe(exc)}"
 
@@ -147,15 +126,3 @@ def freeze_heap() -> None:
     replaced model is freed rather than frozen for the life of the process."""
     gc.collect()
     gc.freeze()
-
-
-def judge(settings: Settings, snapshot: dict[str, object]) -> str | None:
-    """The rollback reason when the live canary breaches a guardrail, else None."""
-    from clv.registry.canary import judge_canary
-    from clv.registry.live import guardrails, parse_live_stats
-
-    live = parse_live_stats({**snapshot, "written_at": time.time()})
-    if live.champion is None or live.canary is None:
-        return None
-    verdict = judge_canary(live.champion, live.canary, guardrails=guardrails(settings))
-    return verdict.reason if verdict.action == "rollback" else None

@@ -9,6 +9,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from clv.core.settings import Settings
+from clv.core.time import utc
 from clv.evaluation.protocol import RecipeSplit
 from clv.model.baseline import SnapshotBaselines
 from clv.model.bundle import ClvModel, ModelCard
@@ -43,6 +44,7 @@ def final_model(
         kind=tuned.choice.kind,
         chosen=chosen,
         value_offset=offset_card(offsets, split.anchor_time, settings),
+        data_end=split.origin,
     )
     jobs = final_jobs(
         settings,
@@ -69,11 +71,16 @@ def final_model(
 
 
 def served_card(
-    base: ModelCard, *, kind: str, chosen: ValidationChoices, value_offset: dict[str, float] | None
+    base: ModelCard,
+    *,
+    kind: str,
+    chosen: ValidationChoices,
+    value_offset: dict[str, float] | None,
+    data_end: pd.Timestamp | None = None,
 ) -> ModelCard:
     """`base` (the card of the value rows known at the origin) as served: the value model's
     kind, blend and level, the churn calibration, the interval scales and `value_offset`, the
-    anchor snapshot's baseline parameters."""
+    anchor snapshot's baseline parameters, and `data_end`, where its training data ends."""
     calibration = chosen.calibration
     return replace(
         base,
@@ -85,6 +92,7 @@ def served_card(
         interval_scale=list(chosen.scale),
         interval_bands=chosen.bands.as_dict(),
         value_offset=value_offset,
+        data_end=None if data_end is None else utc(data_end).isoformat(),
     )
 
 

@@ -290,7 +290,7 @@ def test_whole_lifecycle_on_postgres_and_redis(
         seen: list[Doc] = []
 
         def live_stats() -> bool:
-            seen.append(clv("registry", "status", "--no-auto-rollback"))
+            seen.append(clv("registry", "status"))
             live = seen[-1]["live"] or {}
             got = {a: (s["version"], s["requests"]) for a in expected if (s := live.get(a))}
             return got == expected

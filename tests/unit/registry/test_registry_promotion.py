@@ -212,6 +212,9 @@ def test_status_rolls_back_a_breaching_canary_from_live_stats(
     start_canary(settings, "2", share=0.5)
     path = live_stats_path(settings)
     path.parent.mkdir(parents=True)
+    # What a server writes (clv.serving.metrics.LiveMetrics.snapshot): cumulative buckets.
+    latency = [["0.002", 500.0], ["+Inf", 500.0]]
+    predictions = [["10.0", 100.0], ["50.0", 500.0], ["+Inf", 500.0]]
     doc = {
         "written_at": time.time(),
         "routing": {"champion": "1", "canary": "2", "share": 0.5, "shadow": False},
@@ -220,24 +223,24 @@ def test_status_rolls_back_a_breaching_canary_from_live_stats(
                 "version": "1",
                 "requests": 500,
                 "errors": 0,
-                "latency_p95_ms": 2.0,
-                "predictions": [float(i % 50) for i in range(500)],
+                "latency_buckets": latency,
+                "prediction_buckets": predictions,
             },
             "canary": {
                 "version": "2",
                 "requests": 500,
                 "errors": 40,
-                "latency_p95_ms": 2.0,
-                "predictions": [float(i % 50) for i in range(500)],
+                "latency_buckets": latency,
+                "prediction_buckets": predictions,
             },
         },
     }
     path.write_text(json.dumps(doc))
-    quiet = status(settings, auto_rollback=False)
+    quiet = status(settings)  # without --enforce: reported, not rolled back
     assert quiet.verdict is not None and quiet.verdict.action == "rollback"
     assert quiet.aliases.get("canary") == "2"
     assert quiet.live is not None and quiet.live.prediction_psi == pytest.approx(0.0)
-    report = status(settings)
+    report = status(settings, enforce=True)
     assert report.rolled_back is not None and "canary" not in report.aliases
     row = history(settings).rows(settings.mlflow.model_name)[0]
     assert row.action == "rollback" and row.reason.startswith("auto: canary v2 error rate 8.00%")

@@ -24,6 +24,8 @@ NUMERIC = [
 CHANNELS = ["organic", "paid", "referral"]
 FEATURES = [*NUMERIC, "acquisition_channel"]
 SNAPSHOT = pd.Timestamp("2024-06-01", tz="UTC")
+DATA_END = pd.Timestamp("2024-09-01", tz="UTC")
+"""Where the models' training data ends (their card's `data_end`)."""
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,7 @@ def train_model(frame: pd.DataFrame, *, quantiles: bool = True, scale: float = 1
         feature_service="clv_v1",
         feature_names=list(FEATURES),
         categories={"acquisition_channel": list(CHANNELS)},
+        data_end=DATA_END.isoformat(),
     )
     qs = (
         {
@@ -109,11 +112,11 @@ def online_rows(features: pd.DataFrame, ids: Sequence[str]) -> pd.DataFrame:
 
 @dataclass
 class FakeRegistry:
-    """A registry in memory: versions -> models, a routing plan, recorded rollbacks."""
+    """A registry in memory: versions -> models and a routing plan (read only, as serving
+    needs it)."""
 
     models: dict[str, ClvModel]
     plan_now: RoutingPlan
-    rollbacks: list[tuple[str, str]] = field(default_factory=list)
     loads: list[str] = field(default_factory=list)
 
     def plan(self) -> RoutingPlan:
@@ -122,7 +125,3 @@ class FakeRegistry:
     def load(self, version: str, alias: str) -> Loaded:
         self.loads.append(version)
         return Loaded(self.models[version], version, alias, f"run-{version}")
-
-    def rollback_canary(self, version: str, reason: str) -> None:
-        self.rollbacks.append((version, reason))
-        self.plan_now = RoutingPlan(champion=self.plan_now.champion)

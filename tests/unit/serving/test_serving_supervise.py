@@ -6,7 +6,6 @@ import gc
 import weakref
 
 import pandas as pd
-import pytest
 from serving_fixtures import FakeRegistry
 
 import clv.serving.supervise as supervise
@@ -25,18 +24,10 @@ class _Cycle:
         self.me = self
 
 
-@pytest.mark.parametrize("reload_by", ["poll", "rollback"])
 def test_a_reload_collects_before_it_freezes_the_heap(
-    settings: Settings,
-    model: ClvModel,
-    features: pd.DataFrame,
-    monkeypatch: pytest.MonkeyPatch,
-    reload_by: str,
+    settings: Settings, model: ClvModel, features: pd.DataFrame
 ) -> None:
-    canary = "2" if reload_by == "rollback" else None
-    registry = FakeRegistry(
-        {"1": model, "2": model}, RoutingPlan(champion="1", canary=canary, share=0.5)
-    )
+    registry = FakeRegistry({"1": model, "2": model}, RoutingPlan(champion="1"))
     metrics = LiveMetrics()
     holder = ModelHolder(
         registry,
@@ -47,28 +38,19 @@ def test_a_reload_collects_before_it_freezes_the_heap(
         metrics=metrics,
     )
     assert holder.reload()
-    if reload_by == "poll":
-        registry.plan_now = RoutingPlan(champion="2")  # the alias moves
-    else:
-        monkeypatch.setattr(supervise, "judge", lambda s, snapshot: "a breach")
+    registry.plan_now = RoutingPlan(champion="2")  # the alias moves
     gc.disable()  # no automatic collection may free the garbage in its place
     try:
         garbage = _Cycle()
         ref = weakref.ref(garbage)
         del garbage
-        supervise.tick(
-            settings, holder, registry, metrics, set(), poll=reload_by == "poll", freeze_gc=True
-        )
+        supervise.tick(settings, holder, metrics, poll=True, freeze_gc=True)
         frozen = gc.get_freeze_count()
         kept = ref() is not None
     finally:
         gc.unfreeze()
         gc.enable()
     assert holder.error is None and holder.current is not None
-    if reload_by == "poll":
-        assert holder.current.versions == {"champion": "2"}
-    else:
-        assert registry.rollbacks == [("2", "auto: a breach")]
-        assert holder.current.versions == {"champion": "1"}
+    assert holder.current.versions == {"champion": "2"}
     assert frozen > 0
     assert not kept, "the garbage from before the reload was frozen, not collected"
