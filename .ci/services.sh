@@ -1,6 +1,7 @@
-# Sourced by .ci/run: install PostgreSQL, Redis and Chromium from Debian's packages, start the
-# servers on loopback with throwaway data directories, export their addresses for the tests,
-# and stop them when the calling shell exits. Safe to source on a machine that has them already.
+# Sourced by .ci/run: install PostgreSQL, Redis, Chromium and Prometheus (promtool) from Debian's
+# packages, start the servers on loopback with throwaway data directories, export their addresses
+# for the tests, and stop them when the calling shell exits. Safe to source on a machine that has
+# them already.
 
 CI_PG_PORT=${CI_PG_PORT:-55432}
 CI_REDIS_PORT=${CI_REDIS_PORT:-56379}
@@ -12,6 +13,7 @@ ci_install() {
   compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)
   command -v redis-server >/dev/null || missing+=(redis-server)
   command -v chromium >/dev/null || missing+=(chromium)
+  command -v promtool >/dev/null || missing+=(prometheus)
   if [ ${#missing[@]} -gt 0 ]; then
     echo "ci: installing ${missing[*]} (Debian packages)"
     export DEBIAN_FRONTEND=noninteractive
@@ -52,4 +54,5 @@ ci_install
 ci_start_postgres
 ci_start_redis
 export CLV_TEST_CHROMIUM=$(command -v chromium)
+export CLV_TEST_PROMETHEUS=$(command -v prometheus)
 echo "ci: postgres on 127.0.0.1:$CI_PG_PORT, redis on $CLV_TEST_REDIS, chromium at $CLV_TEST_CHROMIUM"

@@ -44,6 +44,27 @@ CANARY_SHADOW: Final = "clv_canary_shadow"
 MODEL_INFO: Final = "clv_model_info"
 STORE_READY: Final = "clv_online_store_ready"
 
+METRICS: Final = (
+    REQUESTS,
+    ERRORS,
+    CUSTOMERS,
+    COLD_START,
+    LATENCY,
+    RESPONSES,
+    FEATURE_AGE,
+    FEATURE_MAX_AGE,
+    PREDICTIONS,
+    MODEL_AGE,
+    LAST_BATCH,
+    BATCH_COVERAGE,
+    CANARY_SHARE,
+    CANARY_SHADOW,
+    MODEL_INFO,
+    STORE_READY,
+)
+"""Every metric a replica exposes (the deploy/ rules and dashboard may read only these)."""
+HISTOGRAMS: Final = (LATENCY, FEATURE_AGE, PREDICTIONS)
+
 LATENCY_BUCKETS: Final = (
     0.00025,
     0.0005,

@@ -330,7 +330,7 @@ def coverage(settings: Settings, scored: pd.Series) -> tuple[int | None, int | N
     con = duckdb_connection()
     try:
         rows = con.execute(
-            "WITH t AS (SELECT customer_id, ts FROM read_parquet(?)) "
+            "WITH t AS (SELECT customer_id, CAST(ts AS TIMESTAMPTZ) AS ts FROM read_parquet(?)) "
             "SELECT DISTINCT CAST(customer_id AS VARCHAR), (SELECT max(ts) FROM t) FROM t "
             f"WHERE ts > (SELECT max(ts) FROM t) - INTERVAL {settings.model.churn_window_days} DAY",
             [str(path)],

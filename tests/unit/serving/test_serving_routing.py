@@ -192,6 +192,18 @@ def test_metrics_are_valid_prometheus_text_with_the_slis(
     assert samples["clv_canary_share"] == 0.5
     assert samples['clv_model_info{alias="canary",version="2"}'] == 1
     assert "clv_last_batch_scoring_timestamp_seconds" not in samples  # no batch scoring yet
+    # What is exposed is the contract the deploy/ rules read (clv.core.telemetry.METRICS).
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from clv.core import telemetry
+
+    kinds = {"counter": "_total"}
+    exposed = {
+        f.name + kinds.get(f.type, "") for f in text_string_to_metric_families(response.text)
+    }
+    assert exposed <= set(telemetry.METRICS), exposed - set(telemetry.METRICS)
+    later = {telemetry.LAST_BATCH, telemetry.BATCH_COVERAGE, telemetry.STORE_READY}
+    assert set(telemetry.METRICS) - exposed <= later
 
 
 def test_bearer_token_guards_score_only(

@@ -146,3 +146,48 @@ def test_a_failing_webhook_is_reported_not_raised(
     assert result.webhook is not None and not result.webhook.ok
     assert "ConnectError" in str(result.webhook.error)
     assert result.path.exists() and result.at_risk_path.exists()
+
+
+def test_batch_scoring_records_its_coverage_of_active_customers_and_servers_expose_it(
+    settings: Settings, model: ClvModel, features: pd.DataFrame, tmp_path: Path
+) -> None:
+    """Active: a purchase in the `model.churn_window_days` before the log's end. A customer
+    who bought after the snapshot (so has no features yet) is active and not scored; one whose
+    last purchase is older than the window is not active."""
+    from clv.core.contracts import TS_DTYPE
+    from clv.core.live_stats import read_batch_scoring
+    from clv.core.store import table_path
+
+    end = SNAPSHOT + pd.Timedelta(days=20)
+    window = settings.model.churn_window_days
+    rows = [(f"c{i:04d}", end - pd.Timedelta(days=i)) for i in range(10)]
+    rows += [("newbie", end), ("c0010", end - pd.Timedelta(days=window + 5))]
+    path = table_path(settings, "transactions")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    stored = pd.DataFrame(rows, columns=["customer_id", "ts"])
+    stored.astype({"ts": TS_DTYPE}).to_parquet(path)
+    result = score_all(
+        settings,
+        as_of=SNAPSHOT,
+        out=tmp_path / "scores.parquet",
+        registry=FakeRegistry({"1": model}, RoutingPlan(champion="1")),
+        reference_source=lambda run_id: features,
+        snapshot_source=lambda when: features,
+    )
+    record = read_batch_scoring(settings)
+    assert record is not None and record == result.record
+    assert (record.active, record.active_scored, record.scored) == (11, 10, len(features))
+    assert record.coverage == pytest.approx(10 / 11)
+    app = create_app(
+        settings,
+        registry=FakeRegistry({"1": model}, RoutingPlan(champion="1")),
+        feature_source=lambda got: online_rows(features, got),
+        reference_source=lambda run_id: features,
+    )
+    with TestClient(app) as client:
+        text = client.get("/metrics").text
+    from prometheus_client.parser import text_string_to_metric_families
+
+    values = {f.name: f.samples[0].value for f in text_string_to_metric_families(text) if f.samples}
+    assert values["clv_last_batch_scoring_timestamp_seconds"] == record.finished_at
+    assert values["clv_batch_scoring_coverage_ratio"] == pytest.approx(10 / 11)
