@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -214,8 +214,13 @@ async def _open(
     return result
 
 
+Ports = int | Sequence[int]
+"""One server, or several replicas: each gets its own loop on a thread of its own (its share
+of the rate, or `connections` of its own) and the results are merged."""
+
+
 def closed_loop(
-    port: int,
+    port: Ports,
     path: str,
     body: Body,
     *,
@@ -223,11 +228,18 @@ def closed_loop(
     seconds: float,
     max_requests: int = 2_000_000,
 ) -> LoadResult:
+    if not isinstance(port, int):
+        return _each(
+            port,
+            lambda p: closed_loop(
+                p, path, body, connections=connections, seconds=seconds, max_requests=max_requests
+            ),
+        )
     return _run(_closed(port, path, body, connections, seconds, max_requests))
 
 
 def open_loop(
-    port: int,
+    port: Ports,
     path: str,
     body: Body,
     *,
@@ -237,7 +249,39 @@ def open_loop(
     max_connections: int = 64,
     max_in_flight: int = 256,
 ) -> LoadResult:
+    if not isinstance(port, int):
+        share = rate / len(port)
+        return _each(
+            port,
+            lambda p: open_loop(
+                p,
+                path,
+                body,
+                rate=share,
+                seconds=seconds,
+                watch=watch,
+                max_connections=max_connections,
+                max_in_flight=max_in_flight,
+            ),
+        )
     return _run(_open(port, path, body, rate, seconds, watch, max_connections, max_in_flight))
+
+
+def _each(ports: Sequence[int], run: Callable[[int], LoadResult]) -> LoadResult:
+    """`run` on every port at once (a thread each), merged: counts added, the longest wall
+    time, every latency and error sample."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(len(ports)) as pool:
+        results = list(pool.map(run, ports))
+    return LoadResult(
+        sent=sum(r.sent for r in results),
+        ok=sum(r.ok for r in results),
+        errors=sum(r.errors for r in results),
+        seconds=max(r.seconds for r in results),
+        latencies=[x for r in results for x in r.latencies],
+        error_samples=[x for r in results for x in r.error_samples],
+    )
 
 
 @dataclass(frozen=True)
@@ -248,7 +292,7 @@ class Probe:
 
 
 def sustainable_rate(
-    port: int,
+    port: Ports,
     path: str,
     body: Body,
     *,
