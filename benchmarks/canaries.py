@@ -30,12 +30,17 @@ def prometheus_binary() -> str | None:
 
 
 @contextlib.contextmanager
-def prometheus(binary: str, targets: list[str], root: Path, *, port: int) -> Iterator[str]:
-    """A Prometheus scraping `targets` (host:port) every second as job "clv"; its URL."""
+def prometheus(
+    binary: str, targets: list[str], root: Path, *, port: int, rules: Path | None = None
+) -> Iterator[str]:
+    """A Prometheus scraping `targets` (host:port) every second as job "clv" (evaluating
+    `rules`, e.g. deploy/prometheus/rules.yml, every second too); its URL."""
     config = root / "prometheus.yml"
     listed = ", ".join(f'"{t}"' for t in targets)
+    loaded = f'rule_files: ["{rules.resolve()}"]\n' if rules is not None else ""
     config.write_text(
         "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
+        f"{loaded}"
         f"scrape_configs:\n  - job_name: clv\n    static_configs:\n      - targets: [{listed}]\n"
     )
     cmd = [

@@ -345,8 +345,9 @@ def load_canary(*, quick: bool) -> Figures:
     load_before = round(os.getloadavg()[0], 2)
     with (
         replicas(settings.workspace, ports, env=env) as targets,
-        prometheus(binary, targets, log_dir, port=prometheus_port),
+        prometheus(binary, targets, log_dir, port=prometheus_port, rules=RULES),
     ):
+        wall_start = time.time()
         closed_loop(ports, "/score", body, connections=2, seconds=2.0)
         peak = closed_loop(ports, "/score", body, connections=4, seconds=5.0)
         closed_peak = peak.ok / peak.seconds
@@ -400,6 +401,7 @@ def load_canary(*, quick: bool) -> Figures:
         canary_requests = _prometheus_sum(
             judged, f'clv_requests_total{{alias="canary",version="{bad}"}}'
         )
+        preview = _dashboard_preview(judged, start=wall_start, quick=quick)
     rows = history(settings).rows(settings.mlflow.model_name, limit=20)
     canary_rows = [r for r in rows if r.alias == "canary" and r.at >= started_iso]
     started = next((r for r in reversed(canary_rows) if r.action != "rollback"), None)
@@ -440,6 +442,7 @@ def load_canary(*, quick: bool) -> Figures:
         "seconds_from_canary_start_to_rollback": _seconds_between(started, ended),
         "judge_runs": verdicts,
         "replicas_serving_the_champion": seen.champion is not None,
+        "dashboard_preview": str(preview),
         "aliases_after": aliases(settings),
         "load_average_1m_after": round(os.getloadavg()[0], 2),
         "history": [
@@ -457,6 +460,31 @@ def load_canary(*, quick: bool) -> Figures:
     }
     json.dumps(figures)
     return figures
+
+
+RULES = Path(__file__).resolve().parents[1] / "deploy" / "prometheus" / "rules.yml"
+DASHBOARD = RULES.parents[1] / "grafana" / "clv.json"
+PREVIEW = RULES.parents[2] / "docs" / "images" / "operations-dashboard.png"
+
+
+def _dashboard_preview(settings: Settings, *, start: float, quick: bool) -> Path:
+    """deploy/grafana/clv.json drawn from this run's Prometheus (benchmarks.dashboard_preview):
+    the README's picture of the dashboard (quick runs write beside the bench logs)."""
+    from benchmarks.dashboard_preview import prometheus_query_range, render
+
+    url = settings.registry.prometheus_url
+    assert url is not None
+    out = settings.state_dir / "bench-logs" / PREVIEW.name if quick else PREVIEW
+    return render(
+        DASHBOARD,
+        prometheus_query_range(url),
+        start=start,
+        end=time.time(),
+        step=1.0,
+        out=out,
+        title_note="load_canary: 2 replicas, a bad canary rolled back by the judge",
+        scrape_interval=1.0,
+    )
 
 
 def _prometheus_sum(settings: Settings, selector: str) -> float:

@@ -113,7 +113,7 @@ def query_prometheus(settings: Settings, state: mlflow_io.RegistryState) -> Live
     by_version = "alias, version"
 
     def ask(query: str) -> list[dict[str, object]]:
-        return _instant(url, query, timeout=timeout)
+        return instant_query(url, query, timeout=timeout)
 
     requests = _totals(ask(f"sum by ({by_version}) ({t.REQUESTS}{{{which}}})"))
     errors = _totals(ask(f"sum by ({by_version}) ({t.ERRORS}{{{which}}})"))
@@ -150,7 +150,7 @@ def query_prometheus(settings: Settings, state: mlflow_io.RegistryState) -> Live
     )
 
 
-def _instant(url: str, query: str, *, timeout: float) -> list[dict[str, object]]:
+def instant_query(url: str, query: str, *, timeout: float) -> list[dict[str, object]]:
     """The result vector of a PromQL instant query (`/api/v1/query`)."""
     endpoint = f"{url.rstrip('/')}/api/v1/query?" + urllib.parse.urlencode({"query": query})
     where = f"Prometheus at {redact(url)}"

@@ -39,7 +39,11 @@ class StoreCheck:
         running = asyncio.wrap_future(self._start())
         running.add_done_callback(_retrieved)  # a check that fails after we gave up: no log
         try:  # shielded: one probe giving up leaves the check to the others
-            return await asyncio.wait_for(asyncio.shield(running), self.timeout_seconds)
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation
+            # that arrives as the check completes, and the supervisor's loop (which awaits this
+            # every serving.stats_seconds) would then outlive the server's shutdown
+            async with asyncio.timeout(self.timeout_seconds):
+                return await asyncio.shield(running)
         except TimeoutError:
             return (
                 f"online store check gave no answer within {self.timeout_seconds:g} s "

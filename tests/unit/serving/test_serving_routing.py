@@ -366,6 +366,7 @@ def test_background_work_runs_off_the_event_loop_thread(
     import clv.serving.supervise as app_module
 
     seen: dict[str, set[str]] = {"plan": set(), "write": set(), "loop": set()}
+    plans: list[str] = []  # one per registry poll (the startup load and the ticks')
     write = app_module.write_live_stats
 
     def recording_write(s: Settings, snapshot: dict[str, object]) -> None:
@@ -378,16 +379,18 @@ def test_background_work_runs_off_the_event_loop_thread(
 
     def recording_plan() -> RoutingPlan:
         seen["plan"].add(threading.current_thread().name)
+        plans.append(threading.current_thread().name)
         return plan()
 
     monkeypatch.setattr(registry, "plan", recording_plan)
     with _app(settings, registry, features, reload_seconds=0.05) as client:
         seen["loop"].add(client.portal.call(lambda: threading.current_thread().name))  # type: ignore[union-attr]
         deadline = time.monotonic() + 5.0
-        while (len(seen["write"]) == 0 or len(seen["plan"]) < 2) and time.monotonic() < deadline:
+        while (not seen["write"] or len(plans) < 2) and time.monotonic() < deadline:
             time.sleep(0.05)
         assert client.post("/score", json={"customer_ids": IDS[:2]}).status_code == 200
     assert seen["write"], "live stats were never written"
+    assert len(plans) >= 2, "the registry was never polled after the start"
     assert seen["loop"] and seen["loop"].isdisjoint(seen["write"] | seen["plan"])
 
 
