@@ -268,6 +268,20 @@ def metrics_cost_us(requests: int = 20_000) -> float:
     return float(np.median(runs))
 
 
+def _batch_scoring(settings: Settings) -> dict[str, object]:
+    """`clv score --all` of the workspace's latest snapshot, as the nightly job would."""
+    from clv.serving.batch import score_all
+
+    t0 = time.perf_counter()
+    result = score_all(settings, out=settings.state_dir / "bench-logs" / "scores.parquet")
+    record = result.record
+    return {
+        "rows": result.rows,
+        "seconds": round(time.perf_counter() - t0, 2),
+        "coverage": None if record is None else record.coverage,
+    }
+
+
 def _bad_canary(settings: Settings, champion: str) -> str:
     """The bad canary's version (benchmarks.canaries, trained on a column the online store
     does not serve), registered once per workspace."""
@@ -325,6 +339,7 @@ def load_canary(*, quick: bool) -> Figures:
     if aliases(settings).get("canary"):
         rollback(settings, reason="benchmark reset")
     bad = _bad_canary(settings, champion)
+    batch = _batch_scoring(settings)  # the batch-scoring SLIs (and dashboard panels) have data
     seconds = 20.0 if quick else 60.0
     body = _score_body(_served_ids(settings, 5000))
     log_dir = settings.state_dir / "bench-logs"
@@ -442,6 +457,7 @@ def load_canary(*, quick: bool) -> Figures:
         "seconds_from_canary_start_to_rollback": _seconds_between(started, ended),
         "judge_runs": verdicts,
         "replicas_serving_the_champion": seen.champion is not None,
+        "batch_scoring_before": batch,
         "dashboard_preview": str(preview),
         "aliases_after": aliases(settings),
         "load_average_1m_after": round(os.getloadavg()[0], 2),
