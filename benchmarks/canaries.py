@@ -36,6 +36,7 @@ def prometheus(
     """A Prometheus scraping `targets` (host:port) every second as job "clv" (evaluating
     `rules`, e.g. deploy/prometheus/rules.yml, every second too); its URL."""
     config = root / "prometheus.yml"
+    shutil.rmtree(root / "tsdb", ignore_errors=True)  # this run's series only
     listed = ", ".join(f'"{t}"' for t in targets)
     loaded = f'rule_files: ["{rules.resolve()}"]\n' if rules is not None else ""
     config.write_text(
