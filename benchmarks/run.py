@@ -26,7 +26,7 @@ from benchmarks.case import Case
 from benchmarks.features import feature_build_chunked, feature_build_scaling, materialize_online
 from benchmarks.ingest import generate_and_ingest, ingest_1m
 from benchmarks.ingest_big import ingest_big
-from benchmarks.monitoring import monitor_1m
+from benchmarks.monitoring import monitor_1m, monitor_demo
 from benchmarks.public_paths import public_paths
 from benchmarks.quality import model_quality
 from benchmarks.serving import batch_1m, load_canary, online_store_latency, serve_latency
@@ -45,6 +45,7 @@ CASES: dict[str, Case] = {  # in the order `make bench` runs them
     "tuning_workers": tuning_workers,
     "train_study": train_study,
     "monitor_1m": monitor_1m,
+    "monitor_demo": monitor_demo,
     "online_store_latency": online_store_latency,
     "public_paths": public_paths,
     "train_dask": train_dask,

@@ -19,7 +19,7 @@ sampling noise, and a sample size makes the bound explicit in the report.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -75,41 +75,88 @@ def noise_bound(bins: int, n_reference: int, n_current: int, *, q: float = NOISE
 def numeric_edges(reference: npt.ArrayLike, *, bins: int = N_BINS) -> FloatArray:
     """Inner bin edges: the reference's quantiles at 1/B .. (B-1)/B, deduplicated."""
     values = np.asarray(reference, dtype=np.float64)
-    values = values[np.isfinite(values)]
-    if values.size == 0:
+    return _edges(values[np.isfinite(values)], bins)
+
+
+def _edges(finite: FloatArray, bins: int) -> FloatArray:
+    if finite.size == 0:
         return np.empty(0)
-    qs = np.quantile(values, np.linspace(0.0, 1.0, bins + 1)[1:-1])
-    return np.unique(qs)
+    return np.unique(np.quantile(finite, np.linspace(0.0, 1.0, bins + 1)[1:-1]))
 
 
-def _numeric_counts(values: FloatArray, edges: FloatArray) -> npt.NDArray[np.int64]:
-    """Counts per bin: (-inf, e1), [e1, e2), ..., [eK, inf), then missing."""
-    finite = np.isfinite(values)
-    idx = np.searchsorted(edges, values[finite], side="right")
-    counts = np.bincount(idx, minlength=edges.size + 1)
-    return np.append(counts, int((~finite).sum())).astype(np.int64)
+def _floats(series: pd.Series) -> FloatArray:
+    """A column as float64, unparseable and missing values as NaN (no copy for float64)."""
+    return pd.to_numeric(series, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+def numeric_counts(values: FloatArray, edges: FloatArray) -> npt.NDArray[np.int64]:
+    """Counts per bin: (-inf, e1), [e1, e2), ..., [eK, inf), then missing (NaN and +/-inf).
+
+    One comparison pass per edge instead of a binary search per value: with G_k the finite
+    values at or above e_k, bin 0 holds n_finite - G_1, bin k G_k - G_(k+1), bin K G_K; +inf
+    compares above every edge and is taken back out of each G_k."""
+    finite = int(np.count_nonzero(np.isfinite(values)))
+    if edges.size == 0:
+        return np.array([finite, values.size - finite], dtype=np.int64)
+    pos_inf = int(np.count_nonzero(values == np.inf))
+    at_or_above = np.array([np.count_nonzero(values >= e) for e in edges], dtype=np.int64)
+    at_or_above -= pos_inf
+    counts = np.empty(edges.size + 2, dtype=np.int64)
+    counts[0] = finite - at_or_above[0]
+    counts[1:-2] = at_or_above[:-1] - at_or_above[1:]
+    counts[-2] = at_or_above[-1]
+    counts[-1] = values.size - finite
+    return counts
 
 
 def numeric_psi(
     column: str, reference: pd.Series, current: pd.Series, *, bins: int = N_BINS
 ) -> ColumnPsi:
-    ref = pd.to_numeric(reference, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
-    cur = pd.to_numeric(current, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
-    edges = numeric_edges(ref, bins=bins)
-    rc, cc = _numeric_counts(ref, edges), _numeric_counts(cur, edges)
+    ref, cur = _floats(reference), _floats(current)
+    edges = _edges(ref[np.isfinite(ref)], bins)
+    rc, cc = numeric_counts(ref, edges), numeric_counts(cur, edges)
     bounds = [-np.inf, *edges.tolist(), np.inf]
     labels = [f"[{_fmt(bounds[i])}, {_fmt(bounds[i + 1])})" for i in range(edges.size + 1)]
     return _result(column, "numerical", rc, cc, [*labels, "missing"])
 
 
+@dataclass(frozen=True)
+class LevelCounts:
+    """One categorical column's rows per level (as strings) and its missing rows."""
+
+    levels: Mapping[str, int]
+    missing: int
+
+    @property
+    def rows(self) -> int:
+        return sum(self.levels.values()) + self.missing
+
+
+def level_counts(series: pd.Series) -> LevelCounts:
+    """Rows per level of `series.astype("string")`, counted on the raw values first (one hash
+    pass) and only the distinct values made strings. Raw values that compare equal but print
+    differently (1, 1.0 and True in one object column) are made strings first."""
+    if series.dtype == object and pd.api.types.infer_dtype(series, skipna=True) not in (
+        "string",
+        "empty",
+    ):
+        series = series.astype("string")
+    counts = series.value_counts(dropna=False, sort=False)
+    counts = counts[counts.to_numpy() > 0]  # a categorical dtype lists unused categories
+    keys = pd.Series(counts.index, dtype=series.dtype).astype("string")
+    missing = keys.isna().to_numpy()
+    levels: dict[str, int] = {}
+    for key, n in zip(keys[~missing].tolist(), counts.to_numpy()[~missing].tolist(), strict=True):
+        levels[key] = levels.get(key, 0) + int(n)
+    return LevelCounts(levels, int(counts.to_numpy()[missing].sum()))
+
+
 def categorical_psi(column: str, reference: pd.Series, current: pd.Series) -> ColumnPsi:
-    ref = reference.astype("string")
-    cur = current.astype("string")
-    levels = sorted(set(ref.dropna().unique()) | set(cur.dropna().unique()))
-    rvc, cvc = ref.value_counts(), cur.value_counts()
-    rc = np.array([int(rvc.get(v, 0)) for v in levels] + [int(ref.isna().sum())], dtype=np.int64)
-    cc = np.array([int(cvc.get(v, 0)) for v in levels] + [int(cur.isna().sum())], dtype=np.int64)
-    return _result(column, "categorical", rc, cc, [*map(str, levels), "missing"])
+    ref, cur = level_counts(reference), level_counts(current)
+    levels = sorted(set(ref.levels) | set(cur.levels))
+    rc = np.array([ref.levels.get(v, 0) for v in levels] + [ref.missing], dtype=np.int64)
+    cc = np.array([cur.levels.get(v, 0) for v in levels] + [cur.missing], dtype=np.int64)
+    return _result(column, "categorical", rc, cc, [*levels, "missing"])
 
 
 def column_psi(

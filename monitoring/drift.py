@@ -11,14 +11,17 @@ Reference (`monitoring.reference_window`):
 - "latest": the logged reference sample's latest snapshot; "all": all of it.
 Current: every customer's features at `as_of` (default: the latest snapshot) + predictions.
 
-Evidence: PSI per column on all rows (clv.evaluation.psi), importance-weighted over the models'
-key features; data quality (clv.monitoring.quality), with the non-finite values of every numeric
-column of the current window (features and predictions, compared or not); the matured cohorts
+Evidence, clv's own on every row: PSI per column (clv.evaluation.psi), importance-weighted over
+the models' key features; data quality and each column's description on both sides
+(clv.monitoring.quality), with the non-finite values of every numeric column of the current
+window (features and predictions, compared or not); the matured cohorts
 (clv.monitoring.backtest), the value cohort with every simple baseline beside the champion
-(clv.monitoring.baselines); Evidently's report on a seeded sample of at most
-`monitoring.sample_rows` rows per side.
-The verdict is `clv.monitoring.policy.decide`. Writes `reports/<as-of>/`: index.html,
-data_drift.html (Evidently), data_drift.json, summary.json and plots; updates reports/index.html.
+(clv.monitoring.baselines). Evidently's DataDriftPreset, on a seeded sample of at most
+`monitoring.sample_rows` rows per side, adds its own drift test and the distributions of every
+compared column (`evidently_config`); the verdict reads nothing from it.
+The verdict is `clv.monitoring.policy.decide`. `clv.monitoring.run.evaluate` writes
+`reports/<as-of>/`: index.html, data_drift.html (Evidently), data_drift.json, summary.json and
+plots; updates reports/index.html.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from clv.core.errors import DataError
-from clv.core.settings import Settings
+from clv.core.settings import MonitoringSettings, Settings
 from clv.core.tags import CHURN_ECE, MODEL_GINI
 from clv.evaluation.psi import ColumnPsi, column_psi
 from clv.features.definitions import CALENDAR_FEATURES
@@ -41,7 +44,7 @@ from clv.monitoring.backtest import (
     ValueBacktest,
 )
 from clv.monitoring.baselines import label
-from clv.monitoring.evidently_io import DriftConfig, run_drift
+from clv.monitoring.evidently_io import DriftConfig
 from clv.monitoring.policy import Decision, Evidence, Verdict, decide
 from clv.monitoring.quality import QualityReport, check_quality
 from clv.monitoring.report import INDEX_FILE, SUMMARY_FILE
@@ -136,7 +139,11 @@ class MonitorResult:
     keys: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
     """Per model, its key features and their importance shares."""
     evidently_drift: float = float("nan")
-    """The share of drifted columns in the Evidently report."""
+    """The share of drifted columns in the Evidently report (NaN until it has run)."""
+    timings: Mapping[str, float] = field(default_factory=dict)
+    """Seconds of the run's parts: "psi", "quality" (clv's own), "evidently" (its report, in
+    its own process alongside the rest), "evidently_import" (of which importing it),
+    "evidently_wait" (what the run waited for it after its own work)."""
 
     @property
     def reasons(self) -> tuple[str, ...]:
@@ -173,7 +180,7 @@ def comparable_columns(
         if c not in reference.columns or c not in current.columns:
             skipped.append((c, "not in both reference and current"))
             continue
-        if reference[c].isna().all() or current[c].isna().all():
+        if _all_missing(reference[c]) or _all_missing(current[c]):
             skipped.append((c, "entirely missing on one side"))
             continue
         dtype = reference[c].dtype
@@ -185,6 +192,13 @@ def comparable_columns(
         else:
             numerical.append(c)
     return Comparison(tuple(numerical), tuple(categorical), tuple(skipped))
+
+
+def _all_missing(series: pd.Series, *, chunk: int = 65_536) -> bool:
+    """`series.isna().all()`, stopping at the first chunk with a value (a column that has any
+    usually has one in its first rows; isna over a million strings costs tens of ms)."""
+    values = series.to_numpy()
+    return all(pd.isna(values[i : i + chunk]).all() for i in range(0, len(values), chunk))
 
 
 def reference_window(reference: pd.DataFrame, *, window: str) -> pd.DataFrame:
@@ -229,44 +243,150 @@ def proportion_bound(n: int) -> float:
     return Z99 * 0.5 / math.sqrt(n) if n else float("inf")
 
 
-def judge(settings: Settings, inputs: MonitorInputs) -> MonitorResult:
-    """Judge one window; the Evidently report is written to its folder, the rest of the folder by
-    clv.monitoring.run.evaluate (no registry or feature store access)."""
+@dataclass(frozen=True)
+class Plan:
+    """What one run compares: the columns by kind and, per model, its key features."""
+
+    comparison: Comparison
+    features_num: tuple[str, ...]
+    features_cat: tuple[str, ...]
+    predictions: tuple[str, ...]
+    """The predictions and intervals compared (numerical)."""
+    keys: Mapping[str, Mapping[str, float]]
+
+    @property
+    def key_union(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(f for imp in self.keys.values() for f in imp))
+
+    @property
+    def compared(self) -> frozenset[str]:
+        """Every column with a PSI."""
+        return frozenset((*self.comparison.numerical, *self.features_cat))
+
+
+def plan(settings: Settings, inputs: MonitorInputs) -> Plan:
+    """The columns both windows are compared on and the key features among them."""
+    comparison = comparable_columns(inputs.reference, inputs.current)
+    if not comparison.numerical and not comparison.categorical:
+        raise DataError("reference and current share no comparable columns")
+    features_num = tuple(c for c in comparison.numerical if c not in (*PREDICTIONS, *INTERVALS))
+    preds = tuple(c for c in comparison.numerical if c in (*PREDICTIONS, *INTERVALS))
+    features = (*features_num, *comparison.categorical)
+    compared = {*comparison.numerical, *comparison.categorical}
+    importance = inputs.importance or {"features": dict.fromkeys(features, 1.0 / len(features))}
+    top = settings.monitoring.key_features if inputs.importance else len(features)
+    keys = key_features(
+        {k: {f: v for f, v in imp.items() if f in compared} for k, imp in importance.items()},
+        top=top,
+    )
+    return Plan(comparison, features_num, comparison.categorical, preds, keys)
+
+
+def evidently_config(p: Plan, m: MonitoringSettings) -> DriftConfig:
+    """The Evidently report of a run: the drift of every compared column, PSI on the key
+    features and the predictions as clv judges them. Not Evidently's DataSummaryPreset: the
+    columns' statistics are clv.monitoring.quality's, on every row, in a fraction of its time
+    (benchmarks/monitoring.py measures both)."""
+    return DriftConfig(
+        numerical=(*p.features_num, *p.predictions),
+        categorical=p.features_cat,
+        drift_share=m.drift_share_retrain,
+        psi_columns=(*p.key_union, *[c for c in PREDICTIONS if c in p.compared]),
+        psi_threshold=m.psi_threshold,
+    )
+
+
+def evidently_samples(
+    inputs: MonitorInputs, m: MonitoringSettings
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The seeded samples of both windows the Evidently report compares."""
+    return (
+        subsample(inputs.reference, max_rows=m.sample_rows),
+        subsample(inputs.current, max_rows=m.sample_rows, seed=SEED + 1),
+    )
+
+
+def report_dir(settings: Settings, as_of: pd.Timestamp) -> Path:
+    """`reports/<as-of date>/`: one run's folder."""
+    return settings.reports_dir / str(as_of.date())
+
+
+def judge(settings: Settings, inputs: MonitorInputs, p: Plan) -> MonitorResult:
+    """Judge one window: PSI and data quality on every row, the backtests, the verdict (no
+    file is written; the Evidently share is the caller's, `clv.monitoring.run.evaluate`)."""
     import time
 
     started = time.perf_counter()
     m = settings.monitoring
     reference, current = inputs.reference, inputs.current
-    comparison = comparable_columns(reference, current)
-    if not comparison.numerical and not comparison.categorical:
-        raise DataError("reference and current share no comparable columns")
-    features_num = tuple(c for c in comparison.numerical if c not in (*PREDICTIONS, *INTERVALS))
-    features_cat = comparison.categorical
-    preds = tuple(c for c in comparison.numerical if c in (*PREDICTIONS, *INTERVALS))
-
-    psi = column_psi(reference, current, numerical=comparison.numerical, categorical=features_cat)
-    by_column = {p.column: p for p in psi}
-    drifted = {p.column for p in psi if p.drifted(m.psi_threshold)}
-    features = (*features_num, *features_cat)
-    importance = inputs.importance or {"features": dict.fromkeys(features, 1.0 / len(features))}
-    top = m.key_features if inputs.importance else len(features)
-    keys = key_features(
-        {k: {f: v for f, v in imp.items() if f in by_column} for k, imp in importance.items()},
-        top=top,
+    psi = column_psi(
+        reference, current, numerical=p.comparison.numerical, categorical=p.features_cat
     )
-    key_union = tuple(dict.fromkeys(f for imp in keys.values() for f in imp))
+    psi_done = time.perf_counter()
+    by_column = {c.column: c for c in psi}
+    drifted = {c.column for c in psi if c.drifted(m.psi_threshold)}
+    key_union = p.key_union
     quality = check_quality(
         reference,
         current,
-        numerical=features_num,
-        categorical=features_cat,
+        numerical=p.features_num,
+        categorical=p.features_cat,
         missing_share_warn=m.missing_share_warn,
         out_of_range_warn=m.out_of_range_warn,
         finite=[c for c in current.columns if c not in NOT_COMPARED],
     )
+    quality_done = time.perf_counter()
     quality_issues = tuple(
         i for i in quality.issues if any(i.startswith(f"{k} ") for k in key_union)
     )
+    evidence = _evidence(
+        inputs,
+        m,
+        keys=p.keys,
+        drifted=drifted,
+        by_column=by_column,
+        quality_issues=quality_issues,
+        non_finite=quality.non_finite,
+    )
+    decision = decide(evidence, thresholds=m, baseline_loss_warns=m.baseline_loss_warns)
+    out_dir = report_dir(settings, inputs.as_of)
+    used = m.sample_rows
+    return MonitorResult(
+        as_of=inputs.as_of,
+        report_dir=out_dir,
+        index_path=out_dir / INDEX_FILE,
+        html_path=out_dir / HTML_FILE,
+        json_path=out_dir / JSON_FILE,
+        summary_path=out_dir / SUMMARY_FILE,
+        verdict=decision.verdict,
+        decision=decision,
+        evidence=evidence,
+        psi=psi,
+        quality=quality,
+        key_features=key_union,
+        skipped=p.comparison.skipped,
+        reference=Sample(len(reference), min(len(reference), used)),
+        current=Sample(len(current), min(len(current), used)),
+        model_version=inputs.model_version,
+        seconds=time.perf_counter() - started,
+        value_backtest=inputs.value,
+        keys=p.keys,
+        timings={"psi": psi_done - started, "quality": quality_done - psi_done},
+    )
+
+
+def _evidence(
+    inputs: MonitorInputs,
+    m: MonitoringSettings,
+    *,
+    keys: Mapping[str, Mapping[str, float]],
+    drifted: set[str],
+    by_column: Mapping[str, ColumnPsi],
+    quality_issues: tuple[str, ...],
+    non_finite: Mapping[str, int],
+) -> Evidence:
+    """What the policy weighs: drifted importance, prediction PSI, the judged backtests."""
+    key_union = tuple(dict.fromkeys(f for imp in keys.values() for f in imp))
     churn, value = inputs.churn, inputs.value
     churn_judged = churn is not None and not churn.cohort.in_training
     value_judged = value is not None and not value.cohort.in_training
@@ -276,7 +396,7 @@ def judge(settings: Settings, inputs: MonitorInputs) -> MonitorResult:
         if value is not None and value_judged and value.n >= m.min_backtest_rows
         else ()
     )
-    evidence = Evidence(
+    return Evidence(
         drift_share=drift_shares(keys, drifted),
         drifted_key_features=tuple(f for f in key_union if f in drifted),
         prediction_psi={c: by_column[c].psi for c in PREDICTIONS if c in by_column},
@@ -297,54 +417,11 @@ def judge(settings: Settings, inputs: MonitorInputs) -> MonitorResult:
         if value is not None and value_judged
         else None,
         quality_issues=quality_issues,
-        non_finite=quality.non_finite,
+        non_finite=non_finite,
         in_sample=tuple(
             b.cohort.kind for b in (churn, value) if b is not None and b.cohort.in_training
         ),
     )
-    decision = decide(evidence, thresholds=m, baseline_loss_warns=m.baseline_loss_warns)
-
-    out_dir = settings.reports_dir / str(inputs.as_of.date())
-    out_dir.mkdir(parents=True, exist_ok=True)
-    ref_used = subsample(reference, max_rows=m.sample_rows)
-    cur_used = subsample(current, max_rows=m.sample_rows, seed=SEED + 1)
-    drift = run_drift(
-        ref_used,
-        cur_used,
-        config=DriftConfig(
-            numerical=(*features_num, *preds),
-            categorical=features_cat,
-            drift_share=m.drift_share_retrain,
-            psi_columns=(*key_union, *[c for c in PREDICTIONS if c in by_column]),
-            psi_threshold=m.psi_threshold,
-            summary=True,
-        ),
-        html_path=out_dir / HTML_FILE,
-        json_path=out_dir / JSON_FILE,
-    )
-    result = MonitorResult(
-        as_of=inputs.as_of,
-        report_dir=out_dir,
-        index_path=out_dir / INDEX_FILE,
-        html_path=drift.html_path,
-        json_path=drift.json_path,
-        summary_path=out_dir / SUMMARY_FILE,
-        verdict=decision.verdict,
-        decision=decision,
-        evidence=evidence,
-        psi=psi,
-        quality=quality,
-        key_features=key_union,
-        skipped=comparison.skipped,
-        reference=Sample(len(reference), len(ref_used)),
-        current=Sample(len(current), len(cur_used)),
-        model_version=inputs.model_version,
-        seconds=time.perf_counter() - started,
-        value_backtest=value,
-        keys=keys,
-        evidently_drift=drift.drift_share,
-    )
-    return result
 
 
 def _usable(value: float, n: int, minimum: int) -> float | None:

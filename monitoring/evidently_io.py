@@ -8,18 +8,32 @@ JSON document: each `ValueDrift` metric carries the column's score, method and t
 its test (status FAIL) says whether Evidently judged the column drifted. Evidently picks the
 method per column from its size and type (K-S / chi-square or Z-test p-values up to 1000 rows,
 normed Wasserstein / Jensen-Shannon distance above) unless `method` is set.
+
+A report's time is Plotly figures per column and importing Evidently: the widgets the presets
+never show are skipped (clv.monitoring.evidently_private), and `drift_runner` runs the report
+in a forked process that imports Evidently while the caller gathers and judges.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+import sys
+import time
+import traceback
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal, Protocol
 
 import numpy as np
 import pandas as pd
+
+from clv.monitoring.evidently_private import unshown_widgets_skipped
+
+if TYPE_CHECKING:
+    import multiprocessing
+    from multiprocessing.connection import Connection
 
 ColumnKind = Literal["numerical", "categorical"]
 
@@ -40,6 +54,11 @@ class DriftConfig:
     psi_threshold: float = 0.1
     summary: bool = False
     """Add Evidently's DataSummaryPreset (missing values, ranges, categories per column)."""
+    index_charts: bool = False
+    """Evidently's chart of each numerical column against the row number, in the drift
+    table's details: off, because a snapshot's rows are customers in no order (the chart
+    says nothing and is a quarter of the report's time); the distributions stay. Only the
+    lean report (`run_drift(lean=True)`) leaves it out."""
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -63,6 +82,10 @@ class DriftResult:
     drift_share: float
     html_path: Path
     json_path: Path
+    seconds: float = 0.0
+    """The whole `run_drift`, importing Evidently included."""
+    import_seconds: float = 0.0
+    """Importing Evidently (0 when it was imported already)."""
 
     @property
     def drifted(self) -> tuple[str, ...]:
@@ -76,10 +99,17 @@ def run_drift(
     config: DriftConfig,
     html_path: Path,
     json_path: Path,
+    lean: bool = True,
 ) -> DriftResult:
-    """Run the data-drift report on reference vs current; save HTML and JSON; read it back."""
+    """Run the data-drift report on reference vs current; save HTML and JSON; read it back.
+
+    `lean`: skip the widgets the presets compute and never show (clv.monitoring.evidently_private).
+    """
+    started = time.perf_counter()
     from evidently import DataDefinition, Dataset, Report
     from evidently.presets import DataDriftPreset, DataSummaryPreset
+
+    imported = time.perf_counter()
 
     cols = list(config.columns)
     missing = [c for c in cols if c not in reference.columns or c not in current.columns]
@@ -102,10 +132,13 @@ def run_drift(
     if config.summary:
         presets.append(DataSummaryPreset(columns=cols))
     report = Report(presets, include_tests=True)
-    snapshot = report.run(
-        current_data=Dataset.from_pandas(_typed(current, config), data_definition=definition),
-        reference_data=Dataset.from_pandas(_typed(reference, config), data_definition=definition),
-    )
+    with unshown_widgets_skipped(enabled=lean, index_charts=config.index_charts):
+        snapshot = report.run(
+            current_data=Dataset.from_pandas(_typed(current, config), data_definition=definition),
+            reference_data=Dataset.from_pandas(
+                _typed(reference, config), data_definition=definition
+            ),
+        )
     html_path.parent.mkdir(parents=True, exist_ok=True)
     json_path.parent.mkdir(parents=True, exist_ok=True)
     snapshot.save_html(str(html_path))
@@ -118,7 +151,160 @@ def run_drift(
         drift_share=share,
         html_path=html_path,
         json_path=json_path,
+        seconds=time.perf_counter() - started,
+        import_seconds=imported - started,
     )
+
+
+class PendingDrift(Protocol):
+    """A drift report being run; `result` waits for it."""
+
+    def result(self) -> DriftResult: ...
+
+
+class DriftRunner(Protocol):
+    """Where a drift report runs (`drift_runner`)."""
+
+    def submit(
+        self,
+        reference: pd.DataFrame,
+        current: pd.DataFrame,
+        *,
+        config: DriftConfig,
+        html_path: Path,
+        json_path: Path,
+    ) -> PendingDrift: ...
+
+
+@contextlib.contextmanager
+def drift_runner() -> Iterator[DriftRunner]:
+    """A process for one drift report, forked now: it imports Evidently while this one works
+    (gathers, judges), then runs the report it is given alongside, so that the report's seconds
+    (an import and Plotly figures, on one core) overlap the caller's. Off Linux (fork is Linux's
+    safe default only) the report runs in this process when its result is asked for. The
+    process is stopped when the block ends, whether or not it ran a report."""
+    if sys.platform != "linux":
+        yield _InProcess()
+        return
+    worker = _Worker()
+    try:
+        yield worker
+    finally:
+        worker.stop()
+
+
+@dataclass(frozen=True)
+class _Job:
+    """One report's frames and where it goes."""
+
+    reference: pd.DataFrame
+    current: pd.DataFrame
+    config: DriftConfig
+    html_path: Path
+    json_path: Path
+
+    def result(self) -> DriftResult:
+        return run_drift(
+            self.reference,
+            self.current,
+            config=self.config,
+            html_path=self.html_path,
+            json_path=self.json_path,
+        )
+
+
+class _InProcess:
+    def submit(
+        self,
+        reference: pd.DataFrame,
+        current: pd.DataFrame,
+        *,
+        config: DriftConfig,
+        html_path: Path,
+        json_path: Path,
+    ) -> PendingDrift:
+        return _Job(reference, current, config, html_path, json_path)  # runs when asked
+
+
+class _Worker:
+    """The forked process of `drift_runner`: it is sent one report's frames (the configured
+    columns only, through a queue whose feeder thread writes while this process goes on) and
+    sends back its DriftResult or its exception."""
+
+    def __init__(self) -> None:
+        import multiprocessing
+
+        ctx = multiprocessing.get_context("fork")
+        self._jobs: multiprocessing.Queue[_Job] = ctx.Queue()
+        self._receive, send = ctx.Pipe(duplex=False)
+        self._process = ctx.Process(target=_serve, args=(self._jobs, send), daemon=True)
+        self._process.start()
+        send.close()
+        self._submitted = False
+
+    def submit(
+        self,
+        reference: pd.DataFrame,
+        current: pd.DataFrame,
+        *,
+        config: DriftConfig,
+        html_path: Path,
+        json_path: Path,
+    ) -> PendingDrift:
+        if self._submitted:
+            raise RuntimeError("a drift runner runs one report")
+        self._submitted = True
+        cols = list(config.columns)
+        job = _Job(reference[cols], current[cols], config, html_path, json_path)
+        self._jobs.put(job)
+        return self
+
+    def result(self) -> DriftResult:
+        try:
+            ok, payload = self._receive.recv()
+        except EOFError:
+            self._process.join()
+            raise RuntimeError(
+                "the Evidently report process ended without a result "
+                f"(exit code {self._process.exitcode})"
+            ) from None
+        self._process.join()
+        if not ok:
+            raise payload
+        assert isinstance(payload, DriftResult)
+        return payload
+
+    def stop(self) -> None:
+        if self._process.is_alive():  # never given a report, or its caller failed
+            self._process.terminate()
+        self._process.join()
+        self._jobs.cancel_join_thread()  # never wait at exit on a queue nobody reads
+        self._jobs.close()
+        self._receive.close()
+
+
+def _serve(jobs: multiprocessing.Queue[_Job], send: Connection) -> None:
+    """The worker: import Evidently, wait for the report, run it, send its result back."""
+    started = time.perf_counter()
+    import evidently.presets  # noqa: F401  (the import this process is here to pay early)
+
+    imported = time.perf_counter() - started
+    job = jobs.get()
+    try:
+        drift = job.result()
+        reply: tuple[bool, object] = (
+            True,
+            replace(drift, seconds=drift.seconds + imported, import_seconds=imported),
+        )
+    except Exception as exc:  # sent back whole: the parent raises it
+        exc.add_note(traceback.format_exc())
+        reply = (False, exc)
+    try:
+        send.send(reply)
+    except Exception:  # an exception that does not pickle: its text
+        send.send((False, RuntimeError(traceback.format_exc())))
+    finally:
+        send.close()
 
 
 def parse_drift(

@@ -8,6 +8,7 @@ from its own features and the log before it (clv.monitoring.baselines). Nothing 
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,7 +16,7 @@ import pandas as pd
 
 from clv.core.errors import DataError
 from clv.core.settings import Settings
-from clv.core.time import utc
+from clv.core.time import utc, utc_series
 from clv.features.snapshots import snapshot_times
 from clv.inputs.identities import IdentityMap, read_identities
 from clv.model.bundle import ClvModel
@@ -47,20 +48,33 @@ def importance(model: ClvModel) -> dict[str, dict[str, float]]:
     return out
 
 
-def scored(settings: Settings, model: ClvModel, when: pd.Timestamp) -> pd.DataFrame:
-    """Every customer known before `when`: point-in-time features plus the model's predictions."""
-    from clv.features.feast_io import historical_features, snapshot_entities
+def scored(
+    settings: Settings, model: ClvModel, whens: Sequence[pd.Timestamp], *, log: _Log
+) -> dict[pd.Timestamp, pd.DataFrame]:
+    """Per snapshot of `whens`: every customer known before it, with its point-in-time features
+    and the model's predictions. One Feast retrieval for all of them: a row's features depend
+    on its own (customer, timestamp) only, and each retrieval costs seconds of fixed work."""
+    from clv.features.feast_io import historical_features
+    from clv.features.query import known_entities
 
-    features = historical_features(settings, snapshot_entities(settings, when))
-    if features.empty:
-        raise DataError(f"no customers known before {when.date()}; check --as-of")
-    return pd.concat([features, model.predict(features)], axis=1)
+    distinct = list(dict.fromkeys(whens))
+    entities = [
+        known_entities(log.tx, log.customers, w, identities=log.identities) for w in distinct
+    ]
+    features = historical_features(settings, pd.concat(entities, ignore_index=True))
+    out: dict[pd.Timestamp, pd.DataFrame] = {}
+    start = 0
+    for when, rows in zip(distinct, entities, strict=True):
+        if rows.empty:
+            raise DataError(f"no customers known before {when.date()}; check --as-of")
+        part = features.iloc[start : start + len(rows)].reset_index(drop=True)
+        start += len(rows)
+        out[when] = pd.concat([part, model.predict(part)], axis=1)
+    return out
 
 
 def gather(settings: Settings, *, as_of: pd.Timestamp | None = None) -> MonitorInputs:
     """The judged champion, its reference and current windows, and the matured cohorts."""
-    from clv.core.store import read_table
-    from clv.core.time import utc_series
     from clv.registry.mlflow_io import load_alias, reference_frame, version_info
 
     loaded = load_alias(settings, alias="champion")
@@ -68,22 +82,37 @@ def gather(settings: Settings, *, as_of: pd.Timestamp | None = None) -> MonitorI
     info = version_info(settings, loaded.version)
     snaps = snapshot_times(settings)
     when = as_of if as_of is not None else snaps[-1]
-    current = scored(settings, model, when)
     notes: list[str] = []
+    log = _read_log(settings)
+    label_end = min(pd.Timestamp(utc_series(log.tx["ts"]).max()), when)
 
     data_end = _timestamp(info.params.get("data_end"))
     window = settings.monitoring.reference_window
-    reference: pd.DataFrame | None = None
-    ref_label = ""
+    ref_snap: pd.Timestamp | None = None
+    ref_what = ""
     if window == "training_end" and data_end is not None:
         ref_snap = max((s for s in snaps if s <= min(data_end, when)), default=None)
-        if ref_snap is not None:
-            reference = scored(settings, model, ref_snap)
-            ref_label = (
-                f"all {len(reference):,} customers at {ref_snap.date()}, the last snapshot of "
-                f"the champion's training data (ends {data_end.date()}), rebuilt point-in-time"
-            )
-    if reference is None:
+        ref_what = f"the last snapshot of the champion's training data (ends {data_end.date()})"
+    m = settings.model
+    churn_cohort = (
+        _cohort("churn", m.churn_window_days, snaps, label_end=label_end, data_end=data_end)
+        if model.churn is not None
+        else None
+    )
+    value_cohort = _cohort("value", m.horizon_days, snaps, label_end=label_end, data_end=data_end)
+    cohorts = [c.snapshot for c in (churn_cohort, value_cohort) if c is not None]
+    frames = scored(
+        settings, model, [when, *([ref_snap] if ref_snap is not None else []), *cohorts], log=log
+    )
+
+    current = frames[when]
+    if ref_snap is not None:
+        reference = frames[ref_snap]
+        ref_label = (
+            f"all {len(reference):,} customers at {ref_snap.date()}, {ref_what}, "
+            "rebuilt point-in-time"
+        )
+    else:
         logged = reference_frame(settings, loaded.run_id)
         reference = reference_window(logged, window="all" if window == "all" else "latest")
         ref_label = f"the champion's logged training reference sample ({len(reference):,} rows)"
@@ -91,15 +120,9 @@ def gather(settings: Settings, *, as_of: pd.Timestamp | None = None) -> MonitorI
             notes.append("the training-end snapshot could not be rebuilt: used the logged sample")
     cur_label = f"all {len(current):,} customers at {when.date()}"
 
-    tx = read_table(settings, "transactions")
-    if tx.empty:
-        raise DataError("no transactions ingested: run `clv data ingest`")
-    label_end = min(pd.Timestamp(utc_series(tx["ts"]).max()), when)
-    m = settings.model
-    log = _Log(tx, read_identities(settings))
-    cohorts = _Cohorts(settings, model, snaps, label_end=label_end, data_end=data_end, log=log)
-    churn = _churn_cohort(cohorts)
-    value = _value_cohort(cohorts)
+    labelled = _Labelled(settings, frames, log=log, label_end=label_end)
+    churn = _churn_backtest(labelled, churn_cohort)
+    value = _value_backtest(labelled, value_cohort)
     if churn is None:
         notes.append(f"no churn cohort has matured its {m.churn_window_days}-day window yet")
     if value is None:
@@ -121,86 +144,83 @@ def gather(settings: Settings, *, as_of: pd.Timestamp | None = None) -> MonitorI
 
 @dataclass(frozen=True, eq=False)
 class _Log:
-    """The transaction log and the identities its aliases resolve with."""
+    """The transaction log, the customers table and the identities its aliases resolve with
+    (what `clv.features.feast_io.snapshot_entities` reads, read once for every snapshot)."""
 
     tx: pd.DataFrame
+    customers: pd.DataFrame | None
     identities: IdentityMap | None
 
 
-def _labelled(
-    settings: Settings,
-    model: ClvModel,
-    cohort: Cohort,
-    *,
-    log: _Log,
-    label_end: pd.Timestamp,
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The cohort's predictions and its labels over `cohort.window_days` (same row order)."""
-    from clv.training.labels import make_labels
+def _read_log(settings: Settings) -> _Log:
+    from clv.core.store import has_table, read_table
 
-    frame = scored(settings, model, cohort.snapshot)
-    m = settings.model
-    labels = make_labels(
-        log.tx,
-        frame[["customer_id", "event_timestamp"]],
-        horizon_days=cohort.window_days,
-        churn_window_days=m.churn_window_days,
-        annual_discount_rate=m.annual_discount_rate,
-        margin_rate=m.margin_rate,
-        data_end=label_end,
-        identities=log.identities,
+    tx = read_table(settings, "transactions")
+    if tx.empty:
+        raise DataError("no transactions ingested: run `clv data ingest`")
+    customers = read_table(settings, "customers") if has_table(settings, "customers") else None
+    return _Log(tx, customers, read_identities(settings))
+
+
+def _cohort(
+    kind: str,
+    window_days: int,
+    snaps: Sequence[pd.Timestamp],
+    *,
+    label_end: pd.Timestamp,
+    data_end: pd.Timestamp | None,
+) -> Cohort | None:
+    """The newest cohort of `kind` matured by `label_end`; in training unless after the
+    champion's matured data at `data_end` (None: unknown)."""
+    trained = matured_snapshot(snaps, as_of=data_end, window_days=window_days) if data_end else None
+    return choose_cohort(
+        kind, snaps, as_of=label_end, window_days=window_days, trained_through=trained
     )
-    return frame, labels
 
 
 @dataclass(frozen=True, eq=False)
-class _Cohorts:
-    """Where the matured cohorts come from: snapshots `snaps`, labels from `log` up to
-    `label_end`; a cohort is in training unless after the champion's matured data at
-    `data_end` (None: unknown)."""
+class _Labelled:
+    """Where a matured cohort's predictions and labels come from: the scored snapshot `frames`,
+    labels from `log` up to `label_end`."""
 
     settings: Settings
-    model: ClvModel
-    snaps: list[pd.Timestamp]
-    label_end: pd.Timestamp
-    data_end: pd.Timestamp | None
+    frames: Mapping[pd.Timestamp, pd.DataFrame]
     log: _Log
+    label_end: pd.Timestamp
 
-    def labelled(
-        self, kind: str, window_days: int
-    ) -> tuple[Cohort, pd.DataFrame, pd.DataFrame] | None:
-        """The newest matured cohort of `kind`, its predictions and its labels (`_labelled`)."""
-        snaps, data_end, w = self.snaps, self.data_end, window_days
-        trained = matured_snapshot(snaps, as_of=data_end, window_days=w) if data_end else None
-        cohort = choose_cohort(
-            kind, snaps, as_of=self.label_end, window_days=w, trained_through=trained
+    def __call__(self, cohort: Cohort) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """The cohort's predictions and its labels over `cohort.window_days` (same row order)."""
+        from clv.training.labels import make_labels
+
+        frame = self.frames[cohort.snapshot]
+        m = self.settings.model
+        labels = make_labels(
+            self.log.tx,
+            frame[["customer_id", "event_timestamp"]],
+            horizon_days=cohort.window_days,
+            churn_window_days=m.churn_window_days,
+            annual_discount_rate=m.annual_discount_rate,
+            margin_rate=m.margin_rate,
+            data_end=self.label_end,
+            identities=self.log.identities,
         )
-        if cohort is None:
-            return None
-        frame, labels = _labelled(
-            self.settings, self.model, cohort, log=self.log, label_end=self.label_end
-        )
-        return cohort, frame, labels
+        return frame, labels
 
 
-def _churn_cohort(cohorts: _Cohorts) -> ChurnBacktest | None:
-    if cohorts.model.churn is None:
+def _churn_backtest(labelled: _Labelled, cohort: Cohort | None) -> ChurnBacktest | None:
+    if cohort is None:
         return None
-    found = cohorts.labelled("churn", cohorts.settings.model.churn_window_days)
-    if found is None:
-        return None
-    cohort, frame, labels = found
+    frame, labels = labelled(cohort)
     y, value = _floats(labels, "churn_label", "clv_label")
     p, clv = _floats(frame, "churn_probability", "clv")
     return churn_backtest(cohort, churn_label=y, churn_probability=p, window_value=value, clv=clv)
 
 
-def _value_cohort(cohorts: _Cohorts) -> ValueBacktest | None:
-    settings, log = cohorts.settings, cohorts.log
-    found = cohorts.labelled("value", settings.model.horizon_days)
-    if found is None:
+def _value_backtest(labelled: _Labelled, cohort: Cohort | None) -> ValueBacktest | None:
+    if cohort is None:
         return None
-    cohort, frame, labels = found
+    settings, log = labelled.settings, labelled.log
+    frame, labels = labelled(cohort)
     m = settings.model
     given = cohort_baselines(
         frame,

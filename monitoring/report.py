@@ -325,6 +325,45 @@ def _quality_section(metrics: Mapping[str, object]) -> list[str]:
                 ["column", "missing (ref)", "missing (cur)", "out of range", "new categories"], rows
             )
         )
+    return out + _columns_tables(cols)
+
+
+def _pair(reference: object, current: object, fmt: str = ".4g") -> str:
+    return f"{_num(reference, fmt)} / {_num(current, fmt)}"
+
+
+def _columns_tables(cols: Sequence[Mapping[str, object]]) -> list[str]:
+    """Every compared column described on both sides, on every row (reference / current)."""
+    numbers, categories = [], []
+    for c in cols:
+        ref, cur = c.get("reference"), c.get("current")
+        if not isinstance(ref, dict) or not isinstance(cur, dict):
+            continue
+        if ref.get("levels") is None:
+            numbers.append(
+                [_e(c["column"])]
+                + [_pair(ref.get(k), cur.get(k)) for k in ("mean", "std", "min", "max")]
+                + [_pair(ref["missing"], cur["missing"], ",.0f")]
+            )
+        else:
+            categories.append(
+                [
+                    _e(c["column"]),
+                    _pair(ref["levels"], cur["levels"], ",.0f"),
+                    _e(f"{ref.get('most_common') or 'n/a'} / {cur.get('most_common') or 'n/a'}"),
+                    _pair(ref.get("most_common_share"), cur.get("most_common_share"), ".1%"),
+                    _pair(ref["missing"], cur["missing"], ",.0f"),
+                ]
+            )
+    if not numbers and not categories:
+        return []
+    out = ["<p>Every compared column on every row, reference / current:</p>"]
+    if numbers:
+        header = ["numerical column", "mean", "std", "min", "max", "missing rows"]
+        out.append(_table(header, numbers))
+    if categories:
+        header = ["categorical column", "levels", "most common", "its share", "missing rows"]
+        out.append(_table(header, categories))
     return out
 
 

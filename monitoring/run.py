@@ -4,6 +4,8 @@ them (clv.monitoring.drift), publish the report folder, log the run to MLflow.""
 from __future__ import annotations
 
 import json
+import time
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -11,12 +13,19 @@ import pandas as pd
 from clv.core.settings import Settings
 from clv.monitoring import report
 from clv.monitoring.drift import (
+    HTML_FILE,
+    JSON_FILE,
     PREDICTIONS,
     MonitorInputs,
     MonitorResult,
+    evidently_config,
+    evidently_samples,
     judge,
+    plan,
     reference_window,
+    report_dir,
 )
+from clv.monitoring.evidently_io import DriftRunner, drift_runner
 from clv.monitoring.gather import gather
 from clv.monitoring.mlflow_io import log_monitor_run
 from clv.monitoring.summary import json_default, summary
@@ -41,24 +50,59 @@ def run_monitor(
         ref = reference_window(reference, window="all" if window == "all" else "latest")
         given = MonitorInputs(as_of=when, reference=ref, current=current)
         return evaluate(settings, given)
-    inputs = gather(settings, as_of=as_of)
-    result = evaluate(settings, inputs)
+    with drift_runner() as runner:  # imports Evidently in its own process meanwhile
+        inputs = gather(settings, as_of=as_of)
+        result = evaluate(settings, inputs, runner=runner)
     if log_to_mlflow:
         log_monitor_run(settings, result)
     return result
 
 
-def evaluate(settings: Settings, inputs: MonitorInputs) -> MonitorResult:
-    """Judge one window and write its report folder: the Evidently report, the prediction chart,
+def evaluate(
+    settings: Settings, inputs: MonitorInputs, *, runner: DriftRunner | None = None
+) -> MonitorResult:
+    """Judge one window and write its report folder: the Evidently report (on `runner`, a
+    `drift_runner` of its own by default, alongside the judging), the prediction chart,
     summary.json, the run page, and the index of every run."""
-    result = judge(settings, inputs)
+    if runner is None:
+        with drift_runner() as own:
+            return evaluate(settings, inputs, runner=own)
+    started = time.perf_counter()
+    m = settings.monitoring
+    compared = plan(settings, inputs)
+    out_dir = report_dir(settings, inputs.as_of)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ref_sample, cur_sample = evidently_samples(inputs, m)
+    evidently = runner.submit(
+        ref_sample,
+        cur_sample,
+        config=evidently_config(compared, m),
+        html_path=out_dir / HTML_FILE,
+        json_path=out_dir / JSON_FILE,
+    )
+    result = judge(settings, inputs, compared)
     reference, current = inputs.reference, inputs.current
     by_column = {p.column for p in result.psi}
-    out_dir = result.report_dir
     report.distribution_chart(
         {c: _floats(reference[c]) for c in PREDICTIONS if c in by_column},
         {c: _floats(current[c]) for c in PREDICTIONS if c in by_column},
         out_dir / "predictions.png",
+    )
+    waiting = time.perf_counter()
+    drift = evidently.result()
+    timings = {
+        **result.timings,
+        "evidently": drift.seconds,
+        "evidently_import": drift.import_seconds,
+        "evidently_wait": time.perf_counter() - waiting,
+    }
+    result = replace(
+        result,
+        html_path=drift.html_path,
+        json_path=drift.json_path,
+        evidently_drift=drift.drift_share,
+        seconds=time.perf_counter() - started,
+        timings=timings,
     )
     doc = summary(
         result, settings, inputs=inputs, keys=result.keys, evidently_drift=result.evidently_drift

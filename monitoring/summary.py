@@ -65,8 +65,9 @@ def summary(
     ev = result.evidence
     n_ref, n_cur = result.reference.rows_used, result.current.rows_used
     statement = (
-        f"PSI, data quality and the backtests use every row ({result.reference.rows_total:,} "
-        f"reference, {result.current.rows_total:,} current); a PSI below its noise bound "
+        "PSI, data quality, the columns' statistics and the backtests use every row "
+        f"({result.reference.rows_total:,} reference, {result.current.rows_total:,} current); "
+        "a PSI below its noise bound "
         "(the 99th percentile of PSI between two samples of one distribution) is not counted "
         "as drift. "
         + (
@@ -152,6 +153,7 @@ def summary(
         },
         "skipped_columns": [{"column": c, "reason": r} for c, r in result.skipped],
         "seconds": round(result.seconds, 2),
+        "timings": {k: round(v, 2) for k, v in result.timings.items()},
         "files": {
             "evidently_html": result.html_path.name,
             "evidently_json": result.json_path.name,

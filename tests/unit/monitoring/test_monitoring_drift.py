@@ -351,3 +351,28 @@ def test_an_in_sample_cohort_shows_the_baselines_but_does_not_judge_them(
     assert result.verdict is Verdict.OK
     doc = json.loads(result.summary_path.read_text())["metrics"]["value_backtest"]
     assert len(doc["predictors"]) == 4
+
+
+def test_the_run_page_describes_every_column_on_every_row(settings: Settings) -> None:
+    reference = _frame(500, 1)
+    current = _later(reference, monetary_value=200.0)
+    result = run_monitor(settings, reference=reference, current=current)
+    summary = json.loads(result.summary_path.read_text())
+    columns = {c["column"]: c for c in summary["metrics"]["quality"]["columns"]}
+    money = columns["monetary_value"]
+    assert money["reference"]["mean"] == pytest.approx(reference["monetary_value"].mean())
+    assert money["current"]["mean"] == pytest.approx(reference["monetary_value"].mean() + 200.0)
+    assert money["current"]["std"] == pytest.approx(reference["monetary_value"].std())
+    channel = columns["acquisition_channel"]["reference"]
+    assert channel["levels"] == 3 and channel["rows"] == 500
+    page = html.unescape(result.index_path.read_text())
+    assert "Every compared column on every row" in page
+    mean = reference["monetary_value"].mean()
+    assert f"{mean:.4g} / {mean + 200.0:.4g}" in page
+    assert set(summary["timings"]) == {
+        "psi",
+        "quality",
+        "evidently",
+        "evidently_import",
+        "evidently_wait",
+    }
