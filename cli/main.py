@@ -17,6 +17,7 @@ import click
 import typer
 
 from clv.core.console import CliState
+from clv.core.dependencies import skip_feast_typechecks
 from clv.core.errors import ClvError
 
 app = typer.Typer(
@@ -87,6 +88,8 @@ def _quiet_libraries() -> None:
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; failures print one line (`error: ...`) and exit non-zero."""
     _quiet_libraries()
+    if not os.environ.get("CLV_DEBUG"):  # a debugging run keeps Feast's argument checks
+        skip_feast_typechecks()
     _register()
     command = typer.main.get_command(app)
     try:
