@@ -184,7 +184,7 @@ def serve_latency(*, quick: bool) -> Figures:
     ours, theirs = figures["clv_peak_throughput_rps"], figures["mlflow_peak_throughput_rps"]
     assert isinstance(ours, float) and isinstance(theirs, float)
     figures["peak_ratio_vs_mlflow"] = round(ours / theirs, 2) if theirs else None
-    figures["targets"] = "p50 <= 2 ms, p99 <= 10 ms at 200 rps; peak ratio >= 5"
+    figures["targets"] = "p50 <= 1 ms, p99 <= 3 ms at 200 rps; peak ratio >= 20"
     return figures
 
 

@@ -71,7 +71,11 @@ def test_alias_move_under_load_fails_no_request(server: tuple[str, FakeRegistry]
                 r = client.post(
                     f"{url}/score", json={"customer_ids": [f"c{(worker * 7 + i) % 300:04d}"]}
                 )
-                version = r.json()["scores"][0]["model_version"] if r.status_code == 200 else None
+                version = (
+                    r.json()["scores"][0]["model_version"]
+                    if r.status_code == 200
+                    else r.text[:200]  # what went wrong, for the assertion's message
+                )
                 with lock:
                     results.append((sent, time.monotonic(), r.status_code, version))
                 i += 1
@@ -85,7 +89,8 @@ def test_alias_move_under_load_fails_no_request(server: tuple[str, FakeRegistry]
     for t in threads:
         t.join(timeout=30)
     assert len(results) > 50
-    assert all(status == 200 for _, _, status, _ in results)  # no request failed
+    failed = [(status, said) for _, _, status, said in results if status != 200]
+    assert not failed, f"{len(failed)} of {len(results)} failed: {failed[:3]}"  # none may fail
     assert {v for *_, v in results} == {"1", "2"}
     # The swap is atomic: once a request has been answered by "2", every request sent after
     # that answer is answered by "2" too; and the swap happened soon after the move.
