@@ -84,7 +84,7 @@ def _edges(finite: FloatArray, bins: int) -> FloatArray:
     return np.unique(np.quantile(finite, np.linspace(0.0, 1.0, bins + 1)[1:-1]))
 
 
-def _floats(series: pd.Series) -> FloatArray:
+def floats(series: pd.Series) -> FloatArray:
     """A column as float64, unparseable and missing values as NaN (no copy for float64)."""
     return pd.to_numeric(series, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
 
@@ -112,7 +112,7 @@ def numeric_counts(values: FloatArray, edges: FloatArray) -> npt.NDArray[np.int6
 def numeric_psi(
     column: str, reference: pd.Series, current: pd.Series, *, bins: int = N_BINS
 ) -> ColumnPsi:
-    ref, cur = _floats(reference), _floats(current)
+    ref, cur = floats(reference), floats(current)
     edges = _edges(ref[np.isfinite(ref)], bins)
     rc, cc = numeric_counts(ref, edges), numeric_counts(cur, edges)
     bounds = [-np.inf, *edges.tolist(), np.inf]

@@ -213,7 +213,9 @@ class _Job:
         )
 
 
-class _InProcess:
+class _Runner:
+    """A `DriftRunner`: `submit` makes the job, `_start` runs it (or sends it) somewhere."""
+
     def submit(
         self,
         reference: pd.DataFrame,
@@ -223,10 +225,18 @@ class _InProcess:
         html_path: Path,
         json_path: Path,
     ) -> PendingDrift:
-        return _Job(reference, current, config, html_path, json_path)  # runs when asked
+        return self._start(_Job(reference, current, config, html_path, json_path))
+
+    def _start(self, job: _Job) -> PendingDrift:
+        raise NotImplementedError
 
 
-class _Worker:
+class _InProcess(_Runner):
+    def _start(self, job: _Job) -> PendingDrift:
+        return job  # runs when its result is asked for
+
+
+class _Worker(_Runner):
     """The forked process of `drift_runner`: it is sent one report's frames (the configured
     columns only, through a queue whose feeder thread writes while this process goes on) and
     sends back its DriftResult or its exception."""
@@ -242,21 +252,12 @@ class _Worker:
         send.close()
         self._submitted = False
 
-    def submit(
-        self,
-        reference: pd.DataFrame,
-        current: pd.DataFrame,
-        *,
-        config: DriftConfig,
-        html_path: Path,
-        json_path: Path,
-    ) -> PendingDrift:
+    def _start(self, job: _Job) -> PendingDrift:
         if self._submitted:
             raise RuntimeError("a drift runner runs one report")
         self._submitted = True
-        cols = list(config.columns)
-        job = _Job(reference[cols], current[cols], config, html_path, json_path)
-        self._jobs.put(job)
+        cols = list(job.config.columns)
+        self._jobs.put(replace(job, reference=job.reference[cols], current=job.current[cols]))
         return self
 
     def result(self) -> DriftResult:

@@ -17,7 +17,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from clv.evaluation.psi import LevelCounts, level_counts
+from clv.evaluation.psi import LevelCounts, floats, level_counts
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,7 @@ def non_finite_counts(frame: pd.DataFrame, columns: Sequence[str]) -> dict[str, 
         if c not in frame.columns or not _is_number(frame[c].dtype):
             continue
         with np.errstate(over="ignore"):
-            count = int(np.isinf(_floats(frame[c]).astype(np.float32)).sum())
+            count = int(np.isinf(floats(frame[c]).astype(np.float32)).sum())
         if count:
             out[c] = count
     return out
@@ -75,10 +75,6 @@ def non_finite_counts(frame: pd.DataFrame, columns: Sequence[str]) -> dict[str, 
 
 def _is_number(dtype: object) -> bool:
     return pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype)
-
-
-def _floats(series: pd.Series) -> npt.NDArray[np.float64]:
-    return pd.to_numeric(series, errors="coerce").to_numpy(np.float64, na_value=np.nan)
 
 
 def check_quality(
@@ -96,7 +92,7 @@ def check_quality(
     columns: list[ColumnQuality] = []
     issues: list[str] = []
     for c in numerical:
-        q = numeric_quality(c, _floats(reference[c]), _floats(current[c]))
+        q = numeric_quality(c, floats(reference[c]), floats(current[c]))
         columns.append(q)
         if q.out_of_range >= out_of_range_warn:
             issues.append(f"{q.out_of_range:.1%} of {c} values lie outside the reference range")

@@ -7,10 +7,10 @@ import json
 import time
 from dataclasses import replace
 
-import numpy as np
 import pandas as pd
 
 from clv.core.settings import Settings
+from clv.evaluation.psi import floats
 from clv.monitoring import report
 from clv.monitoring.drift import (
     HTML_FILE,
@@ -84,8 +84,8 @@ def evaluate(
     reference, current = inputs.reference, inputs.current
     by_column = {p.column for p in result.psi}
     report.distribution_chart(
-        {c: _floats(reference[c]) for c in PREDICTIONS if c in by_column},
-        {c: _floats(current[c]) for c in PREDICTIONS if c in by_column},
+        {c: floats(reference[c]) for c in PREDICTIONS if c in by_column},
+        {c: floats(current[c]) for c in PREDICTIONS if c in by_column},
         out_dir / "predictions.png",
     )
     waiting = time.perf_counter()
@@ -111,10 +111,6 @@ def evaluate(
     report.write_run_page(doc, out_dir)
     report.write_runs_index(settings.reports_dir)
     return result
-
-
-def _floats(series: pd.Series) -> np.ndarray:
-    return pd.to_numeric(series, errors="coerce").to_numpy(np.float64, na_value=np.nan)
 
 
 def _date_of(frame: pd.DataFrame) -> pd.Timestamp:
