@@ -50,6 +50,8 @@ class TableChoice(StrEnum):
     identities = "identities"
     acquisition_costs = "acquisition_costs"
     assignments = "assignments"
+    subscriptions = "subscriptions"
+    subscription_changes = "subscription_changes"
 
 
 @app.command()
@@ -190,6 +192,8 @@ def ingest(
             reasons = ", ".join(f"{k} {v:,}" for k, v in r.quarantined.items())
             line += f" ({reasons}) -> {r.quarantine_path}"
         line += f"; stored {r.stored_rows:,} rows"
+        if r.unmatched:
+            line += f"; {r.unmatched:,} of subscriptions not ingested yet (kept, span unchecked)"
         lines.append(line + "".join(f"\n  {k}: {HINTS[k]}" for k in r.quarantined if k in HINTS))
     if len(run.files) > 1 or run.skipped:
         stored = sum(f.outcome == "stored" for f in run.files)

@@ -11,31 +11,46 @@ a customer's first version without a `valid_from` also covers the time before it
 
 `acquisition_costs` and `assignments` are the decisions' tables (what acquiring customers cost,
 who was in which arm of an experiment): optional, ingested like the others, never features.
+
+`subscriptions` and `subscription_changes` are a subscription business's billing (optional): a
+subscription row is the subscription's latest state, so a later row replaces it (`updates`);
+its changes are point-in-time states (plan, seats, MRR from `ts` on). Why these rules:
+docs/decisions/subscriptions.md.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Final, Literal
+from typing import Final, Literal, get_args
 
 TableName = Literal[
-    "transactions", "customers", "events", "identities", "acquisition_costs", "assignments"
-]
-TABLES: tuple[TableName, ...] = (
     "transactions",
     "customers",
     "events",
     "identities",
     "acquisition_costs",
     "assignments",
-)
+    "subscriptions",
+    "subscription_changes",
+]
+TABLES: tuple[TableName, ...] = get_args(TableName)
 
 TS_DTYPE = "datetime64[us, UTC]"
 
 
 ColumnSource = Literal["input", "ingest"]
-ColumnKind = Literal["string", "timestamp", "number", "category"]
+ColumnKind = Literal["string", "timestamp", "number", "category", "boolean"]
+Default = float | bool
+BOOLEAN_TEXT: dict[str, bool] = {
+    "true": True,
+    "false": False,
+    "1": True,
+    "0": False,
+    "yes": True,
+    "no": False,
+}
+"""The cells a boolean column reads (any case; Parquet booleans and the numbers 1 and 0 too)."""
 
 
 @dataclass(frozen=True)
@@ -55,6 +70,27 @@ class Column:
     """A timestamp stored as the first instant of its UTC month (2024-01, 2024-01-01 and any
     time in January 2024 are all 2024-01-01T00:00Z); the future and `ingest.min_date` rules
     judge that instant, so the month in progress is never in the future."""
+    default: Default | None = None
+    """The value stored when the cell is missing or the column absent (seats: 1, trial: false)."""
+    choices: tuple[str, ...] = ()
+    """A category's only values, read in any case and stored as written here (billing_period:
+    month, year); another value is quarantined (`invalid_choice`)."""
+    not_before: str | None = None
+    """Another timestamp of the row this one cannot precede (ended_at: started_at); an earlier
+    value is quarantined (`end_before_start`)."""
+
+
+@dataclass(frozen=True)
+class Within:
+    """Rows that happen during a row of another table: the row of `table` with the same `key`
+    (stored, or ingested earlier in the same run). A row whose time is before that row's
+    `start` or after its `end` (when it has one) is quarantined (`outside_subscription`); a row
+    whose key that table does not hold (yet) is kept, unchecked, and counted (`unmatched`)."""
+
+    table: TableName
+    key: str
+    start: str
+    end: str
 
 
 @dataclass(frozen=True)
@@ -73,6 +109,13 @@ class TableContract:
     """Rows with the same key are versions of one entity, not duplicates (customers)."""
     sorted_by: tuple[str, ...] = ()
     """The stored rows' order (then kept rows before new ones, each in file order)."""
+    updates: bool = False
+    """A row is its entity's latest state (subscriptions: ended_at filled in when it ends): of
+    the rows of one file with one key the last is kept (the earlier, copies or not, are
+    `superseded`), and it replaces a stored row with its key whatever
+    `ingest.on_key_conflict` says."""
+    within: Within | None = None
+    """The table whose rows this table's rows happen during (`Within`; at the `time` column)."""
 
     @property
     def required(self) -> tuple[str, ...]:
@@ -104,12 +147,28 @@ class _Kind:
         source: ColumnSource = "input",
         nonnegative: bool = False,
         month: bool = False,
+        default: Default | None = None,
+        choices: tuple[str, ...] = (),
+        not_before: str | None = None,
     ) -> Column:
-        return Column(name, self.kind, required, doc, product_of, source, nonnegative, month)
+        return Column(
+            name,
+            self.kind,
+            required,
+            doc,
+            product_of,
+            source,
+            nonnegative,
+            month,
+            default,
+            choices,
+            not_before,
+        )
 
 
 _string, _timestamp = _Kind("string"), _Kind("timestamp")
 _number, _category = _Kind("number"), _Kind("category")
+_boolean = _Kind("boolean")
 
 CUSTOMER_ID = _string("customer_id", "the customer's id", required=True)
 
@@ -243,6 +302,71 @@ ASSIGNMENTS = TableContract(
 """One arm per customer and experiment: a later row for the same pair replaces it (or is a
 `key_conflict`)."""
 
+SUBSCRIPTION_ID = _string("subscription_id", "the subscription's id", required=True)
+
+SUBSCRIPTIONS = TableContract(
+    name="subscriptions",
+    columns=(
+        CUSTOMER_ID,
+        SUBSCRIPTION_ID,
+        _category("plan", "the plan subscribed to (from started_at until a change)", required=True),
+        _number(
+            "seats",
+            "seats (licences) subscribed to; missing: 1",
+            nonnegative=True,
+            default=1.0,
+        ),
+        _number(
+            "mrr",
+            "monthly recurring revenue in the workspace's currency (an annual plan: its yearly "
+            "price / 12)",
+            required=True,
+            nonnegative=True,
+        ),
+        _timestamp("started_at", "when the subscription started (UTC)", required=True),
+        _timestamp(
+            "ended_at",
+            "when it ended (UTC); missing while it is active",
+            not_before="started_at",
+        ),
+        _category(
+            "billing_period",
+            "how often it is billed: month or year",
+            required=True,
+            choices=("month", "year"),
+        ),
+        _boolean("trial", "a trial: true/false, 1/0, yes/no; missing: false", default=False),
+    ),
+    key=("subscription_id",),
+    time="started_at",
+    sorted_by=("started_at", "subscription_id"),
+    updates=True,
+)
+"""One row per subscription, its latest state: a later row with its id replaces it (ended_at
+filled in when it ends), whatever `ingest.on_key_conflict` says."""
+
+SUBSCRIPTION_CHANGES = TableContract(
+    name="subscription_changes",
+    columns=(
+        SUBSCRIPTION_ID,
+        _timestamp("ts", "when the change took effect (UTC)", required=True),
+        _category("plan", "the plan from ts on; missing: unchanged"),
+        _number("seats", "seats from ts on; missing: unchanged", nonnegative=True),
+        _number(
+            "mrr",
+            "monthly recurring revenue from ts on, in the workspace's currency",
+            required=True,
+            nonnegative=True,
+        ),
+    ),
+    key=("subscription_id", "ts"),
+    time="ts",
+    sorted_by=("ts", "subscription_id"),
+    within=Within("subscriptions", "subscription_id", "started_at", "ended_at"),
+)
+"""A subscription's state from `ts` on (an upgrade, a seat change, a discount): one row per
+subscription and time; a corrected row replaces it (or is a `key_conflict`)."""
+
 CONTRACTS: dict[TableName, TableContract] = {
     "transactions": TRANSACTIONS,
     "customers": CUSTOMERS,
@@ -250,6 +374,8 @@ CONTRACTS: dict[TableName, TableContract] = {
     "identities": IDENTITIES,
     "acquisition_costs": ACQUISITION_COSTS,
     "assignments": ASSIGNMENTS,
+    "subscriptions": SUBSCRIPTIONS,
+    "subscription_changes": SUBSCRIPTION_CHANGES,
 }
 
 
@@ -273,25 +399,40 @@ class RejectReason(StrEnum):
     FUTURE_TIMESTAMP = "future_timestamp"
     BAD_AMOUNT = "non_numeric_amount"
     BAD_VALUE = "non_numeric_value"
+    BAD_BOOLEAN = "non_boolean_value"
+    """A boolean column (subscriptions: trial) holding other than true/false, 1/0 or yes/no
+    (any case); a missing cell is the column's default."""
     NEGATIVE_VALUE = "negative_value"
     """A number below zero in a column that cannot be (acquisition_costs: spend,
-    new_customers)."""
+    new_customers; subscriptions and subscription_changes: seats, mrr)."""
+    INVALID_CHOICE = "invalid_choice"
+    """A category outside its column's values (subscriptions: billing_period other than month
+    or year, in any case)."""
     MISSING_VALUE = "missing_required_value"
     BEFORE_MIN_DATE = "before_min_date"
     """A timestamp before `ingest.min_date` (a default date such as 1899-12-30, a typo)."""
+    END_BEFORE_START = "end_before_start"
+    """A time before the one it cannot precede in its row (subscriptions: ended_at before
+    started_at; equal is a subscription ended at once, kept)."""
     IMPLAUSIBLE_AMOUNT = "implausible_amount"
     """|amount| above `ingest.max_abs_amount` (default: AMOUNT_BOUND_FACTOR x the file's median
     nonzero |amount|)."""
     MIXED_CURRENCY = "mixed_currency"
     """A currency other than the workspace's (`ingest.currency`) without a rate to convert it."""
+    OUTSIDE_SUBSCRIPTION = "outside_subscription"
+    """A subscription_changes row at a ts before its subscription's started_at or after its
+    ended_at (the subscription stored, or ingested earlier in the same run; a change of a
+    subscription not ingested yet is kept, unchecked)."""
     DUPLICATE = "exact_duplicate"
     DUPLICATE_LINE = "duplicate_line"
     """The key of an earlier row of the file, other values: (customer_id, order_id, line_id)
     of transactions, (channel, month) of acquisition_costs, (experiment, customer_id) of
-    assignments."""
+    assignments, (subscription_id, ts) of subscription_changes (of subscriptions, the last row
+    of an id is kept and the earlier are superseded, not quarantined)."""
     KEY_CONFLICT = "key_conflict"
     """The key of a stored row with other values, under `ingest.on_key_conflict: quarantine`
-    (the default, `replace`, stores the row in the stored one's place)."""
+    (the default, `replace`, stores the row in the stored one's place; a subscriptions row
+    always replaces it)."""
 
 
 CHAMPION: Final = "champion"

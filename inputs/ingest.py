@@ -8,7 +8,8 @@ workspace. DuckDB then applies the rules that need the whole file and the stored
 rows already stored), writes the quarantine file (original cells, 1-based data-row number and one
 reason, the first that applies in `RejectReason` order) and the new stored table. Memory is bounded
 by the chunk and DuckDB's limit (`compute.memory_budget_mb`; above it DuckDB spills to disk), not
-by the file. Customers are versioned, not deduplicated by key (`clv.inputs.versions`).
+by the file. Customers are versioned, not deduplicated by key (`clv.inputs.versions`); a
+subscriptions row is its subscription's latest state, replacing the stored one.
 
 `validate` runs the same rules on a frame in memory, without a store.
 """
@@ -160,10 +161,12 @@ class Validation:
     counts: dict[str, int]
     """Rejected rows per `RejectReason` value (only reasons that occurred)."""
     lines: LineCounts = LineCounts()
+    superseded: int = 0
+    """Rows of a table of latest states (subscriptions) followed by a row of their key."""
 
     @property
     def read(self) -> int:
-        return len(self.accepted) + len(self.rejected) + self.lines.lines_summed
+        return len(self.accepted) + len(self.rejected) + self.lines.lines_summed + self.superseded
 
 
 @dataclass(frozen=True)
@@ -185,9 +188,13 @@ class IngestResult:
     quarantine_path: Path | None
     stored_rows: int
     superseded: int = 0
-    """customers only: earlier rows in the same file for the same customer and version time
-    (valid_from, else the ingest instant)."""
+    """Earlier rows in the same file for the same entity: of customers, for the same customer
+    and version time (valid_from, else the ingest instant); of subscriptions, for the same
+    subscription_id (the last row is its latest state)."""
     lines: LineCounts = LineCounts()
+    unmatched: int = 0
+    """subscription_changes only: rows kept whose subscription is not stored (yet), so their
+    time was not checked against its span."""
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -198,6 +205,7 @@ class IngestResult:
             "replaced": self.replaced,
             "unchanged": self.unchanged,
             "superseded": self.superseded,
+            "unmatched": self.unmatched,
             "quarantined": dict(self.quarantined),
             "quarantine_path": str(self.quarantine_path) if self.quarantine_path else None,
             "stored_rows": self.stored_rows,
@@ -299,6 +307,8 @@ def canonical(frame: pd.DataFrame, table: TableName) -> pd.DataFrame:
             data[column.name] = s.astype(TS_DTYPE)
         elif column.kind == "number":
             data[column.name] = s.astype("float64")
+        elif column.kind == "boolean" and not s.isna().any():
+            data[column.name] = s.astype(bool)
         else:
             data[column.name] = s.astype(object).where(s.notna(), None)
     return pd.DataFrame(data, columns=list(contract.names))
@@ -389,6 +399,7 @@ def validate(
         rejected=rejected.reset_index(drop=True),
         counts=_counts({str(k): int(v) for k, v in row_counts.items()}, done.counts),
         lines=LineCounts.of(done) if table == "transactions" else LineCounts(),
+        superseded=done.superseded,
     )
 
 
@@ -811,7 +822,15 @@ def _reconcile_and_store(
             f"SELECT * FROM read_parquet({_sql_path(staged.rejected)})"
         )
         stored_view(con, table, str(stored_path) if stored_path is not None else None)
-        done = reconcile(con, table, file_rules(settings), file_columns=tuple(staged.raw_columns))
+        within = CONTRACTS[table].within
+        parent = writer.current(within.table) if within is not None else None
+        done = reconcile(
+            con,
+            table,
+            file_rules(settings),
+            file_columns=tuple(staged.raw_columns),
+            parent=str(parent) if parent is not None else None,
+        )
         versioned = CONTRACTS[table].versioned
         match = None
         if not versioned:
@@ -857,7 +876,9 @@ def _reconcile_and_store(
         replaced=match.replaced,
         unchanged=match.unchanged,
         quarantined=counts,
+        superseded=done.superseded,
         lines=lines,
+        unmatched=done.unmatched,
     )
 
 
@@ -928,10 +949,13 @@ INGEST_ORDER: tuple[TableName, ...] = (
     "customers",
     "transactions",
     "events",
+    "subscriptions",
+    "subscription_changes",
     "acquisition_costs",
     "assignments",
 )
-"""The order a folder's tables are ingested in: who a customer is before what they did."""
+"""The order a folder's tables are ingested in: who a customer is before what they did, a
+subscription before its changes (judged against it)."""
 
 
 def raw_files(directory: Path, *, table: TableName | None = None) -> list[tuple[TableName, Path]]:

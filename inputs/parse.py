@@ -1,9 +1,11 @@
 """Row rules of ingest: parse one chunk of a raw file against its contract, row by row.
 
 `parse_rows` is pure. Each row either parses (contract columns in canonical dtypes: strings,
-float64, `datetime64[us, UTC]`; a month column as its month's first instant) or gets the first
-per-row `RejectReason` that applies (a month is compared with `now` as a month: the current
-one is not in the future; a column that cannot be negative is `negative_value` below 0). Every
+float64, `datetime64[us, UTC]`, booleans; a month column as its month's first instant; a missing
+cell of a column with a default as that default) or gets the first per-row `RejectReason` that
+applies (a month is compared with `now` as a month: the current one is not in the future; a
+column that cannot be negative is `negative_value` below 0; a category with choices is
+`invalid_choice` outside them; a time before the one it cannot precede is `end_before_start`). Every
 row keeps its 1-based data-row number and its original cells as text, so the rules that need
 the whole file (`clv.inputs.reconcile`: currencies, the amount bound, refunds, order lines,
 duplicates) can quarantine it later with what the file said.
@@ -19,7 +21,15 @@ import numpy.typing as npt
 import pandas as pd
 import pyarrow as pa
 
-from clv.core.contracts import CONTRACTS, TS_DTYPE, Column, RejectReason, TableContract, TableName
+from clv.core.contracts import (
+    BOOLEAN_TEXT,
+    CONTRACTS,
+    TS_DTYPE,
+    Column,
+    RejectReason,
+    TableContract,
+    TableName,
+)
 from clv.core.errors import DataError
 from clv.core.time import utc
 from clv.inputs.timestamps import TimeRules, file_date_order, parse_times, stripped_text
@@ -38,9 +48,12 @@ ROW_REASONS: tuple[RejectReason, ...] = (
     RejectReason.FUTURE_TIMESTAMP,
     RejectReason.BAD_AMOUNT,
     RejectReason.BAD_VALUE,
+    RejectReason.BAD_BOOLEAN,
     RejectReason.NEGATIVE_VALUE,
+    RejectReason.INVALID_CHOICE,
     RejectReason.MISSING_VALUE,
     RejectReason.BEFORE_MIN_DATE,
+    RejectReason.END_BEFORE_START,
 )
 """The reasons one row shows by itself, in `RejectReason` order (the others need the file)."""
 
@@ -57,6 +70,7 @@ _ARROW = {
     "category": pa.string(),
     "number": pa.float64(),
     "timestamp": pa.timestamp("us", tz="UTC"),
+    "boolean": pa.bool_(),
 }
 
 
@@ -85,6 +99,30 @@ def _parse_number(
     return values.where(~bad), missing, bad
 
 
+def _parse_boolean(
+    col: pd.Series,
+) -> tuple[pd.Series, npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
+    """(True/False/None values, missing mask, not-a-boolean mask): `BOOLEAN_TEXT` in any case,
+    a Parquet boolean, or the numbers 1 and 0."""
+    if pd.api.types.is_bool_dtype(col.dtype) or pd.api.types.is_numeric_dtype(col.dtype):
+        values = col.astype("float64")
+        missing = values.isna().to_numpy()
+        bad = ~values.isin([0.0, 1.0]).to_numpy() & ~missing
+        out = (values == 1.0).astype(object).where(~(missing | bad), None)
+        return out, missing, bad
+    text = _text(col)
+    missing = text.isna().to_numpy()
+    mapped = text.str.lower().map(BOOLEAN_TEXT)
+    bad = mapped.isna().to_numpy() & ~missing
+    return mapped.astype(object).where(mapped.notna(), None), missing, bad
+
+
+def _choice(text: pd.Series, choices: tuple[str, ...]) -> tuple[pd.Series, npt.NDArray[np.bool_]]:
+    """(text as its choice, whatever the case; not-a-choice mask among the present cells)."""
+    chosen = text.str.lower().map({c.lower(): c for c in choices})
+    return chosen, (chosen.isna() & text.notna()).to_numpy(dtype=bool)
+
+
 def original_as_text(frame: pd.DataFrame) -> pd.DataFrame:
     """A raw frame's cells as text ("" for missing), as the quarantine file shows them."""
     columns = {}
@@ -104,6 +142,7 @@ def empty_table(table: TableName) -> pd.DataFrame:
         "category": object,
         "number": "float64",
         "timestamp": TS_DTYPE,
+        "boolean": bool,
     }
     contract = CONTRACTS[table]
     return pd.DataFrame({c.name: pd.Series(dtype=dtypes[c.kind]) for c in contract.columns})
@@ -215,16 +254,28 @@ def parse_rows(
             if column.nonnegative:
                 flags[RejectReason.NEGATIVE_VALUE] |= (values < 0).to_numpy(dtype=bool)
             clean[column.name] = values
+        elif column.kind == "boolean":
+            values, missing, bad = _parse_boolean(raw)
+            flags[RejectReason.BAD_BOOLEAN] |= bad
+            clean[column.name] = values
         else:
             text = _text(raw)
             missing = text.isna().to_numpy()
             if column.name.endswith("_id"):
                 flags[RejectReason.INVALID_ID] |= _invalid_id(text, max_id_length)
+            if column.choices:
+                text, invalid = _choice(text, column.choices)
+                flags[RejectReason.INVALID_CHOICE] |= invalid
             clean[column.name] = _to_object(text)
         missing_by[column.name] = missing
     for column in contract.inputs:
         if column.product_of:
             _fill_product(column, clean, missing_by)
+        if column.default is not None:
+            _fill_default(column, clean, missing_by)
+        if column.not_before is not None:
+            earlier = (clean[column.name] < clean[column.not_before]).fillna(False)
+            flags[RejectReason.END_BEFORE_START] |= earlier.to_numpy(dtype=bool)
     for column in contract.inputs:
         if column.name == "customer_id":
             flags[RejectReason.MISSING_ID] |= missing_by[column.name]
@@ -257,6 +308,16 @@ def month_start(values: pd.Series) -> pd.Series:
     naive = values.dt.tz_localize(None).to_numpy(dtype="datetime64[us]")
     first = naive.astype("datetime64[M]").astype("datetime64[us]")
     return pd.Series(first, index=values.index).dt.tz_localize("UTC").astype(TS_DTYPE)
+
+
+def _fill_default(
+    column: Column, clean: dict[str, pd.Series], missing: dict[str, npt.NDArray[np.bool_]]
+) -> None:
+    """Where `column` is missing: its default (a bad cell stays bad: it is not missing)."""
+    fill = missing[column.name]
+    values = clean[column.name].where(~fill, column.default)
+    clean[column.name] = values.astype(bool) if column.kind == "boolean" else values
+    missing[column.name] = np.zeros(len(fill), dtype=bool)
 
 
 def _absent(column: Column, n: int) -> pd.Series:

@@ -14,12 +14,17 @@ order, for transactions:
    row of the same customer in the file or the store.
 4. Order lines: in a line-level file (`ingest.grain`), rows of one order without a line_id
    that are identical in every column are one line bought twice: summed, not dropped.
+For a table whose rows happen during another's (`Within`: subscription_changes during their
+subscription): a row before its subscription's start or after its end is `outside_subscription`;
+a row of a subscription not stored (yet) is kept and counted (`unmatched`).
 Then, for every table: exact duplicates (every contract column equal; the first row is kept)
 are `exact_duplicate`; a keyed row repeating an earlier row's key with other values is
-`duplicate_line`. Against the stored table (`match_stored`): a row equal to a stored row is
-unchanged; a keyed row whose key is stored with other values replaces that row, or is
-quarantined `key_conflict` (`ingest.on_key_conflict`); rows without a key are judged whole.
-Why these rules: docs/decisions/real-exports.md.
+`duplicate_line`, except in a table of latest states (`updates`: subscriptions), where the last
+row of a key is kept and the earlier, copies or not, are `superseded`. Against the stored table
+(`match_stored`): a row equal to a stored row is unchanged; a keyed row whose key is stored with
+other values replaces that row, or is quarantined `key_conflict` (`ingest.on_key_conflict`;
+a table of latest states always replaces); rows without a key are judged whole.
+Why these rules: docs/decisions/real-exports.md and docs/decisions/subscriptions.md.
 """
 
 from __future__ import annotations
@@ -40,7 +45,9 @@ AMOUNT_BOUND_FACTOR = 10_000.0
 LINE_HINTS = ("line_id", "sku", "quantity", "unit_price")
 """Columns that make a transactions file line-level under `ingest.grain: auto`."""
 
-_SQL_TYPES = {"string": "VARCHAR", "category": "VARCHAR", "number": "DOUBLE"}
+_SQL_TYPES = {"string": "VARCHAR", "category": "VARCHAR", "number": "DOUBLE", "boolean": "BOOLEAN"}
+PARENT = "parent"
+"""The view of the table a `Within` table's rows happen during (its stored rows)."""
 
 
 def q(name: str) -> str:
@@ -78,6 +85,10 @@ class Reconciled:
     currency: str | None
     amount_bound: float | None
     line_level: bool
+    superseded: int = 0
+    """Rows of a table of latest states (`updates`) followed in the file by a row of their key."""
+    unmatched: int = 0
+    """Kept rows of a `Within` table whose key the other table does not hold (yet)."""
 
 
 def _literal(text: str) -> str:
@@ -143,8 +154,10 @@ def reconcile(
     rules: FileRules,
     *,
     file_columns: tuple[str, ...],
+    parent: str | None = None,
 ) -> Reconciled:
-    """Apply the file rules to `staged` (and the view `stored`, see `stored_view`).
+    """Apply the file rules to `staged` (and the view `stored`, see `stored_view`); `parent`:
+    the stored file of the table the rows happen during (`Within`), None when there is none.
 
     Leaves the temp tables `candidates` (kept rows: row_number and the contract's columns, not
     yet checked against the store) and `rejects` (row_number, reason)."""
@@ -230,7 +243,16 @@ def reconcile(
         )
         line_level = _line_level(con, rules, file_columns)
         source = _sum_identical_lines(con, names) if line_level else "linked"
-    _deduplicate(con, table, source, line_level=line_level)
+    if contract.within is not None:
+        source = _within(con, table, source, parent)
+    superseded = _deduplicate(con, table, source, line_level=line_level)
+    unmatched = 0
+    if contract.within is not None:
+        key = q(contract.within.key)
+        unmatched = int(
+            _scalar(con, f"SELECT count(*) FROM candidates c ANTI JOIN spans p ON c.{key} = p._key")
+            or 0  # type: ignore[call-overload]
+        )
     if table == "transactions":
         row = con.execute(
             "SELECT coalesce(sum(_n) - count(*), 0), count(*) FILTER (WHERE amount < 0), "
@@ -253,7 +275,43 @@ def reconcile(
         currency=base,
         amount_bound=bound,
         line_level=line_level,
+        superseded=superseded,
+        unmatched=unmatched,
     )
+
+
+def _within(
+    con: duckdb.DuckDBPyConnection, table: TableName, source: str, parent: str | None
+) -> str:
+    """Rows of `source` at a time outside the span of their row of the other table go to
+    `rejects` (`outside_subscription`); the view of the others, and `spans` (_key, _start,
+    _end: NULL while open) of the other table's stored rows."""
+    contract = CONTRACTS[table]
+    within = contract.within
+    assert within is not None
+    stored_view(con, within.table, parent, name=PARENT)
+    key, time = q(within.key), q(contract.time)
+    con.execute(
+        f"""CREATE OR REPLACE TEMP VIEW spans AS
+        SELECT {key} AS _key, min({q(within.start)}) AS _start,
+            CASE WHEN bool_or({q(within.end)} IS NULL) THEN NULL ELSE max({q(within.end)}) END
+                AS _end
+        FROM {PARENT} GROUP BY 1"""
+    )
+    con.execute(
+        f"""CREATE OR REPLACE TEMP VIEW spanned AS
+        SELECT s.*, coalesce(s.{time} < p._start OR s.{time} > p._end, false) AS _outside
+        FROM {source} s LEFT JOIN spans p ON s.{key} = p._key"""
+    )
+    con.execute(
+        f"INSERT INTO rejects SELECT {ROW_NUMBER}, ? FROM spanned WHERE _outside",
+        [RejectReason.OUTSIDE_SUBSCRIPTION.value],
+    )
+    con.execute(
+        "CREATE OR REPLACE TEMP VIEW inside AS SELECT * EXCLUDE (_outside) FROM spanned "
+        "WHERE NOT _outside"
+    )
+    return "inside"
 
 
 def _line_level(
@@ -323,37 +381,49 @@ def _same(left: list[str], right: list[str]) -> str:
 
 def _deduplicate(
     con: duckdb.DuckDBPyConnection, table: TableName, source: str, *, line_level: bool
-) -> None:
+) -> int:
     """`ranked` (materialized once) and the view `candidates` from `source`: an exact
     duplicate repeats an earlier row; a keyed row repeating the key of an earlier row with
-    other values is a duplicate line. Both go to `rejects`; the first row is kept."""
+    other values is a duplicate line. Both go to `rejects`; the first row is kept. In a table
+    of latest states (`updates`) the last row of a key is kept instead, and the earlier ones,
+    copies or not, are superseded (not rejected): returns how many."""
     contract = CONTRACTS[table]
     every = ", ".join(q(n) for n in contract.names)
     summed, count = ("_summed", "_n") if source == "lines" else ("false", "1")
     key = identity_key(table, line_level=line_level)
-    first_key = "NULL::BIGINT"
+    key_row = "NULL::BIGINT"
     if key is not None:
         has_key, parts = key
-        first = f"min({ROW_NUMBER}) OVER (PARTITION BY {', '.join(parts)}, ({has_key}))"
-        first_key = f"CASE WHEN {has_key} THEN {first} END"
+        kept = "max" if contract.updates else "min"
+        window = f"{kept}({ROW_NUMBER}) OVER (PARTITION BY {', '.join(parts)}, ({has_key}))"
+        key_row = f"CASE WHEN {has_key} THEN {window} END"
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE ranked AS
         SELECT {ROW_NUMBER}, {every}, {count} AS _n,
             CASE WHEN {summed} THEN {ROW_NUMBER}
                  ELSE min({ROW_NUMBER}) OVER (PARTITION BY {every}, {summed}) END AS _first_row,
-            {first_key} AS _first_key
+            {key_row} AS _key_row
         FROM {source}"""
     )
+    rn = ROW_NUMBER
+    if contract.updates:
+        rejected = f"_key_row IS NULL AND _first_row < {rn}"
+        kept_row = f"coalesce(_key_row = {rn}, _first_row = {rn})"
+    else:
+        rejected = f"_first_row < {rn} OR _key_row < {rn}"
+        kept_row = f"_first_row = {rn} AND coalesce(_key_row = {rn}, true)"
     con.execute(
-        f"""INSERT INTO rejects SELECT {ROW_NUMBER},
-            CASE WHEN _first_row < {ROW_NUMBER} THEN ? ELSE ? END
-        FROM ranked WHERE _first_row < {ROW_NUMBER} OR _first_key < {ROW_NUMBER}""",
+        f"""INSERT INTO rejects SELECT {rn}, CASE WHEN _first_row < {rn} THEN ? ELSE ? END
+        FROM ranked WHERE {rejected}""",
         [RejectReason.DUPLICATE.value, RejectReason.DUPLICATE_LINE.value],
     )
     con.execute(
-        f"""CREATE OR REPLACE TEMP VIEW candidates AS SELECT {ROW_NUMBER}, {every} FROM ranked
-        WHERE _first_row = {ROW_NUMBER} AND coalesce(_first_key = {ROW_NUMBER}, true)"""
+        f"CREATE OR REPLACE TEMP VIEW candidates AS SELECT {rn}, {every} FROM ranked "
+        f"WHERE {kept_row}"
     )
+    if not contract.updates:
+        return 0
+    return int(_scalar(con, f"SELECT count(*) FROM ranked WHERE _key_row <> {rn}") or 0)  # type: ignore[call-overload]
 
 
 KeyPolicy = Literal["replace", "quarantine"]
@@ -379,8 +449,11 @@ def match_stored(
     """Judge the candidates against `stored`. Leaves the temp table `fresh` (candidates to
     store: new keys, and under `replace` the rows that replace a stored one) and the view
     `kept` (the stored rows that stay: all but those replaced). Under `quarantine` a candidate
-    whose key is stored with other values goes to `rejects` as `key_conflict`."""
+    whose key is stored with other values goes to `rejects` as `key_conflict`. A table of
+    latest states (`updates`) is always under `replace`: a later state is no conflict."""
     contract = CONTRACTS[table]
+    if contract.updates:
+        policy = "replace"
     same_row = " AND ".join(f"c.{q(n)} IS NOT DISTINCT FROM s.{q(n)}" for n in contract.names)
     key = identity_key(table, line_level=line_level, alias="c")
     if key is None:

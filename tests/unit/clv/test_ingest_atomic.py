@@ -221,7 +221,10 @@ def test_a_folder_reports_every_file(settings: Settings, tmp_path: Path) -> None
     (raw / "orders_2024.csv").write_text("customer_id,ts,amount\n")
     run = ingest_all(settings, raw, now=NOW)
     outcomes = {f.path.name: (f.outcome, f.reason) for f in run.files}
-    tables = "transactions, customers, events, identities, acquisition_costs, assignments"
+    tables = (
+        "transactions, customers, events, identities, acquisition_costs, assignments, "
+        "subscriptions, subscription_changes"
+    )
     assert outcomes == {
         "customers.csv": ("stored", None),
         "transactions.csv": ("stored", None),
