@@ -111,12 +111,36 @@ def _server_seconds(port: int) -> tuple[float, float]:
     return total, count
 
 
+def _floor(body: Callable[[int], bytes], *, seconds: float) -> Figures:
+    """The same open loop against uvicorn answering a fixed `{}` (benchmarks.children.
+    noop_server): what the machine and the load generator cost before any clv work."""
+    from benchmarks.loadgen import closed_loop, open_loop
+
+    port = free_port()
+    cmd = [sys.executable, "-m", "benchmarks.children.noop_server", str(port)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    try:
+        wait_for_http(f"http://127.0.0.1:{port}/readyz", proc, timeout=60.0)
+        closed_loop(port, "/score", body, connections=4, seconds=2.0)  # warm up
+        load = os.getloadavg()[0]
+        floor = open_loop(port, "/score", body, rate=200.0, seconds=seconds)
+    finally:
+        stop_process(proc)
+    figures = floor.figures("floor_at_200rps")
+    figures["floor_load_average_1m_before"] = round(load, 2)
+    figures["floor_definition"] = (
+        "uvicorn as clv serve runs it, answering {} without reading or scoring"
+    )
+    return figures
+
+
 def serve_latency(*, quick: bool) -> Figures:
     """`/score` for one customer with the online read: p50/p99 at 200 req/s, peak vs MLflow.
 
     Server: `clv serve` (uvicorn, 1 worker); the same model behind `mlflow models serve
     --env-manager local -w 1`, one customer's feature row per `/invocations` request. Load:
-    benchmarks.loadgen on 127.0.0.1 (open loop for latency, closed loop for the peak).
+    benchmarks.loadgen on 127.0.0.1 (open loop for latency, closed loop for the peak). The
+    floor (`floor_at_200rps_*`): the same open loop against uvicorn answering `{}`.
     """
     import json
 
@@ -148,6 +172,7 @@ def serve_latency(*, quick: bool) -> Figures:
         figures.update(peak.figures("clv_peak"))
     finally:
         stop_process(proc)
+    figures.update(_floor(body, seconds=seconds))
     cost = metrics_cost_us()
     figures["metrics_us_per_request"] = round(cost, 2)
     p50 = figures.get("at_200rps_p50_ms")

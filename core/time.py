@@ -37,6 +37,8 @@ def parse_as_of(text: str) -> pd.Timestamp:
 
 def utc_series(values: pd.Series) -> pd.Series:
     """Timestamps as `datetime64[us, UTC]`; naive values are taken to be UTC."""
+    if values.dtype == TS_DTYPE:
+        return values  # already: no copy
     ts = pd.to_datetime(values)
     if ts.dt.tz is None:
         ts = ts.dt.tz_localize("UTC")

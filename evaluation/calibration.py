@@ -24,8 +24,6 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 from scipy.optimize import minimize
-from sklearn.isotonic import IsotonicRegression
-from sklearn.metrics import brier_score_loss
 
 FloatArray = npt.NDArray[np.float64]
 N_BINS = 10
@@ -127,6 +125,8 @@ class Isotonic:
 def fit_isotonic(margin: npt.ArrayLike, y: npt.ArrayLike) -> Isotonic:
     """Isotonic regression of y on the margin (scikit-learn's PAV, clipped to [0, 1]) as its
     breakpoints, which `Isotonic.apply` interpolates exactly as `IsotonicRegression.predict`."""
+    from sklearn.isotonic import IsotonicRegression  # here: scikit-learn takes ~1.5 s to import
+
     s = np.asarray(margin, dtype=np.float64).ravel()
     a = np.asarray(y, dtype=np.float64).ravel()
     fitted = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0).fit(s, a)
@@ -239,7 +239,7 @@ def choose_calibration(
     scores = {
         m: CandidateScore(
             ece=expected_calibration_error(a, p, n_bins=n_bins),
-            brier=float(brier_score_loss(a, p)),
+            brier=float(np.mean((p - a) ** 2)),  # Brier (1950)
         )
         for m, p in probs.items()
     }

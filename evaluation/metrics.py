@@ -13,7 +13,6 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 from scipy.stats import spearmanr
-from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
 
 from clv.core.records import FloatRecord
 from clv.evaluation.calibration import expected_calibration_error
@@ -118,11 +117,13 @@ def value_metrics(y: npt.ArrayLike, pred: npt.ArrayLike) -> ValueMetrics:
 
 
 def churn_metrics(y: npt.ArrayLike, prob: npt.ArrayLike) -> ChurnMetrics:
+    from sklearn.metrics import average_precision_score, roc_auc_score  # ~1 s to import
+
     a, p = _pair(y, prob)
     both = a.size > 0 and 0 < a.sum() < a.size
     return ChurnMetrics(
         roc_auc=float(roc_auc_score(a, p)) if both else float("nan"),
-        brier=float(brier_score_loss(a, p)) if a.size else float("nan"),
+        brier=float(np.mean((p - a) ** 2)) if a.size else float("nan"),
         churn_rate=float(a.mean()) if a.size else float("nan"),
         n=int(a.size),
         pr_auc=float(average_precision_score(a, p)) if both else float("nan"),

@@ -8,8 +8,8 @@ from its own features and the log before it (clv.monitoring.baselines). Nothing 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -73,8 +73,16 @@ def scored(
     return out
 
 
-def gather(settings: Settings, *, as_of: pd.Timestamp | None = None) -> MonitorInputs:
-    """The judged champion, its reference and current windows, and the matured cohorts."""
+def gather(
+    settings: Settings,
+    *,
+    as_of: pd.Timestamp | None = None,
+    windows: Callable[[MonitorInputs], None] | None = None,
+) -> MonitorInputs:
+    """The judged champion, its reference and current windows, and the matured cohorts.
+
+    `windows` is called with the windows (no backtests yet) as soon as they are scored, so
+    that what compares only them (the Evidently report) starts before the backtests."""
     from clv.registry.mlflow_io import load_alias, reference_frame, version_info
 
     loaded = load_alias(settings, alias="champion")
@@ -119,15 +127,7 @@ def gather(settings: Settings, *, as_of: pd.Timestamp | None = None) -> MonitorI
         if window == "training_end":
             notes.append("the training-end snapshot could not be rebuilt: used the logged sample")
     cur_label = f"all {len(current):,} customers at {when.date()}"
-
-    labelled = _Labelled(settings, frames, log=log, label_end=label_end)
-    churn = _churn_backtest(labelled, churn_cohort)
-    value = _value_backtest(labelled, value_cohort)
-    if churn is None:
-        notes.append(f"no churn cohort has matured its {m.churn_window_days}-day window yet")
-    if value is None:
-        notes.append(f"no value cohort has matured its {m.horizon_days}-day horizon yet")
-    return MonitorInputs(
+    compared = MonitorInputs(
         as_of=when,
         reference=reference,
         current=current,
@@ -136,10 +136,18 @@ def gather(settings: Settings, *, as_of: pd.Timestamp | None = None) -> MonitorI
         importance=importance(model),
         model_version=str(loaded.version),
         model_tags=dict(info.version_tags),
-        churn=churn,
-        value=value,
-        notes=tuple(notes),
     )
+    if windows is not None:
+        windows(compared)
+
+    labelled = _Labelled(settings, frames, log=log, label_end=label_end)
+    churn = _churn_backtest(labelled, churn_cohort)
+    value = _value_backtest(labelled, value_cohort)
+    if churn is None:
+        notes.append(f"no churn cohort has matured its {m.churn_window_days}-day window yet")
+    if value is None:
+        notes.append(f"no value cohort has matured its {m.horizon_days}-day horizon yet")
+    return replace(compared, churn=churn, value=value, notes=tuple(notes))
 
 
 @dataclass(frozen=True, eq=False)

@@ -25,7 +25,7 @@ from clv.monitoring.drift import (
     reference_window,
     report_dir,
 )
-from clv.monitoring.evidently_io import DriftRunner, drift_runner
+from clv.monitoring.evidently_io import DriftRunner, PendingDrift, drift_runner
 from clv.monitoring.gather import gather
 from clv.monitoring.mlflow_io import log_monitor_run
 from clv.monitoring.summary import json_default, summary
@@ -51,35 +51,52 @@ def run_monitor(
         given = MonitorInputs(as_of=when, reference=ref, current=current)
         return evaluate(settings, given)
     with drift_runner() as runner:  # imports Evidently in its own process meanwhile
-        inputs = gather(settings, as_of=as_of)
-        result = evaluate(settings, inputs, runner=runner)
+        drifts: list[PendingDrift] = []
+        inputs = gather(
+            settings,
+            as_of=as_of,
+            windows=lambda w: drifts.append(submit_drift(settings, w, runner)),
+        )  # the report runs alongside the backtests and the judging
+        result = evaluate(settings, inputs, runner=runner, drift=drifts[0] if drifts else None)
     if log_to_mlflow:
         log_monitor_run(settings, result)
     return result
 
 
-def evaluate(
-    settings: Settings, inputs: MonitorInputs, *, runner: DriftRunner | None = None
-) -> MonitorResult:
-    """Judge one window and write its report folder: the Evidently report (on `runner`, a
-    `drift_runner` of its own by default, alongside the judging), the prediction chart,
-    summary.json, the run page, and the index of every run."""
-    if runner is None:
-        with drift_runner() as own:
-            return evaluate(settings, inputs, runner=own)
-    started = time.perf_counter()
-    m = settings.monitoring
-    compared = plan(settings, inputs)
+def submit_drift(settings: Settings, inputs: MonitorInputs, runner: DriftRunner) -> PendingDrift:
+    """The Evidently report of a run's windows, started on `runner` (into the run's folder)."""
     out_dir = report_dir(settings, inputs.as_of)
     out_dir.mkdir(parents=True, exist_ok=True)
-    ref_sample, cur_sample = evidently_samples(inputs, m)
-    evidently = runner.submit(
+    ref_sample, cur_sample = evidently_samples(inputs, settings.monitoring)
+    return runner.submit(
         ref_sample,
         cur_sample,
-        config=evidently_config(compared, m),
+        config=evidently_config(plan(settings, inputs), settings.monitoring),
         html_path=out_dir / HTML_FILE,
         json_path=out_dir / JSON_FILE,
     )
+
+
+def evaluate(
+    settings: Settings,
+    inputs: MonitorInputs,
+    *,
+    runner: DriftRunner | None = None,
+    drift: PendingDrift | None = None,
+) -> MonitorResult:
+    """Judge one window and write its report folder: the Evidently report (`drift`, already
+    started, or started now on `runner`, a `drift_runner` of its own by default, alongside
+    the judging), the prediction chart, summary.json, the run page, and the index of runs."""
+    if drift is None and runner is None:
+        with drift_runner() as own:
+            return evaluate(settings, inputs, runner=own)
+    started = time.perf_counter()
+    compared = plan(settings, inputs)
+    out_dir = report_dir(settings, inputs.as_of)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if drift is None:
+        assert runner is not None
+        drift = submit_drift(settings, inputs, runner)
     result = judge(settings, inputs, compared)
     reference, current = inputs.reference, inputs.current
     by_column = {p.column for p in result.psi}
@@ -89,18 +106,18 @@ def evaluate(
         out_dir / "predictions.png",
     )
     waiting = time.perf_counter()
-    drift = evidently.result()
+    done = drift.result()
     timings = {
         **result.timings,
-        "evidently": drift.seconds,
-        "evidently_import": drift.import_seconds,
+        "evidently": done.seconds,
+        "evidently_import": done.import_seconds,
         "evidently_wait": time.perf_counter() - waiting,
     }
     result = replace(
         result,
-        html_path=drift.html_path,
-        json_path=drift.json_path,
-        evidently_drift=drift.drift_share,
+        html_path=done.html_path,
+        json_path=done.json_path,
+        evidently_drift=done.drift_share,
         seconds=time.perf_counter() - started,
         timings=timings,
     )
