@@ -275,6 +275,12 @@ class SqliteOnlineReader:
             for v in layout.views
         ]
         self._probes = [f'SELECT 1 FROM "{v.table}" LIMIT 1' for v in layout.views]
+        # One customer (the online case): every view in one statement, its rows tagged with
+        # the view's index (one query's overhead, not one per view; no key in each row).
+        self._one = " UNION ALL ".join(
+            f'SELECT {i}, feature_name, value, event_ts FROM "{v.table}" WHERE entity_key = ?'
+            for i, v in enumerate(layout.views)
+        )
 
     def _conn(self) -> sqlite3.Connection:
         identity = file_identity(self.layout.path)
@@ -323,20 +329,25 @@ class SqliteOnlineReader:
         stamps: list[float] = [0.0] * n
         conn = self._conn()
         try:
-            for sql, wanted in zip(self._sql, self._wanted, strict=True):
-                for start in range(0, len(keys), _CHUNK):
-                    chunk = keys[start : start + _CHUNK]
-                    query = sql.format(",".join("?" * len(chunk)))
-                    for key, feature, blob, event_ts in conn.execute(query, chunk):
-                        if feature not in wanted:
-                            continue
-                        value = decode_value(blob)
-                        column = values[feature]
-                        ts = float(event_ts) if event_ts is not None else 0.0
-                        for i in positions[key]:
-                            column[i] = value
-                            if ts > stamps[i]:
-                                stamps[i] = ts
+            if len(keys) == 1:
+                rows = conn.execute(self._one, keys * len(self._wanted)).fetchall()
+                rows.sort(key=_view_of)  # the views in order, as one statement each reads them
+                _apply(rows, self._wanted, positions[keys[0]], values, stamps)
+            else:
+                for sql, wanted in zip(self._sql, self._wanted, strict=True):
+                    for start in range(0, len(keys), _CHUNK):
+                        chunk = keys[start : start + _CHUNK]
+                        query = sql.format(",".join("?" * len(chunk)))
+                        for key, feature, blob, event_ts in conn.execute(query, chunk):
+                            if feature not in wanted:
+                                continue
+                            value = decode_value(blob)
+                            column = values[feature]
+                            ts = float(event_ts) if event_ts is not None else 0.0
+                            for i in positions[key]:
+                                column[i] = value
+                                if ts > stamps[i]:
+                                    stamps[i] = ts
         except sqlite3.Error:
             self._drop()  # locked, truncated, replaced mid-read: the next read reopens
             raise
@@ -349,6 +360,42 @@ class SqliteOnlineReader:
             stamps[i] if present[i] and stamps[i] > 0 else None for i in range(n)
         ]
         return _batch(self.layout, ids, values, timestamps)
+
+
+def _view_of(row: tuple[int, str, bytes | None, object]) -> int:
+    return row[0]
+
+
+def _apply(
+    rows: list[tuple[int, str, bytes | None, object]],
+    wanted: Sequence[frozenset[str]],
+    positions: list[int],
+    values: dict[str, list[Value]],
+    stamps: list[float],
+) -> None:
+    """One customer's rows (view index, feature, value, event_ts) into the columns at its
+    positions, as the per-view reads do: later views win, the newest timestamp is kept."""
+    if len(positions) == 1:  # asked once (the usual case)
+        i = positions[0]
+        newest = stamps[i]
+        for view, feature, blob, event_ts in rows:
+            if feature in wanted[view]:
+                values[feature][i] = decode_value(blob)
+                ts = float(event_ts) if event_ts is not None else 0.0  # type: ignore[arg-type]
+                if ts > newest:
+                    newest = ts
+        stamps[i] = newest
+        return
+    for view, feature, blob, event_ts in rows:
+        if feature not in wanted[view]:
+            continue
+        value = decode_value(blob)
+        column = values[feature]
+        ts = float(event_ts) if event_ts is not None else 0.0  # type: ignore[arg-type]
+        for i in positions:
+            column[i] = value
+            if ts > stamps[i]:
+                stamps[i] = ts
 
 
 @functools.lru_cache(maxsize=262_144)

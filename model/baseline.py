@@ -244,17 +244,30 @@ def rfm_arrays(
     BG/NBD's time zero. A customer with nothing known (every value missing) is a new customer
     at time zero: x = 0, T = 0, the population mean spend.
     """
-    x = np.nan_to_num(np.asarray(frequency, dtype=np.float64), nan=0.0)
+    x = _nan_to_zero(frequency)
     t_cal = np.asarray(T, dtype=np.float64)
-    tenure = np.nan_to_num(np.asarray(tenure_days, dtype=np.float64), nan=0.0)
+    tenure = _nan_to_zero(tenure_days)
     t_cal = np.where(np.isfinite(t_cal), t_cal, tenure)
-    t_x = np.clip(np.nan_to_num(np.asarray(recency, dtype=np.float64), nan=0.0), 0.0, t_cal)
+    t_x = np.clip(_nan_to_zero(recency), 0.0, t_cal)
     t_x = np.where(x > 0, t_x, 0.0)
     return Rfm(
         frequency=x,
         recency=t_x / WEEK_DAYS,
         T=np.maximum(t_cal, 0.0) / WEEK_DAYS,
         monetary_value=np.asarray(monetary_value, dtype=np.float64),
+    )
+
+
+_LARGEST = float(np.finfo(np.float64).max)
+
+
+def _nan_to_zero(values: npt.ArrayLike) -> FloatArray:
+    """`np.nan_to_num(values, nan=0.0)` as float64 (NaN -> 0, +-inf -> +-the largest float),
+    in three ufunc calls: nan_to_num's own checks cost more than the work for one customer."""
+    a = np.asarray(values, dtype=np.float64)
+    return np.asarray(
+        np.where(np.isnan(a), 0.0, np.minimum(np.maximum(a, -_LARGEST), _LARGEST)),
+        dtype=np.float64,
     )
 
 
@@ -381,6 +394,68 @@ def log_offset(
     )
     clv = np.where(np.isfinite(clv), clv, OFFSET_FLOOR)
     return np.asarray(np.log(np.maximum(clv, OFFSET_FLOOR)), dtype=np.float64)
+
+
+def one_log_offset(
+    baseline: Baseline,
+    values: tuple[float, float, float, float, float],
+    *,
+    horizon_days: float,
+    annual_discount_rate: float,
+    steps: int = 12,
+) -> FloatArray:
+    """`log_offset(baseline, rfm_arrays(*values), ...)` for one customer (frequency, recency, T,
+    monetary_value, tenure_days): the same number, bit for bit, in a fifth of the numpy calls.
+
+    Where the vectorised path does arithmetic on one-element arrays, this does it on float64
+    scalars (the same IEEE operations, in the same order); the calls whose result could depend
+    on how numpy runs them (power, hyp2f1, the discounted sum, log) are the same calls on
+    arrays of the same shapes. The serving path scores one customer at a time
+    (tests/unit/model/test_predict_constants.py holds the two paths to each other)."""
+    f, recency, t_cal, m, tenure = (np.float64(v) for v in values)
+    bg, gg = baseline.bgnbd, baseline.gamma_gamma
+    r, alpha, a, b = bg.r, bg.alpha, bg.a, bg.b
+    with np.errstate(all="ignore"):
+        # rfm_arrays
+        x = _zero_if_nan(f)
+        t_cal = t_cal if np.isfinite(t_cal) else _zero_if_nan(tenure)
+        t_x = _zero_if_nan(recency)
+        t_x = t_x if t_x > 0.0 else np.float64(0.0)  # np.clip(t_x, 0.0, t_cal)
+        t_x = t_x if t_x < t_cal else t_cal
+        t_x = (t_x if x > 0 else np.float64(0.0)) / WEEK_DAYS
+        t_cal = (t_cal if t_cal >= 0.0 else np.float64(0.0)) / WEEK_DAYS
+        # conditional_expected_purchases over the period ends (steps x 1)
+        ends_weeks, discount = _period_grid(float(horizon_days), steps, float(annual_discount_rate))
+        near = alpha + t_cal
+        far = near + ends_weeks
+        z = ends_weeks / far
+        head = (a + b + x - 1.0) / (a - 1.0)
+        rx = np.array([r + x])
+        tail = 1.0 - (near / far) ** rx * hyp2f1(
+            rx, np.array([b + x]), np.array([a + b + x - 1.0]), z
+        )
+        alive = 1.0
+        if x > 0:  # probability_alive
+            odds = a / (b + x - 1.0) * (np.array([near / (alpha + t_x)]) ** rx)[0]
+            alive = 1.0 / (1.0 + odds)
+        ends = head * tail * alive
+        # expected_clv
+        cumulative = np.concatenate([np.zeros((1, 1)), ends.reshape(steps, -1)])
+        purchases = (np.diff(cumulative, axis=0) * discount).sum(axis=0)
+        ok = x > 0 and np.isfinite(m) and m > 0  # conditional_expected_value
+        xs, ms = (x, m) if ok else (np.float64(0.0), np.float64(0.0))
+        value = (gg.gamma + ms * xs) * gg.p / (gg.p * xs + gg.q - 1.0)
+        clv = purchases * value * baseline.margin_ratio
+        # log_offset
+        clv = np.where(np.isfinite(clv), clv, OFFSET_FLOOR)
+        return np.asarray(np.log(np.maximum(clv, OFFSET_FLOOR)), dtype=np.float64)
+
+
+def _zero_if_nan(v: np.float64) -> np.float64:
+    """`_nan_to_zero` of one value."""
+    if v != v:
+        return np.float64(0.0)
+    return np.float64(-_LARGEST) if v < -_LARGEST else np.float64(_LARGEST) if v > _LARGEST else v
 
 
 @dataclass(frozen=True)

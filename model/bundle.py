@@ -27,8 +27,10 @@ the trees re-rank customers, the classical model sets the level.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -36,9 +38,10 @@ import numpy as np
 import pandas as pd
 import xgboost as xgb
 
-from clv.model.baseline import OFFSET_COLUMNS, Baseline, log_offset, rfm_arrays
+from clv.model.baseline import OFFSET_COLUMNS, Baseline, log_offset, one_log_offset, rfm_arrays
+from clv.model.forest import FOREST_ROWS, Forest, Unsupported
 from clv.model.intervals import BandedScale, BandedScaleDict, banded_interval, scaled_interval
-from clv.model.xgboost_private import InplacePredictor
+from clv.model.xgboost_private import InplacePredictor, private_unavailable
 
 CARD_FILE = "model.json"
 PREDICTION_COLUMNS = ("clv", "clv_p10", "clv_p90", "churn_probability")
@@ -98,8 +101,9 @@ class ClvModel:
     """Value, churn and interval boosters over one feature contract.
 
     Boosters predict through XGBoost's private fast path where it was verified
-    (clv.model.xgboost_private); `public_predict=True` uses `Booster.inplace_predict` only
-    (the same numbers), e.g. to measure what the fast path saves.
+    (clv.model.xgboost_private), and up to `FOREST_ROWS` rows through every predict-path
+    booster's trees at once in numpy (clv.model.forest); `public_predict=True` uses
+    `Booster.inplace_predict` only (the same numbers), e.g. to measure what the fast paths save.
     """
 
     def __init__(
@@ -135,6 +139,9 @@ class ClvModel:
             booster.set_param({"nthread": 1})
         self._public = public_predict
         self._fast: dict[tuple[int, bool], InplacePredictor] = {}
+        self._forest: tuple[tuple[xgb.Booster, ...], Forest | None] | None = None
+        self.forest_reason: str | None = None
+        """Why a few rows do not predict through a `Forest` (None: they do, or not tried yet)."""
         self._codes = {
             name: {level: float(i) for i, level in enumerate(levels)}
             for name, levels in card.categories.items()
@@ -144,7 +151,7 @@ class ClvModel:
         """The same card and boosters, predicting through the public API only (or, False, the
         fast path where it was verified): the two paths side by side give the same numbers."""
         twin = copy.copy(self)  # shares the boosters, as a second ClvModel over them would
-        twin._public, twin._fast = public_predict, {}
+        twin._public, twin._fast, twin._forest = public_predict, {}, None
         return twin
 
     @property
@@ -180,13 +187,19 @@ class ClvModel:
         if self._offset is None:
             return None
         cols = x[:, self._offset_columns].astype(np.float64)
-        rfm = rfm_arrays(cols[:, 0], cols[:, 1], cols[:, 2], cols[:, 3], cols[:, 4])
         offset = self.card.value_offset or {}
+        rate = float(offset.get("annual_discount_rate", 0.0))
+        if x.shape[0] == 1:  # one customer (serving): the same number, fewer numpy calls
+            f, r, t, m, tenure = cols[0].tolist()
+            return one_log_offset(
+                self._offset,
+                (f, r, t, m, tenure),
+                horizon_days=self.card.horizon_days,
+                annual_discount_rate=rate,
+            )
+        rfm = rfm_arrays(cols[:, 0], cols[:, 1], cols[:, 2], cols[:, 3], cols[:, 4])
         return log_offset(
-            self._offset,
-            rfm,
-            horizon_days=self.card.horizon_days,
-            annual_discount_rate=float(offset.get("annual_discount_rate", 0.0)),
+            self._offset, rfm, horizon_days=self.card.horizon_days, annual_discount_rate=rate
         )
 
     def _booster_intercept(self) -> float:
@@ -209,7 +222,13 @@ class ClvModel:
         `inplace_predict(..., base_margin=...)` leaves XGBoost's fast path (3-16 ms a row
         against 0.25 ms, measured on the demo bundle)."""
         x = _dense(x)
-        value = self._predict(self.value, x, margin=True)
+        return self._margins_of(x, self._outputs(x, ("value", "purchase")))
+
+    def _margins_of(
+        self, x: np.ndarray, outputs: dict[str, np.ndarray]
+    ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+        """`_value_margins` from the boosters' outputs (`_outputs`)."""
+        value = outputs["value"]
         offset = self.value_offset(x)
         if offset is not None:
             if self._intercept is None:
@@ -217,7 +236,7 @@ class ClvModel:
             value = value - self._intercept + offset
         if self.card.value_model != "hurdle" or self.purchase is None:
             return value, None, offset
-        return value, self._predict(self.purchase, x, margin=True), offset
+        return value, outputs["purchase"], offset
 
     @property
     def _blend(self) -> float | None:
@@ -228,7 +247,11 @@ class ClvModel:
     def value_margin(self, x: np.ndarray) -> np.ndarray:
         """log(clv) per row: offset + value trees (+ log P(purchase) for a hurdle), blended
         with the baseline by `value_blend`."""
-        value, purchase, offset = self._value_margins(x)
+        return self._value_margin_of(*self._value_margins(x))
+
+    def _value_margin_of(
+        self, value: np.ndarray, purchase: np.ndarray | None, offset: np.ndarray | None
+    ) -> np.ndarray:
         if purchase is not None:
             value = value - np.logaddexp(0.0, -purchase)
         w = self._blend
@@ -240,17 +263,13 @@ class ClvModel:
         """Predictions for a prepared matrix, keyed by PREDICTION_COLUMNS (plus `clv_p50`)."""
         n = x.shape[0]
         x = _dense(x)
-        clv = np.exp(self.value_margin(x))
+        outputs = self._outputs(x, tuple(self._predicted()))
+        clv = np.exp(self._value_margin_of(*self._margins_of(x, outputs)))
         out = {"clv": clv}
         for key in ("clv_p10", "clv_p50", "clv_p90"):
-            booster = self.quantiles.get(key)
-            out[key] = (
-                self._predict(booster, x, margin=False)
-                if booster is not None
-                else np.full(n, np.nan)
-            )
+            out[key] = outputs[key] if key in outputs else np.full(n, np.nan)
         if self.churn is not None:
-            margin = self._predict(self.churn, x, margin=True)
+            margin = outputs["churn"]
             cal = self.card.churn_calibration
             if self._isotonic is not None:
                 out["churn_probability"] = np.interp(margin, *self._isotonic)
@@ -325,6 +344,64 @@ class ClvModel:
         if self.card.value_scale != 1.0:
             contrib[:, -1] += np.log(self.card.value_scale)
         return pd.DataFrame(contrib, index=frame.index, columns=[*names, "bias"])
+
+    def _predicted(self) -> dict[str, tuple[xgb.Booster, bool]]:
+        """The boosters `predict_matrix` reads and whether it reads their margin: value,
+        purchase (a hurdle's), the quantiles and churn."""
+        boosters = {"value": (self.value, True)}
+        if self.card.value_model == "hurdle" and self.purchase is not None:
+            boosters["purchase"] = (self.purchase, True)
+        for key in ("clv_p10", "clv_p50", "clv_p90"):
+            if key in self.quantiles:
+                boosters[key] = (self.quantiles[key], False)
+        if self.churn is not None:
+            boosters["churn"] = (self.churn, True)
+        return boosters
+
+    def _outputs(self, x: np.ndarray, names: Sequence[str]) -> dict[str, np.ndarray]:
+        """The named predict-path boosters' outputs (`_predicted`) for a dense matrix: every
+        one of them from one `Forest` walk for a few rows, else each through `_predict`."""
+        boosters = self._predicted()
+        forest = self._small_forest(x, boosters)
+        if forest is not None:
+            return dict(zip(boosters, forest(x), strict=True))
+        return {
+            name: self._predict(booster, x, margin=margin)
+            for name, (booster, margin) in boosters.items()
+            if name in names
+        }
+
+    def _small_forest(
+        self, x: np.ndarray, boosters: dict[str, tuple[xgb.Booster, bool]]
+    ) -> Forest | None:
+        """The forest of the predict-path boosters for `x` (built on first use), or None: too
+        many rows, the public path asked for, XGBoost unverified, or boosters it cannot walk."""
+        if x.shape[0] > FOREST_ROWS or self._public:
+            return None
+        key = tuple(b for b, _ in boosters.values())
+        built = self._forest
+        if (
+            built is None
+            or len(built[0]) != len(key)
+            or any(a is not b for a, b in zip(built[0], key, strict=True))
+        ):  # first use, or a booster replaced (they are public attributes)
+            forest: Forest | None = None
+            self.forest_reason = private_unavailable()
+            if self.forest_reason is None:
+                try:
+                    forest = Forest.build(list(boosters.values()))
+                except Unsupported as exc:
+                    self.forest_reason = str(exc)
+            built = self._forest = (key, forest)
+        forest = built[1]
+        return forest if forest is not None and x.shape[1] == forest.n_features else None
+
+    def warm(self) -> None:
+        """Prepare what predicting one row needs (the forest, the intercept), so that the first
+        request does not pay for it. A model that cannot predict (a card narrower than its
+        boosters) is left to fail where it predicts, as before."""
+        with contextlib.suppress(Exception):  # a warm-up: predicting says what is wrong
+            self.predict_matrix(np.full((1, len(self.card.feature_names)), np.nan, np.float32))
 
     def _predict(self, booster: xgb.Booster, x: np.ndarray, *, margin: bool) -> np.ndarray:
         """`booster.inplace_predict(x)` as float64 (margin or transformed), through a

@@ -197,11 +197,20 @@ class BandedScale:
             )
         if np.any(np.diff(self.edges) <= 0):
             raise ValueError(f"band edges must be strictly ascending: {self.edges}")
+        # as arrays once: a request's prediction reads them every time
+        object.__setattr__(self, "_edges", np.asarray(self.edges, dtype=np.float64))
+        object.__setattr__(self, "_scales", np.asarray(self.scales, dtype=np.float64))
 
     def band_of(self, point: npt.ArrayLike) -> npt.NDArray[np.intp]:
         """Each point's band index (NaN falls in the last band)."""
         p = np.asarray(point, dtype=np.float64).ravel()
-        return np.searchsorted(np.asarray(self.edges, dtype=np.float64), p, side="right")
+        edges: FloatArray = getattr(self, "_edges")  # noqa: B009
+        return np.searchsorted(edges, p, side="right")
+
+    def scales_of(self, point: npt.ArrayLike) -> FloatArray:
+        """Each point's (lower, upper) scales, one row per point."""
+        scales: FloatArray = getattr(self, "_scales")  # noqa: B009
+        return scales[self.band_of(point)]
 
     def as_dict(self) -> BandedScaleDict:
         return {
@@ -274,7 +283,7 @@ def banded_interval(
     bands: BandedScale,
 ) -> tuple[FloatArray, FloatArray]:
     """`scaled_interval` with each row's scales those of its point prediction's band."""
-    s = np.asarray(bands.scales, dtype=np.float64)[bands.band_of(point)]
+    s = bands.scales_of(point)
     return scaled_interval(lower, median, upper, point, (s[:, 0], s[:, 1]))
 
 

@@ -5,7 +5,8 @@ online feature reader (default: `clv.features.online_read.online_source`, direct
 Redis reads of Feast's online tables) into a FastAPI app. Both are injectable. What serves is
 `clv.serving.state`, reloaded by `clv.serving.supervise`; a request is scored by
 `clv.serving.routed` (champion and canary), together with the requests that arrived with it
-(`clv.serving.coalesce`).
+(`clv.serving.coalesce`: one read on a worker thread; a few unexplained rows are scored as it
+ends).
 
 Identities: `/score` accepts any alias of a customer (`clv.serving.identities`: the workspace's
 identities table as of now, read at start and re-read on the registry poll when it changed) and
@@ -34,11 +35,14 @@ import hmac
 import json
 import os
 import time
+from collections.abc import Awaitable, Callable
 
 import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, ValidationError
+from starlette.middleware.errors import ServerErrorMiddleware
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from clv.core.contracts import CHAMPION
 from clv.core.errors import ClvError
@@ -100,7 +104,7 @@ def create_app(
         salt=settings.registry.route_salt,
         metrics=metrics,
     )
-    app = FastAPI(
+    app = ScoringApp(
         title="clv scoring",
         version="1",
         lifespan=lifespan(
@@ -142,9 +146,55 @@ def create_app(
         expected_auth=f"Bearer {token}".encode() if token is not None else None,
     )
     # A plain Starlette route: the body is parsed and validated here (ScoreRequest), so
-    # FastAPI's per-request dependency solving would only add cost to the hot path.
+    # FastAPI's per-request dependency solving would only add cost to the hot path; a POST
+    # takes it without the middleware and router too (ScoringApp).
     app.add_route("/score", endpoint.score, methods=["POST"])
+    app.score = endpoint.score
     return app
+
+
+class ScoringApp(FastAPI):
+    """FastAPI, with `POST /score` (`score`, once set) answered straight from the ASGI call:
+    FastAPI's per-request telemetry check, middleware and router cost ~30 us a request, and
+    what they do is not needed there (the endpoint answers every error itself; FastAPI's own
+    OpenTelemetry, when configured, does not see /score). Starlette's `ServerErrorMiddleware`,
+    as the app's, still turns an unhandled error into a 500. Every other request, and /score
+    under a root path, takes the whole stack."""
+
+    score: Callable[[Request], Awaitable[Response]] | None = None
+    _direct: ASGIApp | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            self.score is not None
+            and scope["type"] == "http"
+            and scope["path"] == "/score"
+            and scope["method"] == "POST"
+            and not scope.get("root_path")
+            and not self.root_path
+        ):
+            if self._direct is None:
+                handler = next(
+                    (h for k, h in self.exception_handlers.items() if k in (500, Exception)), None
+                )
+                self._direct = ServerErrorMiddleware(
+                    _Endpoint(self.score), handler=handler, debug=self.debug
+                )
+            scope["app"] = self  # as Starlette sets it
+            await self._direct(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
+
+
+class _Endpoint:
+    """An endpoint of a request as an ASGI app."""
+
+    def __init__(self, endpoint: Callable[[Request], Awaitable[Response]]) -> None:
+        self.endpoint = endpoint
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = await self.endpoint(Request(scope, receive, send))
+        await response(scope, receive, send)
 
 
 def bearer_token(settings: Settings) -> str | None:
@@ -261,7 +311,7 @@ class ScoreEndpoint:
             self.metrics.error_without_model()
             return _json({"detail": f"no model loaded ({self.holder.error or 'starting'})"}, 503)
         try:  # a blocking store read (SQLite, Redis): on a worker thread, bounded in time
-            batch = await self.reads.read(ids)
+            read = await self.reads.read(ids, state, explain=body.explain)
         except ShortRead as exc:
             self.metrics.error_without_model()
             return _json({"detail": str(exc)}, 502)
@@ -269,7 +319,13 @@ class ScoreEndpoint:
             self.metrics.error_without_model()
             return self._unavailable(exc)
         try:
-            scored, offset = await self.coalescer.score(state, batch, explain=body.explain)
+            if read.error is not None:  # scored as the read ended, and failed
+                raise read.error
+            scored, offset = (
+                read.scored
+                if read.scored is not None
+                else await self.coalescer.score(state, read.batch, explain=body.explain)
+            )
             job = functools.partial(_rendered, scored, offset, requested)
             weight = len(requested) * (EXPLAINED_ROW_WEIGHT if body.explain else 1)
             big = weight >= OFFLOAD_ROWS
@@ -337,10 +393,18 @@ def _rendered(
     )
 
 
+_ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
+"""Compact JSON, built once (`json.dumps` with options builds an encoder per call)."""
+ONE_CALL_ITEMS = 16
+"""An answer whose lists hold at most this many elements is encoded in one call."""
+
+
 def _dumps(payload: dict[str, JsonValue]) -> bytes:
-    """`payload` as compact JSON, a list one element at a time: the same bytes as one
-    `json.dumps`, but a 1,000-row explained answer in one encoder call holds the GIL ~60 ms,
-    stalling the event loop even from a worker thread; element by element it lets go."""
+    """`payload` as compact JSON: a small answer in one encoder call, a big one a list element
+    at a time (the same bytes), since a 1,000-row explained answer in one call holds the GIL
+    ~60 ms, stalling the event loop even from a worker thread; element by element it lets go."""
+    if all(not isinstance(v, list) or len(v) <= ONE_CALL_ITEMS for v in payload.values()):
+        return _ENCODER.encode(payload).encode()
     parts = []
     for key, value in payload.items():
         if isinstance(value, list):
@@ -352,7 +416,7 @@ def _dumps(payload: dict[str, JsonValue]) -> bytes:
 
 
 def _compact(value: JsonValue) -> bytes:
-    return json.dumps(value, separators=(",", ":"), allow_nan=False).encode()
+    return _ENCODER.encode(value).encode()
 
 
 def _json(

@@ -4,8 +4,12 @@ one model call.
 Exact, because rows are independent: each request gets back its own rows of the shared batch.
 `ReadCoalescer` merges the ids of the requests ready in one event-loop turn into one read on a
 worker thread (`clv.serving.workers`), so that a burst of requests is one job of the bounded
-queue, not one each; `Coalescer` scores them together, on a worker thread when explained or
-`clv.serving.workers.OFFLOAD_ROWS` rows or more.
+queue, not one each; as the read ends, the unexplained requests of fewer than
+`clv.serving.workers.OFFLOAD_ROWS` rows together are scored at once, in one model call, by the
+callback that hands the rows back (one hop to the thread and back a request, no task). The
+model stays on the event loop's thread: scored on a worker, it contended for the GIL with the
+loop (every request in a queue behind the switch interval, measured on a quiet machine).
+`Coalescer` scores the rest together (explained, or that many rows) on a worker thread.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from clv.features.online_read import FeatureReader, OnlineBatch
 from clv.serving.routed import Scored, score_batch
@@ -51,10 +56,30 @@ def slice_batch(batch: OnlineBatch, start: int, stop: int) -> OnlineBatch:
     )
 
 
+@dataclass(frozen=True)
+class Read:
+    """One request's rows of a coalesced read, and their scores when scored as the read ended
+    (`scored`: the scored batch and the request's offset in it; `error`: why scoring failed);
+    neither when they are left to the `Coalescer` (explained, or many rows)."""
+
+    batch: OnlineBatch
+    scored: tuple[Scored, int] | None = None
+    error: Exception | None = None
+
+
+@dataclass(frozen=True)
+class _Request:
+    ids: list[str]
+    state: ServingState
+    explain: bool
+    future: asyncio.Future[Read]
+
+
 class ReadCoalescer:
     """One store read, on a worker thread and bounded by the read timeout, for the requests
     ready in the same event-loop turn (up to `max_ids` ids a read: no longer than the largest
-    request's); each request gets its own rows back.
+    request's); each request gets its own rows back, scored as the read ends when unexplained
+    and, with the others of its serving state, fewer than `OFFLOAD_ROWS` rows.
 
     Every turn's reads are jobs of their own, started at once (never behind an earlier one),
     so a request waits at most the read timeout. A read that fails, times out or is refused
@@ -64,14 +89,15 @@ class ReadCoalescer:
         self.reader = reader
         self.workers = workers
         self.max_ids = max_ids
-        self._pending: list[tuple[list[str], asyncio.Future[OnlineBatch]]] = []
+        self._pending: list[_Request] = []
         self._flush: asyncio.Handle | None = None
-        self._reads: set[asyncio.Task[None]] = set()
 
-    async def read(self, customer_ids: list[str]) -> OnlineBatch:
+    async def read(
+        self, customer_ids: list[str], state: ServingState, *, explain: bool = False
+    ) -> Read:
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[OnlineBatch] = loop.create_future()
-        self._pending.append((customer_ids, future))
+        future: asyncio.Future[Read] = loop.create_future()
+        self._pending.append(_Request(customer_ids, state, explain, future))
         if self._flush is None:  # behind the handlers that are ready in this turn
             self._flush = loop.call_soon(self._start)
         return await future
@@ -79,56 +105,88 @@ class ReadCoalescer:
     def _start(self) -> None:
         self._flush = None
         pending, self._pending = self._pending, []
-        loop = asyncio.get_running_loop()
-        group: list[tuple[list[str], asyncio.Future[OnlineBatch]]] = []
+        group: list[_Request] = []
         size = 0
         for request in pending:
-            if group and size + len(request[0]) > self.max_ids:
-                self._spawn(loop, group)
+            if group and size + len(request.ids) > self.max_ids:
+                self._spawn(group)
                 group, size = [], 0
             group.append(request)
-            size += len(request[0])
-        self._spawn(loop, group)
+            size += len(request.ids)
+        self._spawn(group)
 
-    def _spawn(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        group: list[tuple[list[str], asyncio.Future[OnlineBatch]]],
-    ) -> None:
-        task = loop.create_task(self._read(group))
-        self._reads.add(task)  # a reference until it ends
-        task.add_done_callback(self._reads.discard)
-
-    async def _read(self, pending: list[tuple[list[str], asyncio.Future[OnlineBatch]]]) -> None:
-        ids = [c for request, _ in pending for c in request]
+    def _spawn(self, group: list[_Request]) -> None:
+        job = functools.partial(self._job, group)
         try:
-            batch = await self.workers.run(functools.partial(self.reader.read, ids), timed=True)
-            if len(batch.customer_ids) != len(ids):
-                raise ShortRead(
-                    f"feature source returned {len(batch.customer_ids)} rows for {len(ids)} ids"
-                )
-        except Exception as exc:
-            for _, future in pending:
-                if not future.done():
-                    future.set_exception(exc)
-            return
+            self.workers.start(job, timed=True, done=functools.partial(self._done, group))
+        except Exception as exc:  # the queue is full
+            self._done(group, None, exc)
+
+    def _done(
+        self, group: list[_Request], rows: list[OnlineBatch] | None, error: BaseException | None
+    ) -> None:
+        """On the event loop, as the read ends: each request its rows, scored here when few."""
+        reads = _scored(group, rows) if error is None and rows is not None else None
+        for i, request in enumerate(group):
+            if request.future.done():  # its request went away
+                continue
+            if isinstance(error, asyncio.CancelledError):  # the pool closed: as a task would be
+                request.future.cancel()
+            elif error is not None:
+                request.future.set_exception(error)
+            elif reads is not None:
+                request.future.set_result(reads[i])
+
+    def _job(self, group: list[_Request]) -> list[OnlineBatch]:
+        """On a worker thread: the group's read, cut into each request's rows."""
+        ids = [c for request in group for c in request.ids]
+        batch = self.reader.read(ids)
+        if len(batch.customer_ids) != len(ids):
+            raise ShortRead(
+                f"feature source returned {len(batch.customer_ids)} rows for {len(ids)} ids"
+            )
+        rows: list[OnlineBatch] = []
         offset = 0
-        for request, future in pending:
-            if not future.done():
-                future.set_result(slice_batch(batch, offset, offset + len(request)))
-            offset += len(request)
+        for request in group:
+            rows.append(slice_batch(batch, offset, offset + len(request.ids)))
+            offset += len(request.ids)
+        return rows
+
+
+def _scored(group: list[_Request], rows: list[OnlineBatch]) -> list[Read]:
+    """Each request's rows, and the scores of the unexplained ones of each serving state under
+    `OFFLOAD_ROWS` rows (one model call per state; the rest is the `Coalescer`'s)."""
+    reads = [Read(r) for r in rows]
+    states: dict[int, list[int]] = {}
+    for i, request in enumerate(group):
+        if not request.explain:
+            states.setdefault(id(request.state), []).append(i)
+    for members in states.values():
+        if sum(len(group[i].ids) for i in members) >= OFFLOAD_ROWS:
+            continue  # a job of its own: it would hold the event loop
+        state = group[members[0]].state
+        try:
+            scored = score_batch(state, merge_batches([rows[i] for i in members]))
+        except Exception as exc:
+            for i in members:
+                reads[i] = Read(rows[i], error=exc)
+            continue
+        start = 0
+        for i in members:
+            reads[i] = Read(rows[i], scored=(scored, start))
+            start += len(group[i].ids)
+    return reads
 
 
 class Coalescer:
     """Scores the requests that arrive together in one model call (exact: rows are independent).
 
-    XGBoost's in-place prediction has a fixed cost per tree and call (about 0.75 us per tree
-    here: 0.45 ms for one row of a 550-tree model, 0.75 ms for 64 rows). A request enqueues its
-    batch and awaits; a drain task, scheduled behind the handlers that are ready in the same
-    event-loop turn, scores everything queued as one batch per serving state (and per
-    `explain`). Alone, a request is scored at once; under load, requests share the per-call
-    cost. With `workers`, an explained batch (TreeSHAP: ~0.3 ms a row) or one of
-    `OFFLOAD_ROWS` rows or more is scored on a worker thread.
+    What the read leaves (`ReadCoalescer`): explained requests and many rows. A model
+    call has a fixed cost per tree (XGBoost's predictor lays each tree out per call), so
+    requests share it: a request enqueues its batch and awaits; a drain task, scheduled behind
+    the handlers that are ready in the same event-loop turn, scores everything queued as one
+    batch per serving state (and per `explain`). With `workers`, an explained batch (TreeSHAP:
+    ~0.3 ms a row) or one of `OFFLOAD_ROWS` rows or more is scored on a worker thread.
     """
 
     def __init__(self, workers: WorkerPool | None = None) -> None:

@@ -7,9 +7,10 @@ the numbers they produce for the same feature rows are identical (a tested prope
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol, TypeAlias
+from typing import Literal, Protocol, TypeAlias
 
 import numpy as np
 import pandas as pd
@@ -26,6 +27,9 @@ TENURE_COLUMNS = ("tenure_days", "T")
 MIN_PRIOR_ROWS = 20
 
 SCORE_COLUMNS = ("customer_id", *PREDICTION_COLUMNS, "segment", "cold_start")
+ColumnKind: TypeAlias = Literal["excluded", "numeric"] | dict[str, float]
+"""How `batch_matrix` reads a feature: excluded (NaN), a number, or a category's code."""
+Column: TypeAlias = tuple[str, ColumnKind]
 
 
 class LoadedModelLike(Protocol):
@@ -67,11 +71,23 @@ class Champion:
             for name, levels in self.model.card.categories.items()
         }
         object.__setattr__(self, "_codes", codes)
+        excluded = set(getattr(self.model.card, "excluded_features", ()) or ())
+        columns: list[Column] = [
+            (name, "excluded" if name in excluded else codes.get(name, "numeric"))
+            for name in self.model.feature_names
+        ]
+        object.__setattr__(self, "_columns", tuple(columns))
 
     @property
     def codes(self) -> dict[str, dict[str, float]]:
         codes: dict[str, dict[str, float]] = getattr(self, "_codes")  # noqa: B009
         return codes
+
+    @property
+    def columns(self) -> tuple[Column, ...]:
+        """The model's features in order, each excluded, numeric, or its category codes."""
+        columns: tuple[Column, ...] = getattr(self, "_columns")  # noqa: B009
+        return columns
 
 
 @dataclass(frozen=True)
@@ -137,6 +153,7 @@ def load_champion(
         if reference is not None
         else (None, "model default branches")
     )
+    loaded.model.warm()  # here, off the request path: the one-row predict path's set-up
     return Champion(
         model=loaded.model,
         version=str(loaded.version),
@@ -182,32 +199,43 @@ def _median(values: np.ndarray) -> float:
 
 
 def batch_matrix(champion: Champion, batch: OnlineBatch) -> np.ndarray:
-    """The model's matrix for an online batch: the same numbers as `ClvModel.matrix(frame)`."""
-    names = champion.model.feature_names
+    """The model's matrix for an online batch: the same numbers as `ClvModel.matrix(frame)`
+    (every value as a float64, then the whole matrix rounded to float32 at once)."""
     n = len(batch.customer_ids)
-    x = np.empty((n, len(names)), dtype=np.float32)
-    codes = champion.codes
-    excluded = set(getattr(champion.model.card, "excluded_features", ()) or ())
-    nan = np.nan
-    for j, name in enumerate(names):
+    nan = math.nan
+    if n == 1:  # the online case: one row, one list
+        row = [_value(batch.values[name][0], kind) for name, kind in champion.columns]
+        return np.array([row], dtype=np.float64).astype(np.float32)
+    columns: list[list[float]] = []
+    for name, kind in champion.columns:
         column = batch.values[name]
-        if name in excluded:
-            x[:, j] = nan
-        elif name in codes:
-            table = codes[name]
-            x[:, j] = [nan if v is None else table.get(str(v), nan) for v in column]
+        if kind == "excluded":
+            columns.append([nan] * n)
+        elif kind == "numeric":
+            columns.append([nan if v is None else _number(v) for v in column])
         else:
-            x[:, j] = np.array([nan if v is None else _number(v) for v in column], np.float64)
-    return x
+            columns.append([nan if v is None else kind.get(str(v), nan) for v in column])
+    if not columns:
+        return np.empty((n, 0), dtype=np.float32)
+    return np.ascontiguousarray(np.array(columns, dtype=np.float64).T, dtype=np.float32)
+
+
+def _value(v: float | str | None, kind: ColumnKind) -> float:
+    """One value as `batch_matrix` reads it (before float32)."""
+    if v is None or kind == "excluded":
+        return math.nan
+    if kind == "numeric":
+        return _number(v)
+    return kind.get(str(v), math.nan)
 
 
 def _number(v: float | str) -> float:
-    if isinstance(v, float):
+    if v.__class__ is float:
         return v
     try:
         return float(v)
     except ValueError:
-        return np.nan
+        return math.nan
 
 
 def score_matrix(champion: Champion, x: np.ndarray) -> dict[str, np.ndarray]:

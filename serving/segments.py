@@ -18,6 +18,8 @@ UNKNOWN = "unknown"
 HIGH_VALUE_AT_RISK = f"{VALUE_TIERS[2]} / {AT_RISK}"
 
 Floats = npt.ArrayLike
+FEW = 16
+"""Up to this many customers, `segment` labels them one by one (the same labels)."""
 
 
 def segment(
@@ -39,12 +41,27 @@ def segment(
     low, high = value_thresholds
     if low > high:
         raise ValueError(f"value_thresholds must be ascending, got {value_thresholds}")
+    if v.size <= FEW and low == low and high == high:  # a request's few: no numpy round trips
+        return np.asarray(
+            [
+                _label(c, q, low, high, churn_threshold)
+                for c, q in zip(v.tolist(), p.tolist(), strict=True)
+            ],
+            dtype=object,
+        )
     tier_idx = np.searchsorted(np.array([low, high]), v, side="right")
     tiers = np.asarray(VALUE_TIERS, dtype=object)[np.minimum(tier_idx, 2)]
     tiers = np.where(np.isnan(v), UNKNOWN, tiers)
     risk = np.where(np.isnan(p), UNKNOWN, np.where(p >= churn_threshold, AT_RISK, HEALTHY))
     labels = [f"{t} / {r}" for t, r in zip(tiers.tolist(), risk.tolist(), strict=True)]
     return np.asarray(labels, dtype=object)
+
+
+def _label(clv: float, churn: float, low: float, high: float, churn_threshold: float) -> str:
+    """`segment`'s label for one customer (thresholds not NaN)."""
+    tier = UNKNOWN if clv != clv else VALUE_TIERS[0 if clv < low else 1 if clv < high else 2]
+    risk = UNKNOWN if churn != churn else AT_RISK if churn >= churn_threshold else HEALTHY
+    return f"{tier} / {risk}"
 
 
 def tercile_thresholds(clv: Floats) -> tuple[float, float]:

@@ -11,6 +11,7 @@ slot stays taken until then, so a hung store fills the bound rather than the mac
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import threading
 from collections.abc import Callable
@@ -73,6 +74,61 @@ class WorkerPool:
     async def run(self, job: Callable[[], T], *, timed: bool) -> T:
         """`job()` on a worker thread; `timed`: give up after `serving.read_timeout_seconds`
         (a store read), else wait for it (scoring, which always finishes)."""
+        waiting = asyncio.wrap_future(self._submit(job))
+        if not timed:
+            return await waiting
+        try:
+            return await asyncio.wait_for(waiting, self.timeout_seconds)
+        except TimeoutError:  # a job still queued is cancelled; a running one finishes alone
+            raise self._timed_out() from None
+
+    def start(
+        self,
+        job: Callable[[], T],
+        *,
+        timed: bool,
+        done: Callable[[T | None, BaseException | None], None],
+    ) -> None:
+        """`run` without a task to await it: `done(result, error)` is called once on the
+        running event loop, when the job ends (a `CancelledError` if `close` dropped it) or
+        (`timed`) with `TimedOut` when the read timeout passes first; raises `Busy` at once.
+        The request path's hop: one callback from the thread, where `run` takes a task, a
+        wrapped future and `wait_for`."""
+        loop = asyncio.get_running_loop()
+        future = self._submit(job)
+        settled = False
+        timer: asyncio.TimerHandle | None = None
+
+        def settle(result: T | None, error: BaseException | None) -> None:  # on the loop
+            nonlocal settled
+            if settled:
+                return
+            settled = True
+            if timer is not None:
+                timer.cancel()
+            done(result, error)
+
+        def finished(ended: Future[T]) -> None:  # on the worker thread (or a canceller's)
+            result: T | None = None
+            error: BaseException | None
+            if ended.cancelled():  # by the timeout (settled already) or by `close`
+                error = asyncio.CancelledError()
+            else:
+                error = ended.exception()
+                result = None if error else ended.result()
+            with contextlib.suppress(RuntimeError):  # the loop closed: nobody waits any more
+                loop.call_soon_threadsafe(settle, result, error)
+
+        def expire() -> None:  # a job still queued is cancelled; a running one finishes alone
+            future.cancel()
+            settle(None, self._timed_out())
+
+        future.add_done_callback(finished)
+        if timed:
+            timer = loop.call_later(self.timeout_seconds, expire)
+
+    def _submit(self, job: Callable[[], T]) -> Future[T]:
+        """`job` queued for a thread, holding a slot of the queue until it ends (Busy if none)."""
         if not self._slots.acquire(blocking=False):
             raise Busy(
                 f"{self.queue} jobs already running or waiting (serving.worker_queue)",
@@ -84,16 +140,13 @@ class WorkerPool:
             self._slots.release()
             raise
         future.add_done_callback(lambda _: self._slots.release())
-        waiting = asyncio.wrap_future(future)
-        if not timed:
-            return await waiting
-        try:
-            return await asyncio.wait_for(waiting, self.timeout_seconds)
-        except TimeoutError:  # a job still queued is cancelled; a running one finishes alone
-            raise TimedOut(
-                f"no answer within {self.timeout_seconds:g} s (serving.read_timeout_seconds)",
-                retry_after=self.retry_after,
-            ) from None
+        return future
+
+    def _timed_out(self) -> TimedOut:
+        return TimedOut(
+            f"no answer within {self.timeout_seconds:g} s (serving.read_timeout_seconds)",
+            retry_after=self.retry_after,
+        )
 
     def close(self) -> None:
         """Stop taking jobs and drop the queued ones; running jobs end by themselves."""

@@ -80,6 +80,15 @@ def test_direct_read_equals_feast_online_features(settings: Settings) -> None:
     assert expected["feature_timestamp"].notna().sum() >= 4  # the parity is not all-null
 
 
+@pytest.mark.parametrize("ids", [["a"], ["b"], ["d"], ["nobody"], ["a", "a"]])
+def test_one_customers_read_equals_feast_online_features(
+    settings: Settings, ids: list[str]
+) -> None:
+    """One customer (a repeat included) is read in one statement over every view."""
+    expected = feast_io.online_features(settings, ids)
+    pd.testing.assert_frame_equal(online_frame(settings, ids), expected)
+
+
 def test_sqlite_layout_names_feasts_tables_and_features(settings: Settings) -> None:
     layout = sqlite_layout(settings)
     assert {v.table for v in layout.views} == {

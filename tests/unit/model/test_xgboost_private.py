@@ -18,6 +18,7 @@ import xgboost.core
 from clv.model import xgboost_private
 from clv.model.baseline import Baseline, BgNbdParams, GammaGammaParams
 from clv.model.bundle import ClvModel, ModelCard
+from clv.model.forest import FOREST_ROWS
 from clv.model.xgboost_private import InplacePredictor
 
 NAMES = ["frequency", "recency", "T", "monetary_value", "tenure_days", "spend", "channel"]
@@ -114,7 +115,7 @@ def test_the_pinned_xgboost_is_verified_and_takes_the_private_path(fast: ClvMode
 
     assert xgboost_private.installed_version() == importlib.metadata.version("xgboost")
     assert xgboost_private.private_unavailable() is None  # a new XGBoost: re-verify, then list it
-    fast.predict_matrix(fast.matrix(_frame(3, seed=2)))
+    fast.predict_matrix(fast.matrix(_frame(FOREST_ROWS + 1, seed=2)))  # past the forest's rows
     assert _paths(fast) == {True}
 
 
@@ -128,6 +129,31 @@ def test_the_public_fallback_predicts_the_same_bit_for_bit(fast: ClvModel) -> No
     assert {p.reason for p in public._fast.values()} == {"public path asked for"}
 
 
+def test_a_few_rows_walk_every_booster_at_once_and_predict_the_same(fast: ClvModel) -> None:
+    """Up to FOREST_ROWS rows, a bundle predicts through its boosters' Forest (clv.model.forest)."""
+    public = _same_boosters(fast, public_predict=True)
+    x = fast.matrix(_frame(60, seed=8))
+    for size in (1, 2, FOREST_ROWS):
+        for start in range(0, len(x), size):
+            _assert_same_predictions(fast, public, x[start : start + size])
+    assert fast._forest is not None and fast._forest[1] is not None
+    assert fast.forest_reason is None
+    assert public._forest is None  # the public path walks no forest
+
+
+def test_warm_builds_the_forest_and_a_model_that_cannot_predict_still_warms(
+    fast: ClvModel,
+) -> None:
+    fresh = _same_boosters(fast, public_predict=False)
+    fresh.warm()
+    assert fresh._forest is not None and fresh._forest[1] is not None
+    narrow = ModelCard(feature_service="clv_v1", feature_names=NAMES[:-1])
+    broken = ClvModel(narrow, value=fast.value)  # 6 columns for a 7-feature booster
+    broken.warm()  # says nothing: its requests fail as they would have
+    with pytest.raises(ValueError, match="Feature shape mismatch"):
+        broken.predict_matrix(np.zeros((1, len(NAMES) - 1), dtype=np.float32))
+
+
 def test_an_unverified_xgboost_version_falls_back_and_says_so_once(
     fast: ClvModel, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -138,7 +164,10 @@ def test_an_unverified_xgboost_version_falls_back_and_says_so_once(
     assert _paths(other) == {False}
     reasons = {p.reason for p in other._fast.values()}
     assert len(reasons) == 1 and "xgboost 9.9.9 is not one of 3.2.0" in str(reasons.pop())
-    _same_boosters(fast, public_predict=False).predict_matrix(other.matrix(_frame(2, seed=5)))
+    few = _same_boosters(fast, public_predict=False)
+    few.predict_matrix(other.matrix(_frame(2, seed=5)))
+    assert few._forest is not None and few._forest[1] is None  # nor the forest, on its rows
+    assert "xgboost 9.9.9 is not one of 3.2.0" in str(few.forest_reason)
     logged = [r for r in caplog.records if "9.9.9" in r.getMessage()]
     assert len(logged) == 1 and logged[0].levelno == logging.DEBUG
 

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
 import threading
 import time
@@ -13,7 +15,8 @@ from serving_fixtures import Loaded, online_rows, train_model
 
 from clv.core.settings import Settings
 from clv.model.bundle import ClvModel
-from clv.serving.app import create_app
+from clv.serving.app import ONE_CALL_ITEMS, create_app
+from clv.serving.routed import JsonValue
 from clv.serving.scorer import cold_start_prior, load_champion
 from clv.serving.segments import tercile_thresholds
 
@@ -260,3 +263,62 @@ def test_a_slow_store_read_does_not_hold_up_the_event_loop(
     assert health.status_code == 200
     assert released == [True], "the event loop waited for the store read"
     assert scored == [200]
+
+
+def test_a_model_that_fails_on_the_rows_is_a_500_scoring_failed(
+    settings: Settings, model: ClvModel, features: pd.DataFrame
+) -> None:
+    """Scored as its read ends (in the read's callback), a failure is still the scoring's
+    (500), not the store's (503): a champion asks for a feature the store does not have."""
+    card = dataclasses.replace(model.card, feature_names=[*model.feature_names, "not_stored"])
+    wide = ClvModel(card, value=model.value, churn=model.churn, quantiles=model.quantiles)
+    app = create_app(
+        settings,
+        model_source=lambda: Loaded(wide, "4", "champion", "r"),
+        feature_source=lambda ids: online_rows(features, ids),
+        reference_source=lambda run_id: features.assign(clv=model.predict(features)["clv"]),
+    )
+    with TestClient(app) as client:
+        scored = client.post("/score", json={"customer_ids": ["c0001"]})
+    assert scored.status_code == 500
+    assert scored.json() == {"detail": "scoring failed: KeyError: 'not_stored'"}
+
+
+def test_score_is_answered_past_fastapis_stack_as_through_it(
+    settings: Settings, model: ClvModel, features: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`POST /score` skips FastAPI's middleware and router (ScoringApp); under a root path it
+    takes them, with the same answer; other methods still get the router's 405, and an
+    unhandled error still Starlette's plain 500."""
+    import clv.serving.app as app_module
+
+    app = create_app(
+        settings,
+        model_source=lambda: Loaded(model, "3", "champion", "r"),
+        feature_source=lambda ids: online_rows(features, ids),
+        reference_source=lambda run_id: features,
+    )
+    body = {"customer_ids": ["c0001", "nobody"]}
+    with TestClient(app, raise_server_exceptions=False) as client:
+        direct = client.post("/score", json=body)
+        assert client.get("/score").status_code == 405
+        with TestClient(app, root_path="/clv") as mounted:
+            through = mounted.post("/score", json=body)
+
+        async def boom(request: object, limit: int) -> bytes:
+            raise RuntimeError("unexpected")
+
+        monkeypatch.setattr(app_module, "_bounded_body", boom)
+        failed = client.post("/score", json=body)
+    assert direct.status_code == through.status_code == 200
+    assert direct.content == through.content
+    assert failed.status_code == 500 and failed.text == "Internal Server Error"
+
+
+@pytest.mark.parametrize("rows", [1, ONE_CALL_ITEMS, ONE_CALL_ITEMS + 1, 300])
+def test_answers_are_the_bytes_of_one_compact_json_dumps(rows: int) -> None:
+    from clv.serving.app import _dumps
+
+    row: dict[str, JsonValue] = {"clv": 1.5, "segment": "mid value / héalthy", "p10": None}
+    payload: dict[str, JsonValue] = {"scores": [row] * rows, "model_version": "1", "alias": "c"}
+    assert _dumps(payload) == json.dumps(payload, separators=(",", ":"), allow_nan=False).encode()

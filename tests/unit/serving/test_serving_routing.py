@@ -269,6 +269,9 @@ def test_batch_matrix_equals_the_models_matrix(model: ClvModel, features: pd.Dat
     )
     batch = _CallableReader(lambda got: frame).read(ids)
     np.testing.assert_array_equal(batch_matrix(champion, batch), model.matrix(frame))
+    for i in (0, 7, len(ids) - 1):  # one customer, the online case (the unknown one last)
+        one = _CallableReader(lambda got, i=i: frame.iloc[[i]]).read([ids[i]])
+        np.testing.assert_array_equal(batch_matrix(champion, one), model.matrix(frame.iloc[[i]]))
     if "excluded_features" in {f.name for f in dataclasses.fields(ModelCard)}:
         card = dataclasses.replace(model.card, excluded_features=["avg_basket"])
         trimmed = ClvModel(card, value=model.value, churn=model.churn, quantiles=model.quantiles)

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from clv.serving.segments import segment, tercile_thresholds
+from clv.serving.segments import FEW, segment, tercile_thresholds
 
 NAN = math.nan
 
@@ -51,3 +51,23 @@ def test_tercile_thresholds_split_into_thirds() -> None:
     assert high == pytest.approx(5.0)
     with pytest.raises(ValueError, match="no CLV values"):
         tercile_thresholds([NAN])
+
+
+def test_a_few_customers_get_the_labels_of_the_vectorised_path() -> None:
+    """Up to FEW customers are labelled one by one: the same labels as the numpy path."""
+    inf = math.inf
+    values = [NAN, inf, -inf, -0.0, 0.0, 99.99, 100.0, 499.0, 500.0, 1e9]
+    churn = [NAN, -inf, 0.0, 0.49, 0.5, 1.0, inf]
+    clv = np.repeat(values, len(churn))
+    risk = np.tile(churn, len(values))
+    assert clv.size > FEW
+    for thresholds in ((100.0, 500.0), (100.0, 100.0), (-inf, inf)):
+        many = segment(clv, risk, value_thresholds=thresholds, churn_threshold=0.5).tolist()
+        few = [
+            segment(
+                clv[i : i + 3], risk[i : i + 3], value_thresholds=thresholds, churn_threshold=0.5
+            )
+            for i in range(0, clv.size, 3)
+        ]
+        assert [label for labels in few for label in labels.tolist()] == many
+        assert {labels.dtype for labels in few} == {np.dtype(object)}

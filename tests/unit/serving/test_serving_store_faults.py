@@ -232,8 +232,8 @@ def test_explain_and_big_batches_are_scored_and_encoded_off_the_event_loop(
         ("score", "clv-worker"),
         ("render", "loop"),  # a few explained rows: the answer is short
         *worker,  # OFFLOAD_ROWS rows
-        ("score", "loop"),
-        ("render", "loop"),  # a few rows: no thread hop
+        ("score", "loop"),  # a few rows: scored as their read ends, no thread hop
+        ("render", "loop"),
     ]
 
 
@@ -337,6 +337,43 @@ def test_the_worker_queue_refuses_beyond_its_bound_and_abandons_a_late_job() -> 
         release.set()  # the stuck job ends: the queue drains
         assert await waiting == "second"
         assert await pool.run(lambda: "again", timed=False) == "again"
+
+    try:
+        asyncio.run(run())
+    finally:
+        release.set()
+        pool.close()
+
+
+def test_a_started_job_answers_once_on_the_loop_and_gives_up_like_run() -> None:
+    """`WorkerPool.start` (the request path's hop) keeps `run`'s bound and timeout: a stuck job
+    is answered TimedOut once and keeps its slot, a full queue refuses at once, and a job that
+    ends calls back on the event loop's thread."""
+    pool = WorkerPool(threads=1, queue=2, timeout_seconds=0.2)
+    release = threading.Event()
+
+    async def run() -> None:
+        loop = asyncio.get_running_loop()
+        calls: list[tuple[object, BaseException | None, str]] = []
+        answered = [loop.create_future(), loop.create_future()]
+
+        def done(result: object, error: BaseException | None) -> None:
+            calls.append((result, error, threading.current_thread().name))
+            next(f for f in answered if not f.done()).set_result(None)
+
+        started = time.monotonic()
+        pool.start(release.wait, timed=True, done=done)
+        await asyncio.wait_for(answered[0], 2.0)
+        assert time.monotonic() - started < 1.0
+        assert isinstance(calls[0][1], TimedOut) and "no answer within 0.2 s" in str(calls[0][1])
+        pool.start(lambda: "second", timed=False, done=done)  # the last slot
+        with pytest.raises(Busy, match=r"2 jobs already running or waiting"):
+            pool.start(lambda: "third", timed=False, done=done)
+        release.set()  # the stuck job ends: the second runs and answers; the first says no more
+        await asyncio.wait_for(answered[1], 2.0)
+        await asyncio.sleep(0.05)
+        loop_thread = threading.current_thread().name
+        assert calls[1] == ("second", None, loop_thread) and len(calls) == 2
 
     try:
         asyncio.run(run())
