@@ -4,7 +4,9 @@ Every modelling choice (features, hyper-parameter ranges, defaults, thresholds) 
 DEVELOPMENT only. JUDGEMENT holds what the tests, the model_quality benchmark and the README
 judge on: other seeds, two sizes, both label horizons, and families that DEVELOPMENT never
 shows (`comeback`, `decline`), so a choice that merely fits the development worlds loses there.
-TEST_WORLDS are the small judgement worlds the model tests use.
+TEST_WORLDS are the small judgement worlds the model tests use. The subscription (SaaS) worlds
+are apart, in SAAS_WORLDS (SAAS_DEVELOPMENT, SAAS_JUDGEMENT), by the same rules: judgement
+has other seeds, both sizes, and `saas_price_change`, which development never shows.
 
 History needed by a horizon: an embargoed evaluation closes the train label windows before
 validation's and validation's before the test origin, so a 365-day horizon needs at least 48
@@ -15,11 +17,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 import pandas as pd
 
 from clv.inputs.generator import GeneratedData, generate
+from clv.inputs.saas import SaasData, SaasWorld, generate_saas
 from clv.inputs.worlds import WorldName
 
 if TYPE_CHECKING:
@@ -63,17 +66,33 @@ WORLDS: tuple[World, ...] = (
 """Every world, its stage the first part of its name: dev, test or judge."""
 
 
-def _stage(stage: str) -> tuple[World, ...]:
-    return tuple(w for w in WORLDS if w.name.startswith(f"{stage}-"))
+class _Named(Protocol):
+    @property
+    def name(self) -> str: ...
 
 
-DEVELOPMENT = _stage("dev")
+W = TypeVar("W", bound=_Named)
+
+
+def _stage(worlds: tuple[W, ...], stage: str) -> tuple[W, ...]:
+    return tuple(w for w in worlds if w.name.startswith(f"{stage}-"))
+
+
+def _named(by_name: dict[str, W], name: str, *, what: str) -> W:
+    try:
+        return by_name[name]
+    except KeyError:
+        known = ", ".join(sorted(by_name))
+        raise KeyError(f"no {what} named {name!r}: choose one of {known}") from None
+
+
+DEVELOPMENT = _stage(WORLDS, "dev")
 """Every modelling choice is made on these worlds only."""
 
-TEST_WORLDS = _stage("test")
+TEST_WORLDS = _stage(WORLDS, "test")
 """The small judgement worlds the model tests use (each generates in well under a second)."""
 
-JUDGEMENT = (*_stage("judge"), *TEST_WORLDS)
+JUDGEMENT = (*_stage(WORLDS, "judge"), *TEST_WORLDS)
 """Tests, the model_quality benchmark and the README judge on these worlds."""
 
 _BY_NAME: dict[str, World] = {w.name: w for w in (*DEVELOPMENT, *JUDGEMENT)}
@@ -81,16 +100,57 @@ _BY_NAME: dict[str, World] = {w.name: w for w in (*DEVELOPMENT, *JUDGEMENT)}
 
 def world(name: str) -> World:
     """The development or judgement world called `name`."""
-    try:
-        return _BY_NAME[name]
-    except KeyError:
-        known = ", ".join(sorted(_BY_NAME))
-        raise KeyError(f"no world named {name!r}: choose one of {known}") from None
+    return _named(_BY_NAME, name, what="world")
 
 
 def generate_world(w: World) -> GeneratedData:
     """The world's data (seeded: the same world, the same rows)."""
     return generate(customers=w.customers, months=w.months, seed=w.seed, world=w.family)
+
+
+@dataclass(frozen=True)
+class SaasCase:
+    """One generated subscription world (clv.inputs.saas) and the label horizon evaluated on it."""
+
+    name: str
+    family: SaasWorld
+    seed: int
+    customers: int
+    months: int
+    horizon_days: int
+
+
+SAAS_WORLDS: tuple[SaasCase, ...] = (
+    SaasCase("dev-saas-s111", "saas", 111, 3_000, 24, 90),
+    SaasCase("dev-saas-mixed-s112-h365", "saas_mixed", 112, 3_000, 48, 365),
+    SaasCase("dev-saas-s113-h365", "saas", 113, 3_000, 48, 365),
+    SaasCase("dev-saas-mixed-s114", "saas_mixed", 114, 3_000, 36, 90),
+    SaasCase("judge-saas-s211", "saas", 211, 12_000, 36, 90),
+    SaasCase("judge-saas-mixed-s212-h365", "saas_mixed", 212, 12_000, 48, 365),
+    SaasCase("judge-saas-price-s213", "saas_price_change", 213, 3_000, 36, 90),
+    SaasCase("judge-saas-price-s214-h365", "saas_price_change", 214, 12_000, 48, 365),
+    SaasCase("judge-saas-mixed-s215", "saas_mixed", 215, 3_000, 24, 90),
+)
+"""Every subscription world, its stage the first part of its name: dev or judge."""
+
+
+SAAS_DEVELOPMENT = _stage(SAAS_WORLDS, "dev")
+"""Every modelling choice for subscriptions is made on these worlds only."""
+
+SAAS_JUDGEMENT = _stage(SAAS_WORLDS, "judge")
+"""Subscription models are judged on these worlds."""
+
+_SAAS_BY_NAME: dict[str, SaasCase] = {w.name: w for w in SAAS_WORLDS}
+
+
+def saas_world(name: str) -> SaasCase:
+    """The development or judgement subscription world called `name`."""
+    return _named(_SAAS_BY_NAME, name, what="SaaS world")
+
+
+def generate_saas_world(w: SaasCase) -> SaasData:
+    """The subscription world's data (seeded: the same world, the same rows)."""
+    return generate_saas(customers=w.customers, months=w.months, seed=w.seed, world=w.family)
 
 
 class ParquetSource:

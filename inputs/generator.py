@@ -27,6 +27,7 @@ change date in every scenario; only what happens after it differs.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, NamedTuple, get_args
@@ -1500,12 +1501,20 @@ def write_raw(
     data: GeneratedData, out_dir: Path | str, *, fmt: RawFormat = "csv"
 ) -> dict[TableName, Path]:
     """Write the raw tables as `<out_dir>/<table>.<fmt>`; CSV timestamps are ISO 8601 Z."""
+    return write_tables(data.tables(), out_dir, fmt=fmt)
+
+
+def write_tables(
+    tables: Mapping[TableName, pd.DataFrame], out_dir: Path | str, *, fmt: RawFormat = "csv"
+) -> dict[TableName, Path]:
+    """Each frame as `<out_dir>/<table>.<fmt>` (a temporary file, then renamed); CSV
+    timestamps are ISO 8601 Z, a missing time an empty cell."""
     if fmt not in ("csv", "parquet"):
         raise DataError(f"unknown format {fmt!r}: choose csv or parquet")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths: dict[TableName, Path] = {}
-    for table, frame in data.tables().items():
+    for table, frame in tables.items():
         path = out / f"{table}.{fmt}"
         tmp = path.with_name(path.name + ".tmp")
         if fmt == "parquet":
