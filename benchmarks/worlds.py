@@ -6,7 +6,9 @@ judge on: other seeds, two sizes, both label horizons, and families that DEVELOP
 shows (`comeback`, `decline`), so a choice that merely fits the development worlds loses there.
 TEST_WORLDS are the small judgement worlds the model tests use. The subscription (SaaS) worlds
 are apart, in SAAS_WORLDS (SAAS_DEVELOPMENT, SAAS_JUDGEMENT), by the same rules: judgement
-has other seeds, both sizes, and `saas_price_change`, which development never shows.
+has other seeds, both sizes, and two families development never shows: `saas_price_change`,
+and `saas_wear`, whose retention is not shaped like the sBG baseline's (the generator is not
+the world: docs/decisions/saas-world.md).
 
 History needed by a horizon: an embargoed evaluation closes the train label windows before
 validation's and validation's before the test origin, so a 365-day horizon needs at least 48
@@ -130,6 +132,8 @@ SAAS_WORLDS: tuple[SaasCase, ...] = (
     SaasCase("judge-saas-price-s213", "saas_price_change", 213, 3_000, 36, 90),
     SaasCase("judge-saas-price-s214-h365", "saas_price_change", 214, 12_000, 48, 365),
     SaasCase("judge-saas-mixed-s215", "saas_mixed", 215, 3_000, 24, 90),
+    SaasCase("judge-saas-wear-s216", "saas_wear", 216, 3_000, 36, 90),
+    SaasCase("judge-saas-wear-s217-h365", "saas_wear", 217, 12_000, 48, 365),
 )
 """Every subscription world, its stage the first part of its name: dev or judge."""
 

@@ -19,18 +19,29 @@ in `saas_price_change` the team plan's list price rises PRICE_RISE at the change
 the period by default): every team subscription meets the new price at its next renewal, where
 some leave and some downgrade, and the raised price keeps their hazard higher.
 
+`saas_wear` is the family whose retention is not sBG-shaped (judgement only: the sBG is a
+baseline, and a world drawn from a baseline's own family favours it): theta is a two-point
+lognormal mixture of fragile and stable accounts, not Beta; a share of accounts, the fast
+growers most, outgrow the tool a lognormal time after their first paid day, from when an
+outgrown hazard ramps up; and the budget review at the end of each account's fiscal year
+raises a monthly subscription's hazard in that month. Population retention rises while the
+fragile leave, then falls as accounts outgrow the tool, which no sBG can do. Everything else
+is as in `saas`, and the accounts at signup (and so the trials) are the same for the same
+seed. docs/decisions/saas-world.md holds the story and the constants.
+
 Every random draw of the simulation is a fixed-size array per account and month (counts are
 inverse-CDF Poisson of a uniform), and the draws per event or purchase come from their own
 streams in the order of the months they fall in, so the same seed gives identical rows before
 the change date in `saas` and `saas_price_change` (but for the mrr of a trial that converts
-after it), and the same subscriptions in `saas_mixed`.
+after it), the same subscriptions in `saas_mixed`, and the same accounts at signup in
+`saas_wear` (its own draws come from a stream of their own).
 The simulation runs TRUTH_MONTHS past the end: `SaasData.truth` and `truth_periods` know what
 happened after it; the raw tables stop at the end.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal, NamedTuple, get_args
 
@@ -50,7 +61,7 @@ from clv.inputs.generator import (
 )
 from clv.inputs.worlds import pick
 
-SaasWorld = Literal["saas", "saas_mixed", "saas_price_change"]
+SaasWorld = Literal["saas", "saas_mixed", "saas_price_change", "saas_wear"]
 SAAS_FAMILIES: tuple[SaasWorld, ...] = get_args(SaasWorld)
 EndCause = Literal["active", "lapsed_trial", "churn", "price_change"]
 END_CAUSES: tuple[EndCause, ...] = get_args(EndCause)
@@ -173,6 +184,22 @@ PRICE_HAZARD = 1.3
 INVOICE_MARGIN = 0.80
 ONEOFF_RATE, BUYER_SHARE = 0.25, 0.4
 
+# saas_wear (docs/decisions/saas-world.md). theta, not Beta: FRAGILE_SHARE of accounts have a
+# median of FRAGILE_THETA, the others STABLE_THETA, each x lognormal(0, THETA_SIGMA), at most
+# THETA_MAX. P(an account outgrows the tool) = OUTGROW_SHARE x its seat growth (at most
+# OUTGROW_MAX), OUTGROW_MEDIAN x lognormal(0, OUTGROW_SIGMA) months after its first paid day;
+# w months past it, an outgrown hazard WEAR_MAX x min(w / WEAR_RAMP, 1) joins the month's h:
+# h' = 1 - (1 - h) (1 - wear). A monthly subscription's month that ends in the last month of
+# its account's fiscal year (FISCAL_YEAR_END by country, else December) has m x BUDGET_HAZARD.
+FRAGILE_SHARE, FRAGILE_THETA, STABLE_THETA = 0.3, 0.12, 0.015
+THETA_SIGMA, THETA_MAX = 0.5, 0.6
+OUTGROW_SHARE, OUTGROW_MAX = 0.5, 0.9
+OUTGROW_MEDIAN, OUTGROW_SIGMA = 12.0, 0.3
+WEAR_MAX, WEAR_RAMP = 0.2, 6.0
+BUDGET_HAZARD = 3.0
+FISCAL_YEAR_END: dict[str, int] = {"GB": 3, "AU": 6}
+"""The calendar month (1-12) a fiscal year ends in, where it is not December."""
+
 
 @dataclass(frozen=True)
 class OneOff:
@@ -205,10 +232,12 @@ class SaasData:
     """The raw SaaS tables (`tables()`), and the hidden truth behind them (never written).
 
     `truth`, one row per subscription started before the end: subscription_id, customer_id,
-    theta (the sBG monthly churn probability), engagement, ticket_rate (a month, before
-    seats), trial_end (NaT: no trial), paid_from (the first invoice; NaT: a lapsed trial),
-    churn_ts (the true end, even after the period; NaT: still active TRUTH_MONTHS after it),
-    end_cause (END_CAUSES), adopted_at (the account's first feature adoption, NaT: none).
+    theta (the monthly churn probability: sBG's; saas_wear: its mixture's), engagement,
+    ticket_rate (a month, before seats), trial_end (NaT: no trial), paid_from (the first
+    invoice; NaT: a lapsed trial), churn_ts (the true end, even after the period; NaT: still
+    active TRUTH_MONTHS after it), end_cause (END_CAUSES), adopted_at (the account's first
+    feature adoption, NaT: none); saas_wear's adds fragile, outgrows_at (NaT: never) and
+    fiscal_year_end (a month, 1-12).
     `truth_periods`, one row per subscription month (the trial is one period) until
     TRUTH_MONTHS after the end: subscription_id, customer_id, period_start, period_end, usage,
     tickets, hazard (that month's h), end_prob (P(the subscription ends at period_end): h on
@@ -284,10 +313,12 @@ class _Streams(NamedTuple):
     advanced_use: np.random.Generator
     support_ticket: np.random.Generator
     oneoff: np.random.Generator
+    wear: np.random.Generator
+    """saas_wear's account draws (a child spawned after the others: theirs stay the same)."""
 
     @classmethod
     def of(cls, seed: int) -> _Streams:
-        children = np.random.SeedSequence(seed).spawn(7)
+        children = np.random.SeedSequence(seed).spawn(8)
         return cls(*(np.random.default_rng(s) for s in children))
 
     def rows(self, kind: str) -> np.random.Generator:
@@ -400,6 +431,42 @@ def _grid(anchor: IntArray, steps: int, start_us: int) -> tuple[IntArray, BoolAr
     return dates.astype(np.int64) + tod[:, None] - start_us, clamped
 
 
+@dataclass(frozen=True)
+class _Wear:
+    """saas_wear's account traits (index = account): theta from the two-point mixture, whether
+    fragile, when it outgrows the tool (months from its first paid day; inf: never) and the
+    calendar month (1-12) its fiscal year ends in."""
+
+    theta: FloatArray
+    fragile: BoolArray
+    outgrow: FloatArray
+    year_end: IntArray
+
+    @classmethod
+    def of(cls, rng: np.random.Generator, acc: _Accounts) -> _Wear:
+        n = len(acc.signup)
+        fragile = rng.random(n) < FRAGILE_SHARE
+        median = np.where(fragile, FRAGILE_THETA, STABLE_THETA)
+        theta = np.minimum(median * np.exp(THETA_SIGMA * rng.standard_normal(n)), THETA_MAX)
+        outgrows = rng.random(n) < np.minimum(OUTGROW_SHARE * acc.growth, OUTGROW_MAX)
+        when = OUTGROW_MEDIAN * np.exp(OUTGROW_SIGMA * rng.standard_normal(n))
+        ends = np.array([FISCAL_YEAR_END.get(code, 12) for code, _ in COUNTRIES])
+        return cls(theta, fragile, np.where(outgrows, when, np.inf), ends[acc.country])
+
+    def budget(self, idx: IntArray, stop: IntArray, annual: BoolArray, clock: _Clock) -> FloatArray:
+        """The hazard multiplier of a monthly subscription's month ending at `stop` (times from
+        the start): BUDGET_HAZARD in the last month of its fiscal year, else 1."""
+        month = (stop + clock.start_us).astype("datetime64[us]").astype("datetime64[M]")
+        review = ~annual & (month.astype(np.int64) % 12 + 1 == self.year_end[idx])
+        return np.where(review, BUDGET_HAZARD, 1.0)
+
+    def worn(self, idx: IntArray, k: int, hazard: FloatArray) -> FloatArray:
+        """The month's hazard with the outgrown one joined (k: months from the first paid day at
+        the month's start, so k + 1 at its end)."""
+        past = np.clip((k + 1 - self.outgrow[idx]) / WEAR_RAMP, 0.0, 1.0)
+        return np.minimum(1.0 - (1.0 - hazard) * (1.0 - WEAR_MAX * past), MAX_HAZARD)
+
+
 def generate_saas(
     *,
     customers: int,
@@ -428,7 +495,10 @@ def generate_saas(
     )
     rng = _Streams.of(seed)
     acc = _accounts(rng.accounts, clock, t0, customers, months)
-    sim = _simulate(acc, clock, rng.step, shock=shock, mixed=world == "saas_mixed")
+    wear = _Wear.of(rng.wear, acc) if world == "saas_wear" else None
+    if wear is not None:
+        acc = replace(acc, theta=wear.theta)
+    sim = _simulate(acc, clock, rng.step, shock=shock, mixed=world == "saas_mixed", wear=wear)
     ids = _Ids.of(sim.subs, acc, clock)
     cells = sim.cells()
     return SaasData(
@@ -437,7 +507,7 @@ def generate_saas(
         events=_events(rng, cells, ids, clock),
         transactions=_transactions(rng.oneoff, sim, cells, ids, clock),
         customers=_customers(acc, sim, ids, clock),
-        truth=_truth(acc, sim, ids, clock),
+        truth=_truth(acc, sim, ids, clock, wear),
         truth_periods=_truth_periods(cells, ids, clock),
         world=world,
         seed=seed,
@@ -653,7 +723,13 @@ class _Sim:
 
 
 def _simulate(
-    acc: _Accounts, clock: _Clock, rng: np.random.Generator, *, shock: bool, mixed: bool
+    acc: _Accounts,
+    clock: _Clock,
+    rng: np.random.Generator,
+    *,
+    shock: bool,
+    mixed: bool,
+    wear: _Wear | None,
 ) -> _Sim:
     """Month by month on each account's own billing grid, every account at once."""
     n = len(acc.signup)
@@ -682,7 +758,7 @@ def _simulate(
         dr = _Draws.of(rng, n)
         _restarts(k, d, inside & ~acc.clamped[:, k], st, subs, dr, clock)
         _boundary(k, d, inside, st, sim, dr, clock, shock=shock)
-        _month(k, d, nxt, inside, st, acc, sim, dr, clock, shock=shock, mixed=mixed)
+        _month(k, d, nxt, inside, st, acc, sim, dr, clock, shock=shock, mixed=mixed, wear=wear)
     return sim
 
 
@@ -824,6 +900,7 @@ def _month(
     *,
     shock: bool,
     mixed: bool,
+    wear: _Wear | None,
 ) -> None:
     """A subscribed month: usage, tickets, the hazard, events, and the pending plan moves."""
     idx = np.flatnonzero((st.status == 1) & inside)
@@ -840,7 +917,11 @@ def _month(
     m = m * np.where(annual, ANNUAL_HAZARD, 1.0) * np.where(st.n_subs[idx] > 1, WINBACK_HAZARD, 1.0)
     if shock:
         m = m * np.where((plan == PRICE_PLAN) & clock.raised(d[idx]), PRICE_HAZARD, 1.0)
+    if wear is not None:
+        m = m * wear.budget(idx, nxt[idx], annual, clock)
     hazard = np.minimum(1.0 - (1.0 - acc.theta[idx]) ** m, MAX_HAZARD)
+    if wear is not None:
+        hazard = wear.worn(idx, k, hazard)
     surv = np.where(annual, st.surv[idx] * (1.0 - hazard), 1.0)
     year_end = (since + 1) % 12 == 0
     end_prob = np.where(annual, np.where(year_end, 1.0 - surv, 0.0), hazard)
@@ -1114,14 +1195,14 @@ def _customers(acc: _Accounts, sim: _Sim, ids: _Ids, clock: _Clock) -> pd.DataFr
     )
 
 
-def _truth(acc: _Accounts, sim: _Sim, ids: _Ids, clock: _Clock) -> pd.DataFrame:
+def _truth(acc: _Accounts, sim: _Sim, ids: _Ids, clock: _Clock, wear: _Wear | None) -> pd.DataFrame:
     """The hidden truth per subscription (columns: see SaasData)."""
     subs = sim.subs
     o = ids.observed
     a = subs.account[o]
     ended, paid, adopted = subs.ended[o], subs.paid[o], sim.adopted[a]
     trial = subs.trial[o]
-    return pd.DataFrame(
+    truth = pd.DataFrame(
         {
             "subscription_id": ids.sub[o],
             "customer_id": ids.customer[a],
@@ -1134,6 +1215,16 @@ def _truth(acc: _Accounts, sim: _Sim, ids: _Ids, clock: _Clock) -> pd.DataFrame:
             "end_cause": np.array(END_CAUSES, dtype=object)[subs.cause[o]],
             "adopted_at": _maybe_ts(adopted, adopted < NEVER, clock.start_us),
         }
+    )
+    if wear is None:
+        return truth
+    outgrows = np.isfinite(wear.outgrow[a])
+    months = np.where(outgrows, wear.outgrow[a], 0.0)
+    at = acc.anchor[a] + np.round(months * US_PER_DAY * 365.25 / 12).astype(np.int64)
+    return truth.assign(
+        fragile=wear.fragile[a],
+        outgrows_at=_maybe_ts(at, outgrows, clock.start_us),
+        fiscal_year_end=wear.year_end[a],
     )
 
 

@@ -3,6 +3,7 @@ each mechanism must show (inputs/saas.py)."""
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,9 @@ from clv.core.errors import DataError
 from clv.inputs.saas import (
     EVENT_TYPES,
     PLANS,
+    SAAS_FAMILIES,
     SaasData,
+    SaasWorld,
     generate_saas,
     list_price,
     write_saas_raw,
@@ -24,6 +27,14 @@ N, MONTHS, SEED = 500, 24, 11
 BIG = 2_000
 """The behaviour checks' size: each world generates in well under a second."""
 RANK = {p: i for i, p in enumerate(PLANS)}
+MONTH = pd.Timedelta(days=365.25 / 12)
+PINNED: dict[SaasWorld, str] = {
+    "saas": "c847a62e8b2b5c3754636dd97ea44ea38feccadd4fbe704138d55abf7fed78e4",
+    "saas_mixed": "d2c5d88b59a762a618867973b4ed46add86666e6b913003130c1badd1d3c2655",
+    "saas_price_change": "ea62414adb96fdf8dc8bde17466dee0ee4291b1f9d7b893fbfa389dc52cb0ff5",
+}
+"""digest() of each family's 300 accounts x 18 months, seed 5, computed before saas_wear was
+added: the families the benchmarks and models were developed on must not move."""
 
 
 @pytest.fixture(scope="module")
@@ -44,6 +55,23 @@ def big() -> SaasData:
 @pytest.fixture(scope="module")
 def priced() -> SaasData:
     return generate_saas(customers=BIG, months=MONTHS, seed=SEED, world="saas_price_change")
+
+
+@pytest.fixture(scope="module")
+def worn() -> SaasData:
+    return generate_saas(customers=BIG, months=MONTHS, seed=SEED, world="saas_wear")
+
+
+def digest(data: SaasData) -> str:
+    """A sha256 of every table and the truth: names, columns and each row's values."""
+    h = hashlib.sha256()
+    frames: list[tuple[str, pd.DataFrame]] = [*data.tables().items()]
+    frames += [("truth", data.truth), ("truth_periods", data.truth_periods)]
+    for name, frame in sorted(frames, key=lambda f: f[0]):
+        h.update(name.encode())
+        h.update(pd.util.hash_pandas_object(frame, index=True).to_numpy().tobytes())
+        h.update(",".join(frame.columns).encode())
+    return h.hexdigest()
 
 
 def invoices(data: SaasData) -> pd.DataFrame:
@@ -90,6 +118,22 @@ def share_leaving_team(data: SaasData, at: pd.Timestamp) -> tuple[float, float]:
     return float(ended.notna().mean()), float(ended.index.isin(later["subscription_id"]).mean())
 
 
+def paid_months(data: SaasData) -> pd.DataFrame:
+    """The paid months of monthly subscriptions until the truth's horizon (realized, also
+    after the end), with the tenure (1: the first paid month) and whether the subscription
+    ended at the month's end."""
+    rows = data.truth_periods.merge(data.truth[["subscription_id", "churn_ts"]])
+    rows = rows[(rows["mrr"] > 0) & (rows["billing_period"] == "month")].copy()
+    rows["tenure"] = rows.groupby("subscription_id").cumcount() + 1
+    rows["ended"] = rows["period_end"] == rows["churn_ts"]
+    return rows[rows["period_end"] <= data.horizon]
+
+
+def kept(rows: pd.DataFrame) -> float:
+    """The share of these paid months after which the subscription went on."""
+    return float(1.0 - rows["ended"].mean())
+
+
 def test_same_seed_same_data_and_other_seed_differs(small: SaasData) -> None:
     again = generate_saas(customers=N, months=MONTHS, seed=SEED)
     for name, frame in small.tables().items():
@@ -99,6 +143,12 @@ def test_same_seed_same_data_and_other_seed_differs(small: SaasData) -> None:
     other = generate_saas(customers=N, months=MONTHS, seed=SEED + 1)
     assert not other.subscriptions["started_at"].equals(small.subscriptions["started_at"])
     assert not other.transactions["amount"].equals(small.transactions["amount"])
+
+
+@pytest.mark.parametrize("world", sorted(PINNED))
+def test_the_existing_families_rows_are_pinned(world: SaasWorld) -> None:
+    assert digest(generate_saas(customers=300, months=18, seed=5, world=world)) == PINNED[world]
+    assert set(PINNED) < set(SAAS_FAMILIES)
 
 
 def test_bad_options_are_refused() -> None:
@@ -152,8 +202,12 @@ def test_subscriptions_end_after_they_start_one_at_a_time(small: SaasData) -> No
     assert small.subscriptions["ended_at"].isna().any()  # some are active at the end
 
 
-def test_annual_subscriptions_end_only_at_anniversaries(big: SaasData) -> None:
-    subs = paid_subscriptions(big)
+@pytest.mark.parametrize("world", ["big", "worn"])
+def test_annual_subscriptions_end_only_at_anniversaries(
+    world: str, request: pytest.FixtureRequest
+) -> None:
+    data: SaasData = request.getfixturevalue(world)
+    subs = paid_subscriptions(data)
     annual = subs[(subs["billing_period"] == "year") & subs["ended_at"].notna()]
     assert len(annual) >= 20
     years = ((annual["ended_at"] - annual["paid_from"]).dt.days / 365.25).round().astype(int)
@@ -167,16 +221,20 @@ def test_annual_subscriptions_end_only_at_anniversaries(big: SaasData) -> None:
     assert off_year.mean() > 0.5  # monthly ones end in any month
 
 
-def test_lapsed_trials_have_no_invoices_and_invoices_fall_in_paid_months(big: SaasData) -> None:
-    inv = invoices(big)
-    truth = big.truth.set_index("subscription_id")
+@pytest.mark.parametrize("world", ["big", "worn"])
+def test_lapsed_trials_have_no_invoices_and_invoices_fall_in_paid_months(
+    world: str, request: pytest.FixtureRequest
+) -> None:
+    data: SaasData = request.getfixturevalue(world)
+    inv = invoices(data)
+    truth = data.truth.set_index("subscription_id")
     lapsed = truth.index[truth["end_cause"] == "lapsed_trial"]
     assert len(lapsed) > 50 and not inv["subscription_id"].isin(lapsed).any()
-    trials = big.subscriptions[big.subscriptions["trial"]].set_index("subscription_id")
+    trials = data.subscriptions[data.subscriptions["trial"]].set_index("subscription_id")
     ended_trials = trials.loc[trials.index.intersection(lapsed)]
     trial_days = (ended_trials["ended_at"] - ended_trials["started_at"]).dt.days.dropna()
     assert set(trial_days) == {14, 30}
-    subs = big.subscriptions.set_index("subscription_id")
+    subs = data.subscriptions.set_index("subscription_id")
     inv = inv.join(subs[["ended_at", "billing_period"]], on="subscription_id")
     inv = inv.join(truth["paid_from"], on="subscription_id")
     assert (inv["ts"] >= inv["paid_from"]).all()
@@ -184,29 +242,31 @@ def test_lapsed_trials_have_no_invoices_and_invoices_fall_in_paid_months(big: Sa
     for (period, n), rows in inv.groupby(["billing_period", "number"]):
         months = (n - 1) * (12 if period == "year" else 1)
         assert (rows["ts"] == rows["paid_from"] + pd.DateOffset(months=int(months))).all()
-    paid = paid_subscriptions(big)
+    paid = paid_subscriptions(data)
     monthly = paid[paid["billing_period"] == "month"].set_index("subscription_id")
     count = inv.groupby("subscription_id").size().reindex(monthly.index)
     for n in count.unique():  # one invoice per month paid: the next billing date is the end
         mine = monthly[count == n]
         next_date = mine["paid_from"] + pd.DateOffset(months=int(n))
         assert (mine["ended_at"].isna() | (mine["ended_at"] == next_date)).all()
-        assert (mine["ended_at"].notna() | (next_date >= big.end)).all()
+        assert (mine["ended_at"].notna() | (next_date >= data.end)).all()
 
 
-def test_mrr_is_seats_times_the_price_in_effect(priced: SaasData) -> None:
-    subs = priced.subscriptions.merge(priced.truth[["subscription_id", "paid_from", "trial_end"]])
+@pytest.mark.parametrize("world", ["priced", "worn"])
+def test_mrr_is_seats_times_the_price_in_effect(world: str, request: pytest.FixtureRequest) -> None:
+    data: SaasData = request.getfixturevalue(world)
+    subs = data.subscriptions.merge(data.truth[["subscription_id", "paid_from", "trial_end"]])
     at = subs["paid_from"].fillna(subs["trial_end"])
-    price = list_price(subs["plan"], subs["billing_period"], at, price_change=priced.price_change)
+    price = list_price(subs["plan"], subs["billing_period"], at, price_change=data.price_change)
     np.testing.assert_allclose(subs["mrr"], np.round(subs["seats"] * price, 2))
-    moves = plan_moves(priced)
+    moves = plan_moves(data)
     price = list_price(
-        moves["plan"], moves["billing_period"], moves["ts"], price_change=priced.price_change
+        moves["plan"], moves["billing_period"], moves["ts"], price_change=data.price_change
     )
     np.testing.assert_allclose(moves["mrr"], np.round(moves["seats"] * price, 2))
     rows = pd.concat([subs.assign(ts=subs["paid_from"].fillna(subs["started_at"])), moves])
     in_force = rows[["subscription_id", "ts", "mrr"]].sort_values("ts")
-    inv = invoices(priced).sort_values("ts")
+    inv = invoices(data).sort_values("ts")
     inv = pd.merge_asof(inv, in_force, on="ts", by="subscription_id", direction="backward")
     inv = inv.merge(subs[["subscription_id", "billing_period"]])
     times = np.where(inv["billing_period"] == "year", 12, 1)
@@ -266,14 +326,16 @@ def test_written_raw_tables_hold_no_truth(small: SaasData, tmp_path: Path) -> No
         write_saas_raw(small, tmp_path, fmt="xlsx")  # type: ignore[arg-type]
 
 
-def test_truth_knows_what_happens_after_the_end(big: SaasData) -> None:
-    truth = big.truth.merge(big.subscriptions[["subscription_id", "ended_at"]])
-    later = truth["churn_ts"] >= big.end
+@pytest.mark.parametrize("world", ["big", "worn"])
+def test_truth_knows_what_happens_after_the_end(world: str, request: pytest.FixtureRequest) -> None:
+    data: SaasData = request.getfixturevalue(world)
+    truth = data.truth.merge(data.subscriptions[["subscription_id", "ended_at"]])
+    later = truth["churn_ts"] >= data.end
     assert later.sum() > 20 and truth.loc[later, "ended_at"].isna().all()
-    seen = truth[truth["churn_ts"] < big.end]
+    seen = truth[truth["churn_ts"] < data.end]
     assert (seen["churn_ts"] == seen["ended_at"]).all()
-    periods = big.truth_periods
-    assert periods["period_start"].max() >= big.end + pd.DateOffset(months=12)
+    periods = data.truth_periods
+    assert periods["period_start"].max() >= data.end + pd.DateOffset(months=12)
     assert periods["hazard"].between(0.0, 0.9).all() and periods["end_prob"].between(0, 1).all()
 
 
@@ -404,3 +466,78 @@ def test_mixed_world_adds_one_off_purchases(small: SaasData, mixed: SaasData) ->
     both = set(one_off["customer_id"]) & set(tx.loc[tx["channel"] == "subscription", "customer_id"])
     assert 0.1 * N < len(both) < 0.9 * N  # some customers buy both, not all
     assert (one_off.loc[one_off["channel"] == "sales", "amount"] >= 1200).all()
+
+
+# --- saas_wear: retention that is not sBG-shaped -----------------------------------------
+
+
+def test_wear_world_has_the_same_accounts_and_its_own_truth(big: SaasData, worn: SaasData) -> None:
+    first = ["customer_id", "signup_ts", "acquisition_channel", "country"]
+    pd.testing.assert_frame_equal(
+        big.customers.groupby("customer_id").head(1)[first].reset_index(drop=True),
+        worn.customers.groupby("customer_id").head(1)[first].reset_index(drop=True),
+    )
+    trials = ["customer_id", "trial_end", "paid_from"]
+    firsts = [
+        d.truth.groupby("customer_id").head(1)[trials].reset_index(drop=True) for d in (big, worn)
+    ]
+    pd.testing.assert_frame_equal(*firsts)  # the same trials, converted or lapsed alike
+    assert not {"fragile", "outgrows_at", "fiscal_year_end"} & set(big.truth.columns)
+    acct = worn.truth.groupby("customer_id").first()
+    assert 0.25 < acct["fragile"].mean() < 0.35
+    assert 0.35 < acct["outgrows_at"].notna().mean() < 0.55
+    fragile, stable = acct.loc[acct["fragile"], "theta"], acct.loc[~acct["fragile"], "theta"]
+    assert fragile.median() > 5 * stable.median()  # two groups, not one Beta
+    assert (acct["theta"] != big.truth.groupby("customer_id")["theta"].first()).all()
+
+
+def test_wear_retention_past_the_outgrow_time_falls_unlike_saas(
+    big: SaasData, worn: SaasData
+) -> None:
+    """The same accounts, in both worlds: the months of monthly subscriptions by months past
+    the account's outgrow time (saas_wear's truth); retained less and less in saas_wear, about
+    as much or more in saas."""
+    outgrows = worn.truth.groupby("customer_id")["outgrows_at"].first()
+    share: dict[str, list[float]] = {}
+    for name, data in (("saas", big), ("saas_wear", worn)):
+        rows = paid_months(data)
+        past = (rows["period_end"] - rows["customer_id"].map(outgrows)) / MONTH
+        bins = [(-6, 0), (0, 3), (3, 6), (6, 12)]
+        assert all(past.between(lo, hi, inclusive="left").sum() > 200 for lo, hi in bins)
+        share[name] = [kept(rows[past.between(lo, hi, inclusive="left")]) for lo, hi in bins]
+    assert (np.diff(share["saas_wear"]) < -0.03).all()  # each span retains less
+    before, *after = share["saas"]
+    assert min(after) > before - 0.01
+
+
+def test_wear_population_retention_rises_then_falls_unlike_saas(
+    big: SaasData, worn: SaasData
+) -> None:
+    """Realized retention of monthly subscriptions by tenure: sBG-shaped (rising) in saas;
+    in saas_wear it rises while the fragile leave, then falls as accounts outgrow the tool."""
+    spans = {"early": (1, 3), "mid": (7, 9), "late": (16, 20)}
+    share: dict[str, dict[str, float]] = {}
+    for name, data in (("saas", big), ("saas_wear", worn)):
+        rows = paid_months(data)
+        share[name] = {k: kept(rows[rows["tenure"].between(*span)]) for k, span in spans.items()}
+    saas, wear = share["saas"], share["saas_wear"]
+    assert saas["early"] < saas["mid"] < saas["late"] - 0.01
+    assert wear["early"] < wear["mid"] - 0.01 and wear["late"] < wear["mid"] - 0.015
+
+
+def test_wear_monthly_churn_bunches_at_fiscal_year_ends(big: SaasData, worn: SaasData) -> None:
+    """Monthly subscriptions leave about twice as often at a billing date in the last month of
+    their account's fiscal year (GB: March, AU: June, else December) in saas_wear; in saas,
+    no more there than elsewhere."""
+    year_end = worn.truth.groupby("customer_id")["fiscal_year_end"].first()
+    assert set(year_end) == {3, 6, 12}
+    ratio: dict[str, float] = {}
+    for name, data in (("saas", big), ("saas_wear", worn)):
+        rows = paid_months(data)
+        review = rows["period_end"].dt.month == rows["customer_id"].map(year_end)
+        ratio[name] = rows.loc[review, "ended"].mean() / rows.loc[~review, "ended"].mean()
+    assert ratio["saas_wear"] > 1.8 and 0.8 < ratio["saas"] < 1.2
+    rows = paid_months(worn)
+    gb = rows[rows["customer_id"].map(year_end) == 3]
+    march, december = (gb.loc[gb["period_end"].dt.month == m, "ended"].mean() for m in (3, 12))
+    assert march > 1.4 * december  # a GB account's budget year ends in March

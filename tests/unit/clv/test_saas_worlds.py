@@ -42,7 +42,7 @@ def test_saas_development_and_judgement_share_no_seed_and_no_name() -> None:
 def test_saas_judgement_is_broad_and_holds_out_a_family() -> None:
     families = {w.family for w in SAAS_JUDGEMENT}
     unseen = families - {w.family for w in SAAS_DEVELOPMENT}
-    assert "saas_price_change" in unseen
+    assert {"saas_price_change", "saas_wear"} <= unseen
     assert families == set(SAAS_FAMILIES)
     assert {3_000, 12_000} <= {w.customers for w in SAAS_JUDGEMENT}
     assert {90, 365} <= {w.horizon_days for w in SAAS_JUDGEMENT}
@@ -63,3 +63,14 @@ def test_saas_world_by_name_generates_its_family_seed_and_size() -> None:
     assert data.customers["customer_id"].nunique() == w.customers
     with pytest.raises(KeyError, match="no SaaS world named 'dev-mixed-s101'"):
         saas_world("dev-mixed-s101")
+
+
+def test_the_world_not_shaped_like_the_sbg_is_judged_at_both_sizes_and_horizons() -> None:
+    """saas_wear is there to judge: never developed on, at both sizes and both horizons."""
+    wear = [w for w in SAAS_WORLDS if w.family == "saas_wear"]
+    assert wear and set(wear) <= set(SAAS_JUDGEMENT)
+    assert {w.customers for w in wear} == {3_000, 12_000}
+    assert {w.horizon_days for w in wear} == {90, 365}
+    assert all(w.name.startswith("judge-saas-wear-") for w in wear)
+    w = saas_world("judge-saas-wear-s216")
+    assert w == SaasCase("judge-saas-wear-s216", "saas_wear", 216, 3_000, 36, 90)
