@@ -23,6 +23,7 @@ from importlib.metadata import version
 from pathlib import Path
 
 from benchmarks.case import Case
+from benchmarks.contractual import contractual_quality
 from benchmarks.features import feature_build_chunked, feature_build_scaling, materialize_online
 from benchmarks.ingest import generate_and_ingest, ingest_1m
 from benchmarks.ingest_big import ingest_big
@@ -50,6 +51,7 @@ CASES: dict[str, Case] = {  # in the order `make bench` runs them
     "public_paths": public_paths,
     "train_dask": train_dask,
     "model_quality": model_quality,
+    "contractual_quality": contractual_quality,
 }
 
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -1,0 +1,221 @@
+"""The contractual_quality benchmark: the discrete-time hazard model against the sBG and a
+Kaplan-Meier curve per plan, out of time, on every subscription world.
+
+    python -m benchmarks.run contractual_quality [--quick]
+
+Per world: the evaluation origin is the end of the data; the outcomes over the next H months
+(H = the world's horizon in whole months) come from the hidden truth (`SaasData.truth`, 24
+months past the end). Every model is fitted on what is known at the origin: rows before it,
+training origins before it whose labels stop at it. Figures: Harrell's C, the IPCW integrated
+Brier score over months 1..H, the next-renewal ECE, the largest gap of the mean predicted
+retention curve to the Kaplan-Meier curve of what happened, the bias % of the summed
+contractual CLV against the realized discounted margin, and the model's P10-P90 coverage.
+Development worlds are listed apart; the judgement ones are those that count.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from benchmarks.case import Figures
+from benchmarks.worlds import SAAS_DEVELOPMENT, SAAS_JUDGEMENT, SaasCase, generate_saas_world
+from clv.evaluation.calibration import expected_calibration_error
+from clv.evaluation.survival import concordance_index, integrated_brier_score, retention_gap
+from clv.inputs.saas import SaasData
+from clv.training.survival import (
+    MONTH_DAYS,
+    RetentionForecast,
+    fit_hazard,
+    fit_sbg_by_period,
+    invoices_before,
+    kaplan_meier_forecast,
+    lifetimes,
+    model_forecast,
+    sbg_forecast,
+    subscription_features,
+    training_rows,
+    value_frame,
+)
+
+FloatArray = npt.NDArray[np.float64]
+ANNUAL_DISCOUNT_RATE = 0.10
+"""clv.core.settings' default annual discount rate, taken monthly."""
+TRAIN_ORIGIN_MONTHS: tuple[int, ...] = tuple(range(1, 25))
+"""Training origins, months before the evaluation origin (chosen on SAAS_DEVELOPMENT:
+docs/decisions/contractual-model.md)."""
+MIN_HISTORY_MONTHS = 3
+"""A training origin needs this much history after the data's start."""
+RENEWAL_TOLERANCE = pd.Timedelta(days=15)
+"""An end within this of the predicted renewal date is the non-renewal there."""
+METHODS = ("model", "sbg", "kaplan_meier")
+TARGET_ECE, TARGET_BIAS_PCT = 0.03, 10.0
+
+
+def horizon_months(case: SaasCase) -> int:
+    return max(1, round(case.horizon_days / MONTH_DAYS))
+
+
+@dataclass(frozen=True, eq=False)
+class Realized:
+    """What happened to the subscriptions of an origin over H months."""
+
+    durations: npt.NDArray[np.int64]
+    churned: npt.NDArray[np.bool_]
+    renewed: npt.NDArray[np.bool_]
+    value: FloatArray
+
+
+def realized(
+    data: SaasData,
+    features: pd.DataFrame,
+    *,
+    origin: pd.Timestamp,
+    horizon: int,
+    margin: float,
+    monthly_discount: float,
+) -> Realized:
+    """From the truth: churned at t = the first month t <= H whose end (origin + t months)
+    finds it ended, else censored at H; renewed at the next renewal date; the realized
+    margin sum_{t < H} MRR_t x margin x 1(subscribed at origin + t months) (1 + d)^-t."""
+    churn = data.truth.set_index("subscription_id")["churn_ts"].reindex(features.index)
+    ts = churn.to_numpy(dtype="datetime64[us]")
+    never = np.isnat(ts)
+    bounds = [(origin + pd.DateOffset(months=t)).tz_localize(None) for t in range(horizon + 1)]
+    alive = np.column_stack([never | (ts > b.to_datetime64()) for b in bounds])
+    gone = ~alive[:, 1:]
+    churned: npt.NDArray[np.bool_] = np.asarray(gone.any(axis=1), dtype=np.bool_)
+    durations = np.where(churned, np.argmax(gone, axis=1) + 1, horizon).astype(np.int64)
+    due = (features["next_renewal"] + RENEWAL_TOLERANCE).dt.tz_localize(None).to_numpy()
+    renewed = never | (ts > due.astype("datetime64[us]"))
+    tp = data.truth_periods
+    tp = tp.loc[tp["subscription_id"].isin(features.index)]
+    value = np.zeros(len(features))
+    for t, b in enumerate(bounds[:-1]):
+        at = b.tz_localize("UTC")
+        cur = tp.loc[(tp["period_start"] <= at) & (tp["period_end"] > at)]
+        mrr = cur.groupby("subscription_id")["mrr"].last().reindex(features.index).fillna(0.0)
+        value += mrr.to_numpy() * margin * alive[:, t] * (1.0 + monthly_discount) ** -t
+    return Realized(durations, churned, np.asarray(renewed, dtype=np.bool_), value)
+
+
+def _num(value: float, digits: int = 4) -> float | None:
+    return round(float(value), digits) if np.isfinite(value) else None
+
+
+def _scores(fc: RetentionForecast, out: Realized, clv: FloatArray) -> dict[str, float | None]:
+    surv = fc.survival[:, 1:]
+    total = float(out.value.sum())
+    return {
+        "c_index": _num(concordance_index(out.durations, out.churned, fc.risk()).c_index),
+        "ibs": _num(integrated_brier_score(out.durations, out.churned, surv), 5),
+        "renewal_ece": _num(expected_calibration_error(out.renewed, fc.renewal)),
+        "retention_max_gap": _num(retention_gap(out.durations, out.churned, surv).max_abs_gap),
+        "clv_bias_pct": _num(100.0 * (float(clv.sum()) - total) / total, 2),
+    }
+
+
+def evaluate_world(case: SaasCase, *, origins: tuple[int, ...]) -> dict[str, object]:
+    """One world's figures (see the module docstring)."""
+    started = time.perf_counter()
+    data = generate_saas_world(case)
+    origin, h = data.end, horizon_months(case)
+    first = data.start + pd.DateOffset(months=MIN_HISTORY_MONTHS)
+    train_at = [origin - pd.DateOffset(months=m) for m in origins]
+    train_at = [o for o in train_at if o >= first]
+    tables = (data.subscriptions, data.changes, data.events, data.transactions)
+    rows = training_rows(*tables, origins=train_at, known_until=origin, horizon_months=h)
+    model = fit_hazard(rows)
+    feats = subscription_features(*tables[:3], as_of=origin, transactions=data.transactions)
+    known = lifetimes(data.subscriptions, data.transactions, known_until=origin)
+    inv = invoices_before(data.transactions, before=origin)
+    margin = float(inv["margin"].sum() / inv["amount"].sum())
+    monthly = (1.0 + ANNUAL_DISCOUNT_RATE) ** (1.0 / 12.0) - 1.0
+    forecasts = {
+        "model": model_forecast(model, feats, origin=origin, horizon_months=h),
+        "sbg": sbg_forecast(fit_sbg_by_period(known), feats, origin=origin, horizon_months=h),
+        "kaplan_meier": kaplan_meier_forecast(known, feats, origin=origin, horizon_months=h),
+    }
+    out = realized(data, feats, origin=origin, horizon=h, margin=margin, monthly_discount=monthly)
+    figures: dict[str, object] = {
+        "family": case.family,
+        "customers": case.customers,
+        "months": case.months,
+        "horizon_months": h,
+        "subscriptions_at_origin": len(feats),
+        "churned_within_horizon": int(out.churned.sum()),
+        "training_origins": len(train_at),
+        "person_period_rows": model.rows,
+    }
+    for who, fc in forecasts.items():
+        value = value_frame(fc, feats["mrr"].to_numpy(), margin=margin, monthly_discount=monthly)
+        scores: dict[str, float | None] = _scores(fc, out, value["clv"].to_numpy())
+        if who == "model":
+            inside = (out.value >= value["clv_p10"]) & (out.value <= value["clv_p90"])
+            scores["clv_p10_p90_coverage"] = _num(float(np.mean(inside)))
+        figures[who] = scores
+    figures["seconds"] = round(time.perf_counter() - started, 1)
+    return figures
+
+
+def _worst(worlds: dict[str, dict[str, object]]) -> dict[str, object]:
+    """The model's worst judgement figure of each kind, its world, and the targets."""
+
+    def model_of(name: str) -> dict[str, float]:
+        m = worlds[name]["model"]
+        assert isinstance(m, dict)
+        return m
+
+    names = list(worlds)
+    pick = {
+        "c_index": min(names, key=lambda n: model_of(n)["c_index"]),
+        "ibs": max(names, key=lambda n: model_of(n)["ibs"]),
+        "renewal_ece": max(names, key=lambda n: model_of(n)["renewal_ece"]),
+        "retention_max_gap": max(names, key=lambda n: model_of(n)["retention_max_gap"]),
+        "clv_bias_pct": max(names, key=lambda n: abs(model_of(n)["clv_bias_pct"])),
+    }
+    worst: dict[str, object] = {k: {"world": n, "value": model_of(n)[k]} for k, n in pick.items()}
+
+    def beats(metric: str, lower: bool) -> bool:
+        for n in names:
+            w = worlds[n]
+            m, s, k = (w[x] for x in METHODS)
+            assert isinstance(m, dict) and isinstance(s, dict) and isinstance(k, dict)
+            if lower and not m[metric] < min(s[metric], k[metric]):
+                return False
+            if not lower and not m[metric] > max(s[metric], k[metric]):
+                return False
+        return True
+
+    worst["targets"] = {
+        "beats_baselines_ibs": beats("ibs", True),
+        "beats_baselines_c_index": beats("c_index", False),
+        "renewal_ece_le_0.03": all(model_of(n)["renewal_ece"] <= TARGET_ECE for n in names),
+        "abs_clv_bias_le_10pct": all(
+            abs(model_of(n)["clv_bias_pct"]) <= TARGET_BIAS_PCT for n in names
+        ),
+    }
+    return worst
+
+
+def contractual_quality(*, quick: bool) -> Figures:
+    """Every subscription world (quick: one of each stage, fewer training origins)."""
+    dev, judge = SAAS_DEVELOPMENT, SAAS_JUDGEMENT
+    origins = TRAIN_ORIGIN_MONTHS
+    if quick:
+        dev, judge = dev[:1], tuple(w for w in judge if w.customers <= 3_000)[:1]
+        origins = origins[::3]
+    figures: Figures = {}
+    for stage, cases in (("development", dev), ("judgement", judge)):
+        worlds: dict[str, dict[str, object]] = {}
+        for case in cases:
+            print(f"== {case.name}", file=sys.stderr, flush=True)
+            worlds[case.name] = evaluate_world(case, origins=origins)
+        figures[stage] = worlds
+        figures[f"{stage}_worst"] = _worst(worlds)
+    return figures
