@@ -282,20 +282,25 @@ class SqliteOnlineReader:
             for i, v in enumerate(layout.views)
         )
 
-    def _conn(self) -> sqlite3.Connection:
+    def _conn(self, *, wait: bool) -> sqlite3.Connection:
+        """This thread's connection (`wait`: one that waits for a writer's lock, else one that
+        does not wait at all), reopened when the file at the path changed."""
         identity = file_identity(self.layout.path)
         local = self._local
-        conn: sqlite3.Connection | None = getattr(local, "conn", None)
-        if conn is not None and identity is not None and local.identity == identity:
+        name = "conn" if wait else "conn_now"
+        conn: sqlite3.Connection | None = getattr(local, name, None)
+        if conn is not None and identity is not None and getattr(local, f"{name}_of") == identity:
             return conn
-        self._drop()
-        conn = _connect(self.layout.path, timeout=self.timeout_seconds)
-        local.conn, local.identity = conn, identity
+        self._drop(wait=wait)
+        conn = _connect(self.layout.path, timeout=self.timeout_seconds if wait else 0.0)
+        setattr(local, name, conn)
+        setattr(local, f"{name}_of", identity)
         return conn
 
-    def _drop(self) -> None:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        self._local.conn = None
+    def _drop(self, *, wait: bool = True) -> None:
+        name = "conn" if wait else "conn_now"
+        conn: sqlite3.Connection | None = getattr(self._local, name, None)
+        setattr(self._local, name, None)
         if conn is not None:
             conn.close()
 
@@ -323,11 +328,24 @@ class SqliteOnlineReader:
         return None
 
     def read(self, customer_ids: Sequence[str]) -> OnlineBatch:
+        return self._read(customer_ids, wait=True)
+
+    def read_now(self, customer_ids: Sequence[str]) -> OnlineBatch | None:
+        """`read` without waiting for anything: None when a writer holds the lock or the read
+        fails in any way (the caller then reads on a worker thread, bounded by its timeout,
+        which says what is wrong). For the event loop: a few ids of a file on a local disk,
+        tens of microseconds, where a worker thread costs two thread wake-ups a request."""
+        try:
+            return self._read(customer_ids, wait=False)
+        except sqlite3.Error:
+            return None
+
+    def _read(self, customer_ids: Sequence[str], *, wait: bool) -> OnlineBatch:
         ids, positions, values = _start(self.layout, customer_ids)
         n = len(ids)
         keys = list(positions)
         stamps: list[float] = [0.0] * n
-        conn = self._conn()
+        conn = self._conn(wait=wait)
         try:
             if len(keys) == 1:
                 rows = conn.execute(self._one, keys * len(self._wanted)).fetchall()
@@ -349,7 +367,7 @@ class SqliteOnlineReader:
                                 if ts > stamps[i]:
                                     stamps[i] = ts
         except sqlite3.Error:
-            self._drop()  # locked, truncated, replaced mid-read: the next read reopens
+            self._drop(wait=wait)  # locked, truncated, replaced mid-read: the next read reopens
             raise
         present = [False] * n
         for column in values.values():
@@ -660,6 +678,14 @@ class _LazyReader:
 
     def read(self, customer_ids: Sequence[str]) -> OnlineBatch:
         return self._get().read(customer_ids)
+
+    def read_now(self, customer_ids: Sequence[str]) -> OnlineBatch | None:
+        """The real reader's `read_now` once built and when it has one (SQLite), else None:
+        the first read builds it, on a worker thread."""
+        reader = self._reader
+        if not isinstance(reader, SqliteOnlineReader):
+            return None
+        return reader.read_now(customer_ids)
 
     def ping(self) -> str | None:
         try:

@@ -2,13 +2,14 @@
 one model call.
 
 Exact, because rows are independent: each request gets back its own rows of the shared batch.
-`ReadCoalescer` merges the ids of the requests ready in one event-loop turn into one read on a
-worker thread (`clv.serving.workers`), so that a burst of requests is one job of the bounded
-queue, not one each; as the read ends, the unexplained requests of fewer than
-`clv.serving.workers.OFFLOAD_ROWS` rows together are scored at once, in one model call, by the
-callback that hands the rows back (one hop to the thread and back a request, no task). The
-model stays on the event loop's thread: scored on a worker, it contended for the GIL with the
-loop (every request in a queue behind the switch interval, measured on a quiet machine).
+`ReadCoalescer` merges the ids of the requests ready in one event-loop turn into one read: on
+the loop itself when the reader can read a few ids without waiting (`read_now`: a local SQLite
+file, not locked), else on a worker thread (`clv.serving.workers`), so that a burst of requests
+is one job of the bounded queue, not one each. As the read ends, the unexplained requests of
+fewer than `clv.serving.workers.OFFLOAD_ROWS` rows together are scored at once, in one model
+call, by the callback that hands the rows back (no task). The model stays on the event loop's
+thread: scored on a worker, it contended for the GIL with the loop (every request in a queue
+behind the switch interval, measured on a quiet machine).
 `Coalescer` scores the rest together (explained, or that many rows) on a worker thread.
 """
 
@@ -23,6 +24,10 @@ from clv.features.online_read import FeatureReader, OnlineBatch
 from clv.serving.routed import Scored, score_batch
 from clv.serving.state import ServingState
 from clv.serving.workers import OFFLOAD_ROWS, WorkerPool
+
+LOOP_READ_IDS = 16
+"""A read of this many ids or fewer is tried on the event loop first, when the reader can
+read without waiting (`read_now`: SQLite); a locked store, or more ids, go to a worker."""
 
 
 class ShortRead(Exception):
@@ -116,6 +121,18 @@ class ReadCoalescer:
         self._spawn(group)
 
     def _spawn(self, group: list[_Request]) -> None:
+        now = getattr(self.reader, "read_now", None)  # a local store that can say "not now"
+        ids = [c for request in group for c in request.ids]
+        if now is not None and len(ids) <= LOOP_READ_IDS:
+            batch = now(ids)
+            if batch is not None:  # read here, on the loop: no thread hop there and back
+                try:
+                    rows = _cut(group, batch)
+                except ShortRead as exc:
+                    self._done(group, None, exc)
+                else:
+                    self._done(group, rows, None)
+                return
         job = functools.partial(self._job, group)
         try:
             self.workers.start(job, timed=True, done=functools.partial(self._done, group))
@@ -139,18 +156,20 @@ class ReadCoalescer:
 
     def _job(self, group: list[_Request]) -> list[OnlineBatch]:
         """On a worker thread: the group's read, cut into each request's rows."""
-        ids = [c for request in group for c in request.ids]
-        batch = self.reader.read(ids)
-        if len(batch.customer_ids) != len(ids):
-            raise ShortRead(
-                f"feature source returned {len(batch.customer_ids)} rows for {len(ids)} ids"
-            )
-        rows: list[OnlineBatch] = []
-        offset = 0
-        for request in group:
-            rows.append(slice_batch(batch, offset, offset + len(request.ids)))
-            offset += len(request.ids)
-        return rows
+        return _cut(group, self.reader.read([c for request in group for c in request.ids]))
+
+
+def _cut(group: list[_Request], batch: OnlineBatch) -> list[OnlineBatch]:
+    """A group's read cut into each request's rows (ShortRead: not one row an id)."""
+    ids = sum(len(request.ids) for request in group)
+    if len(batch.customer_ids) != ids:
+        raise ShortRead(f"feature source returned {len(batch.customer_ids)} rows for {ids} ids")
+    rows: list[OnlineBatch] = []
+    offset = 0
+    for request in group:
+        rows.append(slice_batch(batch, offset, offset + len(request.ids)))
+        offset += len(request.ids)
+    return rows
 
 
 def _scored(group: list[_Request], rows: list[OnlineBatch]) -> list[Read]:

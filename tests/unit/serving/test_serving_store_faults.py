@@ -30,7 +30,7 @@ from serving_fixtures import Loaded, online_rows
 
 from clv.core.processes import free_port
 from clv.core.settings import Settings
-from clv.features.online_read import OnlineBatch, SqliteOnlineReader
+from clv.features.online_read import OnlineBatch, OnlineLayout, SqliteOnlineReader
 from clv.model.bundle import ClvModel
 from clv.serving.app import create_app
 from clv.serving.routed import Observation, Scored
@@ -203,7 +203,7 @@ def test_explain_and_big_batches_are_scored_and_encoded_off_the_event_loop(
 
     def recording_render(
         scored: Scored, offset: int, requested: list[str]
-    ) -> tuple[bytes, list[Observation]]:
+    ) -> tuple[bytes, list[Observation], np.ndarray]:
         where.append(("render", threading.current_thread().name))
         return render(scored, offset, requested)
 
@@ -379,4 +379,74 @@ def test_a_started_job_answers_once_on_the_loop_and_gives_up_like_run() -> None:
         asyncio.run(run())
     finally:
         release.set()
+        pool.close()
+
+
+class _WhereRead(SqliteOnlineReader):
+    """The SQLite reader, saying on which thread each kind of read ran."""
+
+    def __init__(self, layout: OnlineLayout, *, timeout_seconds: float) -> None:
+        super().__init__(layout, timeout_seconds=timeout_seconds)
+        self.calls: list[tuple[str, str, bool]] = []  # (kind, thread, answered)
+
+    def read_now(self, customer_ids: Sequence[str]) -> OnlineBatch | None:
+        batch = super().read_now(customer_ids)
+        self.calls.append(("now", threading.current_thread().name, batch is not None))
+        return batch
+
+    def read(self, customer_ids: Sequence[str]) -> OnlineBatch:
+        self.calls.append(("wait", threading.current_thread().name, True))
+        return super().read(customer_ids)
+
+
+def test_a_few_ids_are_read_on_the_loop_and_a_locked_store_on_a_worker(
+    tmp_path: Path, features: pd.DataFrame
+) -> None:
+    """`read_now` gives `read`'s rows; under a writer's lock it says no at once, and the
+    coalescer then reads on a worker thread, bounded by the read timeout (here: SQLite's
+    0.2 s wait, then the store's error for the request)."""
+    import sqlite3
+
+    from clv.serving.coalesce import LOOP_READ_IDS, ReadCoalescer
+
+    store = tmp_path / "online.db"
+    write_store(store, store_rows(features))
+    reader = _WhereRead(store_layout(store), timeout_seconds=0.2)
+    assert reader.read_now(IDS) == reader.read(IDS)
+    pool = WorkerPool(threads=1, queue=4, timeout_seconds=2.0)
+    reads = ReadCoalescer(reader, pool, max_ids=100)
+    state = ServingState.__new__(ServingState)  # explained requests are not scored by the read
+
+    async def one(ids: list[str]) -> OnlineBatch:
+        return (await reads.read(ids, state, explain=True)).batch
+
+    try:
+        reader.calls.clear()
+        loop_thread = threading.current_thread().name
+        assert asyncio.run(one(IDS)).customer_ids == IDS
+        assert reader.calls == [("now", loop_thread, True)]  # no worker, no hop
+        many = [f"c{i:04d}" for i in range(LOOP_READ_IDS + 1)]
+        reader.calls.clear()
+        assert asyncio.run(one(many)).customer_ids == many
+        assert [kind for kind, *_ in reader.calls] == ["wait"]  # more ids: on a worker
+        assert reader.calls[0][1] != loop_thread
+        locker = sqlite3.connect(store, isolation_level=None)
+        locker.execute("BEGIN EXCLUSIVE")
+        try:
+            reader.calls.clear()
+            started = time.monotonic()
+            with pytest.raises(sqlite3.OperationalError, match="locked"):
+                asyncio.run(one(IDS))
+            took = time.monotonic() - started
+        finally:
+            locker.execute("ROLLBACK")
+            locker.close()
+        assert [(kind, answered) for kind, _, answered in reader.calls] == [
+            ("now", False),
+            ("wait", True),
+        ]
+        assert reader.calls[1][1] != loop_thread
+        assert 0.15 <= took < 1.5  # SQLite's wait on the worker, not on the loop
+        assert asyncio.run(one(IDS)).customer_ids == IDS  # unlocked: on the loop again
+    finally:
         pool.close()
