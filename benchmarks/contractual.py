@@ -10,6 +10,10 @@ training origins before it whose labels stop at it. Figures: Harrell's C, the IP
 Brier score over months 1..H, the next-renewal ECE, the largest gap of the mean predicted
 retention curve to the Kaplan-Meier curve of what happened, the bias % of the summed
 contractual CLV against the realized discounted margin, and the model's P10-P90 coverage.
+The expansion model (training/expansion.py) adds, for the subscriptions still active 3 months
+on: the Gini of P(expansion) and of the predicted growth against the realized change, the bias
+of the predicted MRR at origin + 3 months, and the model's CLV bias with the expected MRR path
+(held after EXPANSION_HOLD_MONTHS, and compounded over the whole horizon).
 Development worlds are listed apart; the judgement ones are those that count.
 """
 
@@ -28,6 +32,15 @@ from benchmarks.worlds import SAAS_DEVELOPMENT, SAAS_JUDGEMENT, SaasCase, genera
 from clv.evaluation.calibration import expected_calibration_error
 from clv.evaluation.survival import concordance_index, integrated_brier_score, retention_gap
 from clv.inputs.saas import SaasData
+from clv.training.expansion import (
+    EXPANSION_HOLD_MONTHS,
+    EXPANSION_MONTHS,
+    ExpansionForecast,
+    expansion_gini,
+    expansion_rows,
+    fit_expansion,
+    mrr_path,
+)
 from clv.training.survival import (
     MONTH_DAYS,
     RetentionForecast,
@@ -104,6 +117,44 @@ def realized(
     return Realized(durations, churned, np.asarray(renewed, dtype=np.bool_), value)
 
 
+def realized_expansion(
+    data: SaasData, features: pd.DataFrame, *, origin: pd.Timestamp, months: int
+) -> pd.DataFrame:
+    """From the truth, the subscriptions of `features` still active at origin + `months`
+    (index): mrr_ratio = their true MRR then / MRR at the origin, expanded = ratio > 1."""
+    at = origin + pd.DateOffset(months=months)
+    churn = data.truth.set_index("subscription_id")["churn_ts"].reindex(features.index)
+    alive = churn.isna().to_numpy() | (churn > at).fillna(False).to_numpy(dtype=bool)
+    tp = data.truth_periods
+    cur = tp.loc[(tp["period_start"] <= at) & (tp["period_end"] > at)]
+    later = cur.groupby("subscription_id")["mrr"].last().reindex(features.index)
+    ratio = (later / features["mrr"]).to_numpy(dtype=np.float64)
+    keep = alive & np.isfinite(ratio) & (features["mrr"].to_numpy() > 0)
+    return pd.DataFrame(
+        {"mrr_ratio": ratio[keep], "expanded": (ratio[keep] > 1.0 + 1e-9).astype(np.int64)},
+        index=features.index[keep],
+    )
+
+
+def _expansion_scores(
+    fc: ExpansionForecast, features: pd.DataFrame, out: pd.DataFrame
+) -> dict[str, float | None]:
+    """P(expansion) and growth Ginis, predicted vs realized MRR at origin + 3 (survivors)."""
+    pos = features.index.get_indexer(out.index)
+    m0 = features["mrr"].to_numpy(dtype=np.float64)[pos]
+    real = float((m0 * out["mrr_ratio"].to_numpy()).sum())
+    pred = float((m0 * fc.quarter_growth[pos]).sum())
+    return {
+        "survivors": len(out),
+        "expanded_share": _num(float(out["expanded"].mean())),
+        "mean_p_expansion": _num(float(fc.p_expansion[pos].mean())),
+        "gini_p_expansion": _num(expansion_gini(out["expanded"], fc.p_expansion[pos])),
+        "gini_growth_vs_change": _num(expansion_gini(out["mrr_ratio"], fc.quarter_growth[pos])),
+        "mrr_bias_pct_at_3m": _num(100.0 * (pred - real) / real, 2),
+        "mrr_bias_pct_at_3m_held": _num(100.0 * (float(m0.sum()) - real) / real, 2),
+    }
+
+
 def _num(value: float, digits: int = 4) -> float | None:
     return round(float(value), digits) if np.isfinite(value) else None
 
@@ -159,6 +210,19 @@ def evaluate_world(case: SaasCase, *, origins: tuple[int, ...]) -> dict[str, obj
             inside = (out.value >= value["clv_p10"]) & (out.value <= value["clv_p90"])
             scores["clv_p10_p90_coverage"] = _num(float(np.mean(inside)))
         figures[who] = scores
+    exp_at = [o for o in train_at if o + pd.DateOffset(months=EXPANSION_MONTHS) <= origin]
+    erows = expansion_rows(*tables, origins=exp_at, known_until=origin)
+    efc = fit_expansion(erows).predict(feats)
+    grown = realized_expansion(data, feats, origin=origin, months=EXPANSION_MONTHS)
+    figures["expansion"] = {"rows": len(erows), **_expansion_scores(efc, feats, grown)}
+    model_scores = figures["model"]
+    assert isinstance(model_scores, dict)
+    for key, hold in (("with_expansion", EXPANSION_HOLD_MONTHS), ("expansion_compounded", None)):
+        path = mrr_path(feats["mrr"], efc.monthly_growth, horizon_months=h, hold_after=hold)
+        value = value_frame(forecasts["model"], path, margin=margin, monthly_discount=monthly)
+        total = float(out.value.sum())
+        bias = 100.0 * (float(value["clv"].sum()) - total) / total
+        model_scores[f"clv_bias_pct_{key}"] = _num(bias, 2)
     figures["seconds"] = round(time.perf_counter() - started, 1)
     return figures
 

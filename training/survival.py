@@ -429,14 +429,18 @@ def value_frame(
     quantiles: tuple[float, float] = (0.1, 0.9),
 ) -> pd.DataFrame:
     """Contractual CLV over the horizon, sum_{t < H} MRR x margin x S_i(t) (1 + d)^-t
-    (clv.model.contractual.contractual_clv; MRR held at today's), and its P10 / P90 under the
-    predicted lifetime L (P(L > t) = S_i(t)): the value is non-decreasing in L, so its
-    quantiles are the value at L's quantiles."""
+    (clv.model.contractual.contractual_clv; MRR held at today's, or `mrr` (n, H) a path, e.g.
+    clv.training.expansion.mrr_path), and its P10 / P90 under the predicted lifetime L
+    (P(L > t) = S_i(t)): the value is non-decreasing in L, so its quantiles are the value at
+    L's quantiles."""
     h = forecast.horizon
     m = np.asarray(mrr, dtype=np.float64)
+    path = m if m.ndim == 2 else m[:, None]
     surv = forecast.survival[:, :h]
-    clv = contractual_clv(m[:, None], surv, margin=margin, discount_rate=monthly_discount)
-    per_month = m[:, None] * margin * (1.0 + monthly_discount) ** -np.arange(h)
+    clv = contractual_clv(path, surv, margin=margin, discount_rate=monthly_discount)
+    per_month = (
+        np.broadcast_to(path, surv.shape) * margin * (1.0 + monthly_discount) ** -np.arange(h)
+    )
     cum = np.hstack([np.zeros((len(m), 1)), np.cumsum(per_month, axis=1)])  # value if L = l
     out = pd.DataFrame(
         {
