@@ -242,6 +242,9 @@ def _worst(worlds: dict[str, dict[str, object]]) -> dict[str, object]:
         "renewal_ece": max(names, key=lambda n: model_of(n)["renewal_ece"]),
         "retention_max_gap": max(names, key=lambda n: model_of(n)["retention_max_gap"]),
         "clv_bias_pct": max(names, key=lambda n: abs(model_of(n)["clv_bias_pct"])),
+        "clv_bias_pct_with_expansion": max(
+            names, key=lambda n: abs(model_of(n)["clv_bias_pct_with_expansion"])
+        ),
     }
     worst: dict[str, object] = {k: {"world": n, "value": model_of(n)[k]} for k, n in pick.items()}
 
@@ -261,8 +264,8 @@ def _worst(worlds: dict[str, dict[str, object]]) -> dict[str, object]:
         "beats_baselines_c_index": beats("c_index", False),
         "renewal_ece_le_0.03": all(model_of(n)["renewal_ece"] <= TARGET_ECE for n in names),
         "abs_clv_bias_le_10pct": all(
-            abs(model_of(n)["clv_bias_pct"]) <= TARGET_BIAS_PCT for n in names
-        ),
+            abs(model_of(n)["clv_bias_pct_with_expansion"]) <= TARGET_BIAS_PCT for n in names
+        ),  # the model's CLV is the one with expansion; `clv_bias_pct` holds MRR at today's
     }
     return worst
 
