@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from clv.core.console import JsonOption, emit, progress, settings_of
+from clv.core.contracts import TableName
+from clv.core.errors import ClvError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 app = typer.Typer(
     help="Raw data: generate seeded customers, ingest CSV/Parquet into the offline store, status.",
@@ -24,7 +31,8 @@ class ScenarioChoice(StrEnum):
 
 
 class WorldChoice(StrEnum):
-    """The generator's world families (inputs/worlds.py says what each switches on)."""
+    """The generator's world families (inputs/worlds.py says what each switches on), then the
+    subscription worlds (inputs/saas.py)."""
 
     btyd = "btyd"
     seasonal = "seasonal"
@@ -36,6 +44,10 @@ class WorldChoice(StrEnum):
     lines = "lines"
     mixed = "mixed"
     retail = "retail"
+    saas = "saas"
+    saas_mixed = "saas_mixed"
+    saas_price_change = "saas_price_change"
+    saas_wear = "saas_wear"
 
 
 class FormatChoice(StrEnum):
@@ -81,21 +93,35 @@ def generate(
     as_json: bool = JsonOption,
 ) -> None:
     """Write transactions, customers and events files (retail: and identities) from a seeded
-    generator; with --decisions also acquisition_costs and assignments."""
+    generator; with --decisions also acquisition_costs and assignments; a subscription world
+    (saas...) writes subscriptions and subscription_changes too."""
     from clv.inputs.generator import generate as run_generate
     from clv.inputs.generator import ingest_block, ingest_overrides, write_raw
     from clv.inputs.planted import AdoptionPlan, CostPlan, ExperimentPlan
+    from clv.inputs.worlds import WORLDS
 
     settings = settings_of(ctx)
     out_dir = out or settings.raw_dir
+    saas = world.value.startswith("saas")
+    if saas and (scenario is not ScenarioChoice.baseline or decisions):
+        raise ClvError(
+            "a subscription world has no --scenario or --decisions: "
+            "saas_price_change is its price change (--change-date sets when)"
+        )
     progress(
         f"generating {customers:,} customers over {months} months "
         f"(world {world.value}, seed {seed})"
     )
+    if saas:
+        _generate_saas(
+            world.value, customers, months, seed, start, change_date, out_dir, fmt, as_json=as_json
+        )
+        return
+    family = next(w for w in WORLDS if w == world.value)
     t = time.perf_counter()
     data = run_generate(
         seed=seed,
-        world=world.value,
+        world=family,
         customers=customers,
         months=months,
         start=start,
@@ -105,24 +131,24 @@ def generate(
         adoption=AdoptionPlan() if decisions else None,
         experiment=ExperimentPlan() if decisions else None,
     )
-    paths = write_raw(data, out_dir, fmt=fmt.value)
-    seconds = round(time.perf_counter() - t, 2)
-    rows = {table: len(frame) for table, frame in data.tables().items()}
-    payload: dict[str, object] = {
-        "out_dir": str(out_dir),
-        "format": fmt.value,
-        "customers": customers,
-        "months": months,
-        "seed": seed,
-        "world": data.world,
-        "scenario": scenario.value,
-        "start": data.start.isoformat(),
-        "end": data.end.isoformat(),
-        "change_date": data.change_date.isoformat(),
-        "rows": rows,
-        "files": {table: str(p) for table, p in paths.items()},
-        "seconds": seconds,
-    }
+    rows, payload = _written(
+        out_dir,
+        fmt,
+        data.tables(),
+        write_raw(data, out_dir, fmt=fmt.value),
+        started=t,
+        customers=customers,
+        months=months,
+        seed=seed,
+    )
+    seconds = payload["seconds"]
+    payload.update(
+        world=data.world,
+        scenario=scenario.value,
+        start=data.start.isoformat(),
+        end=data.end.isoformat(),
+        change_date=data.change_date.isoformat(),
+    )
     if decisions:
         payload["truths"] = data.truths.as_dict()
     identities = f", {rows['identities']:,} aliases" if "identities" in rows else ""
@@ -147,6 +173,85 @@ def generate(
             "this export's conventions, for clv.yaml (personal columns are hashed with the key "
             f"in ${data.ingest_settings.personal_key_env}):\n{block}"
         )
+    emit(summary + f"next: clv data ingest {out_dir}", payload, as_json=as_json)
+
+
+def _written(
+    out_dir: Path,
+    fmt: FormatChoice,
+    tables: Mapping[TableName, pd.DataFrame],
+    paths: Mapping[TableName, Path],
+    *,
+    started: float,
+    customers: int,
+    months: int,
+    seed: int,
+) -> tuple[dict[TableName, int], dict[str, object]]:
+    """The rows written per table, and what `clv data generate --json` says of any world:
+    where, what size, how many rows, how long since `started`."""
+    rows = {table: len(frame) for table, frame in tables.items()}
+    return rows, {
+        "out_dir": str(out_dir),
+        "format": fmt.value,
+        "customers": customers,
+        "months": months,
+        "seed": seed,
+        "rows": rows,
+        "files": {table: str(p) for table, p in paths.items()},
+        "seconds": round(time.perf_counter() - started, 2),
+    }
+
+
+def _generate_saas(
+    world: str,
+    customers: int,
+    months: int,
+    seed: int,
+    start: str,
+    change_date: str | None,
+    out_dir: Path,
+    fmt: FormatChoice,
+    *,
+    as_json: bool = False,
+) -> None:
+    """`clv data generate --world saas...`: a subscription world's raw tables."""
+    from clv.inputs.saas import SAAS_FAMILIES, generate_saas, write_saas_raw
+
+    family = next(f for f in SAAS_FAMILIES if f == world)
+    t = time.perf_counter()
+    data = generate_saas(
+        customers=customers,
+        months=months,
+        seed=seed,
+        world=family,
+        start=start,
+        price_change_date=change_date,
+    )
+    rows, payload = _written(
+        out_dir,
+        fmt,
+        data.tables(),
+        write_saas_raw(data, out_dir, fmt=fmt.value),
+        started=t,
+        customers=customers,
+        months=months,
+        seed=seed,
+    )
+    seconds = payload["seconds"]
+    payload.update(
+        world=data.world,
+        start=data.start.isoformat(),
+        end=data.end.isoformat(),
+        price_change=data.price_change.isoformat() if data.price_change is not None else None,
+    )
+    change = f", a price change from {data.price_change.date()}" if data.price_change else ""
+    summary = (
+        f"wrote {rows['subscriptions']:,} subscriptions, {rows['subscription_changes']:,} "
+        f"plan and seat changes, {rows['transactions']:,} transactions, "
+        f"{rows['customers']:,} customer rows and {rows['events']:,} events to {out_dir} "
+        f"({fmt.value}, {seconds} s)\n"
+        f"period {data.start.date()} .. {data.end.date()}, world {data.world}{change}\n"
+    )
     emit(summary + f"next: clv data ingest {out_dir}", payload, as_json=as_json)
 
 

@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 import clv.cli.main
 from clv.cli import data as data_cli
 from clv.inputs.generator import generate
+from clv.inputs.saas import SAAS_FAMILIES
 from clv.inputs.worlds import WORLDS
 
 
@@ -117,4 +118,25 @@ def test_human_summary_and_errors(app: typer.Typer, tmp_path: Path) -> None:
 
 
 def test_world_choices_are_the_generators_worlds() -> None:
-    assert tuple(w.value for w in data_cli.WorldChoice) == WORLDS
+    assert tuple(w.value for w in data_cli.WorldChoice) == (*WORLDS, *SAAS_FAMILIES)
+
+
+def test_a_subscription_world_generates_and_ingests_every_table(
+    app: typer.Typer, tmp_path: Path
+) -> None:
+    ws = ["--workspace", str(tmp_path)]
+    gen = ["--customers", "200", "--months", "12", "--seed", "3", "--world", "saas_mixed"]
+    out = run(app, *ws, "data", "generate", *gen, "--json")
+    rows = out["rows"]
+    assert isinstance(rows, dict) and out["world"] == "saas_mixed"
+    assert rows["subscriptions"] >= 200 and rows["subscription_changes"] > 0
+    raw = tmp_path / "data" / "raw"
+    ingested = run(app, *ws, "data", "ingest", str(raw), "--json")["results"]
+    assert isinstance(ingested, list)
+    by_table = {r["table"]: r for r in ingested}
+    for table in ("subscriptions", "subscription_changes", "transactions", "customers"):
+        assert by_table[table]["quarantined"] == {}, by_table[table]
+    assert by_table["subscriptions"]["inserted"] == rows["subscriptions"]
+    refused = CliRunner().invoke(app, [*ws, "data", "generate", *gen, "--decisions"])
+    assert refused.exit_code == 1
+    assert "a subscription world has no --scenario or --decisions" in str(refused.exception)
