@@ -6,9 +6,12 @@ Kaplan-Meier curve per plan, out of time, on every subscription world.
 Per world: the evaluation origin is the end of the data; the outcomes over the next H months
 (H = the world's horizon in whole months) come from the hidden truth (`SaasData.truth`, 24
 months past the end). Every model is fitted on what is known at the origin: rows before it,
-training origins before it whose labels stop at it. Figures: Harrell's C, the IPCW integrated
-Brier score over months 1..H, the next-renewal ECE, the largest gap of the mean predicted
-retention curve to the Kaplan-Meier curve of what happened, the bias % of the summed
+training origins before it whose labels stop at it. The hazard is served uncalibrated: a
+calibration on its last training origins (training/survival_calibration.py, `evaluate_world`'s
+`calibration_months`; `hazard_calibration` says what was served) did not help on development
+(docs/decisions/contractual-model.md, "Renewal calibration"). Figures: Harrell's C, the
+IPCW integrated Brier score over months 1..H, the next-renewal ECE, the largest gap of the mean
+predicted retention curve to the Kaplan-Meier curve of what happened, the bias % of the summed
 contractual CLV against the realized discounted margin, and the model's P10-P90 coverage.
 The expansion model (training/expansion.py) adds, for the subscriptions still active 3 months
 on: the Gini of P(expansion) and of the predicted growth against the realized change, the bias
@@ -43,6 +46,7 @@ from clv.training.expansion import (
 )
 from clv.training.survival import (
     MONTH_DAYS,
+    HazardModel,
     RetentionForecast,
     fit_hazard,
     fit_sbg_by_period,
@@ -55,6 +59,7 @@ from clv.training.survival import (
     training_rows,
     value_frame,
 )
+from clv.training.survival_calibration import calibrate_hazard, calibration_rows
 
 FloatArray = npt.NDArray[np.float64]
 ANNUAL_DISCOUNT_RATE = 0.10
@@ -171,8 +176,35 @@ def _scores(fc: RetentionForecast, out: Realized, clv: FloatArray) -> dict[str, 
     }
 
 
-def evaluate_world(case: SaasCase, *, origins: tuple[int, ...]) -> dict[str, object]:
-    """One world's figures (see the module docstring)."""
+def _calibrated(
+    model: HazardModel,
+    data: SaasData,
+    *,
+    origins: list[pd.Timestamp],
+    horizon: int,
+    months: int,
+) -> tuple[HazardModel, dict[str, object]]:
+    """The hazard served through the calibration chosen on the last `months` of training
+    origins (training/survival_calibration.py), and what was chosen on how many rows."""
+    tables = (data.subscriptions, data.changes, data.events, data.transactions)
+    split = calibration_rows(
+        *tables, origins=origins, known_until=data.end, horizon_months=horizon, months=months
+    )
+    choice = calibrate_hazard(split)
+    return model.calibrated(choice), {
+        "method": choice.method,
+        "fit_rows": len(split.fit),
+        "held_out_rows": len(split.held_out),
+        "reason": choice.reason,
+    }
+
+
+def evaluate_world(
+    case: SaasCase, *, origins: tuple[int, ...], calibration_months: int | None = None
+) -> dict[str, object]:
+    """One world's figures (see the module docstring); the hazard calibrated on the last
+    `calibration_months` of training origins, e.g. CALIBRATION_MONTHS (None, the default:
+    uncalibrated, as chosen on development: docs/decisions/contractual-model.md)."""
     started = time.perf_counter()
     data = generate_saas_world(case)
     origin, h = data.end, horizon_months(case)
@@ -182,6 +214,11 @@ def evaluate_world(case: SaasCase, *, origins: tuple[int, ...]) -> dict[str, obj
     tables = (data.subscriptions, data.changes, data.events, data.transactions)
     rows = training_rows(*tables, origins=train_at, known_until=origin, horizon_months=h)
     model = fit_hazard(rows)
+    calibration: dict[str, object] = {"method": "none"}
+    if calibration_months is not None:
+        model, calibration = _calibrated(
+            model, data, origins=train_at, horizon=h, months=calibration_months
+        )
     feats = subscription_features(*tables[:3], as_of=origin, transactions=data.transactions)
     known = lifetimes(data.subscriptions, data.transactions, known_until=origin)
     inv = invoices_before(data.transactions, before=origin)
@@ -202,6 +239,7 @@ def evaluate_world(case: SaasCase, *, origins: tuple[int, ...]) -> dict[str, obj
         "churned_within_horizon": int(out.churned.sum()),
         "training_origins": len(train_at),
         "person_period_rows": model.rows,
+        "hazard_calibration": calibration,
     }
     for who, fc in forecasts.items():
         value = value_frame(fc, feats["mrr"].to_numpy(), margin=margin, monthly_discount=monthly)

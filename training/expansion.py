@@ -23,7 +23,7 @@ from clv.core.time import utc
 from clv.evaluation.metrics import normalized_gini
 from clv.training.booster import BoosterParams
 from clv.training.churn import churn_params
-from clv.training.survival import FEATURES, subscription_features
+from clv.training.survival import FEATURES, plan_matrix, subscription_features
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -120,9 +120,7 @@ class ExpansionModel:
     rows: int
 
     def matrix(self, frame: pd.DataFrame) -> xgb.DMatrix:
-        codes = pd.Categorical(frame["plan"], categories=list(self.plans)).codes
-        x = frame.assign(plan_code=np.where(codes < 0, np.nan, codes))
-        return xgb.DMatrix(x[list(FEATURES)].to_numpy(dtype=np.float64), feature_names=FEATURES)
+        return plan_matrix(frame, self.plans, FEATURES)
 
     def predict(self, features: pd.DataFrame) -> ExpansionForecast:
         dm = self.matrix(features)

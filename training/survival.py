@@ -17,7 +17,7 @@ docs/decisions/contractual-model.md.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import numpy.typing as npt
@@ -25,6 +25,7 @@ import pandas as pd
 import xgboost as xgb
 
 from clv.core.time import utc
+from clv.evaluation.calibration import CalibrationChoice
 from clv.model.contractual import SbgParams, contractual_clv, fit_sbg, kaplan_meier
 from clv.training.booster import BoosterParams
 from clv.training.churn import churn_params
@@ -302,31 +303,52 @@ def person_periods(
 # ------------------------------------------------------------------------------ hazard model
 
 
+def plan_matrix(frame: pd.DataFrame, plans: Sequence[str], names: Sequence[str]) -> xgb.DMatrix:
+    """The boosters' matrix of `names` (plan_code: the plan's index in `plans`, NaN unknown)."""
+    codes = pd.Categorical(frame["plan"], categories=list(plans)).codes
+    x = frame.assign(plan_code=np.where(codes < 0, np.nan, codes))
+    return xgb.DMatrix(x[list(names)].to_numpy(dtype=np.float64), feature_names=list(names))
+
+
 @dataclass(frozen=True, eq=False)
 class HazardModel:
-    """The fitted discrete-time hazard: booster over FEATURES + PERIOD_FEATURES."""
+    """The fitted discrete-time hazard: booster over FEATURES + PERIOD_FEATURES, and the
+    calibration of its margin (training/survival_calibration.py; None: the booster's own)."""
 
     booster: xgb.Booster
     plans: tuple[str, ...]
     rows: int
     """Person-period rows it was fitted on."""
+    calibration: CalibrationChoice | None = None
 
     def matrix(self, frame: pd.DataFrame) -> xgb.DMatrix:
-        codes = pd.Categorical(frame["plan"], categories=list(self.plans)).codes
-        x = frame.assign(plan_code=np.where(codes < 0, np.nan, codes))
-        names = [*FEATURES, *PERIOD_FEATURES]
-        return xgb.DMatrix(x[names].to_numpy(dtype=np.float64), feature_names=names)
+        return plan_matrix(frame, self.plans, [*FEATURES, *PERIOD_FEATURES])
+
+    def margin(self, frame: pd.DataFrame) -> FloatArray:
+        """The booster's log-odds of h per person-period row."""
+        return np.asarray(self.booster.predict(self.matrix(frame), output_margin=True), np.float64)
+
+    def hazard(self, frame: pd.DataFrame) -> FloatArray:
+        """h per person-period row: the booster's, or its calibration's map of the margin."""
+        if self.calibration is None:
+            return np.asarray(self.booster.predict(self.matrix(frame)), dtype=np.float64)
+        return self.calibration.apply(self.margin(frame))
+
+    def calibrated(self, calibration: CalibrationChoice) -> HazardModel:
+        """The same booster, its hazard mapped through `calibration`."""
+        return replace(self, calibration=calibration)
 
     def period_survival(self, features: pd.DataFrame, *, periods: int) -> FloatArray:
         """S_i(k), k = 0..periods in billing periods: prod_{j <= k} (1 - h_ij) (Tutz & Schmid
-        2016, eq. 2.3), h_ij predicted with the origin's features and k = j."""
+        2016, eq. 2.3), h_ij predicted with the origin's features and k = j (calibrated, if
+        the model is)."""
         n = len(features)
         rows = features.iloc[np.tile(np.arange(n), periods)].reset_index(drop=True)
         k = np.repeat(np.arange(1, periods + 1), n)
         pm = np.where(rows["annual"].to_numpy() == 1, 12, 1)
         rows["k"] = k
         rows["tenure_at_k"] = rows["tenure_months"] + rows["months_to_renewal"] + (k - 1) * pm
-        h = self.booster.predict(self.matrix(rows)).reshape(periods, n).T
+        h = self.hazard(rows).reshape(periods, n).T
         surv = np.cumprod(1.0 - h, axis=1)
         return np.asarray(np.hstack([np.ones((n, 1)), surv]), dtype=np.float64)
 
