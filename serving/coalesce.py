@@ -133,7 +133,7 @@ class ReadCoalescer:
                 else:
                     self._done(group, rows, None)
                 return
-        job = functools.partial(self._job, group)
+        job = functools.partial(self._job, group, ids)
         try:
             self.workers.start(job, timed=True, done=functools.partial(self._done, group))
         except Exception as exc:  # the queue is full
@@ -154,9 +154,10 @@ class ReadCoalescer:
             elif reads is not None:
                 request.future.set_result(reads[i])
 
-    def _job(self, group: list[_Request]) -> list[OnlineBatch]:
-        """On a worker thread: the group's read, cut into each request's rows."""
-        return _cut(group, self.reader.read([c for request in group for c in request.ids]))
+    def _job(self, group: list[_Request], ids: list[str]) -> list[OnlineBatch]:
+        """On a worker thread: the group's read (`ids`, its requests' in order), cut into each
+        request's rows."""
+        return _cut(group, self.reader.read(ids))
 
 
 def _cut(group: list[_Request], batch: OnlineBatch) -> list[OnlineBatch]:
