@@ -32,32 +32,29 @@ import pandas as pd
 
 from benchmarks.case import Figures
 from benchmarks.worlds import SAAS_DEVELOPMENT, SAAS_JUDGEMENT, SaasCase, generate_saas_world
+from clv.core.time import MONTH_DAYS
 from clv.evaluation.calibration import expected_calibration_error
 from clv.evaluation.survival import concordance_index, integrated_brier_score, retention_gap
+from clv.features.subscription_features import invoices_before, subscription_features
 from clv.inputs.saas import SaasData
-from clv.training.expansion import (
+from clv.model.subscription import (
     EXPANSION_HOLD_MONTHS,
     EXPANSION_MONTHS,
     ExpansionForecast,
-    expansion_gini,
-    expansion_rows,
-    fit_expansion,
-    mrr_path,
-)
-from clv.training.survival import (
-    MONTH_DAYS,
     HazardModel,
     RetentionForecast,
+    model_forecast,
+    mrr_path,
+    value_frame,
+)
+from clv.training.expansion import expansion_gini, expansion_rows, fit_expansion
+from clv.training.survival import (
     fit_hazard,
     fit_sbg_by_period,
-    invoices_before,
     kaplan_meier_forecast,
     lifetimes,
-    model_forecast,
     sbg_forecast,
-    subscription_features,
     training_rows,
-    value_frame,
 )
 from clv.training.survival_calibration import calibrate_hazard, calibration_rows
 

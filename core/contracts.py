@@ -302,6 +302,12 @@ ASSIGNMENTS = TableContract(
 """One arm per customer and experiment: a later row for the same pair replaces it (or is a
 `key_conflict`)."""
 
+BILLING_PERIOD_MONTHS: dict[str, int] = {"month": 1, "year": 12}
+"""A subscriptions row's billing_period, in months."""
+SUBSCRIPTION_CHANNEL = "subscription"
+"""A transaction of this channel is a subscription's invoice, its order_id
+`<subscription_id>-<invoice number>`: the contractual model reads the billing dates from them,
+and the one-off part of a subscriber's value reads every other transaction."""
 SUBSCRIPTION_ID = _string("subscription_id", "the subscription's id", required=True)
 
 SUBSCRIPTIONS = TableContract(
@@ -333,7 +339,7 @@ SUBSCRIPTIONS = TableContract(
             "billing_period",
             "how often it is billed: month or year",
             required=True,
-            choices=("month", "year"),
+            choices=tuple(BILLING_PERIOD_MONTHS),
         ),
         _boolean("trial", "a trial: true/false, 1/0, yes/no; missing: false", default=False),
     ),

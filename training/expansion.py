@@ -12,7 +12,6 @@ choices and figures in docs/decisions/contractual-model.md (expansion section).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
@@ -21,18 +20,14 @@ import xgboost as xgb
 
 from clv.core.time import utc
 from clv.evaluation.metrics import normalized_gini
+from clv.features.subscription_features import subscription_features
+from clv.model.subscription import EXPANSION_MONTHS, FEATURES, ExpansionModel
 from clv.training.booster import BoosterParams
 from clv.training.churn import churn_params
-from clv.training.survival import FEATURES, plan_matrix, subscription_features
 
 FloatArray = npt.NDArray[np.float64]
 
-EXPANSION_MONTHS = 3
-"""The label's window: the MRR change over the next quarter."""
 EXPANSION_ROUNDS = 200
-EXPANSION_HOLD_MONTHS = 3
-"""The MRR path compounds the predicted growth this many months, then holds (chosen on
-SAAS_DEVELOPMENT: docs/decisions/contractual-model.md)."""
 EXPANSION_PARAMS: BoosterParams = {**churn_params(nthread=1, seed=0), "min_child_weight": 20.0}
 """P(expansion): the churn classifier's configuration, the hazard's larger leaf weight."""
 GROWTH_PARAMS: BoosterParams = {
@@ -95,40 +90,6 @@ def expansion_rows(
     return pd.concat(frames, ignore_index=True)
 
 
-@dataclass(frozen=True, eq=False)
-class ExpansionForecast:
-    """Per subscription at an origin (index = the features' index)."""
-
-    index: pd.Index
-    p_expansion: FloatArray
-    """P(MRR in 3 months > MRR now | still subscribed)."""
-    quarter_growth: FloatArray
-    """E[MRR in 3 months / MRR now | still subscribed]."""
-
-    @property
-    def monthly_growth(self) -> FloatArray:
-        return np.asarray(self.quarter_growth ** (1.0 / EXPANSION_MONTHS), dtype=np.float64)
-
-
-@dataclass(frozen=True, eq=False)
-class ExpansionModel:
-    """The two fitted boosters over FEATURES."""
-
-    classifier: xgb.Booster
-    growth: xgb.Booster
-    plans: tuple[str, ...]
-    rows: int
-
-    def matrix(self, frame: pd.DataFrame) -> xgb.DMatrix:
-        return plan_matrix(frame, self.plans, FEATURES)
-
-    def predict(self, features: pd.DataFrame) -> ExpansionForecast:
-        dm = self.matrix(features)
-        p = np.asarray(self.classifier.predict(dm), dtype=np.float64)
-        g = np.clip(np.asarray(self.growth.predict(dm), dtype=np.float64), 0.0, None)
-        return ExpansionForecast(features.index, p, g)
-
-
 def fit_expansion(
     rows: pd.DataFrame, *, rounds: int = EXPANSION_ROUNDS, nthread: int = 2, seed: int = 0
 ) -> ExpansionModel:
@@ -142,22 +103,6 @@ def fit_expansion(
         run: BoosterParams = {**params, "nthread": nthread, "seed": seed}
         fitted.append(xgb.train(run, dtrain, num_boost_round=rounds))
     return ExpansionModel(fitted[0], fitted[1], plans, len(rows))
-
-
-def mrr_path(
-    mrr: npt.ArrayLike,
-    monthly_growth: npt.ArrayLike,
-    *,
-    horizon_months: int,
-    hold_after: int | None = EXPANSION_HOLD_MONTHS,
-) -> FloatArray:
-    """(n, H): MRR_t = MRR_0 x g^min(t, hold_after), t = 0..H-1 (hold_after None: g^t)."""
-    m = np.asarray(mrr, dtype=np.float64)
-    g = np.asarray(monthly_growth, dtype=np.float64)
-    t = np.arange(horizon_months)
-    if hold_after is not None:
-        t = np.minimum(t, hold_after)
-    return np.asarray(m[:, None] * g[:, None] ** t[None, :], dtype=np.float64)
 
 
 def expansion_gini(expanded: npt.ArrayLike, score: npt.ArrayLike) -> float:

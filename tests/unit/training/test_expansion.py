@@ -7,15 +7,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from clv.features.subscription_features import subscription_features
 from clv.inputs.saas import generate_saas
-from clv.training.expansion import (
-    expansion_gini,
-    expansion_labels,
-    expansion_rows,
-    fit_expansion,
-    mrr_path,
-)
-from clv.training.survival import RetentionForecast, subscription_features, value_frame
+from clv.model.subscription import RetentionForecast, mrr_path, value_frame
+from clv.training.expansion import expansion_gini, expansion_labels, expansion_rows, fit_expansion
 
 
 def _ts(*values: str) -> pd.Series:

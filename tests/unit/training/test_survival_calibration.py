@@ -8,7 +8,9 @@ import pandas as pd
 import pytest
 
 from clv.evaluation.calibration import CalibrationChoice, Platt
-from clv.training.survival import fit_hazard, model_forecast, subscription_features
+from clv.features.subscription_features import subscription_features
+from clv.model.subscription import model_forecast
+from clv.training.survival import fit_hazard
 from clv.training.survival_calibration import CalibrationRows, calibrate_hazard, calibration_rows
 
 START = pd.Timestamp("2023-01-01", tz="UTC")

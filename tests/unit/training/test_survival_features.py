@@ -6,13 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from clv.training.survival import (
-    FEATURES,
-    add_months,
-    lifetimes,
-    person_periods,
-    subscription_features,
-)
+from clv.core.time import add_months
+from clv.features.subscription_features import subscription_features
+from clv.model.subscription import FEATURES
+from clv.training.survival import lifetimes, person_periods
 
 AS_OF = pd.Timestamp("2024-07-01", tz="UTC")
 
