@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
@@ -33,57 +32,41 @@ import pandas as pd
 from benchmarks.case import Figures
 from benchmarks.worlds import SAAS_DEVELOPMENT, SAAS_JUDGEMENT, SaasCase, generate_saas_world
 from clv.core.time import MONTH_DAYS
-from clv.evaluation.calibration import expected_calibration_error
-from clv.evaluation.survival import concordance_index, integrated_brier_score, retention_gap
 from clv.features.subscription_features import invoices_before, subscription_features
 from clv.inputs.saas import SaasData
 from clv.model.subscription import (
     EXPANSION_HOLD_MONTHS,
     EXPANSION_MONTHS,
     ExpansionForecast,
-    HazardModel,
-    RetentionForecast,
     model_forecast,
     mrr_path,
     value_frame,
 )
+from clv.training.contractual import (
+    METHODS,
+    MIN_HISTORY_MONTHS,
+    TRAIN_ORIGIN_MONTHS,
+    Realized,
+    realized_outcomes,
+    retention_scores,
+)
 from clv.training.expansion import expansion_gini, expansion_rows, fit_expansion
+from clv.training.hazard_fit import fit_served_hazard
 from clv.training.survival import (
-    fit_hazard,
     fit_sbg_by_period,
     kaplan_meier_forecast,
     lifetimes,
     sbg_forecast,
-    training_rows,
 )
-from clv.training.survival_calibration import calibrate_hazard, calibration_rows
 
 FloatArray = npt.NDArray[np.float64]
 ANNUAL_DISCOUNT_RATE = 0.10
 """clv.core.settings' default annual discount rate, taken monthly."""
-TRAIN_ORIGIN_MONTHS: tuple[int, ...] = tuple(range(1, 25))
-"""Training origins, months before the evaluation origin (chosen on SAAS_DEVELOPMENT:
-docs/decisions/contractual-model.md)."""
-MIN_HISTORY_MONTHS = 3
-"""A training origin needs this much history after the data's start."""
-RENEWAL_TOLERANCE = pd.Timedelta(days=15)
-"""An end within this of the predicted renewal date is the non-renewal there."""
-METHODS = ("model", "sbg", "kaplan_meier")
 TARGET_ECE, TARGET_BIAS_PCT = 0.03, 10.0
 
 
 def horizon_months(case: SaasCase) -> int:
     return max(1, round(case.horizon_days / MONTH_DAYS))
-
-
-@dataclass(frozen=True, eq=False)
-class Realized:
-    """What happened to the subscriptions of an origin over H months."""
-
-    durations: npt.NDArray[np.int64]
-    churned: npt.NDArray[np.bool_]
-    renewed: npt.NDArray[np.bool_]
-    value: FloatArray
 
 
 def realized(
@@ -95,28 +78,25 @@ def realized(
     margin: float,
     monthly_discount: float,
 ) -> Realized:
-    """From the truth: churned at t = the first month t <= H whose end (origin + t months)
-    finds it ended, else censored at H; renewed at the next renewal date; the realized
-    margin sum_{t < H} MRR_t x margin x 1(subscribed at origin + t months) (1 + d)^-t."""
-    churn = data.truth.set_index("subscription_id")["churn_ts"].reindex(features.index)
-    ts = churn.to_numpy(dtype="datetime64[us]")
-    never = np.isnat(ts)
-    bounds = [(origin + pd.DateOffset(months=t)).tz_localize(None) for t in range(horizon + 1)]
-    alive = np.column_stack([never | (ts > b.to_datetime64()) for b in bounds])
-    gone = ~alive[:, 1:]
-    churned: npt.NDArray[np.bool_] = np.asarray(gone.any(axis=1), dtype=np.bool_)
-    durations = np.where(churned, np.argmax(gone, axis=1) + 1, horizon).astype(np.int64)
-    due = (features["next_renewal"] + RENEWAL_TOLERANCE).dt.tz_localize(None).to_numpy()
-    renewed = never | (ts > due.astype("datetime64[us]"))
+    """clv.training.contractual.realized_outcomes from the truth: its churn times, and the
+    true MRR of the period holding each month's start."""
+    churn = data.truth.set_index("subscription_id")["churn_ts"]
     tp = data.truth_periods
     tp = tp.loc[tp["subscription_id"].isin(features.index)]
-    value = np.zeros(len(features))
-    for t, b in enumerate(bounds[:-1]):
-        at = b.tz_localize("UTC")
+
+    def mrr_at(at: pd.Timestamp) -> pd.Series:
         cur = tp.loc[(tp["period_start"] <= at) & (tp["period_end"] > at)]
-        mrr = cur.groupby("subscription_id")["mrr"].last().reindex(features.index).fillna(0.0)
-        value += mrr.to_numpy() * margin * alive[:, t] * (1.0 + monthly_discount) ** -t
-    return Realized(durations, churned, np.asarray(renewed, dtype=np.bool_), value)
+        return cur.groupby("subscription_id")["mrr"].last()
+
+    return realized_outcomes(
+        features,
+        ended_at=churn,
+        mrr_at=mrr_at,
+        origin=origin,
+        horizon=horizon,
+        margin=margin,
+        monthly_discount=monthly_discount,
+    )
 
 
 def realized_expansion(
@@ -161,47 +141,9 @@ def _num(value: float, digits: int = 4) -> float | None:
     return round(float(value), digits) if np.isfinite(value) else None
 
 
-def _scores(fc: RetentionForecast, out: Realized, clv: FloatArray) -> dict[str, float | None]:
-    surv = fc.survival[:, 1:]
-    total = float(out.value.sum())
-    return {
-        "c_index": _num(concordance_index(out.durations, out.churned, fc.risk()).c_index),
-        "ibs": _num(integrated_brier_score(out.durations, out.churned, surv), 5),
-        "renewal_ece": _num(expected_calibration_error(out.renewed, fc.renewal)),
-        "retention_max_gap": _num(retention_gap(out.durations, out.churned, surv).max_abs_gap),
-        "clv_bias_pct": _num(100.0 * (float(clv.sum()) - total) / total, 2),
-    }
-
-
-def _calibrated(
-    model: HazardModel,
-    data: SaasData,
-    *,
-    origins: list[pd.Timestamp],
-    horizon: int,
-    months: int,
-) -> tuple[HazardModel, dict[str, object]]:
-    """The hazard served through the calibration chosen on the last `months` of training
-    origins (training/survival_calibration.py), and what was chosen on how many rows."""
-    tables = (data.subscriptions, data.changes, data.events, data.transactions)
-    split = calibration_rows(
-        *tables, origins=origins, known_until=data.end, horizon_months=horizon, months=months
-    )
-    choice = calibrate_hazard(split)
-    return model.calibrated(choice), {
-        "method": choice.method,
-        "fit_rows": len(split.fit),
-        "held_out_rows": len(split.held_out),
-        "reason": choice.reason,
-    }
-
-
-def evaluate_world(
-    case: SaasCase, *, origins: tuple[int, ...], calibration_months: int | None = None
-) -> dict[str, object]:
-    """One world's figures (see the module docstring); the hazard calibrated on the last
-    `calibration_months` of training origins, e.g. CALIBRATION_MONTHS (None, the default:
-    uncalibrated, as chosen on development: docs/decisions/contractual-model.md)."""
+def evaluate_world(case: SaasCase, *, origins: tuple[int, ...]) -> dict[str, object]:
+    """One world's figures (see the module docstring): the hazard as served
+    (training/hazard_fit.py)."""
     started = time.perf_counter()
     data = generate_saas_world(case)
     origin, h = data.end, horizon_months(case)
@@ -209,13 +151,9 @@ def evaluate_world(
     train_at = [origin - pd.DateOffset(months=m) for m in origins]
     train_at = [o for o in train_at if o >= first]
     tables = (data.subscriptions, data.changes, data.events, data.transactions)
-    rows = training_rows(*tables, origins=train_at, known_until=origin, horizon_months=h)
-    model = fit_hazard(rows)
-    calibration: dict[str, object] = {"method": "none"}
-    if calibration_months is not None:
-        model, calibration = _calibrated(
-            model, data, origins=train_at, horizon=h, months=calibration_months
-        )
+    model, rounds = fit_served_hazard(
+        *tables, origins=train_at, known_until=origin, horizon_months=h
+    )
     feats = subscription_features(*tables[:3], as_of=origin, transactions=data.transactions)
     known = lifetimes(data.subscriptions, data.transactions, known_until=origin)
     inv = invoices_before(data.transactions, before=origin)
@@ -236,11 +174,11 @@ def evaluate_world(
         "churned_within_horizon": int(out.churned.sum()),
         "training_origins": len(train_at),
         "person_period_rows": model.rows,
-        "hazard_calibration": calibration,
+        "hazard_rounds": {"rounds": rounds.rounds, "reason": rounds.reason},
     }
     for who, fc in forecasts.items():
         value = value_frame(fc, feats["mrr"].to_numpy(), margin=margin, monthly_discount=monthly)
-        scores: dict[str, float | None] = _scores(fc, out, value["clv"].to_numpy())
+        scores: dict[str, float | None] = retention_scores(fc, out, value["clv"].to_numpy())
         if who == "model":
             inside = (out.value >= value["clv_p10"]) & (out.value <= value["clv_p90"])
             scores["clv_p10_p90_coverage"] = _num(float(np.mean(inside)))

@@ -64,6 +64,7 @@ def train(
             "metrics": result.metrics,
             "evaluation": result.evaluation_summary(),
             "readiness": result.readiness.summary() if result.readiness is not None else None,
+            "contractual": result.contractual.as_dict() if result.contractual else None,
         },
         as_json=as_json,
     )
@@ -136,8 +137,44 @@ def summary(result: TrainResult, *, became_champion: bool) -> str:
         f"brier {c.brier:.3f}  ece {c.ece:.3f}",
         f"served recipe, P10-P90: coverage {iv.coverage_p10_p90:.3f}  "
         f"mean width {iv.mean_width:.1f}",
+        *_contractual_lines(result),
     ]
     return "\n".join(lines)
+
+
+CONTRACTUAL_LABELS = {"model": "hazard", "sbg": "sBG", "kaplan_meier": "KM/plan"}
+
+
+def _contractual_lines(result: TrainResult) -> list[str]:
+    """The subscribers' part: the hazard against the sBG and Kaplan-Meier at its test origin."""
+    part = result.contractual
+    if part is None:
+        return []
+    ev = part.evaluation
+    blocks = {k: ev[k] for k in CONTRACTUAL_LABELS if isinstance(ev.get(k), dict)}
+
+    def cell(block: object, key: str, fmt: str) -> str:
+        v = block.get(key) if isinstance(block, dict) else None
+        return f"{v:>10{fmt}}" if isinstance(v, int | float) else f"{'-':>10}"
+
+    def row(name: str, key: str, fmt: str) -> str:
+        return f"  {name:<17}" + "  ".join(cell(b, key, fmt) for b in blocks.values())
+
+    one_off = ev.get("one_off")
+    bias = one_off.get("bias_pct") if isinstance(one_off, dict) else None
+    return [
+        f"contractual: {part.subscribers:,} subscribers scored from {part.trained_at}; "
+        f"test origin {ev['test_origin']} ({ev['subscriptions']:,} subscriptions, "
+        f"H = {ev['horizon_months']} months, out of time), {part.seconds:.0f}s",
+        f"  {'':<17}" + "  ".join(f"{CONTRACTUAL_LABELS[k]:>10}" for k in blocks),
+        row("c-index", "c_index", ".3f"),
+        row("integrated brier", "ibs", ".4f"),
+        row("renewal ece", "renewal_ece", ".3f"),
+        row("clv bias %", "clv_bias_pct", ".1f"),
+        "  one-off purchases: bias "
+        + (f"{bias:+.1f}%" if isinstance(bias, int | float) else "n/a")
+        + (f" ({one_off.get('method')})" if isinstance(one_off, dict) else ""),
+    ]
 
 
 def _readiness_line(result: TrainResult) -> str:

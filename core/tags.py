@@ -27,6 +27,9 @@ RUN_OWNER_TAG = "clv.owner"
 """A training run's tag (not a version's): `host:pid:start` of the process that trains it
 (`start` is the process's start time in clock ticks, or "-"), so that a later command can tell
 a live registration from one whose process is gone."""
+CONTRACTUAL_TAG = "clv.contractual"
+""""true" on a version that carries the subscribers' contractual part (`contractual/` in its
+run: clv.model.contractual_bundle); scoring reads that part only then."""
 FEATURE_SERVICE = "feature_service"
 FEATURE_NAMES_HASH = "feature_names_hash"
 TEST_SNAPSHOT = "test_snapshot"

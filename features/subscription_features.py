@@ -15,6 +15,8 @@ import pandas as pd
 from clv.core.contracts import BILLING_PERIOD_MONTHS, SUBSCRIPTION_CHANNEL
 from clv.core.time import add_months, months_of, utc
 
+RATE_WINDOW_DAYS = 365
+"""one_off_history's recent margin: the year before t."""
 USAGE_EVENT_EXCLUDED = "support_ticket"
 """Every event but a support ticket is usage."""
 
@@ -143,4 +145,53 @@ def subscription_features(
         out[c] = state[c].astype(np.int64)
     gone = started.loc[ended].groupby("customer_id").size()
     out["earlier_ended"] = gone.reindex(out["customer_id"]).fillna(0).to_numpy(dtype=np.int64)
+    return out
+
+
+def one_off_history(transactions: pd.DataFrame, *, as_of: pd.Timestamp | str) -> pd.DataFrame:
+    """Per customer with a one-off purchase (a transaction not of SUBSCRIPTION_CHANNEL) before
+    `as_of` (index customer_id): frequency (repeat purchase days), recency (first to last
+    purchase day), T (first purchase day to as_of) and tenure_days in days, monetary_value (the
+    mean value of the repeat purchase days), margin and amount summed, and margin_recent in the
+    RATE_WINDOW_DAYS before as_of: the clv_v1 conventions (features/definitions.py), on the
+    one-off purchases only."""
+    t = utc(as_of)
+    tx = transactions.loc[
+        (transactions["channel"] != SUBSCRIPTION_CHANNEL) & (transactions["ts"] < t)
+    ]
+    day = tx["ts"].dt.floor("D")
+    recent = (tx["ts"] >= t - pd.Timedelta(days=RATE_WINDOW_DAYS)).to_numpy()
+    days = (
+        pd.DataFrame(
+            {
+                "customer_id": tx["customer_id"].to_numpy(),
+                "day": day.to_numpy(),
+                "amount": tx["amount"].to_numpy(dtype=np.float64),
+                "margin": tx["margin"].to_numpy(dtype=np.float64),
+                "margin_recent": np.where(recent, tx["margin"].to_numpy(dtype=np.float64), 0.0),
+            }
+        )
+        .groupby(["customer_id", "day"], sort=True)
+        .sum()
+        .reset_index()
+    )
+    by = days.groupby("customer_id", sort=True)
+    first, last = by["day"].min(), by["day"].max()
+    n = by.size()
+    total = by["amount"].sum()
+    first_value = by["amount"].first()
+    span = pd.Series(utc(t).floor("D"), index=first.index) - first
+    out = pd.DataFrame(
+        {
+            "frequency": (n - 1).astype(np.float64),
+            "recency": (last - first).dt.total_seconds() / 86_400.0,
+            "T": (t - first).dt.total_seconds() / 86_400.0,
+            "monetary_value": np.where(n > 1, (total - first_value) / (n - 1).clip(lower=1), 0.0),
+            "tenure_days": span.dt.days.astype(np.float64),
+            "amount": total,
+            "margin": by["margin"].sum(),
+            "margin_recent": by["margin_recent"].sum(),
+        }
+    )
+    out.index.name = "customer_id"
     return out

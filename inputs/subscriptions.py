@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from clv.core.contracts import TableName
 from clv.core.settings import Settings
 from clv.core.store import has_table, read_table
 from clv.core.time import utc
@@ -30,28 +31,56 @@ STATE: tuple[str, ...] = ("plan", "seats", "mrr")
 
 
 @dataclass(frozen=True, eq=False)
-class SubscriptionTables:
-    """The stored subscriptions and their changes (empty when none were ingested)."""
+class SubscriptionLog:
+    """A subscription business's stored tables: its subscriptions and their changes, the usage
+    and support events, the transactions (invoices and one-off purchases); a table not
+    ingested is empty."""
 
     subscriptions: pd.DataFrame
     changes: pd.DataFrame
+    events: pd.DataFrame
+    transactions: pd.DataFrame
 
     def at(self, when: pd.Timestamp) -> pd.DataFrame:
         """`subscriptions_at` of these tables."""
         return subscriptions_at(self.subscriptions, self.changes, when)
 
+    @property
+    def tables(self) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+        """subscriptions, changes, events, transactions: the contractual models' order."""
+        return (self.subscriptions, self.changes, self.events, self.transactions)
 
-def read_subscriptions(settings: Settings) -> SubscriptionTables | None:
-    """The workspace's subscriptions and their changes; None when no subscriptions were
-    ingested (changes alone say nothing)."""
+    @property
+    def start(self) -> pd.Timestamp:
+        return utc(self.subscriptions["started_at"].min())
+
+    @property
+    def end(self) -> pd.Timestamp:
+        """The day after the last time the log holds: every row is before it."""
+        times = [
+            self.transactions["ts"].max(),
+            self.subscriptions["started_at"].max(),
+            self.subscriptions["ended_at"].max(),
+        ]
+        last = max(t for t in times if not pd.isna(t))
+        return utc(last).floor("D") + pd.Timedelta(days=1)
+
+
+def read_subscriptions(settings: Settings) -> SubscriptionLog | None:
+    """The workspace's subscription log; None when no subscriptions were ingested (changes
+    alone say nothing)."""
     if not has_table(settings, "subscriptions"):
         return None
-    changes = (
-        read_table(settings, "subscription_changes")
-        if has_table(settings, "subscription_changes")
-        else empty_table("subscription_changes")
+    subscriptions = read_table(settings, "subscriptions")
+    if subscriptions.empty:
+        return None
+
+    def table(name: TableName) -> pd.DataFrame:
+        return read_table(settings, name) if has_table(settings, name) else empty_table(name)
+
+    return SubscriptionLog(
+        subscriptions, table("subscription_changes"), table("events"), table("transactions")
     )
-    return SubscriptionTables(read_table(settings, "subscriptions"), changes)
 
 
 def subscriptions_at(

@@ -14,7 +14,7 @@ card in docs/decisions/contractual-model.md.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Protocol
 
@@ -25,7 +25,7 @@ import xgboost as xgb
 
 from clv.core.contracts import BILLING_PERIOD_MONTHS
 from clv.core.time import add_months, utc
-from clv.model.contractual import contractual_clv
+from clv.model.contractual import SbgParams, contractual_clv
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -76,6 +76,33 @@ def plan_matrix(frame: pd.DataFrame, plans: Sequence[str], names: Sequence[str])
     return xgb.DMatrix(x[list(names)].to_numpy(dtype=np.float64), feature_names=list(names))
 
 
+OFFSET_CLIP = 1e-6
+"""The sBG hazard is clipped to [OFFSET_CLIP, 1 - OFFSET_CLIP] before its logit."""
+
+
+def sbg_hazard(sbg: Mapping[str, SbgParams], rows: pd.DataFrame) -> FloatArray:
+    """The sBG's hazard of each person-period row: P(T = n + k | T > n + k - 1) =
+    alpha / (alpha + beta + n + k - 1) (Fader & Hardie 2007, eq. 8: 1 - r(n + k)), n the
+    renewals at the origin, k the row's renewal after it, the sBG of its billing kind (a kind
+    the fit never saw: the other kind's)."""
+    annual = rows["annual"].to_numpy(dtype=np.int64)
+    n = rows["renewals"].to_numpy(dtype=np.float64)
+    k = rows["k"].to_numpy(dtype=np.float64)
+    h = np.full(len(rows), np.nan)
+    for code, kind in ((0, "month"), (1, "year")):
+        sel = annual == code
+        if sel.any():
+            p = sbg.get(kind) or next(iter(sbg.values()))
+            h[sel] = p.alpha / (p.alpha + p.beta + n[sel] + k[sel] - 1.0)
+    return np.asarray(np.clip(h, OFFSET_CLIP, 1.0 - OFFSET_CLIP), dtype=np.float64)
+
+
+def sbg_margin(sbg: Mapping[str, SbgParams], rows: pd.DataFrame) -> FloatArray:
+    """logit(sbg_hazard): the hazard booster's offset."""
+    h = sbg_hazard(sbg, rows)
+    return np.asarray(np.log(h) - np.log1p(-h), dtype=np.float64)
+
+
 @dataclass(frozen=True, eq=False)
 class HazardModel:
     """The fitted discrete-time hazard: booster over FEATURES + PERIOD_FEATURES, and a map of
@@ -86,9 +113,15 @@ class HazardModel:
     rows: int
     """Person-period rows it was fitted on."""
     calibration: MarginMap | None = None
+    sbg: Mapping[str, SbgParams] | None = None
+    """The sBG per billing kind whose logit hazard the booster starts from (its base_margin:
+    sbg_margin), fitted on what is known at the forecast origin; None: no offset."""
 
     def matrix(self, frame: pd.DataFrame) -> xgb.DMatrix:
-        return plan_matrix(frame, self.plans, [*FEATURES, *PERIOD_FEATURES])
+        m = plan_matrix(frame, self.plans, [*FEATURES, *PERIOD_FEATURES])
+        if self.sbg is not None:
+            m.set_base_margin(sbg_margin(self.sbg, frame))
+        return m
 
     def margin(self, frame: pd.DataFrame) -> FloatArray:
         """The booster's log-odds of h per person-period row."""

@@ -16,8 +16,8 @@ docs/decisions/contractual-model.md.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 
 import numpy as np
 import numpy.typing as npt
@@ -148,16 +148,38 @@ def training_rows(
 
 
 def fit_hazard(
-    rows: pd.DataFrame, *, rounds: int = HAZARD_ROUNDS, nthread: int = 2, seed: int = 0
-) -> HazardModel:
-    """XGBoost `binary:logistic` on person-period rows (label `churned`)."""
+    rows: pd.DataFrame,
+    *,
+    rounds: int = HAZARD_ROUNDS,
+    nthread: int = 2,
+    seed: int = 0,
+    sbg: Mapping[str, SbgParams] | None = None,
+    valid: tuple[pd.DataFrame, Mapping[str, SbgParams] | None] | None = None,
+) -> tuple[HazardModel, list[float]]:
+    """XGBoost `binary:logistic` on person-period rows (label `churned`), boosted from the
+    logit of `sbg`'s hazard (HazardModel.sbg: fitted on what the rows' labels know) when given;
+    with `valid` (rows, the sBG serving them), also its logloss after each round."""
     plans = tuple(sorted(rows["plan"].dropna().unique()))
-    model = HazardModel(booster=xgb.Booster(), plans=plans, rows=len(rows))
+    model = HazardModel(booster=xgb.Booster(), plans=plans, rows=len(rows), sbg=sbg)
     params: BoosterParams = {**HAZARD_PARAMS, "nthread": nthread, "seed": seed}
     dtrain = model.matrix(rows)
     dtrain.set_label(rows["churned"].to_numpy(dtype=np.float64))
-    booster = xgb.train(params, dtrain, num_boost_round=rounds)
-    return HazardModel(booster=booster, plans=plans, rows=len(rows))
+    evals: list[tuple[xgb.DMatrix, str]] = []
+    if valid is not None:
+        dvalid = replace(model, sbg=valid[1]).matrix(valid[0])
+        dvalid.set_label(valid[0]["churned"].to_numpy(dtype=np.float64))
+        evals = [(dvalid, "valid")]
+    history: dict[str, dict[str, list[float]]] = {}
+    booster = xgb.train(
+        params,
+        dtrain,
+        num_boost_round=rounds,
+        evals=evals,
+        evals_result=history,
+        verbose_eval=False,
+    )
+    curve = [float(v) for v in history.get("valid", {}).get("logloss", [])]
+    return replace(model, booster=booster), curve
 
 
 # --------------------------------------------------------------------------------- baselines

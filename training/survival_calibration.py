@@ -69,6 +69,6 @@ def calibrate_hazard(
 ) -> CalibrationChoice:
     """Raw, Platt or isotonic for the hazard's margin, chosen and fitted on the held-out rows'
     margins under a hazard fitted on `rows.fit` (fit_hazard's configuration)."""
-    early = fit_hazard(rows.fit, rounds=rounds, nthread=nthread, seed=seed)
+    early, _ = fit_hazard(rows.fit, rounds=rounds, nthread=nthread, seed=seed)
     churned = rows.held_out["churned"].to_numpy(dtype=np.float64)
     return choose_calibration(early.margin(rows.held_out), churned, seed=seed)

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 from clv.core.errors import DataError
 from clv.core.settings import Settings
+from clv.core.tags import CONTRACTUAL_TAG
 from clv.evaluation.metrics import ChurnMetrics, ValueMetrics
 from clv.model.intervals import IntervalMetrics
 from clv.training.backtest import (
@@ -45,6 +46,7 @@ from clv.training.study import TuningRequest, best_value
 if TYPE_CHECKING:
     import optuna
 
+    from clv.training.contractual import ContractualSummary
     from clv.training.mlflow_io import LoggedVersion, TrainingRun
     from clv.training.objective import ObjectiveChoice
     from clv.training.readiness import Readiness
@@ -71,6 +73,8 @@ class TrainResult:
     """The served value model's kind and the validation evidence it was chosen on."""
     readiness: Readiness | None = None
     """The data's readiness report, when the run checked it (`run(readiness=...)`)."""
+    contractual: ContractualSummary | None = None
+    """The subscribers' contractual part, when the workspace holds subscriptions."""
 
     @property
     def model_metrics(self) -> ValueMetrics:
@@ -202,7 +206,7 @@ def fit_and_log(
     With `workers` > 1 (default `tuning.workers`) that many processes tune each study
     (clv.training.tuning); the trial sequence is then not reproducible. With `champion`, the live
     champion's held-out bundle is scored on the test origin's rows too (clv.training.champion)."""
-    from clv.training import mlflow_io
+    from clv.training import contractual, mlflow_io
 
     say = progress or (lambda _msg: None)
     started = time.perf_counter()
@@ -237,8 +241,12 @@ def fit_and_log(
             n_workers=n_workers,
             champion=champion,
         )
+        contract = contractual.train_and_log(settings, mrun, say=say)
+        if contract is not None:
+            mrun.tag_version(logged.version, {CONTRACTUAL_TAG: "true"})
     seconds = time.perf_counter() - started
-    return _result(settings, logged, served, recipes, evaluations, seconds=seconds)
+    result = _result(settings, logged, served, recipes, evaluations, seconds=seconds)
+    return replace(result, contractual=contract)
 
 
 def _checked(

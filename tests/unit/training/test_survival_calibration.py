@@ -111,7 +111,7 @@ def test_the_calibration_is_fitted_on_the_held_out_rows(rows: CalibrationRows) -
     # The fit's 104 rows hold too little hessian for any split (min_child_weight 20): the
     # early hazard is one constant, about the fit's churn rate 4 / 104; the held-out rate is
     # 25 / 50, so the calibration must map that margin to 0.5.
-    early = fit_hazard(rows.fit, nthread=1)
+    early, _ = fit_hazard(rows.fit, nthread=1)
     margin = early.margin(rows.held_out)
     assert np.ptp(margin) == 0.0
     assert early.hazard(rows.held_out)[0] == pytest.approx(4 / 104, abs=0.01)
@@ -123,7 +123,7 @@ def test_the_calibration_is_fitted_on_the_held_out_rows(rows: CalibrationRows) -
 
 
 def test_the_served_hazard_is_calibrated_and_survival_its_product(rows: CalibrationRows) -> None:
-    model = fit_hazard(rows.fit, nthread=1)
+    model, _ = fit_hazard(rows.fit, nthread=1)
     subs, changes, events, inv = _world()
     feats = subscription_features(subs, changes, events, as_of=T, transactions=inv)
     assert len(feats) == 25  # B and C; C's end (Aug 1st) reads as not ended at T
