@@ -32,6 +32,8 @@ import pandas as pd
 import xgboost as xgb
 
 from clv.core.time import MONTH_DAYS
+from clv.features.subscription_features import one_off_history, subscription_features
+from clv.inputs.subscriptions import SubscriptionLog
 from clv.model.baseline import Baseline, Rfm, expected_clv, rfm_arrays
 from clv.model.contractual import SbgParams
 from clv.model.subscription import (
@@ -228,3 +230,36 @@ def rfm_of_history(history: pd.DataFrame) -> Rfm:
     """RFM in weeks of one_off_history's rows (missing rows: nothing bought yet)."""
     cols = [history[c].to_numpy(dtype=np.float64) for c in ONE_OFF_COLUMNS]
     return rfm_arrays(*cols)
+
+
+SCORE_COLUMNS: tuple[str, ...] = (*CUSTOMER_COLUMNS[:-1], "contractual_clv")
+"""The columns `with_contractual` adds to a scores frame (NaN for a customer without a paying
+active subscription, or scored by a version without the part); contractual_clv is the sum."""
+
+
+def with_contractual(
+    scores: pd.DataFrame,
+    parts: dict[str, ContractualModel],
+    log: SubscriptionLog,
+    *,
+    as_of: pd.Timestamp,
+) -> pd.DataFrame:
+    """`scores` (customer_id, model_version, ...) with SCORE_COLUMNS: each row from the
+    contractual part of the version that scored it, at `as_of`."""
+    out = scores.copy()
+    for c in SCORE_COLUMNS:
+        out[c] = np.nan
+    if not parts:
+        return out
+    feats = subscription_features(*log.tables[:3], as_of=as_of, transactions=log.transactions)
+    history = one_off_history(log.transactions, as_of=as_of)
+    for version, part in parts.items():
+        mine = (out["model_version"].astype(str) == str(version)).to_numpy()
+        if not mine.any() or feats.empty:
+            continue
+        values = part.customer_values(feats, history, as_of=as_of)
+        values = values.rename(columns={"clv": "contractual_clv"})
+        got = values.reindex(out.loc[mine, "customer_id"].astype(str).to_numpy())
+        for c in SCORE_COLUMNS:
+            out.loc[mine, c] = got[c].to_numpy(dtype=np.float64)
+    return out

@@ -23,8 +23,16 @@ from mlflow.exceptions import MlflowException
 from clv.core.contracts import CHAMPION
 from clv.core.errors import ClvError, NotReadyError
 from clv.core.settings import Settings
-from clv.core.tags import RUN_OWNER_TAG, STATUS_INCOMPLETE, STATUS_REASON_TAG, STATUS_TAG
+from clv.core.tags import (
+    CONTRACTUAL_TAG,
+    RUN_OWNER_TAG,
+    STATUS_INCOMPLETE,
+    STATUS_REASON_TAG,
+    STATUS_TAG,
+)
 from clv.model.bundle import CARD_FILE, ClvModel
+from clv.model.contractual_bundle import CARD_FILE as CONTRACTUAL_CARD
+from clv.model.contractual_bundle import CONTRACTUAL_PATH, ContractualModel
 from clv.registry.completion import judge_registration, owner_alive
 from clv.training.mlflow_io import (
     BUNDLE_PATH,
@@ -314,15 +322,33 @@ def reference_frame(settings: Settings, run_id: str) -> pd.DataFrame:
         ) from exc
 
 
+def load_contractual(settings: Settings, version: str) -> ContractualModel | None:
+    """The subscribers' contractual part of a version (clv.model.contractual_bundle), or None
+    when its training saw no subscriptions (no `clv.contractual` tag of "true")."""
+    client = connect(settings)
+    mv = _version(client, settings, version)
+    if (mv.tags or {}).get(CONTRACTUAL_TAG) != "true":
+        return None
+    bundle = _cached_bundle(
+        settings, version, str(mv.run_id), artifact=CONTRACTUAL_PATH, card=CONTRACTUAL_CARD
+    )
+    return ContractualModel.load(bundle)
+
+
 def _cached_bundle(
-    settings: Settings, version: str, run_id: str, *, artifact: str = BUNDLE_PATH
+    settings: Settings,
+    version: str,
+    run_id: str,
+    *,
+    artifact: str = BUNDLE_PATH,
+    card: str = CARD_FILE,
 ) -> Path:
     """`<ws>/.clv/models/<version>/`: downloaded on first use, atomically (temp dir + rename)."""
     import mlflow
 
     name = version if artifact == BUNDLE_PATH else f"{version}-{artifact}"
     target = models_dir(settings) / name
-    if (target / CARD_FILE).exists():
+    if (target / card).exists():
         return target
     models_dir(settings).mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{version}-", dir=models_dir(settings)))

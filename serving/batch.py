@@ -32,6 +32,8 @@ from clv.core.contracts import CANARY, CHAMPION
 from clv.core.errors import DataError, NotReadyError
 from clv.core.live_stats import BatchScoring, write_batch_scoring
 from clv.core.settings import ServingSettings, Settings
+from clv.inputs.subscriptions import read_subscriptions
+from clv.model.contractual_bundle import ContractualModel, with_contractual
 from clv.registry.canary import route_many
 from clv.serving.routing import MlflowRegistry, ModelRegistry, SingleModel
 from clv.serving.scorer import (
@@ -394,11 +396,13 @@ class _Models:
     canary: Champion | None
     share: float
     shadow: bool
+    contractual: dict[str, ContractualModel] = field(default_factory=dict)
+    """The subscribers' contractual part of each serving version that has one."""
 
     def score(
         self, settings: Settings, features: pd.DataFrame, *, as_of: pd.Timestamp
     ) -> pd.DataFrame:
-        return score_snapshot(
+        scores = score_snapshot(
             self.champion,
             features,
             as_of=as_of,
@@ -407,6 +411,10 @@ class _Models:
             shadow=self.shadow,
             salt=settings.registry.route_salt,
         )
+        log = read_subscriptions(settings) if self.contractual else None
+        if log is None:
+            return scores
+        return with_contractual(scores, self.contractual, log, as_of=as_of)
 
 
 def _models(
@@ -425,7 +433,15 @@ def _models(
         if plan.canary is not None and plan.canary != plan.champion
         else None
     )
-    return _Models(bind(plan.champion, CHAMPION), canary, plan.share, plan.shadow)
+    parts: dict[str, ContractualModel] = {}
+    if isinstance(registry, MlflowRegistry):
+        from clv.registry.mlflow_io import load_contractual
+
+        for version in {plan.champion, *([canary.version] if canary is not None else [])}:
+            part = load_contractual(settings, version)
+            if part is not None:
+                parts[version] = part
+    return _Models(bind(plan.champion, CHAMPION), canary, plan.share, plan.shadow, parts)
 
 
 def _offline_features(settings: Settings) -> EntitySource:

@@ -15,7 +15,7 @@ from clv.core.settings import Settings
 from clv.features.subscription_features import one_off_history, subscription_features
 from clv.inputs.saas import generate_saas
 from clv.inputs.subscriptions import SubscriptionLog
-from clv.model.contractual_bundle import ContractualModel
+from clv.model.contractual_bundle import SCORE_COLUMNS, ContractualModel, with_contractual
 from clv.model.subscription import sbg_margin
 from clv.training.contractual import fit_contractual
 
@@ -89,3 +89,26 @@ def test_the_hazard_starts_from_the_sbg_it_carries(
     diff = np.asarray(plain.booster.predict(plain.matrix(rows), output_margin=True)) - bare
     assert np.allclose(diff, diff[0], atol=1e-5)
     assert model.card.hazard_rounds >= 1
+
+
+def test_scores_get_the_contractual_fields_of_the_version_that_scored_them(
+    fitted: tuple[ContractualModel, SubscriptionLog],
+) -> None:
+    model, log = fitted
+    _, values = _values(model, log)
+    subscriber = str(values.index[0])
+    outsider = "C_NOT_A_SUBSCRIBER"
+    scores = pd.DataFrame(
+        {
+            "customer_id": [subscriber, outsider, subscriber],
+            "clv": [1.0, 2.0, 3.0],
+            "model_version": ["7", "7", "8"],  # version 8 has no contractual part
+        }
+    )
+    out = with_contractual(scores, {"7": model}, log, as_of=log.end)
+    assert list(out["clv"]) == [1.0, 2.0, 3.0]  # the value model's own column is left alone
+    assert out.loc[0, "contractual_clv"] == pytest.approx(values.loc[subscriber, "clv"])
+    assert out.loc[0, "renewal_probability"] == pytest.approx(
+        values.loc[subscriber, "renewal_probability"]
+    )
+    assert out.loc[[1, 2], list(SCORE_COLUMNS)].isna().all().all()
