@@ -5,6 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_WORKSPACE ?= demo-workspace
+DEMO_ARGS ?=
 PYTEST_ARGS ?=
 PYTEST_WORKERS ?= 2
 NAMESPACE := build/namespace
@@ -21,10 +22,11 @@ $(STAMP): pyproject.toml requirements.lock
 	$(BIN)/pip install --quiet --no-deps -e .
 	@touch $(STAMP)
 
-## The whole lifecycle on generated data in a fresh ./$(DEMO_WORKSPACE) (SQLite, DuckDB, local files).
+## The whole lifecycle on generated data in a fresh ./$(DEMO_WORKSPACE) (SQLite, DuckDB, local files);
+## DEMO_ARGS go to `clv demo`, e.g. DEMO_ARGS="--world saas_mixed" for a subscription business.
 demo: $(STAMP)
 	rm -rf $(DEMO_WORKSPACE)
-	$(BIN)/clv --workspace $(DEMO_WORKSPACE) demo
+	$(BIN)/clv --workspace $(DEMO_WORKSPACE) demo $(DEMO_ARGS)
 
 ## Every test, on $(PYTEST_WORKERS) pytest-xdist workers (a file's tests on one worker, the tests on the
 ## real services on one worker in order: tests/conftest.py). Integration tests need the servers

@@ -26,6 +26,7 @@ from clv.core.errors import ClvError
 from clv.core.processes import free_port, stop_process, wait_for_http
 from clv.core.settings import Settings
 
+DEMO_WORLD = "mixed"
 DEMO_END = "2026-01-01"
 """The demo's history ends here, whatever its length: fixed (the data are reproducible) and
 before today (later rows would be quarantined as future timestamps)."""
@@ -67,13 +68,17 @@ def run_demo(
     months: int,
     seed: int,
     trials: int | None,
+    world: str = DEMO_WORLD,
 ) -> DemoReport:
-    """Run every stage of the lifecycle; each stage is the same function its command calls."""
+    """Run every stage of the lifecycle; each stage is the same function its command calls.
+    `world` is the generator's (clv.inputs.worlds) or a subscription business's
+    (clv.inputs.saas: SAAS_FAMILIES), whose training also fits the contractual part."""
     from clv.features import feast_io
     from clv.features.build import build_features
     from clv.inputs.generator import generate, write_raw
-    from clv.inputs.ingest import ingest
+    from clv.inputs.ingest import INGEST_ORDER, ingest
     from clv.inputs.planted import CostPlan
+    from clv.inputs.saas import SAAS_FAMILIES, generate_saas, write_saas_raw
     from clv.monitoring.run import run_monitor
     from clv.registry.aliases import ensure_champion
     from clv.registry.mlflow_io import aliases
@@ -91,13 +96,33 @@ def run_demo(
 
     progress(
         f"[1/8] generating {customers:,} customers over {months} months "
-        f"(world mixed, seed {seed}, ending {DEMO_END})"
+        f"(world {world}, seed {seed}, ending {DEMO_END})"
     )
     import pandas as pd
 
     start = pd.Timestamp(DEMO_END, tz="UTC") - pd.DateOffset(months=months)
-    data = generate(customers=customers, months=months, seed=seed, start=start, costs=CostPlan())
-    paths = write_raw(data, settings.raw_dir, fmt="parquet")
+    if world in SAAS_FAMILIES:
+        saas = generate_saas(
+            customers=customers,
+            months=months,
+            seed=seed,
+            world=world,
+            start=start,
+        )
+        customer_ids = saas.customers["customer_id"].drop_duplicates()
+        found = write_saas_raw(saas, settings.raw_dir, fmt="parquet")
+    else:
+        data = generate(
+            customers=customers,
+            months=months,
+            seed=seed,
+            start=start,
+            costs=CostPlan(),
+            world=world,  # type: ignore[arg-type]
+        )
+        customer_ids = data.customers["customer_id"].drop_duplicates()
+        found = write_raw(data, settings.raw_dir, fmt="parquet")
+    paths = {t: found[t] for t in INGEST_ORDER if t in found}
     timed("generate")
 
     progress("[2/8] ingesting into the offline store")
@@ -138,6 +163,7 @@ def run_demo(
         "version": trained.version,
         "readiness": trained.readiness.summary() if trained.readiness is not None else None,
         "aliases": [a for a, v in aliases(settings).items() if v == trained.version],
+        "contractual": trained.contractual.as_dict() if trained.contractual else None,
         "best_trial": trained.best_trial,
         "test_metrics": trained.metrics,
         "evaluation": {
@@ -158,7 +184,7 @@ def run_demo(
     timed("monitor")
 
     progress("[6/8] serving: start `clv serve`, score customers over HTTP")
-    ids = [*data.customers["customer_id"].head(3).tolist(), "C_NEW_CUSTOMER"]
+    ids = [*customer_ids.head(3).tolist(), "C_NEW_CUSTOMER"]
     report.steps["score"] = score_over_http(settings, ids)
     timed("serve")
 
@@ -189,11 +215,17 @@ def _decisions(settings: Settings) -> dict[str, object]:
         analyze_cohorts(settings, values=load_values(settings, as_of=times[-2]))
     values = load_values(settings)
     cohorts = analyze_cohorts(settings, values=values)
-    channels = analyze_channels(settings, values=values)
+    from clv.core.store import has_table
+
+    channels = (
+        analyze_channels(settings, values=values)
+        if has_table(settings, "acquisition_costs")
+        else None
+    )
     retention = decide_retention(
         settings, budget=RETENTION_BUDGET, offer_cost=OFFER_COST, save_rate=SAVE_RATE
     )
-    ranked = channels.ranked
+    ranked = channels.ranked if channels is not None else []
     drop = cohorts.largest_drop
 
     def channel(row: object) -> dict[str, object] | None:
@@ -262,6 +294,18 @@ def _summary(settings: Settings, report: DemoReport) -> str:
         f"registered: model '{settings.mlflow.model_name}' version {train['version']}, "
         f"aliases: {held}"
     )
+    contract = train.get("contractual")
+    if isinstance(contract, dict):
+        ev = contract["evaluation"]
+        assert isinstance(ev, dict)
+        m, sbg, km = (ev[k] for k in ("model", "sbg", "kaplan_meier"))
+        lines.append(
+            f"contractual ({contract['subscribers']:,} subscribers; test origin "
+            f"{ev['test_origin']}, H = {ev['horizon_months']} months, out of time): "
+            f"c-index {m['c_index']} (sBG {sbg['c_index']}, KM {km['c_index']}), "
+            f"IBS {m['ibs']} (sBG {sbg['ibs']}, KM {km['ibs']}), renewal ECE "
+            f"{m['renewal_ece']}, CLV bias {m['clv_bias_pct']}%; `clv score` adds it"
+        )
     lines.append(f"monitor verdict: {monitor['verdict']}")
     lines += _decision_lines(report.steps["decisions"])
     lines.append("score from the running server (POST /score):")
@@ -327,10 +371,23 @@ def demo(
     ),
     seed: int = typer.Option(7, "--seed", help="Generator seed."),
     trials: int | None = typer.Option(None, "--trials", min=1, help="Optuna trials."),
+    world: str = typer.Option(
+        DEMO_WORLD,
+        "--world",
+        help="The generated world: mixed (default), another clv data generate world, or a "
+        "subscription business (saas, saas_mixed, saas_price_change, saas_wear).",
+    ),
     as_json: bool = JsonOption,
 ) -> None:
     """Run the whole lifecycle on generated customers, then score a few over HTTP."""
+    from clv.inputs.saas import SAAS_FAMILIES
+    from clv.inputs.worlds import WORLDS
+
+    if world not in (*WORLDS, *SAAS_FAMILIES):
+        raise ClvError(f"--world {world!r}: choose one of {', '.join((*WORLDS, *SAAS_FAMILIES))}")
     settings = settings_of(ctx)
-    report = run_demo(settings, customers=customers, months=months, seed=seed, trials=trials)
+    report = run_demo(
+        settings, customers=customers, months=months, seed=seed, trials=trials, world=world
+    )
     payload = {"steps": report.steps, "seconds": report.seconds, "workspace": settings.workspace}
     emit(_summary(settings, report), payload, as_json=as_json)

@@ -35,3 +35,14 @@ def test_bad_config_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[st
     err = capsys.readouterr().err
     assert code == 1
     assert "horizon_days" in err and "Traceback" not in err
+
+
+def test_demo_refuses_an_unknown_world_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["--workspace", str(tmp_path), "demo", "--world", "saas_typo"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert err.startswith("error: --world 'saas_typo'") and "saas_mixed" in err
+    assert len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "data").exists()  # refused before generating anything
