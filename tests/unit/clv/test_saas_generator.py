@@ -29,12 +29,15 @@ BIG = 2_000
 RANK = {p: i for i, p in enumerate(PLANS)}
 MONTH = pd.Timedelta(days=365.25 / 12)
 PINNED: dict[SaasWorld, str] = {
-    "saas": "c847a62e8b2b5c3754636dd97ea44ea38feccadd4fbe704138d55abf7fed78e4",
-    "saas_mixed": "d2c5d88b59a762a618867973b4ed46add86666e6b913003130c1badd1d3c2655",
-    "saas_price_change": "ea62414adb96fdf8dc8bde17466dee0ee4291b1f9d7b893fbfa389dc52cb0ff5",
+    "saas": "47d8f282dd0a5ca302c23e394f60ef588ea67eaad0ec79a73c9111fc0cce4076",
+    "saas_mixed": "51120090e6413858db73979313a584689886e4a50c1632875c7a8e69d9cc110b",
+    "saas_price_change": "94df29eac0ee82a6bf59fe544a7954d0a9f1cc5d5bc0b05009ba67e26a51e252",
 }
 """digest() of each family's 300 accounts x 18 months, seed 5, computed before saas_wear was
-added: the families the benchmarks and models were developed on must not move."""
+added: the families the benchmarks and models were developed on must not move. Re-pinned
+2026-12-02 with the floats rounded (digest): unrounded, the same rows still gave the first pins
+with numpy's AVX-512 paths off (NPY_DISABLE_CPU_FEATURES), and the rounded digests agree with
+and without them."""
 
 
 @pytest.fixture(scope="module")
@@ -63,13 +66,17 @@ def worn() -> SaasData:
 
 
 def digest(data: SaasData) -> str:
-    """A sha256 of every table and the truth: names, columns and each row's values."""
+    """A sha256 of every table and the truth: names, columns and each row's values, floats
+    rounded to 10 decimals: numpy's exp and log differ in the last bit between CPUs (AVX-512
+    or not), which moved the truth's usage, hazard and end_prob by 1e-16 and nothing else."""
     h = hashlib.sha256()
     frames: list[tuple[str, pd.DataFrame]] = [*data.tables().items()]
     frames += [("truth", data.truth), ("truth_periods", data.truth_periods)]
     for name, frame in sorted(frames, key=lambda f: f[0]):
         h.update(name.encode())
-        h.update(pd.util.hash_pandas_object(frame, index=True).to_numpy().tobytes())
+        floats = frame.select_dtypes("float").columns
+        rounded = frame.assign(**{c: frame[c].round(10) for c in floats})
+        h.update(pd.util.hash_pandas_object(rounded, index=True).to_numpy().tobytes())
         h.update(",".join(frame.columns).encode())
     return h.hexdigest()
 
