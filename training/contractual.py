@@ -284,9 +284,14 @@ def evaluate_contractual(
     card = fitted.card
     ended = log.subscriptions.set_index("subscription_id")["ended_at"]
 
+    seen: dict[pd.Timestamp, pd.Series] = {}
+
     def mrr_at(ts: pd.Timestamp) -> pd.Series:
-        at = subscription_features(*log.tables[:3], as_of=ts, transactions=log.transactions)
-        return at["mrr"]
+        """The MRR of the subscriptions paying at `ts` (read once per time)."""
+        if ts not in seen:
+            at = subscription_features(*log.tables[:3], as_of=ts, transactions=log.transactions)
+            seen[ts] = at["mrr"]
+        return seen[ts]
 
     out = realized_outcomes(
         feats,
