@@ -167,11 +167,18 @@ def test_a_locked_store_never_blocks_healthz_and_score_answers_503_in_time(
     scored = [a for a in answers if a["path"] == "/score"]
     readiness = [a for a in answers if a["path"] == "/readyz"]
     assert len(scored) >= 32 + 2 and len(readiness) >= 48 + 2
+    # A read the lock outlasts is abandoned but keeps its worker slot until SQLite gives up,
+    # so while the abandoned reads fill `serving.worker_queue` a request is refused as busy
+    # (the bound the workers document): both are a 503 in time with Retry-After.
+    causes = []
     for answer in scored:
         assert answer["status"] == 503, answer
         assert answer["seconds"] < READ_TIMEOUT + 1.0, answer
-        assert answer["body"]["detail"].startswith("feature store unavailable"), answer
+        cause = answer["body"]["detail"].split(":")[0]
+        assert cause in ("feature store unavailable", "server busy"), answer
+        causes.append(cause)
         assert int(answer["retry_after"]) >= 1
+    assert "feature store unavailable" in causes, causes
     for answer in readiness:
         assert answer["status"] == 503, answer
         assert answer["seconds"] < READ_TIMEOUT + 1.0, answer
